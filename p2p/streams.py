@@ -1,0 +1,100 @@
+"""The byte-stream vocabulary every layer shares, and a buffered wrapper with push-back.
+
+Every layer (TCP, Noise, a yamux stream, a negotiated host stream) speaks anyio's ByteStream words:
+`receive(max_bytes)` returns at least one byte or raises `anyio.EndOfStream`; `send(data)`;
+`send_eof()` half-closes; `aclose()` closes. Muxed streams add `reset()`.
+
+`BufferedStream` lets a protocol parser hand back bytes it read past its own message (multistream
+proposals pipelined with application data, go's lazy streams) so the next layer sees them first.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import anyio
+
+from p2p.errors import RemoteProtocolError
+
+
+@runtime_checkable
+class ByteStream(Protocol):
+    async def receive(self, max_bytes: int = 65536) -> bytes: ...
+
+    async def send(self, item: bytes) -> None: ...
+
+    async def send_eof(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class ResettableStream(ByteStream, Protocol):
+    async def reset(self) -> None: ...
+
+
+class BufferedStream:
+    """Wraps a byte stream; adds `unread`, `receive_exactly` and `receive_until_eof`."""
+
+    __slots__ = ("inner", "_buf")
+
+    def __init__(self, inner: ByteStream, initial: bytes = b"") -> None:
+        self.inner = inner
+        self._buf = bytearray(initial)
+
+    def unread(self, data: bytes | bytearray | memoryview) -> None:
+        if data:
+            self._buf[0:0] = data
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        if self._buf:
+            out = bytes(self._buf[:max_bytes])
+            del self._buf[:max_bytes]
+            return out
+        return await self.inner.receive(max_bytes)
+
+    async def receive_exactly(self, n: int) -> bytes:
+        """Read exactly n bytes; a clean EOF before that is a protocol error (truncation)."""
+        while len(self._buf) < n:
+            try:
+                chunk = await self.inner.receive(max(n - len(self._buf), 65536))
+            except anyio.EndOfStream:
+                raise RemoteProtocolError(
+                    f"stream ended after {len(self._buf)} of {n} bytes"
+                ) from None
+            self._buf += chunk
+        out = bytes(self._buf[:n])
+        del self._buf[:n]
+        return out
+
+    async def receive_until_eof(self, limit: int) -> bytes:
+        """Read everything until EOF; more than `limit` bytes is a protocol error."""
+        while True:
+            if len(self._buf) > limit:
+                raise RemoteProtocolError(f"more than {limit} bytes before end of stream")
+            try:
+                self._buf += await self.inner.receive(65536)
+            except anyio.EndOfStream:
+                out = bytes(self._buf)
+                self._buf.clear()
+                return out
+
+    async def send(self, item: bytes) -> None:
+        await self.inner.send(item)
+
+    async def send_eof(self) -> None:
+        await self.inner.send_eof()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def reset(self) -> None:
+        reset = getattr(self.inner, "reset", None)
+        if reset is not None:
+            await reset()
+        else:
+            await self.inner.aclose()
