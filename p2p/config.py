@@ -1,0 +1,71 @@
+"""Every limit and timeout of a host, in one validated place.
+
+Defaults follow go-libp2p v0.36.3 where go has a number (the comment names it) and are our own
+choice where go has none (for example a cap on multistream `na` rounds). A `HostConfig` is frozen:
+build a new one with `dataclasses.replace` to change it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from p2p.mux.yamux_session import YamuxConfig
+
+DEFAULT_AGENT = "masa-p2p-py/0.1.0"
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    # Timeouts (seconds)
+    tcp_connect_timeout: float = 5.0  # go p2p/transport/tcp: 5 s
+    dial_timeout: float = 15.0  # go swarm: whole outbound dial incl. upgrade
+    inbound_upgrade_timeout: float = 15.0  # go upgrader acceptTimeout
+    negotiation_timeout: float = 10.0  # go: inbound stream protocol negotiation
+    identify_timeout: float = 30.0  # go v0.36 identify
+    ping_gap_timeout: float = 10.0  # go v0.36 ping responder: max gap between pings
+    ping_stream_timeout: float = 30.0  # go v0.36 ping responder: whole stream
+    # Limits
+    max_connections: int = 1024  # ours; go's resource manager system scope is memory-scaled
+    max_connections_per_ip: int = 64  # ours: one address cannot take every slot
+    max_connections_per_peer: int = 8  # go resource manager: 8 conns per peer
+    max_pending_inbound: int = 64  # upgrades in progress at once (go transient scope: 32 + scaling)
+    max_inbound_streams_per_conn: int = 1024  # ours; go delegates to its resource manager
+    max_negotiation_rounds: int = 32  # ours; go has no limit on `na` rounds
+    max_identify_message: int = 8192  # go identify: bytes per delimited message
+    max_identify_messages: int = 9  # go identify: 10 reads, EOF within them
+    # Behaviour
+    security_protocols: tuple[str, ...] = ("/noise",)
+    muxer_protocols: tuple[str, ...] = ("/yamux/1.0.0",)
+    early_muxer_negotiation: bool = True
+    agent_version: str = DEFAULT_AGENT
+    protocol_version: str = "ipfs/0.1.0"
+    yamux: YamuxConfig = field(default_factory=YamuxConfig)
+
+    def __post_init__(self) -> None:
+        for name in (
+            "tcp_connect_timeout",
+            "dial_timeout",
+            "inbound_upgrade_timeout",
+            "negotiation_timeout",
+            "identify_timeout",
+            "ping_gap_timeout",
+            "ping_stream_timeout",
+        ):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"HostConfig.{name} must be > 0")
+        for name in (
+            "max_connections",
+            "max_connections_per_ip",
+            "max_connections_per_peer",
+            "max_pending_inbound",
+            "max_inbound_streams_per_conn",
+            "max_negotiation_rounds",
+            "max_identify_message",
+            "max_identify_messages",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"HostConfig.{name} must be >= 1")
+        if not self.security_protocols or "/noise" not in self.security_protocols:
+            raise ValueError("HostConfig.security_protocols must include /noise")
+        if "/yamux/1.0.0" not in self.muxer_protocols:
+            raise ValueError("HostConfig.muxer_protocols must include /yamux/1.0.0")

@@ -1,0 +1,480 @@
+"""The Host: listen, dial, one connection per peer, streams by protocol, identify and ping.
+
+A host owns one task group. Every connection runs three things in it: the yamux session, the loop
+that accepts inbound streams (each negotiated and handed to its handler in a task of its own), and
+the identify request we make on every new connection. Closing the host closes every listener and
+session, so no task outlives it.
+
+    async with Host(identity) as host:
+        await host.listen("/ip4/127.0.0.1/tcp/0")
+        peer = await host.connect("/ip4/127.0.0.1/tcp/4001/p2p/12D3KooW...")
+        stream = await host.new_stream(peer, ["/echo/1.0.0"])
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.abc
+from multiaddr import Multiaddr
+
+from p2p.config import HostConfig
+from p2p.errors import ConnectionClosed, DialError, P2PError, PeerIdMismatch
+from p2p.identity import PeerId, PrivateKey, PublicKey
+from p2p.mux.yamux_session import YamuxSession
+from p2p.negotiate import LazyStream, handle_protocol, select_protocol
+from p2p.peerstore import Peerstore
+from p2p.protocols import identify as idp
+from p2p.protocols import ping as pingp
+from p2p.streams import BufferedStream
+from p2p.transport import tcp
+from p2p.upgrader import UpgradeError, upgrade_inbound, upgrade_outbound
+
+log = logging.getLogger("p2p.host")
+
+StreamHandler = Callable[["NetStream"], Awaitable[None]]
+
+
+class NetStream(BufferedStream):
+    """A negotiated application stream: bytes in, bytes out, plus who and what."""
+
+    __slots__ = ("protocol", "remote_peer", "conn")
+
+    def __init__(self, inner, protocol: str, conn: Connection) -> None:
+        super().__init__(inner)
+        self.protocol = protocol
+        self.conn = conn
+        self.remote_peer = conn.peer_id
+
+
+@dataclass(eq=False)
+class Connection:
+    peer_id: PeerId
+    public_key: PublicKey
+    session: YamuxSession
+    direction: str  # "inbound" | "outbound"
+    local_addr: Multiaddr
+    remote_addr: Multiaddr
+    early_muxer: bool
+    identified: anyio.Event = field(default_factory=anyio.Event)
+    identify_info: idp.IdentifyInfo | None = None
+    identify_error: BaseException | None = None
+
+    @property
+    def is_closed(self) -> bool:
+        return self.session.is_closed
+
+
+class Host:
+    def __init__(self, identity: PrivateKey | None = None, config: HostConfig | None = None) -> None:
+        self.identity = identity or PrivateKey.generate()
+        self.peer_id = PeerId.from_public_key(self.identity.public_key)
+        self.config = config or HostConfig()
+        self.peerstore = Peerstore()
+        self._handlers: dict[str, StreamHandler] = {}
+        self._conns: dict[PeerId, list[Connection]] = {}
+        self._dialing: dict[PeerId, anyio.Event] = {}
+        self._listeners: list[anyio.abc.Listener] = []
+        self._listen_addrs: list[Multiaddr] = []
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._pending_inbound = 0
+        self._conns_per_ip: dict[str, int] = {}
+        self._closed = False
+        self.set_stream_handler(idp.IDENTIFY, self._serve_identify)
+        self.set_stream_handler(idp.IDENTIFY_PUSH, self._serve_identify_push)
+        self.set_stream_handler(pingp.PING, self._serve_ping)
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Host:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info) -> bool | None:
+        await self.close()
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()
+        return await self._tg.__aexit__(*exc_info)
+
+    async def close(self) -> None:
+        """Stop listening and close every connection (GoAway, then the socket)."""
+        if self._closed:
+            return
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            for listener in self._listeners:
+                await listener.aclose()
+            for conns in list(self._conns.values()):
+                for conn in conns:
+                    with anyio.move_on_after(1):
+                        await conn.session.close()
+
+    def _task_group(self) -> anyio.abc.TaskGroup:
+        if self._tg is None or self._closed:
+            raise P2PError("host is not running (use `async with Host(...)`)")
+        return self._tg
+
+    # ---- handlers --------------------------------------------------------------------------
+
+    def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
+        self._handlers[protocol] = handler
+
+    def remove_stream_handler(self, protocol: str) -> None:
+        self._handlers.pop(protocol, None)
+
+    @property
+    def protocols(self) -> list[str]:
+        return sorted(self._handlers)
+
+    # ---- listening -------------------------------------------------------------------------
+
+    async def listen(self, *addrs: str | Multiaddr) -> list[Multiaddr]:
+        tg = self._task_group()
+        out = []
+        for addr in addrs or ("/ip4/127.0.0.1/tcp/0",):
+            taddr, _ = tcp.parse_tcp_multiaddr(addr)
+            listener = await tcp.listen(taddr)
+            self._listeners.append(listener)
+            bound = tcp.listener_multiaddrs(listener)
+            self._listen_addrs.extend(bound)
+            out.extend(bound)
+            tg.start_soon(self._serve_listener, listener)
+        return out
+
+    def listen_addrs(self) -> list[Multiaddr]:
+        return list(self._listen_addrs)
+
+    def p2p_addrs(self) -> list[str]:
+        return [f"{a}/p2p/{self.peer_id}" for a in self._listen_addrs]
+
+    async def _serve_listener(self, listener: anyio.abc.Listener) -> None:
+        try:
+            await listener.serve(self._accept_tcp)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass
+
+    def _total_conns(self) -> int:
+        return sum(len(c) for c in self._conns.values())
+
+    async def _accept_tcp(self, raw: anyio.abc.SocketStream) -> None:
+        local, remote = tcp.stream_addrs(raw)
+        ip = remote.value_for_protocol("ip6") if "ip6" in remote.protocols()[0].name else remote.value_for_protocol("ip4")
+        cfg = self.config
+        if (
+            self._closed
+            or self._pending_inbound >= cfg.max_pending_inbound
+            or self._total_conns() >= cfg.max_connections
+            or self._conns_per_ip.get(ip, 0) >= cfg.max_connections_per_ip
+        ):
+            log.debug("refusing inbound connection from %s: limits", remote)
+            await raw.aclose()
+            return
+        tcp.tune_accepted(raw)
+        self._pending_inbound += 1
+        self._conns_per_ip[ip] = self._conns_per_ip.get(ip, 0) + 1
+        try:
+            try:
+                with anyio.fail_after(cfg.inbound_upgrade_timeout):
+                    up = await upgrade_inbound(raw, self.identity, cfg)
+            except (TimeoutError, P2PError, OSError, anyio.EndOfStream, anyio.BrokenResourceError,
+                    anyio.ClosedResourceError) as exc:
+                log.debug("inbound upgrade from %s failed: %r", remote, exc)
+                with anyio.CancelScope(shield=True):
+                    await raw.aclose()
+                return
+            finally:
+                self._pending_inbound -= 1
+            conn = Connection(up.remote_peer, up.remote_public_key, up.session, "inbound", local,
+                              remote, up.early_muxer)
+            if len(self._conns.get(conn.peer_id, ())) >= cfg.max_connections_per_peer:
+                await up.session.close()
+                return
+            await self._run_connection(conn)
+        finally:
+            left = self._conns_per_ip[ip] - 1
+            if left:
+                self._conns_per_ip[ip] = left
+            else:
+                del self._conns_per_ip[ip]
+
+    # ---- dialing ---------------------------------------------------------------------------
+
+    def connection(self, peer: PeerId) -> Connection | None:
+        for conn in self._conns.get(peer, ()):
+            if not conn.is_closed:
+                return conn
+        return None
+
+    def connected_peers(self) -> list[PeerId]:
+        return [p for p in self._conns if self.connection(p) is not None]
+
+    async def connect(self, addr: str | Multiaddr, *, timeout: float | None = None) -> PeerId:
+        """Connect to a multiaddr (reusing a live connection to the same peer)."""
+        taddr, peer_str = tcp.parse_tcp_multiaddr(addr)
+        expected = PeerId.from_string(peer_str) if peer_str else None
+        if expected is not None:
+            self.peerstore.add_addrs(expected, [tcp.tcp_multiaddr(taddr.host, taddr.port)])
+            if self.connection(expected) is not None:
+                return expected
+        conn = await self._dial(taddr, expected, timeout or self.config.dial_timeout)
+        return conn.peer_id
+
+    async def _dial(self, taddr: tcp.TcpAddress, expected: PeerId | None, timeout: float) -> Connection:
+        if expected is not None:
+            while (ev := self._dialing.get(expected)) is not None:
+                await ev.wait()  # another task is dialling this peer: share its connection
+                conn = self.connection(expected)
+                if conn is not None:
+                    return conn
+            self._dialing[expected] = anyio.Event()
+        try:
+            try:
+                with anyio.fail_after(timeout):
+                    raw = await tcp.dial(taddr, timeout=min(timeout, self.config.tcp_connect_timeout))
+                    try:
+                        up = await upgrade_outbound(raw, self.identity, expected, self.config)
+                    except BaseException:
+                        with anyio.CancelScope(shield=True):
+                            await raw.aclose()
+                        raise
+            except TimeoutError:
+                raise DialError(f"dial {taddr.host}:{taddr.port} timed out after {timeout}s") from None
+            except UpgradeError as exc:
+                if isinstance(exc.cause, PeerIdMismatch):
+                    raise exc.cause from None
+                raise DialError(f"dial {taddr.host}:{taddr.port} failed at {exc}") from None
+            except (anyio.EndOfStream, anyio.BrokenResourceError, OSError) as exc:
+                raise DialError(f"dial {taddr.host}:{taddr.port}: connection lost ({exc!r})") from None
+            local, remote = tcp.stream_addrs(raw)
+            conn = Connection(up.remote_peer, up.remote_public_key, up.session, "outbound", local,
+                              remote, up.early_muxer)
+            self.peerstore.add_addrs(conn.peer_id, [remote])
+            started = anyio.Event()
+            self._task_group().start_soon(self._run_connection, conn, started)
+            await started.wait()
+            return conn
+        finally:
+            if expected is not None:
+                self._dialing.pop(expected).set()
+
+    async def _connection_for(self, peer: PeerId, timeout: float) -> Connection:
+        conn = self.connection(peer)
+        if conn is not None:
+            return conn
+        errors = []
+        for addr in self.peerstore.addrs(peer):
+            try:
+                taddr, _ = tcp.parse_tcp_multiaddr(addr)
+                return await self._dial(taddr, peer, timeout)
+            except (DialError, PeerIdMismatch) as exc:
+                errors.append(str(exc))
+        if not errors:
+            raise DialError(f"no addresses known for peer {peer}")
+        raise DialError(f"could not dial {peer}: " + "; ".join(errors))
+
+    # ---- connections -----------------------------------------------------------------------
+
+    async def _run_connection(self, conn: Connection, started: anyio.Event | None = None) -> None:
+        self._conns.setdefault(conn.peer_id, []).append(conn)
+        self.peerstore.set_public_key(conn.peer_id, conn.public_key)
+        log.debug("connection %s %s %s", conn.direction, conn.peer_id, conn.remote_addr)
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(self._run_session, conn, tg)
+                if started is not None:
+                    started.set()
+                tg.start_soon(self._accept_streams, conn, tg)
+                tg.start_soon(self._request_identify, conn)
+        finally:
+            if started is not None:
+                started.set()
+            conns = self._conns.get(conn.peer_id, [])
+            if conn in conns:
+                conns.remove(conn)
+            if not conns:
+                self._conns.pop(conn.peer_id, None)
+            if not conn.identified.is_set():
+                conn.identify_error = conn.identify_error or ConnectionClosed("connection closed")
+                conn.identified.set()
+            log.debug("connection to %s closed (%r)", conn.peer_id, conn.session.error)
+
+    @staticmethod
+    async def _run_session(conn: Connection, tg: anyio.abc.TaskGroup, *, task_status) -> None:
+        # When the session ends, so does everything that belongs to the connection.
+        await conn.session.run(task_status=task_status)
+        tg.cancel_scope.cancel()
+
+    async def _accept_streams(self, conn: Connection, tg: anyio.abc.TaskGroup) -> None:
+        while True:
+            try:
+                ys = await conn.session.accept_stream()
+            except ConnectionClosed:
+                return
+            tg.start_soon(self._handle_inbound_stream, conn, ys)
+
+    async def _handle_inbound_stream(self, conn: Connection, ys) -> None:
+        stream = NetStream(ys, "", conn)
+        try:
+            proto = await handle_protocol(
+                stream, self._handlers.keys(), timeout=self.config.negotiation_timeout
+            )
+        except (P2PError, anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            log.debug("inbound stream negotiation with %s failed: %r", conn.peer_id, exc)
+            await _quiet_reset(stream)
+            return
+        stream.protocol = proto
+        handler = self._handlers.get(proto)
+        if handler is None:  # removed while negotiating
+            await _quiet_reset(stream)
+            return
+        try:
+            await handler(stream)
+        except Exception as exc:  # a handler's failure must not take the connection down
+            if isinstance(exc, (P2PError, anyio.EndOfStream, anyio.BrokenResourceError,
+                                anyio.ClosedResourceError, TimeoutError)):
+                log.debug("handler for %s from %s ended: %r", proto, conn.peer_id, exc)
+            else:
+                log.exception("handler for %s from %s raised", proto, conn.peer_id)
+            await _quiet_reset(stream)
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                await stream.aclose()
+            except (P2PError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass
+
+    # ---- streams ---------------------------------------------------------------------------
+
+    async def new_stream(
+        self, peer: PeerId, protocols: Sequence[str], *, timeout: float | None = None
+    ) -> NetStream:
+        """Open a stream to `peer` speaking the first of `protocols` it accepts.
+
+        When identify told us the peer supports `protocols[0]`, negotiation is lazy like go's: the
+        proposal travels with the first write and no round trip is spent waiting for it.
+        """
+        timeout = timeout or self.config.negotiation_timeout
+        with anyio.fail_after(timeout):
+            conn = await self._connection_for(peer, timeout)
+            ys = await conn.session.open_stream()
+        if protocols and protocols[0] in self.peerstore.protocols(peer):
+            stream = NetStream(LazyStream(BufferedStream(ys), protocols[0]), protocols[0], conn)
+            return stream
+        stream = NetStream(ys, "", conn)
+        try:
+            stream.protocol = await select_protocol(stream, protocols, timeout=timeout)
+        except BaseException:
+            await _quiet_reset(stream)
+            raise
+        return stream
+
+    # ---- identify and ping -----------------------------------------------------------------
+
+    def _identify_info(self, conn: Connection) -> idp.IdentifyInfo:
+        remote_loopback = _is_loopback(conn.remote_addr)
+        addrs = [a.to_bytes() for a in self._listen_addrs if remote_loopback or not _is_loopback(a)]
+        return idp.IdentifyInfo(
+            public_key=self.identity.public_key.to_protobuf(),
+            listen_addrs=addrs,
+            protocols=self.protocols,
+            observed_addr=conn.remote_addr.to_bytes(),
+            protocol_version=self.config.protocol_version,
+            agent_version=self.config.agent_version,
+        )
+
+    async def _serve_identify(self, stream: NetStream) -> None:
+        await stream.send(idp.encode_messages(self._identify_info(stream.conn)))
+        await stream.aclose()
+
+    async def _serve_identify_push(self, stream: NetStream) -> None:
+        limit = self.config.max_identify_messages * (self.config.max_identify_message + 2)
+        with anyio.fail_after(self.config.identify_timeout):
+            data = await stream.receive_until_eof(limit)
+        info = idp.decode_messages(data, max_message=self.config.max_identify_message,
+                                   max_messages=self.config.max_identify_messages)
+        self._store_identify(stream.conn, info, push=True)
+
+    async def _request_identify(self, conn: Connection) -> None:
+        try:
+            with anyio.fail_after(self.config.identify_timeout):
+                stream = await self.new_stream(conn.peer_id, [idp.IDENTIFY])
+                limit = self.config.max_identify_messages * (self.config.max_identify_message + 2)
+                data = await stream.receive_until_eof(limit)
+                await stream.aclose()
+            info = idp.decode_messages(data, max_message=self.config.max_identify_message,
+                                       max_messages=self.config.max_identify_messages)
+            self._store_identify(conn, info)
+            conn.identify_info = info
+        except (P2PError, TimeoutError, anyio.EndOfStream, anyio.BrokenResourceError,
+                anyio.ClosedResourceError) as exc:
+            log.debug("identify with %s failed: %r", conn.peer_id, exc)
+            conn.identify_error = exc
+        finally:
+            conn.identified.set()
+
+    def _store_identify(self, conn: Connection, info: idp.IdentifyInfo, push: bool = False) -> None:
+        peer = conn.peer_id
+        if info.public_key is not None:
+            try:
+                key = PublicKey.from_protobuf(info.public_key)
+            except P2PError:
+                key = None
+            if key is not None and PeerId.from_public_key(key) != peer:
+                log.debug("identify from %s carries another peer's key: ignored", peer)
+                return
+        if info.listen_addrs or not push:
+            self.peerstore.add_addrs(peer, info.multiaddrs())
+        if info.protocols or not push:
+            self.peerstore.set_protocols(peer, info.protocols)
+        entry = self.peerstore._info(peer)
+        if info.agent_version is not None:
+            entry.agent_version = info.agent_version
+        if info.protocol_version is not None:
+            entry.protocol_version = info.protocol_version
+        observed = info.observed_multiaddr()
+        if observed is not None:
+            entry.observed_addr = observed
+
+    async def identify(self, peer: PeerId, *, timeout: float | None = None) -> idp.IdentifyInfo:
+        """Wait for the identify exchange on our connection to `peer` and return what it said."""
+        conn = self.connection(peer)
+        if conn is None:
+            raise ConnectionClosed(f"not connected to {peer}")
+        with anyio.fail_after(timeout or self.config.identify_timeout):
+            await conn.identified.wait()
+        if conn.identify_info is None:
+            raise P2PError(f"identify with {peer} failed: {conn.identify_error!r}")
+        return conn.identify_info
+
+    async def _serve_ping(self, stream: NetStream) -> None:
+        await pingp.serve_ping(stream, gap_timeout=self.config.ping_gap_timeout,
+                               stream_timeout=self.config.ping_stream_timeout)
+
+    async def ping(self, peer: PeerId, count: int = 1, *, timeout: float = 10.0) -> list[float]:
+        stream = await self.new_stream(peer, [pingp.PING], timeout=timeout)
+        return await pingp.ping_rtts(stream, count, timeout=timeout)
+
+
+def _is_loopback(addr: Multiaddr) -> bool:
+    try:
+        first, value = next(iter(addr.items()))
+    except StopIteration:
+        return False
+    return (first.name == "ip4" and str(value).startswith("127.")) or (
+        first.name == "ip6" and str(value) == "::1"
+    )
+
+
+async def _quiet_reset(stream) -> None:
+    with anyio.CancelScope(shield=True):
+        try:
+            await stream.reset()
+        except Exception:  # the stream or session is already gone
+            pass
+
+
+__all__ = ["Host", "NetStream", "Connection", "HostConfig"]
