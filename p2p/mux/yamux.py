@@ -1,0 +1,581 @@
+"""Sans-IO yamux core: frame parsing, stream states and flow control (wire-facts §4, §8.3, §8.4).
+
+Theory of operation. `YamuxConnection` is fed raw bytes with `receive_data(data, now)` and returns
+events; commands (`open_stream`, `accept`, `send`, `read`, `send_eof`, `reset`, `close_stream`,
+`ping`, `go_away`) queue frames that `data_to_send()` drains. Nothing here does I/O or reads a
+clock: `now` (seconds, any monotonic origin) comes from the driver and is only used for RTT and
+window auto-tuning.
+
+Everything is sent as go-yamux v4 sends it: open = WindowUpdate+SYN, accept = WindowUpdate+ACK,
+FIN and RST on WindowUpdate frames; SYN/ACK/FIN/RST are honoured on any Data or WindowUpdate frame.
+
+Memory. Only a partial header (< 12 bytes) is ever buffered by the parser: Data payloads are copied
+straight into their stream's buffer as they arrive, or skipped when the stream is unknown. A stream's
+buffer is bounded by its receive window because Data beyond the granted credit is a protocol error.
+Each stream keeps its read half (`recv_*`) and write half (`send_*`) apart.
+
+Flow control (h2's "update at half the window" rule, as go does it): after the application reads,
+delta = window - (buffered + credit); a WindowUpdate is sent only once delta >= window/2. If the
+previous update of that stream was less than 4 RTT ago, the window doubles first (up to
+`max_stream_window`), which is how go auto-tunes for bandwidth-delay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Union
+
+from p2p.errors import LocalProtocolError
+from p2p.mux.yamux_frame import (
+    ACK,
+    DATA,
+    FIN,
+    GO_AWAY,
+    HEADER_SIZE,
+    INITIAL_STREAM_WINDOW,
+    MAX_UINT32,
+    PING,
+    RST,
+    SYN,
+    VERSION,
+    WINDOW_UPDATE,
+    YamuxProtocolError,
+    encode_header,
+    unpack_header_from,
+)
+
+__all__ = [
+    "YamuxConfig", "YamuxConnection", "YamuxProtocolError", "Event", "StreamOpened", "StreamAcked",
+    "DataReceived", "StreamEnded", "StreamReset", "WindowUpdated", "PongReceived", "GoAwayReceived",
+    "SessionGoingAway", "StreamLimitReached", "StreamsExhausted",
+]
+
+#: go-yamux refuses to open IDs at or above this (`ErrStreamsExhausted`).
+_LAST_STREAM_ID = MAX_UINT32 - 1
+#: Outstanding pings we remember; older ones are forgotten (their replies then count as unsolicited).
+_MAX_OUTSTANDING_PINGS = 256
+
+
+@dataclass(frozen=True)
+class YamuxConfig:
+    """Session settings; defaults are go-libp2p's (§4.8) except where a comment says otherwise."""
+
+    accept_backlog: int = 256
+    ping_backlog: int = 32
+    #: go-libp2p leaves this at 2^32-1 and relies on its resource manager (256 inbound streams per
+    #: peer plus scaling); we have no resource manager, so cap per session.
+    max_inbound_streams: int = 1024
+    max_outbound_unacked: int = 256
+    initial_stream_window: int = INITIAL_STREAM_WINDOW
+    max_stream_window: int = 16 * 1024 * 1024
+    #: 65507 = Noise's 65519-byte plaintext limit minus our 12-byte header, so a lone frame is one
+    #: Noise frame (go's 65524 would spill 5 bytes into a second Noise frame). go accepts any size.
+    max_frame_payload: int = 65507
+    enable_keepalive: bool = True
+    keepalive_interval: float = 30.0
+    keepalive_timeout: float = 10.0
+    measure_rtt_interval: float = 30.0
+    write_timeout: float = 10.0
+    #: How long open_stream waits for a slot when 256 streams are still un-ACKed (go: 75 s).
+    stream_open_timeout: float = 75.0
+
+    def __post_init__(self) -> None:
+        def need(cond: bool, what: str) -> None:
+            if not cond:
+                raise ValueError(f"invalid YamuxConfig: {what}")
+
+        need(self.accept_backlog >= 1, "accept_backlog must be >= 1")
+        need(self.ping_backlog >= 1, "ping_backlog must be >= 1")
+        need(self.max_inbound_streams >= 1, "max_inbound_streams must be >= 1")
+        need(self.max_outbound_unacked >= 1, "max_outbound_unacked must be >= 1")
+        need(self.initial_stream_window >= INITIAL_STREAM_WINDOW,
+             "initial_stream_window must be >= 256 KiB (peers assume that much)")
+        need(self.initial_stream_window <= self.max_stream_window <= MAX_UINT32,
+             "need initial_stream_window <= max_stream_window <= 2^32-1")
+        need(1 <= self.max_frame_payload <= MAX_UINT32, "max_frame_payload out of range")
+        for name in ("keepalive_interval", "keepalive_timeout", "measure_rtt_interval",
+                     "write_timeout", "stream_open_timeout"):
+            need(getattr(self, name) > 0, f"{name} must be > 0")
+
+
+# ---- events (NamedTuples: cheap to build on the hot path) -------------------------------------
+
+
+class StreamOpened(NamedTuple):
+    """The peer opened a stream; call `accept(stream_id)` when the application takes it."""
+    stream_id: int
+
+
+class StreamAcked(NamedTuple):
+    """The peer acknowledged one of our streams (frees an un-ACKed slot)."""
+    stream_id: int
+
+
+class DataReceived(NamedTuple):
+    """`length` more bytes are buffered for the stream; fetch them with `read`."""
+    stream_id: int
+    length: int
+
+
+class StreamEnded(NamedTuple):
+    """The peer half-closed (FIN): EOF after the buffered bytes."""
+    stream_id: int
+
+
+class StreamReset(NamedTuple):
+    """The peer reset the stream; buffered data was dropped."""
+    stream_id: int
+
+
+class WindowUpdated(NamedTuple):
+    """The peer granted `delta` more bytes of send window."""
+    stream_id: int
+    delta: int
+
+
+class PongReceived(NamedTuple):
+    """Reply to our ping `opaque`; `rtt` is None when no clock was passed in."""
+    opaque: int
+    rtt: float | None
+
+
+class GoAwayReceived(NamedTuple):
+    """The peer will accept no new streams; a non-zero code means it is closing on error."""
+    code: int
+
+
+Event = Union[StreamOpened, StreamAcked, DataReceived, StreamEnded, StreamReset, WindowUpdated,
+              PongReceived, GoAwayReceived]
+
+
+class SessionGoingAway(LocalProtocolError):
+    """No new streams: a GoAway was sent or received, or the session is closed."""
+
+
+class StreamLimitReached(LocalProtocolError):
+    """Too many of our streams are still un-ACKed; retry after a StreamAcked/StreamReset event."""
+
+
+class StreamsExhausted(LocalProtocolError):
+    """All stream IDs of our parity are used up."""
+
+
+class _Stream:
+    """Per-stream state, read half (`recv_*`) and write half (`send_*`) kept apart."""
+
+    __slots__ = ("id", "outbound", "acked", "need_ack", "recv_buf", "recv_window", "recv_credit",
+                 "recv_fin", "last_update", "send_window", "send_closed")
+
+    def __init__(self, stream_id: int, outbound: bool, recv_credit: int, window: int,
+                 now: float | None) -> None:
+        self.id = stream_id
+        self.outbound = outbound
+        self.acked = not outbound        # outbound streams wait for the peer's ACK
+        self.need_ack = not outbound     # inbound streams owe the peer an ACK
+        self.recv_buf = bytearray()
+        self.recv_window = window        # current target window (auto-tuned)
+        self.recv_credit = recv_credit   # bytes the peer may still send
+        self.recv_fin = False
+        self.last_update = now           # go's epochStart, for auto-tuning
+        self.send_window = INITIAL_STREAM_WINDOW
+        self.send_closed = False
+
+
+class YamuxConnection:
+    """One yamux session's protocol state; see the module docstring."""
+
+    def __init__(self, is_client: bool, config: YamuxConfig | None = None) -> None:
+        self.is_client = is_client
+        self.config = config = config or YamuxConfig()
+        self._streams: dict[int, _Stream] = {}
+        self._next_id = 1 if is_client else 2
+        self._pending_accept: set[int] = set()
+        self._inbound = 0
+        self._unacked = 0
+        self._extra_window = config.initial_stream_window - INITIAL_STREAM_WINDOW
+        # parser state: partial header, then payload bytes still to route (or skip if stream None)
+        self._inbuf = bytearray()
+        self._payload_left = 0
+        self._payload_stream: _Stream | None = None
+        self._payload_fin = False
+        # output
+        self._out: list[bytes | memoryview] = []
+        self._out_size = 0
+        self._ping_replies = 0
+        self._pings: dict[int, float | None] = {}
+        self._next_ping = 0
+        self.rtt: float = 0.0
+        self.local_goaway = False
+        self.remote_goaway: int | None = None
+        self.closed = False
+        self.error: YamuxProtocolError | None = None
+
+    # ---- inspection ----------------------------------------------------------------------------
+
+    @property
+    def pending_output(self) -> int:
+        return self._out_size
+
+    def send_window(self, stream_id: int) -> int:
+        st = self._streams.get(stream_id)
+        return st.send_window if st is not None else 0
+
+    def buffered(self, stream_id: int) -> int:
+        st = self._streams.get(stream_id)
+        return len(st.recv_buf) if st is not None else 0
+
+    def recv_window(self, stream_id: int) -> int:
+        st = self._streams.get(stream_id)
+        return st.recv_window if st is not None else 0
+
+    def has_stream(self, stream_id: int) -> bool:
+        return stream_id in self._streams
+
+    @property
+    def num_streams(self) -> int:
+        return len(self._streams)
+
+    @property
+    def can_open(self) -> bool:
+        return self._unacked < self.config.max_outbound_unacked
+
+    # ---- output --------------------------------------------------------------------------------
+
+    def _frame(self, frame_type: int, flags: int, stream_id: int, length: int) -> None:
+        self._out.append(encode_header(frame_type, flags, stream_id, length))
+        self._out_size += HEADER_SIZE
+
+    def data_to_send(self) -> bytes:
+        """Everything queued so far, coalesced into one bytes object."""
+        if not self._out:
+            return b""
+        data = b"".join(self._out)
+        self._out.clear()
+        self._out_size = 0
+        self._ping_replies = 0
+        return data
+
+    # ---- input ---------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview, now: float | None = None
+                     ) -> list[Event]:
+        """Feed bytes from the connection; raises YamuxProtocolError (GoAway(1) queued) on abuse."""
+        if self.error is not None:
+            raise YamuxProtocolError(f"session already failed: {self.error}")
+        events: list[Event] = []
+        if self.closed or not data:
+            return events
+        try:
+            self._parse(memoryview(data), events, now)
+        except YamuxProtocolError as exc:
+            self._fail(exc)
+            raise
+        return events
+
+    def _fail(self, exc: YamuxProtocolError) -> None:
+        self.error = exc
+        self._frame(GO_AWAY, 0, 0, 1)
+        self.local_goaway = True
+        self.closed = True
+
+    def _parse(self, mv: memoryview, events: list[Event], now: float | None) -> None:
+        pos, end = 0, len(mv)
+        inbuf = self._inbuf
+        while True:
+            left = self._payload_left
+            if left:
+                n = min(left, end - pos)
+                st = self._payload_stream
+                if st is not None and n:
+                    st.recv_buf += mv[pos:pos + n]
+                    events.append(DataReceived(st.id, n))
+                pos += n
+                self._payload_left = left = left - n
+                if left:
+                    return
+                self._payload_stream = None
+                if self._payload_fin and st is not None:
+                    self._payload_fin = False
+                    self._on_fin(st, events)
+            if inbuf:
+                take = min(HEADER_SIZE - len(inbuf), end - pos)
+                inbuf += mv[pos:pos + take]
+                pos += take
+                if len(inbuf) < HEADER_SIZE:
+                    return
+                fields = unpack_header_from(inbuf, 0)
+                inbuf.clear()
+            elif end - pos >= HEADER_SIZE:
+                fields = unpack_header_from(mv, pos)
+                pos += HEADER_SIZE
+            else:
+                if pos < end:
+                    inbuf += mv[pos:end]
+                return
+            self._on_header(fields, events, now)
+
+    def _on_header(self, fields: tuple[int, int, int, int, int], events: list[Event],
+                   now: float | None) -> None:
+        version, frame_type, flags, sid, length = fields
+        if version != VERSION:
+            raise YamuxProtocolError(f"unsupported yamux version {version}")
+        if frame_type <= WINDOW_UPDATE:
+            self._on_stream_frame(frame_type, flags, sid, length, events, now)
+        elif frame_type == PING:
+            self._on_ping(flags, length, events, now)
+        elif frame_type == GO_AWAY:
+            self.remote_goaway = length
+            events.append(GoAwayReceived(length))
+        else:
+            raise YamuxProtocolError(f"unknown yamux frame type {frame_type}")
+
+    def _skip(self, frame_type: int, length: int) -> None:
+        if frame_type == DATA and length:
+            self._payload_left = length
+            self._payload_stream = None
+            self._payload_fin = False
+
+    def _on_stream_frame(self, frame_type: int, flags: int, sid: int, length: int,
+                         events: list[Event], now: float | None) -> None:
+        st = self._streams.get(sid)
+        if flags & SYN:
+            if st is not None:
+                raise YamuxProtocolError(f"duplicate SYN for open stream {sid}")
+            st = self._on_syn(sid, events, now)
+        if st is None:  # unknown (e.g. closed by us) or refused: ignore, skip any payload
+            self._skip(frame_type, length)
+            return
+        if flags & ACK and not st.acked:
+            st.acked = True
+            self._unacked -= 1
+            events.append(StreamAcked(sid))
+        if flags & RST:
+            self._forget(st)
+            st.recv_buf.clear()
+            events.append(StreamReset(sid))
+            self._skip(frame_type, length)
+            return
+        if frame_type == WINDOW_UPDATE:
+            if length:
+                window = st.send_window + length
+                if window > MAX_UINT32:
+                    raise YamuxProtocolError(f"send window overflow on stream {sid}")
+                st.send_window = window
+                if not st.send_closed:
+                    events.append(WindowUpdated(sid, length))
+            if flags & FIN:
+                self._on_fin(st, events)
+            return
+        if not length:
+            if flags & FIN:
+                self._on_fin(st, events)
+            return
+        if st.recv_fin:
+            raise YamuxProtocolError(f"data after FIN on stream {sid}")
+        if length > st.recv_credit:
+            raise YamuxProtocolError(
+                f"stream {sid}: {length} bytes of data exceed the receive window "
+                f"({st.recv_credit} left)")
+        st.recv_credit -= length
+        self._payload_left = length
+        self._payload_stream = st
+        self._payload_fin = bool(flags & FIN)
+
+    def _on_syn(self, sid: int, events: list[Event], now: float | None) -> _Stream | None:
+        if (sid % 2 == 1) == self.is_client:  # also rejects stream 0
+            raise YamuxProtocolError(f"SYN for stream {sid} has our own parity")
+        cfg = self.config
+        if (self.local_goaway or self.closed or len(self._pending_accept) >= cfg.accept_backlog
+                or self._inbound >= cfg.max_inbound_streams):
+            self._frame(WINDOW_UPDATE, RST, sid, 0)
+            return None
+        st = _Stream(sid, False, INITIAL_STREAM_WINDOW, cfg.initial_stream_window, now)
+        self._streams[sid] = st
+        self._inbound += 1
+        self._pending_accept.add(sid)
+        events.append(StreamOpened(sid))
+        return st
+
+    def _on_fin(self, st: _Stream, events: list[Event]) -> None:
+        if st.recv_fin:
+            return
+        st.recv_fin = True
+        events.append(StreamEnded(st.id))
+        self._maybe_forget(st)
+
+    def _on_ping(self, flags: int, opaque: int, events: list[Event], now: float | None) -> None:
+        if flags & SYN:
+            if self._ping_replies < self.config.ping_backlog:  # go drops replies past 32 queued
+                self._ping_replies += 1
+                self._frame(PING, ACK, 0, opaque)
+        elif flags & ACK and opaque in self._pings:
+            sent = self._pings.pop(opaque)
+            rtt = None
+            if now is not None and sent is not None:
+                rtt = max(now - sent, 0.0)
+                self.rtt = rtt if not self.rtt else self.rtt / 2 + rtt / 2
+            events.append(PongReceived(opaque, rtt))
+
+    # ---- stream bookkeeping --------------------------------------------------------------------
+
+    def _forget(self, st: _Stream) -> None:
+        if self._streams.pop(st.id, None) is None:
+            return
+        if self._payload_stream is st:  # rest of an in-flight Data payload is now skipped
+            self._payload_stream = None
+        if st.outbound:
+            if not st.acked:
+                self._unacked -= 1
+        else:
+            self._inbound -= 1
+            self._pending_accept.discard(st.id)
+
+    def _maybe_forget(self, st: _Stream) -> None:
+        if st.recv_fin and st.send_closed and not st.recv_buf:
+            self._forget(st)
+
+    # ---- commands ------------------------------------------------------------------------------
+
+    def open_stream(self, now: float | None = None) -> int:
+        """Queue WindowUpdate+SYN (delta = our window beyond 256 KiB) and return the new ID."""
+        if self.closed or self.local_goaway:
+            raise SessionGoingAway("session is closing")
+        if self.remote_goaway is not None:
+            raise SessionGoingAway(f"remote sent GoAway({self.remote_goaway})")
+        if self._unacked >= self.config.max_outbound_unacked:
+            raise StreamLimitReached(f"{self._unacked} streams not yet acknowledged")
+        sid = self._next_id
+        if sid >= _LAST_STREAM_ID:
+            raise StreamsExhausted("stream IDs exhausted")
+        self._next_id = sid + 2
+        window = self.config.initial_stream_window
+        self._streams[sid] = _Stream(sid, True, window, window, now)
+        self._unacked += 1
+        self._frame(WINDOW_UPDATE, SYN, sid, self._extra_window)
+        return sid
+
+    def accept(self, stream_id: int) -> bool:
+        """Take an inbound stream from the backlog and ACK it; False if it is already gone."""
+        if stream_id not in self._pending_accept:
+            return False
+        self._pending_accept.discard(stream_id)
+        st = self._streams[stream_id]
+        st.need_ack = False
+        st.recv_credit += self._extra_window
+        self._frame(WINDOW_UPDATE, ACK, stream_id, self._extra_window)
+        return True
+
+    def send(self, stream_id: int, data: bytes | memoryview) -> int:
+        """Queue as much of `data` as the send window allows; return the byte count queued.
+
+        Frames reference `data` without copying, so it must stay unchanged until `data_to_send`.
+        """
+        st = self._streams.get(stream_id)
+        if st is None or st.send_closed:
+            raise LocalProtocolError(f"stream {stream_id} is not writable")
+        if self.closed:
+            raise SessionGoingAway("session is closed")
+        n = min(len(data), st.send_window)
+        if n <= 0:
+            return 0
+        flags = ACK if st.need_ack else 0
+        st.need_ack = False
+        mv = data if isinstance(data, memoryview) else memoryview(data)
+        out, maxp, pos = self._out, self.config.max_frame_payload, 0
+        while pos < n:
+            k = min(maxp, n - pos)
+            out.append(encode_header(DATA, flags, stream_id, k))
+            out.append(mv[pos:pos + k])
+            flags = 0
+            pos += k
+            self._out_size += HEADER_SIZE + k
+        st.send_window -= n
+        return n
+
+    def read(self, stream_id: int, max_bytes: int, now: float | None = None) -> bytes:
+        """Take up to `max_bytes` buffered bytes; may queue a WindowUpdate (and grow the window)."""
+        st = self._streams.get(stream_id)
+        if st is None or not st.recv_buf or max_bytes <= 0:
+            return b""
+        buf = st.recv_buf
+        if len(buf) <= max_bytes:
+            out = bytes(buf)
+            buf.clear()
+        else:
+            with memoryview(buf) as view:
+                out = bytes(view[:max_bytes])
+            del buf[:max_bytes]
+        if st.recv_fin:
+            self._maybe_forget(st)
+        elif not self.closed:
+            self._update_window(st, now)
+        return out
+
+    def _update_window(self, st: _Stream, now: float | None) -> None:
+        window = st.recv_window
+        delta = window - (len(st.recv_buf) + st.recv_credit)
+        if delta < window // 2:
+            return
+        limit = self.config.max_stream_window
+        if (self.rtt and now is not None and st.last_update is not None
+                and now - st.last_update < 4 * self.rtt and window < limit):
+            grow = min(window, limit - window)
+            st.recv_window = window + grow
+            delta += grow
+        st.last_update = now
+        st.recv_credit += delta
+        flags = ACK if st.need_ack else 0
+        st.need_ack = False
+        self._frame(WINDOW_UPDATE, flags, st.id, delta)
+
+    def send_eof(self, stream_id: int) -> None:
+        """Half-close our side with WindowUpdate+FIN (idempotent)."""
+        st = self._streams.get(stream_id)
+        if st is None or st.send_closed:
+            return
+        flags = FIN | (ACK if st.need_ack else 0)
+        st.need_ack = False
+        st.send_closed = True
+        self._frame(WINDOW_UPDATE, flags, stream_id, 0)
+        self._maybe_forget(st)
+
+    def reset(self, stream_id: int) -> None:
+        """Reset both directions with WindowUpdate+RST and forget the stream."""
+        st = self._streams.get(stream_id)
+        if st is None:
+            return
+        self._forget(st)
+        st.recv_buf.clear()
+        self._frame(WINDOW_UPDATE, RST, stream_id, 0)
+
+    def close_stream(self, stream_id: int) -> None:
+        """go's Close: FIN if not sent yet, stop reading (drop buffered data), forget the stream."""
+        st = self._streams.get(stream_id)
+        if st is None:
+            return
+        self.send_eof(stream_id)
+        st.recv_buf.clear()
+        self._forget(st)
+
+    def ping(self, now: float | None = None) -> int:
+        """Queue a Ping SYN; go numbers its pings 0, 1, 2, ... and so do we."""
+        opaque = self._next_ping
+        self._next_ping = (opaque + 1) & MAX_UINT32
+        if len(self._pings) >= _MAX_OUTSTANDING_PINGS:
+            del self._pings[next(iter(self._pings))]
+        self._pings[opaque] = now
+        self._frame(PING, SYN, 0, opaque)
+        return opaque
+
+    def cancel_ping(self, opaque: int) -> None:
+        self._pings.pop(opaque, None)
+
+    def go_away(self, code: int = 0) -> None:
+        """Queue GoAway(code) once; afterwards new inbound SYNs are answered with RST."""
+        if not self.local_goaway:
+            self.local_goaway = True
+            self._frame(GO_AWAY, 0, 0, code)
+
+    def close(self) -> None:
+        """Mark the session closed locally (the driver closes the connection)."""
+        self.closed = True
