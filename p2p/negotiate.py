@@ -1,0 +1,210 @@
+"""anyio driver for multistream-select: pumps bytes between a BufferedStream and the core machines.
+
+Each negotiation runs under `anyio.fail_after(timeout)` (go bounds stream negotiation at 10 s, §8.1),
+reads in chunks, and gives any bytes past the final message back to the stream with `unread`, so the
+next layer (Noise, yamux, the application) sees them first. The drivers never close the stream on
+failure: the caller owns it and decides between reset and close.
+
+`LazyStream` is go's optimistic dialer (§1.6): nothing is sent until the application writes (or
+half-closes, or closes); then header + proposal + data go out in one write, and the two replies are
+checked on the first read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection, Sequence
+
+import anyio
+
+from p2p.errors import P2PError
+from p2p.multistream import (
+    DEFAULT_MAX_NA_ROUNDS,
+    Dialer,
+    Listener,
+    ListRequester,
+    Machine,
+    UnexpectedEOF,
+)
+from p2p.streams import BufferedStream
+
+__all__ = [
+    "NegotiationTimeout",
+    "select_protocol",
+    "handle_protocol",
+    "list_protocols",
+    "LazyStream",
+]
+
+log = logging.getLogger(__name__)
+
+# Enough for any negotiation message; extra bytes read are pushed back with `unread`.
+_READ_CHUNK = 4096
+# Best-effort flush of replies queued before a protocol error; the caller is about to reset anyway.
+_ERROR_FLUSH_TIMEOUT = 1.0
+
+
+class NegotiationTimeout(P2PError):
+    """The peer did not finish multistream-select within the allowed time."""
+
+    def __init__(self, timeout: float, role: str) -> None:
+        self.timeout = timeout
+        self.role = role
+        super().__init__(f"multistream negotiation ({role}) timed out after {timeout} s")
+
+
+async def _flush(stream: BufferedStream, machine: Machine) -> None:
+    out = machine.data_to_send()
+    if out:
+        await stream.send(out)
+
+
+async def _flush_before_error(stream: BufferedStream, machine: Machine) -> None:
+    """Like go, send the replies to what came before a bad message (an `na`) before giving up.
+
+    Best effort and bounded: the original error is what the caller must see.
+    """
+    with anyio.move_on_after(_ERROR_FLUSH_TIMEOUT):
+        try:
+            await _flush(stream, machine)
+        except Exception as exc:
+            log.debug("multistream: could not flush replies before error: %r", exc)
+
+
+async def _run(stream: BufferedStream, machine: Machine) -> None:
+    """Send what the machine queued, feed it chunks until it is done, push back the leftover."""
+    await _flush(stream, machine)
+    while not machine.done:
+        try:
+            chunk = await stream.receive(_READ_CHUNK)
+        except anyio.EndOfStream:
+            raise UnexpectedEOF("stream ended during protocol negotiation") from None
+        try:
+            machine.receive_data(chunk)
+        except P2PError:
+            await _flush_before_error(stream, machine)
+            raise
+        await _flush(stream, machine)
+    stream.unread(machine.leftover)
+
+
+async def _run_with_timeout(
+    stream: BufferedStream, machine: Machine, timeout: float, role: str
+) -> None:
+    try:
+        with anyio.fail_after(timeout):
+            await _run(stream, machine)
+    except TimeoutError:
+        raise NegotiationTimeout(timeout, role) from None
+
+
+async def select_protocol(
+    stream: BufferedStream, protocols: Sequence[str], *, timeout: float = 10.0
+) -> str:
+    """Dialer: propose `protocols` in order; return the agreed one or raise NegotiationFailed."""
+    machine = Dialer(protocols)
+    await _run_with_timeout(stream, machine, timeout, "dialer")
+    assert machine.agreed is not None
+    return machine.agreed
+
+
+async def handle_protocol(
+    stream: BufferedStream,
+    supported: Collection[str] | Callable[[str], bool],
+    *,
+    timeout: float = 10.0,
+    max_na_rounds: int = DEFAULT_MAX_NA_ROUNDS,
+) -> str:
+    """Listener: answer proposals until one is supported; return it (its echo already sent)."""
+    machine = Listener(supported, max_na_rounds=max_na_rounds)
+    await _run_with_timeout(stream, machine, timeout, "listener")
+    assert machine.agreed is not None
+    return machine.agreed
+
+
+async def list_protocols(stream: BufferedStream, *, timeout: float = 10.0) -> list[str]:
+    """Dialer side of `ls`. go (>= go-multistream 0.3.0) answers `na`: NegotiationFailed(["ls"]).
+
+    The listener then waits for a proposal; this stream is meant for listing only, close it after.
+    """
+    machine = ListRequester()
+    await _run_with_timeout(stream, machine, timeout, "ls")
+    assert machine.protocols is not None
+    return machine.protocols
+
+
+class LazyStream:
+    """A dialer stream negotiated optimistically for one protocol (go `NewMSSelect`).
+
+    `timeout` bounds only the wait for the listener's two replies on the first `receive`.
+    """
+
+    def __init__(self, stream: BufferedStream, protocol: str, *, timeout: float = 10.0) -> None:
+        self.inner = stream
+        self.protocol = protocol
+        self.timeout = timeout
+        self._machine = Dialer([protocol])
+        self._written = False
+        self._read_checked = False
+        self._error: BaseException | None = None
+        self._write_lock = anyio.Lock()
+        self._read_lock = anyio.Lock()
+
+    async def _write_handshake(self, data: bytes = b"") -> bool:
+        """Send header + proposal (+ data) once; return False if they had already gone out."""
+        async with self._write_lock:
+            if self._written:
+                return False
+            self._written = True
+            await self.inner.send(self._machine.data_to_send() + data)
+            return True
+
+    async def _read_handshake(self) -> None:
+        async with self._read_lock:
+            if self._error is not None:
+                raise self._error
+            if self._read_checked:
+                return
+            await self._write_handshake()
+            try:
+                with anyio.fail_after(self.timeout):
+                    while not self._machine.done:
+                        try:
+                            chunk = await self.inner.receive(_READ_CHUNK)
+                        except anyio.EndOfStream:
+                            raise UnexpectedEOF(
+                                "stream ended before the protocol was confirmed"
+                            ) from None
+                        self._machine.receive_data(chunk)
+            except TimeoutError:
+                self._error = NegotiationTimeout(self.timeout, "lazy dialer")
+                raise self._error from None
+            except P2PError as exc:
+                self._error = exc
+                raise
+            self.inner.unread(self._machine.leftover)
+            self._read_checked = True
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        if not self._read_checked:
+            await self._read_handshake()
+        return await self.inner.receive(max_bytes)
+
+    async def send(self, item: bytes) -> None:
+        if not self._written and await self._write_handshake(bytes(item)):
+            return
+        await self.inner.send(item)
+
+    async def send_eof(self) -> None:
+        await self._write_handshake()
+        await self.inner.send_eof()
+
+    async def aclose(self) -> None:
+        try:
+            await self._write_handshake()
+        except Exception as exc:  # closing anyway; a broken stream cannot take the proposal
+            log.debug("lazy stream: proposal not flushed before close: %r", exc)
+        await self.inner.aclose()
+
+    async def reset(self) -> None:
+        await self.inner.reset()
