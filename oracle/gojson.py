@@ -1,0 +1,258 @@
+"""JSON exactly as Go 1.22's encoding/json writes and reads it.
+
+masa nodes exchange WorkRequest/WorkResponse as `json.Marshal` output, so byte-exact output keeps
+our messages indistinguishable from a Go node's (and lets tests compare against Go's bytes).
+
+Encoding rules (encoding/json encode.go, Go 1.22): no spaces; `<`, `>`, `&` as `\\u003c`,
+`\\u003e`, `\\u0026` (HTMLEscape is on for Marshal); U+2028/U+2029 escaped; `\\b \\f \\n \\r \\t` short
+escapes (new in Go 1.22), other controls `\\u00xx` (lower-case hex); other non-ASCII raw UTF-8; each
+invalid UTF-8 byte of a Go string becomes `\\ufffd`. Map keys are sorted by their UTF-8 bytes.
+float64 uses the shortest round-trip digits, `%f` style unless |f| < 1e-6 or |f| >= 1e21, where it is
+`%e` style with a two-digit negative exponent shortened (`1e-07` -> `1e-7`). NaN and ±Inf are refused.
+
+A Go string may hold any bytes; in Python we carry such a string as a `str` decoded with
+`surrogateescape` (see `go_string`), so each invalid byte is one lone surrogate, and every lone
+surrogate is written as `\\ufffd` - one per byte, as Go does.
+
+Reading: `loads_pairs` parses with the stdlib parser but keeps objects as ordered (key, value) pair
+lists so struct decoding can apply Go's rules (last duplicate wins, case-insensitive keys), rejects
+what Go rejects (NaN/Infinity literals, non-UTF-8 detection tricks, out-of-range floats) and replaces
+lone surrogates (raw invalid bytes or `\\ud800`-style escapes) by U+FFFD like Go's decoder.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from decimal import Decimal
+from typing import Any
+
+from p2p.errors import LocalProtocolError, RemoteProtocolError
+
+__all__ = [
+    "GoJSONEncodeError",
+    "JSONSyntaxError",
+    "Pairs",
+    "go_json_dumps",
+    "go_string",
+    "go_string_bytes",
+    "loads_pairs",
+    "pairs_to_python",
+]
+
+
+class GoJSONEncodeError(LocalProtocolError, ValueError):
+    """A value Go's json.Marshal would refuse (NaN, ±Inf, unsupported type); message in Go's words."""
+
+
+class JSONSyntaxError(RemoteProtocolError):
+    """Bytes that are not JSON as Go's decoder understands it."""
+
+
+def go_string(data: bytes) -> str:
+    """Python view of Go's `string(b)`: every byte kept, invalid UTF-8 bytes as lone surrogates."""
+    return bytes(data).decode("utf-8", "surrogateescape")
+
+
+def go_string_bytes(s: str) -> bytes:
+    """The bytes of a Go string carried as `str` (inverse of `go_string`)."""
+    try:
+        return s.encode("utf-8")
+    except UnicodeEncodeError:
+        out = bytearray()
+        for ch in s:
+            if 0xDC80 <= ord(ch) <= 0xDCFF:
+                out.append(ord(ch) - 0xDC00)
+            else:
+                out += ch.encode("utf-8", "surrogatepass")
+        return bytes(out)
+
+
+# --- encoding -------------------------------------------------------------------------------------
+
+_SHORT = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_NEEDS_ESCAPE = re.compile("[\x00-\x1f\"\\\\<>&\u2028\u2029\ud800-\udfff]")
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    ch = match.group()
+    short = _SHORT.get(ch)
+    if short is not None:
+        return short
+    code = ord(ch)
+    if 0xD800 <= code <= 0xDFFF:
+        return "\\ufffd"
+    return f"\\u{code:04x}"
+
+
+def _quote(s: str) -> str:
+    return '"' + _NEEDS_ESCAPE.sub(_escape_char, s) + '"'
+
+
+def _go_float(f: float) -> str:
+    if math.isnan(f):
+        raise GoJSONEncodeError("json: unsupported value: NaN")
+    if math.isinf(f):
+        raise GoJSONEncodeError(f"json: unsupported value: {'+' if f > 0 else '-'}Inf")
+    if f == 0:
+        return "-0" if math.copysign(1.0, f) < 0 else "0"
+    # repr() gives the shortest digits that round-trip, as Go's strconv 'f'/'e' with precision -1.
+    dec = Decimal(repr(f)).normalize()
+    if 1e-6 <= abs(f) < 1e21:
+        return format(dec, "f")
+    sign, digits, exponent = dec.as_tuple()
+    assert isinstance(exponent, int)
+    mantissa = str(digits[0]) + ("." + "".join(map(str, digits[1:])) if len(digits) > 1 else "")
+    exp10 = exponent + len(digits) - 1
+    exp_text = f"e-{-exp10:02d}" if exp10 < 0 else f"e+{exp10:02d}"
+    if exp_text.startswith("e-0"):
+        exp_text = "e-" + exp_text[3:]
+    return ("-" if sign else "") + mantissa + exp_text
+
+
+def _map_key(key: object) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, int) and not isinstance(key, bool):
+        return str(key)  # Go writes integer map keys as decimal strings
+    raise GoJSONEncodeError(f"json: unsupported type: map key {type(key).__name__}")
+
+
+def _encode(value: Any, out: list[str]) -> None:
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, str):
+        out.append(_quote(value))
+    elif isinstance(value, int):
+        out.append(str(int(value)))
+    elif isinstance(value, float):
+        out.append(_go_float(float(value)))
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        out.append('"' + base64.b64encode(bytes(value)).decode("ascii") + '"')
+    elif isinstance(value, dict):
+        items = sorted(((_map_key(k), v) for k, v in value.items()), key=lambda kv: go_string_bytes(kv[0]))
+        out.append("{")
+        for i, (key, item) in enumerate(items):
+            if i:
+                out.append(",")
+            out.append(_quote(key))
+            out.append(":")
+            _encode(item, out)
+        out.append("}")
+    elif isinstance(value, (list, tuple)):
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(",")
+            _encode(item, out)
+        out.append("]")
+    else:
+        to_go_json = getattr(value, "to_go_json", None)
+        if to_go_json is None:
+            raise GoJSONEncodeError(f"json: unsupported type: {type(value).__name__}")
+        out.append(to_go_json().decode("utf-8"))
+
+
+def go_json_dumps(value: Any) -> bytes:
+    """Encode like Go's json.Marshal of the corresponding Go value (dict = map, bytes = []byte).
+
+    Objects with a `to_go_json() -> bytes` method (our message structs) are embedded as they encode.
+    Raises GoJSONEncodeError for NaN/Inf, unsupported types and nesting too deep to encode.
+    """
+    out: list[str] = []
+    try:
+        _encode(value, out)
+    except RecursionError:
+        raise GoJSONEncodeError("json: value nested too deeply") from None
+    return "".join(out).encode("utf-8")
+
+
+# --- decoding -------------------------------------------------------------------------------------
+
+
+class Pairs(list):  # type: ignore[type-arg]
+    """A JSON object as its ordered (key, value) pairs, duplicates kept (Go assigns them in order)."""
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _fix_str(s: str) -> str:
+    return _SURROGATE.sub("\ufffd", s) if _SURROGATE.search(s) else s
+
+
+def _pairs_hook(pairs: list[tuple[str, Any]]) -> Pairs:
+    return Pairs((_fix_str(k), v) for k, v in pairs)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise JSONSyntaxError(f"json: cannot unmarshal number {text} into Go value of type float64")
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise JSONSyntaxError(f"invalid character {name[0]!r} looking for beginning of value")
+
+
+def loads_pairs(body: bytes) -> Any:
+    """Parse JSON bytes; objects become `Pairs`, strings have lone surrogates replaced by U+FFFD.
+
+    Only UTF-8 is accepted (no BOM/UTF-16 sniffing, as in Go); raises JSONSyntaxError.
+    """
+    text = bytes(body).decode("utf-8", "surrogateescape")
+    try:
+        value = json.loads(
+            text,
+            object_pairs_hook=_pairs_hook,
+            parse_float=_parse_float,
+            parse_constant=_reject_constant,
+        )
+        if _SURROGATE.search(text) or _SURROGATE_ESCAPE.search(text):
+            value = _fix_strings(value)
+    except JSONSyntaxError:
+        raise
+    except RecursionError:
+        raise JSONSyntaxError("json: nesting too deep") from None
+    except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError; int digit limits too
+        raise JSONSyntaxError(f"invalid JSON: {exc}") from None
+    return value
+
+
+def _fix_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return _fix_str(value)
+    if isinstance(value, Pairs):
+        for i, (k, v) in enumerate(value):
+            if isinstance(v, (str, list)):
+                value[i] = (k, _fix_strings(v))
+        return value
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            if isinstance(v, (str, list)):
+                value[i] = _fix_strings(v)
+    return value
+
+
+def pairs_to_python(value: Any) -> Any:
+    """Turn parsed `Pairs` into dicts (last duplicate wins, like decoding into map[string]any)."""
+    try:
+        return _to_python(value)
+    except RecursionError:
+        raise JSONSyntaxError("json: nesting too deep") from None
+
+
+def _to_python(value: Any) -> Any:
+    if isinstance(value, Pairs):
+        return {k: _to_python(v) for k, v in value}
+    if isinstance(value, list):
+        return [_to_python(v) for v in value]
+    return value

@@ -1,0 +1,268 @@
+"""WorkRequest and WorkResponse, encoded and decoded as masa's Go structs are by encoding/json.
+
+Go structs (masa-oracle pkg/workers/types/request_response.go, tags v0.8.4..HEAD):
+  WorkRequest  {workType, requestId, data []byte, workerPeerId (v0.8.9)}      all omitempty
+  WorkResponse {workRequest *WorkRequest, data any, error, workerPeerId,
+                recordCount int (v0.8.4..v0.8.9), loginEvent *LoginEvent (v0.8.9)} all omitempty
+  LoginEvent   {peer_id, user_id, success bool, error (omitempty), service_type}
+We write every field in that order, omitting empty ones, so a HEAD node (which does not know
+recordCount/loginEvent) simply ignores them. Reading follows Go's decoder: unknown keys ignored, keys
+matched case-insensitively (Go's fold: ASCII upper-casing, Unicode simple folding, so `ſ` matches `s`
+and the Kelvin sign matches `k`), the last duplicate wins, `null` leaves a field empty, any other
+wrong type is an error. Every decoding failure is a `MessageError` (a RemoteProtocolError).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from p2p.errors import RemoteProtocolError
+
+from oracle.gojson import JSONSyntaxError, Pairs, go_json_dumps, loads_pairs, pairs_to_python
+
+__all__ = ["LoginEvent", "MessageError", "WorkRequest", "WorkResponse"]
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+class MessageError(RemoteProtocolError):
+    """A work message that Go's decoder would refuse (bad JSON, wrong type, bad base64)."""
+
+
+def _fold(name: str) -> str:
+    """Go's encoding/json foldName: ASCII upper-case, else ToUpper(ToLower(r)) (simple mappings)."""
+    out = []
+    for ch in name:
+        if ch < "\x80":
+            out.append(ch.upper())
+            continue
+        low = ch.lower()[0]  # only U+0130 has a multi-char full lowercase; its simple one is 'i'
+        up = low.upper()
+        out.append(up if len(up) == 1 else low)  # multi-char full uppercase: no simple mapping
+    return "".join(out)
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, Pairs):
+        return "object"
+    return "array"
+
+
+def _wrong(struct: str, key: str, value: Any, go_type: str) -> MessageError:
+    return MessageError(
+        f"json: cannot unmarshal {_type_name(value)} into Go struct field {struct}.{key} of type {go_type}"
+    )
+
+
+def _as_str(struct: str, key: str, value: Any, current: str) -> str:
+    if value is None:
+        return current
+    if not isinstance(value, str):
+        raise _wrong(struct, key, value, "string")
+    return value
+
+
+def _as_bytes(struct: str, key: str, value: Any, current: bytes) -> bytes:
+    if value is None:
+        return b""
+    if isinstance(value, str):
+        # Go's base64.StdEncoding: padding required, '\r' and '\n' skipped, nothing else allowed.
+        text = value.replace("\r", "").replace("\n", "")
+        try:
+            return base64.b64decode(text.encode("ascii"), validate=True)
+        except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
+            raise MessageError(f"illegal base64 data in {struct}.{key}: {exc}") from None
+    if isinstance(value, list) and not isinstance(value, Pairs):
+        # Go also fills a []byte from an array of numbers 0..255.
+        if all(type(v) is int and 0 <= v <= 255 for v in value):
+            return bytes(value)
+    raise _wrong(struct, key, value, "[]uint8")
+
+
+def _as_int(struct: str, key: str, value: Any, current: int) -> int:
+    if value is None:
+        return current
+    if type(value) is not int or not _INT64_MIN <= value <= _INT64_MAX:
+        raise _wrong(struct, key, value, "int")
+    return value
+
+
+def _as_bool(struct: str, key: str, value: Any, current: bool) -> bool:
+    if value is None:
+        return current
+    if not isinstance(value, bool):
+        raise _wrong(struct, key, value, "bool")
+    return value
+
+
+def _decode_struct(
+    struct: str, value: Any, fields: dict[str, tuple[str, Callable[..., Any]]], defaults: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Assign JSON object members to fields like Go: returns attribute values, None for JSON null."""
+    if value is None:
+        return None
+    if not isinstance(value, Pairs):
+        raise MessageError(f"json: cannot unmarshal {_type_name(value)} into Go value of type {struct}")
+    by_fold = {_fold(json_name): (json_name, attr, conv) for json_name, (attr, conv) in fields.items()}
+    out = dict(defaults)
+    for key, item in value:
+        match = by_fold.get(_fold(key))
+        if match is not None:
+            json_name, attr, conv = match
+            out[attr] = conv(struct, json_name, item, out[attr])
+    return out
+
+
+def _parse(body: bytes) -> Any:
+    try:
+        return loads_pairs(body)
+    except JSONSyntaxError as exc:
+        raise MessageError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class WorkRequest:
+    """One unit of work: `data` is the handler's input bytes (base64 in JSON)."""
+
+    work_type: str = ""
+    request_id: str = ""
+    data: bytes = b""
+    worker_peer_id: str = ""
+
+    def to_go_json(self) -> bytes:
+        """json.Marshal(WorkRequest) byte for byte."""
+        parts = []
+        if self.work_type:
+            parts.append(b'"workType":' + go_json_dumps(self.work_type))
+        if self.request_id:
+            parts.append(b'"requestId":' + go_json_dumps(self.request_id))
+        if self.data:
+            parts.append(b'"data":' + go_json_dumps(bytes(self.data)))
+        if self.worker_peer_id:
+            parts.append(b'"workerPeerId":' + go_json_dumps(self.worker_peer_id))
+        return b"{" + b",".join(parts) + b"}"
+
+    to_json = to_go_json
+
+    @classmethod
+    def from_json(cls, body: bytes) -> WorkRequest:
+        """Decode like json.Unmarshal into a WorkRequest (any masa version's shape)."""
+        return cls._from_value(_parse(body)) or cls()
+
+    @classmethod
+    def _from_value(cls, value: Any, current: WorkRequest | None = None) -> WorkRequest | None:
+        """Go decodes a repeated key into the struct the pointer already holds (merge)."""
+        fields = {
+            "workType": ("work_type", _as_str),
+            "requestId": ("request_id", _as_str),
+            "data": ("data", _as_bytes),
+            "workerPeerId": ("worker_peer_id", _as_str),
+        }
+        base = current if current is not None else cls
+        attrs = _decode_struct("WorkRequest", value, fields, {a: getattr(base, a) for a, _ in fields.values()})
+        return None if attrs is None else cls(**attrs)
+
+
+@dataclass(frozen=True)
+class LoginEvent:
+    """masa v0.8.9's login event (snake_case JSON names, only `error` is omitempty)."""
+
+    peer_id: str = ""
+    user_id: str = ""
+    success: bool = False
+    error: str = ""
+    service_type: str = ""
+
+    def to_go_json(self) -> bytes:
+        parts = [
+            b'"peer_id":' + go_json_dumps(self.peer_id),
+            b'"user_id":' + go_json_dumps(self.user_id),
+            b'"success":' + go_json_dumps(bool(self.success)),
+        ]
+        if self.error:
+            parts.append(b'"error":' + go_json_dumps(self.error))
+        parts.append(b'"service_type":' + go_json_dumps(self.service_type))
+        return b"{" + b",".join(parts) + b"}"
+
+    @classmethod
+    def _from_value(cls, value: Any, current: LoginEvent | None = None) -> LoginEvent | None:
+        """Go decodes a repeated key into the struct the pointer already holds (merge)."""
+        fields = {
+            "peer_id": ("peer_id", _as_str),
+            "user_id": ("user_id", _as_str),
+            "success": ("success", _as_bool),
+            "error": ("error", _as_str),
+            "service_type": ("service_type", _as_str),
+        }
+        base = current if current is not None else cls
+        attrs = _decode_struct("LoginEvent", value, fields, {a: getattr(base, a) for a, _ in fields.values()})
+        return None if attrs is None else cls(**attrs)
+
+
+def _as_request(struct: str, key: str, value: Any, current: Any) -> WorkRequest | None:
+    return WorkRequest._from_value(value, current)
+
+
+def _as_login(struct: str, key: str, value: Any, current: Any) -> LoginEvent | None:
+    return LoginEvent._from_value(value, current)
+
+
+def _as_any(struct: str, key: str, value: Any, current: Any) -> Any:
+    return pairs_to_python(value)
+
+
+@dataclass(frozen=True)
+class WorkResponse:
+    """A worker's answer: `data` is any JSON value (None = absent), `error` non-empty on failure."""
+
+    work_request: WorkRequest | None = None
+    data: Any = None
+    error: str = ""
+    worker_peer_id: str = ""
+    record_count: int = 0
+    login_event: LoginEvent | None = None
+
+    def to_go_json(self) -> bytes:
+        """json.Marshal(WorkResponse) byte for byte; GoJSONEncodeError if `data` is not encodable."""
+        parts = []
+        if self.work_request is not None:
+            parts.append(b'"workRequest":' + self.work_request.to_go_json())
+        if self.data is not None:
+            parts.append(b'"data":' + go_json_dumps(self.data))
+        if self.error:
+            parts.append(b'"error":' + go_json_dumps(self.error))
+        if self.worker_peer_id:
+            parts.append(b'"workerPeerId":' + go_json_dumps(self.worker_peer_id))
+        if self.record_count:
+            parts.append(b'"recordCount":' + go_json_dumps(int(self.record_count)))
+        if self.login_event is not None:
+            parts.append(b'"loginEvent":' + self.login_event.to_go_json())
+        return b"{" + b",".join(parts) + b"}"
+
+    to_json = to_go_json
+
+    @classmethod
+    def from_json(cls, body: bytes) -> WorkResponse:
+        """Decode like json.Unmarshal into a WorkResponse; JSON objects in `data` become dicts."""
+        fields = {
+            "workRequest": ("work_request", _as_request),
+            "data": ("data", _as_any),
+            "error": ("error", _as_str),
+            "workerPeerId": ("worker_peer_id", _as_str),
+            "recordCount": ("record_count", _as_int),
+            "loginEvent": ("login_event", _as_login),
+        }
+        defaults = {a: getattr(cls, a) for a, _ in fields.values()}
+        attrs = _decode_struct("WorkResponse", _parse(body), fields, defaults)
+        return cls() if attrs is None else cls(**attrs)

@@ -1,0 +1,325 @@
+"""The worker protocol on a libp2p host: the stream handler (worker side) and the client call.
+
+One stream carries one exchange (masa pkg/workers/worker_manager.go, HandleWorkerStream and
+sendWorkToWorker): the requester writes a frame holding a JSON WorkRequest, the worker answers with a
+frame holding a JSON WorkResponse whose workerPeerId is its own peer ID, then closes the stream.
+
+What we add to Go's handler, in order: admission by the WorkerPolicy before reading anything (refusal
+= an error response), a size limit and a read timeout on the request (malformed or slow input =
+stream reset, no answer), cancellation of the work when the requester goes away (EOF or reset on
+the stream while the work runs: a Go requester only closes its side once it has given up or read
+the answer), a bounded write of the answer.
+
+Written against the Host/NetStream API of p2p/host.py (structural types below), so it can be
+exercised with in-memory fakes.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from dataclasses import replace
+from typing import Any, Awaitable, Callable, Hashable, Iterable, Protocol as _Protocol, Sequence
+
+import anyio
+
+from p2p.errors import P2PError
+from oracle.framing import (
+    DEFAULT_MAX_REQUEST_SIZE,
+    DEFAULT_MAX_RESPONSE_SIZE,
+    read_message,
+    write_message,
+)
+from oracle.gating import WorkerPolicy, WorkRefused
+from oracle.gojson import GoJSONEncodeError
+from oracle.manager import WorkHandlerManager
+from oracle.messages import MessageError, WorkRequest, WorkResponse
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "WORKER_PROTOCOL_ID",
+    "HostWorkerDirectory",
+    "Protocol",
+    "WorkerProtocol",
+    "protocol_with_version",
+    "send_work_to_worker",
+]
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = "v0.8.4"  # masa internal/versioning ProtocolVersion
+WORKER_PROTOCOL_NAME = "worker_protocol"
+# Bytes a requester may send after its request before we call it a protocol violation.
+_MAX_TRAILING_BYTES = 64 * 1024
+# Errors a stream or host may raise for network reasons (everything else is a bug and propagates).
+_NET_ERRORS = (
+    P2PError,
+    OSError,
+    TimeoutError,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    anyio.EndOfStream,
+)
+
+
+def protocol_with_version(name: str, version: str = PROTOCOL_VERSION, env: str = "") -> str:
+    """masa's config.ProtocolWithVersion: `/masa/<name>/<version>[-<env>]`."""
+    return f"/masa/{name}/{version}-{env}" if env else f"/masa/{name}/{version}"
+
+
+WORKER_PROTOCOL_ID = protocol_with_version(WORKER_PROTOCOL_NAME)
+
+
+class NetStreamLike(_Protocol):
+    """The part of p2p.host.NetStream the worker protocol uses."""
+
+    remote_peer: Any
+
+    async def receive(self, max_bytes: int = 65536) -> bytes: ...
+    async def receive_exactly(self, n: int) -> bytes: ...
+    async def send(self, item: bytes) -> None: ...
+    async def reset(self) -> None: ...
+    async def aclose(self) -> None: ...
+
+
+class HostLike(_Protocol):
+    """The part of p2p.host.Host the worker protocol uses."""
+
+    peer_id: Any
+
+    def set_stream_handler(self, protocol: str, handler: Callable[[Any], Awaitable[None]]) -> None: ...
+    def remove_stream_handler(self, protocol: str) -> None: ...
+    async def new_stream(self, peer: Any, protocols: Sequence[str], *, timeout: float = 10.0) -> Any: ...
+
+
+class Protocol(abc.ABC):
+    """An application protocol the oracle registers on its node at start-up (the spike's interface)."""
+
+    @property
+    @abc.abstractmethod
+    def protocol_id(self) -> str: ...
+
+    @abc.abstractmethod
+    def register(self, node: HostLike) -> None:
+        """Install this protocol's stream handler(s) on `node`."""
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+async def _reset(stream: NetStreamLike) -> None:
+    with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+        try:
+            await stream.reset()
+        except _NET_ERRORS:
+            pass
+
+
+async def _close(stream: NetStreamLike, timeout: float) -> None:
+    with anyio.CancelScope(shield=True), anyio.move_on_after(timeout):
+        try:
+            await stream.aclose()
+        except _NET_ERRORS:
+            pass
+
+
+class WorkerProtocol(Protocol):
+    """Serves `/masa/worker_protocol/<version>[-<env>]` with a WorkHandlerManager behind a policy."""
+
+    def __init__(
+        self,
+        manager: WorkHandlerManager,
+        policy: WorkerPolicy | None = None,
+        *,
+        version: str = PROTOCOL_VERSION,
+        env: str = "",
+        max_request_size: int = DEFAULT_MAX_REQUEST_SIZE,
+        max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
+        read_timeout: float = 10.0,
+        write_timeout: float = 10.0,
+        work_timeout: float | None = None,
+    ) -> None:
+        self.manager = manager
+        self.policy = policy if policy is not None else WorkerPolicy.open()
+        self._protocol_id = protocol_with_version(WORKER_PROTOCOL_NAME, version, env)
+        self.max_request_size = max_request_size
+        self.max_response_size = max_response_size
+        self.read_timeout = read_timeout
+        self.write_timeout = write_timeout
+        self.work_timeout = work_timeout
+        self._host: HostLike | None = None
+
+    @property
+    def protocol_id(self) -> str:
+        return self._protocol_id
+
+    def register(self, node: HostLike) -> None:
+        self._host = node
+        node.set_stream_handler(self._protocol_id, self.handle_stream)
+
+    def unregister(self, node: HostLike) -> None:
+        node.remove_stream_handler(self._protocol_id)
+
+    @property
+    def _local_id(self) -> str:
+        return "" if self._host is None else str(self._host.peer_id)
+
+    async def handle_stream(self, stream: NetStreamLike) -> None:
+        """Serve one request on `stream`; never raises for anything the remote does."""
+        try:
+            admission = self.policy.admit(stream.remote_peer)
+        except WorkRefused as refused:
+            log.info("refused work from %s: %s", stream.remote_peer, refused.reason)
+            await self._answer(stream, WorkResponse(error=refused.reason))
+            return
+        with admission:
+            try:
+                body = await read_message(stream, max_size=self.max_request_size, timeout=self.read_timeout)
+                request = WorkRequest.from_json(body)
+            except _NET_ERRORS as exc:  # MessageError and frame errors are P2PErrors too
+                log.info("bad work request from %s: %s", stream.remote_peer, exc)
+                await _reset(stream)
+                return
+            try:
+                self.policy.check_work_type(request.work_type)
+            except WorkRefused as refused:
+                response: WorkResponse | None = WorkResponse(error=refused.reason)
+            else:
+                response = await self._execute_watching(stream, request)
+            if response is None:
+                log.info("requester %s went away; work %r cancelled", stream.remote_peer, request.request_id)
+                await _reset(stream)
+                return
+            await self._answer(stream, response)
+
+    async def _execute_watching(self, stream: NetStreamLike, request: WorkRequest) -> WorkResponse | None:
+        """Run the work while watching the stream; None if the requester left (work cancelled)."""
+        gone = False
+        result: WorkResponse | None = None
+
+        async def watch(scope: anyio.CancelScope) -> None:
+            nonlocal gone
+            trailing = 0
+            try:
+                while trailing <= _MAX_TRAILING_BYTES:
+                    trailing += len(await stream.receive(4096))
+            except _NET_ERRORS:
+                pass  # EOF (Go's requester closes only once it gave up), reset, broken
+            gone = True
+            scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch, tg.cancel_scope)
+            result = await self.manager.execute_work(request, timeout=self.work_timeout)
+            tg.cancel_scope.cancel()
+        return None if gone else result
+
+    async def _answer(self, stream: NetStreamLike, response: WorkResponse) -> None:
+        response = replace(response, worker_peer_id=self._local_id)
+        try:
+            body = response.to_go_json()
+        except GoJSONEncodeError as exc:
+            body = WorkResponse(error=f"error marshaling work response: {exc}", worker_peer_id=self._local_id).to_go_json()
+        if len(body) > self.max_response_size:
+            error = f"work response of {len(body)} bytes exceeds the limit of {self.max_response_size} bytes"
+            body = WorkResponse(error=error, worker_peer_id=self._local_id).to_go_json()
+        try:
+            with anyio.fail_after(self.write_timeout):
+                await write_message(stream, body)
+        except _NET_ERRORS as exc:
+            log.info("could not answer %s: %s", stream.remote_peer, exc)
+            await _reset(stream)
+            return
+        await _close(stream, self.write_timeout)
+
+
+async def send_work_to_worker(
+    host: HostLike,
+    peer: Any,
+    request: WorkRequest,
+    *,
+    protocol_id: str = WORKER_PROTOCOL_ID,
+    connect_timeout: float = 10.0,
+    response_timeout: float = 45.0,
+    max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
+) -> WorkResponse:
+    """Send `request` to `peer` and return its answer; failures come back as `error`, in Go's words.
+
+    Opening the stream (dial if needed + protocol negotiation) is bounded by `connect_timeout`;
+    writing the request and reading the answer by `response_timeout`.
+    """
+    try:
+        with anyio.fail_after(connect_timeout):
+            stream = await host.new_stream(peer, [protocol_id], timeout=connect_timeout)
+    except _NET_ERRORS as exc:
+        return WorkResponse(error=f"error opening stream: {_describe(exc)}")
+    done = False
+    stage = "writing to stream"
+    try:
+        with anyio.fail_after(response_timeout):
+            await write_message(stream, request.to_go_json())
+            stage = "reading response"
+            body = await read_message(stream, max_size=max_response_size, timeout=response_timeout)
+        stage = "unmarshaling response"
+        response = WorkResponse.from_json(body)
+        done = True
+        return response
+    except TimeoutError:
+        return WorkResponse(error=f"error {stage}: no response within {response_timeout} s")
+    except MessageError as exc:
+        return WorkResponse(error=f"error {stage}: {exc}")
+    except _NET_ERRORS as exc:
+        return WorkResponse(error=f"error {stage}: {_describe(exc)}")
+    finally:
+        if done:
+            await _close(stream, 5)
+        else:
+            await _reset(stream)
+
+
+class HostWorkerDirectory:
+    """A WorkerDirectory over a Host: explicit workers plus peers known to speak the worker protocol.
+
+    Eligibility is per protocol, not per work type (the Go node tracker's categories come from
+    gossip, which this stack does not run): a peer without the handler answers
+    `work handler not found` and distribution moves on.
+    """
+
+    def __init__(
+        self, host: Any, *, protocol_id: str = WORKER_PROTOCOL_ID, workers: Iterable[Hashable] = ()
+    ) -> None:
+        self.host = host
+        self.protocol_id = protocol_id
+        self._workers: dict[str, Hashable] = {str(p): p for p in workers}
+
+    @property
+    def local_peer_id(self) -> Hashable:
+        return self.host.peer_id  # type: ignore[no-any-return]
+
+    def add_worker(self, peer: Hashable) -> None:
+        self._workers[str(peer)] = peer
+
+    def remove_worker(self, peer: Hashable) -> None:
+        self._workers.pop(str(peer), None)
+
+    def eligible_peers(self, work_type: str) -> list[Hashable]:
+        peers = dict(self._workers)
+        peerstore = getattr(self.host, "peerstore", None)
+        if peerstore is not None:
+            for peer in peerstore.peers():
+                if self.protocol_id in peerstore.protocols(peer):
+                    peers.setdefault(str(peer), peer)
+        return list(peers.values())
+
+    async def send_work(
+        self, peer: Any, request: WorkRequest, *, connect_timeout: float, response_timeout: float
+    ) -> WorkResponse:
+        return await send_work_to_worker(
+            self.host,
+            peer,
+            request,
+            protocol_id=self.protocol_id,
+            connect_timeout=connect_timeout,
+            response_timeout=response_timeout,
+        )
