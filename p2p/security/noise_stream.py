@@ -1,0 +1,157 @@
+"""anyio driver for the Noise core: run the handshake on a connection, then be a ByteStream.
+
+The handshake loop is the only place that waits on the peer, and it runs under one
+`anyio.fail_after(timeout)` (go bounds the whole inbound upgrade at 15 s). On any failure the
+connection is closed, as go does, so a half-done handshake never leaks a socket.
+
+After the handshake `NoiseStream` is the bulk-transfer hot path: `receive` pulls large reads
+(256 KiB) from the connection and decrypts every complete frame at once; `send` encrypts a whole
+write into frames and hands it to the connection in one `send` call, under a lock so that frame
+order on the wire always matches nonce order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import anyio
+
+from p2p.errors import HandshakeError
+from p2p.identity import PeerId, PrivateKey, PublicKey
+from p2p.security.noise import MAX_FRAME, NoiseDecryptError, NoiseHandshake, NoiseTransport
+from p2p.streams import BufferedStream
+
+RECEIVE_CHUNK = 256 * 1024  # big reads amortise per-call overhead; ~4 frames per read
+_HANDSHAKE_READ = MAX_FRAME + 2
+
+
+class HandshakeTimeout(HandshakeError):
+    """The peer did not complete the Noise handshake in time."""
+
+
+class NoiseStream:
+    """An encrypted ByteStream over a connection (anyio vocabulary: EndOfStream at clean EOF)."""
+
+    def __init__(
+        self,
+        conn: BufferedStream,
+        transport: NoiseTransport,
+        *,
+        local_peer: PeerId,
+        remote_peer: PeerId,
+        remote_public_key: PublicKey,
+        early_muxer: str | None,
+        plaintext: bytes = b"",
+    ) -> None:
+        self.conn = conn
+        self.local_peer = local_peer
+        self.remote_peer = remote_peer
+        self.remote_public_key = remote_public_key
+        self.early_muxer = early_muxer
+        self._transport = transport
+        self._send_lock = anyio.Lock()
+        self._plain = plaintext  # decrypted bytes that arrived with the last handshake message
+        self._pos = 0
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        while self._pos >= len(self._plain):
+            try:
+                data = await self.conn.receive(RECEIVE_CHUNK)
+            except anyio.EndOfStream:
+                if self._transport.buffered:
+                    raise NoiseDecryptError("connection ended in the middle of a noise frame")
+                raise
+            self._plain = self._transport.decrypt(data)
+            self._pos = 0
+        start = self._pos
+        if start == 0 and len(self._plain) <= max_bytes:
+            out, self._plain = self._plain, b""
+            return out
+        end = min(start + max_bytes, len(self._plain))
+        self._pos = end
+        out = self._plain[start:end]
+        if end == len(self._plain):
+            self._plain, self._pos = b"", 0
+        return out
+
+    async def send(self, item: bytes) -> None:
+        if not item:
+            return
+        async with self._send_lock:
+            await self.conn.send(self._transport.encrypt(item))
+
+    async def send_eof(self) -> None:
+        """TCP half-close: Noise has no close message, the peer sees EOF after our last frame."""
+        async with self._send_lock:
+            await self.conn.send_eof()
+
+    async def aclose(self) -> None:
+        await self.conn.aclose()
+
+
+async def _close_quietly(conn: BufferedStream) -> None:
+    with anyio.CancelScope(shield=True):
+        try:
+            await conn.aclose()
+        except Exception:  # noqa: BLE001 - the handshake error is the one worth reporting
+            pass
+
+
+async def _run(conn: BufferedStream, hs: NoiseHandshake, timeout: float) -> NoiseStream:
+    try:
+        with anyio.fail_after(timeout):
+            out = hs.data_to_send()
+            if out:
+                await conn.send(out)
+            while not hs.complete:
+                try:
+                    data = await conn.receive(_HANDSHAKE_READ)
+                except (anyio.EndOfStream, anyio.BrokenResourceError) as exc:
+                    raise HandshakeError("connection closed during noise handshake") from exc
+                hs.receive_data(data)
+                out = hs.data_to_send()
+                if out:
+                    await conn.send(out)
+        transport = hs.to_transport()
+        plaintext = transport.decrypt(hs.leftover) if hs.leftover else b""
+    except TimeoutError:
+        await _close_quietly(conn)
+        raise HandshakeTimeout(f"noise handshake not done within {timeout} s") from None
+    except BaseException:
+        await _close_quietly(conn)
+        raise
+    assert hs.remote_peer is not None and hs.remote_public_key is not None
+    return NoiseStream(
+        conn,
+        transport,
+        local_peer=PeerId.from_public_key(hs.identity.public_key),
+        remote_peer=hs.remote_peer,
+        remote_public_key=hs.remote_public_key,
+        early_muxer=hs.selected_muxer,
+        plaintext=plaintext,
+    )
+
+
+async def secure_outbound(
+    conn: BufferedStream,
+    identity: PrivateKey,
+    *,
+    expected_peer: PeerId | None,
+    muxers: Sequence[str] = ("/yamux/1.0.0",),
+    timeout: float = 15.0,
+) -> NoiseStream:
+    """Dialer side (Noise initiator); raises PeerIdMismatch if the peer is not `expected_peer`."""
+    hs = NoiseHandshake(identity, initiator=True, expected_peer=expected_peer, muxers=muxers)
+    return await _run(conn, hs, timeout)
+
+
+async def secure_inbound(
+    conn: BufferedStream,
+    identity: PrivateKey,
+    *,
+    muxers: Sequence[str] = ("/yamux/1.0.0",),
+    timeout: float = 15.0,
+) -> NoiseStream:
+    """Listener side (Noise responder); the remote identity is whatever the peer proves."""
+    hs = NoiseHandshake(identity, initiator=False, muxers=muxers)
+    return await _run(conn, hs, timeout)

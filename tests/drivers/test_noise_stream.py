@@ -1,0 +1,205 @@
+"""NoiseStream over real loopback TCP on both anyio backends: handshake, bulk data, half-close,
+timeouts, identity checks. No sleeps: every wait is on the peer or on a bounded timeout."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import pytest
+from anyio.abc import SocketAttribute
+
+from p2p.errors import HandshakeError, PeerIdMismatch, RemoteProtocolError
+from p2p.identity import PeerId, PrivateKey
+from p2p.security.noise_stream import (
+    HandshakeTimeout,
+    NoiseStream,
+    secure_inbound,
+    secure_outbound,
+)
+from p2p.streams import BufferedStream
+
+pytestmark = pytest.mark.anyio
+
+YAMUX = "/yamux/1.0.0"
+CLIENT_KEY = PrivateKey.generate()
+SERVER_KEY = PrivateKey.generate()
+SERVER_ID = PeerId.from_public_key(SERVER_KEY.public_key)
+CLIENT_ID = PeerId.from_public_key(CLIENT_KEY.public_key)
+
+
+@asynccontextmanager
+async def tcp_pair() -> AsyncIterator[tuple[BufferedStream, BufferedStream]]:
+    """(dialer, listener) ends of one loopback TCP connection."""
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0) as listener:
+        port = listener.extra(SocketAttribute.local_port)
+        client = await anyio.connect_tcp("127.0.0.1", port)
+        server = await listener.listeners[0].accept()  # already queued by the kernel
+        async with client, server:
+            yield BufferedStream(client), BufferedStream(server)
+
+
+@asynccontextmanager
+async def secured_pair(**kw: object) -> AsyncIterator[tuple[NoiseStream, NoiseStream]]:
+    async with tcp_pair() as (c, s):
+        result: dict[str, NoiseStream] = {}
+
+        async def inbound() -> None:
+            result["server"] = await secure_inbound(s, SERVER_KEY, timeout=5)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(inbound)
+            result["client"] = await secure_outbound(
+                c, CLIENT_KEY, expected_peer=SERVER_ID, timeout=5, **kw  # type: ignore[arg-type]
+            )
+        yield result["client"], result["server"]
+
+
+async def read_all(stream: NoiseStream, limit: int = 1 << 30) -> bytes:
+    parts = []
+    total = 0
+    while True:
+        try:
+            chunk = await stream.receive(1 << 20)
+        except anyio.EndOfStream:
+            return b"".join(parts)
+        parts.append(chunk)
+        total += len(chunk)
+        assert total <= limit
+
+
+async def test_handshake_identities_and_early_muxer() -> None:
+    async with secured_pair() as (client, server):
+        assert client.remote_peer == SERVER_ID and server.remote_peer == CLIENT_ID
+        assert client.local_peer == CLIENT_ID and server.local_peer == SERVER_ID
+        assert server.remote_public_key == CLIENT_KEY.public_key
+        assert client.early_muxer == server.early_muxer == YAMUX
+
+
+async def test_no_common_early_muxer_falls_back() -> None:
+    async with secured_pair(muxers=("/mplex/6.7.0",)) as (client, server):
+        assert client.early_muxer is None and server.early_muxer is None
+        await client.send(b"still works")
+        assert await server.receive() == b"still works"
+
+
+async def test_four_mib_round_trip_echo() -> None:
+    data = os.urandom(4 * 1024 * 1024 + 123)
+    async with secured_pair() as (client, server):
+
+        async def echo() -> None:
+            while True:
+                try:
+                    chunk = await server.receive(100_000)
+                except anyio.EndOfStream:
+                    await server.send_eof()
+                    return
+                assert len(chunk) <= 100_000  # max_bytes honoured, surplus kept
+                await server.send(chunk)
+
+        async def upload() -> None:
+            await client.send(data)  # one call: ~65 frames, one socket write
+            await client.send_eof()
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(echo)
+                tg.start_soon(upload)
+                echoed = await read_all(client)
+    assert echoed == data
+
+
+async def test_half_close_each_direction() -> None:
+    async with secured_pair() as (client, server):
+        with anyio.fail_after(5):
+            await client.send(b"hello")
+            await client.send_eof()
+            assert await server.receive() == b"hello"
+            with pytest.raises(anyio.EndOfStream):
+                await server.receive()
+            await server.send(b"world")  # the other direction still works after the client's EOF
+            await server.send_eof()
+            assert await read_all(client) == b"world"
+
+
+async def test_small_max_bytes_returns_surplus_in_order() -> None:
+    async with secured_pair() as (client, server):
+        with anyio.fail_after(5):
+            await client.send(b"abcdefghij")
+            got = [await server.receive(3) for _ in range(4)]
+    assert got == [b"abc", b"def", b"ghi", b"j"]
+
+
+async def test_bytes_already_buffered_before_the_handshake() -> None:
+    """The multistream layer may have read msg1 (and more) into the BufferedStream already."""
+    async with tcp_pair() as (c, s):
+        result: dict[str, NoiseStream] = {}
+
+        async def inbound() -> None:
+            head = await s.receive_exactly(10)  # part of msg1, read "by multistream"
+            s.unread(head)
+            result["server"] = await secure_inbound(s, SERVER_KEY, timeout=5)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(inbound)
+            client = await secure_outbound(c, CLIENT_KEY, expected_peer=SERVER_ID, timeout=5)
+            await client.send(b"first data right behind msg3")
+        with anyio.fail_after(5):
+            assert await result["server"].receive() == b"first data right behind msg3"
+
+
+async def test_peer_id_mismatch_closes_connection() -> None:
+    other = PeerId.from_public_key(PrivateKey.generate().public_key)
+    async with tcp_pair() as (c, s):
+        errors: list[BaseException] = []
+
+        async def inbound() -> None:
+            try:
+                await secure_inbound(s, SERVER_KEY, timeout=5)
+            except HandshakeError as exc:
+                errors.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(inbound)
+            with pytest.raises(PeerIdMismatch) as info:
+                await secure_outbound(c, CLIENT_KEY, expected_peer=other, timeout=5)
+        assert info.value.expected == other and info.value.actual == SERVER_ID
+        # the dialer closed without msg3: the listener sees the connection end, not a hang
+        assert len(errors) == 1 and not isinstance(errors[0], HandshakeTimeout)
+
+
+async def test_silent_listener_hits_handshake_timeout() -> None:
+    async with tcp_pair() as (c, _silent):
+        with anyio.fail_after(5):  # guard: the handshake timeout must fire well before this
+            with pytest.raises(HandshakeTimeout):
+                await secure_outbound(c, CLIENT_KEY, expected_peer=SERVER_ID, timeout=0.3)
+        with pytest.raises((anyio.ClosedResourceError, anyio.BrokenResourceError)):
+            await c.send(b"x")  # the connection was closed by the failed handshake
+
+
+async def test_silent_dialer_hits_handshake_timeout() -> None:
+    async with tcp_pair() as (_silent, s):
+        with anyio.fail_after(5):
+            with pytest.raises(HandshakeTimeout) as info:
+                await secure_inbound(s, SERVER_KEY, timeout=0.3)
+    assert isinstance(info.value, RemoteProtocolError)
+
+
+async def test_garbage_instead_of_handshake() -> None:
+    async with tcp_pair() as (c, s):
+        await c.send(b"\x00\x20" + b"\x00" * 32)  # msg1 with a low-order ephemeral key
+        with anyio.fail_after(5):
+            with pytest.raises(HandshakeError):
+                await secure_inbound(s, SERVER_KEY, timeout=3)
+
+
+async def test_truncated_frame_at_eof_is_an_error() -> None:
+    async with secured_pair() as (client, server):
+        frame = client._transport.encrypt(b"partial")  # a real frame, cut short on the wire
+        await client.conn.send(frame[:-3])
+        await client.send_eof()
+        with anyio.fail_after(5):
+            with pytest.raises(RemoteProtocolError):
+                await server.receive()
