@@ -10,7 +10,7 @@ import pytest
 from memstream import MemoryByteStream, memory_stream_pair
 
 from p2p.errors import NegotiationFailed, RemoteProtocolError
-from p2p.multistream import TooManyRounds, UnexpectedEOF
+from p2p.multistream import MalformedMessage, TooManyRounds, UnexpectedEOF
 from p2p.negotiate import (
     LazyStream,
     NegotiationTimeout,
@@ -111,6 +111,15 @@ async def test_handle_eof_mid_negotiation_is_remote_error() -> None:
     with pytest.raises(UnexpectedEOF) as info:
         await handle_protocol(server, ["/noise"])
     assert isinstance(info.value, RemoteProtocolError)
+
+
+async def test_handle_answers_na_before_failing_on_a_bad_message() -> None:
+    # go writes `na` before it reads the next (bad) message; the dialer then sees the `na`.
+    _, _, peer, server = pair()
+    await peer.send(HEADER + TLS + b"\x00garbage")
+    with pytest.raises(MalformedMessage):
+        await handle_protocol(server, ["/noise"])
+    assert await peer.receive_exactly(len(HEADER + NA)) == HEADER + NA
 
 
 async def test_handle_na_round_cap() -> None:
