@@ -320,7 +320,8 @@ class Host:
         stream = NetStream(ys, "", conn)
         try:
             proto = await handle_protocol(
-                stream, self._handlers.keys(), timeout=self.config.negotiation_timeout
+                stream, self._handlers.keys(), timeout=self.config.negotiation_timeout,
+                max_na_rounds=self.config.max_negotiation_rounds,
             )
         except (P2PError, anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             log.debug("inbound stream negotiation with %s failed: %r", conn.peer_id, exc)

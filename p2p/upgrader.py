@@ -71,7 +71,10 @@ async def upgrade_outbound(
 async def upgrade_inbound(raw: ByteStream, identity: PrivateKey, config: HostConfig) -> Upgraded:
     conn = BufferedStream(raw)
     t = config.negotiation_timeout
-    await _stage("security negotiation", handle_protocol(conn, ["/noise"], timeout=t))
+    await _stage(
+        "security negotiation",
+        handle_protocol(conn, ["/noise"], timeout=t, max_na_rounds=config.max_negotiation_rounds),
+    )
     muxers = config.muxer_protocols if config.early_muxer_negotiation else ()
     secure = await _stage(
         "noise handshake",
