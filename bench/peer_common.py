@@ -1,0 +1,88 @@
+"""What every bench peer shares: the role contract, protocol IDs and result helpers.
+
+Standard library only: the py-libp2p peer imports this module from its own virtual environment
+(as `peer_common`, run as a script beside it), ours as `bench.peer_common`.
+
+The contract, the same for every stack (ours, py-libp2p, go):
+
+    <peer> listen
+        Serves the bench protocols on 127.0.0.1 (port 0), prints one JSON line
+        {"addr": "/ip4/127.0.0.1/tcp/N/p2p/<id>"} once listening, and serves until stdin closes.
+    <peer> dial <scenario> --addr ADDR --params JSON
+        Runs one scenario against ADDR and prints one JSON result line (or {"error": ...}, exit 1).
+        Memory scenarios (conns, streams) first print {"phase": "warm"} and {"phase": "ready"},
+        each time waiting for a line on stdin, so the harness can read the listener's RSS in
+        between without any sleeps.
+
+Protocols served by a listener:
+    /bench/echo/1.0.0   echo every byte until EOF, then close.
+    /bench/sink/1.0.0   read until EOF, then answer the byte count (8 bytes, big endian), close.
+    /masa/worker_protocol/v0.8.4   masa's worker protocol with the "test" handler (ours and go).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+ECHO = "/bench/echo/1.0.0"
+SINK = "/bench/sink/1.0.0"
+WORKER = "/masa/worker_protocol/v0.8.4"
+SCENARIOS = ("bulk", "handshakes", "rr", "worker", "conns", "streams")
+
+
+def emit(obj: dict) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def wait_for_go_ahead() -> None:
+    """Block until the harness writes a line (or closes stdin): it reads RSS meanwhile."""
+    sys.stdin.readline()
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile of already sorted values (q in [0, 100])."""
+    if not sorted_values:
+        return None
+    rank = max(1, min(len(sorted_values), round(q / 100 * len(sorted_values) + 0.5)))
+    return sorted_values[rank - 1]
+
+
+def latency_result(latencies: list[float], failures: int, seconds: float) -> dict:
+    """Requests per second and p50/p99 in milliseconds."""
+    lat = sorted(latencies)
+    p50 = percentile(lat, 50)
+    p99 = percentile(lat, 99)
+    return {
+        "count": len(lat),
+        "failures": failures,
+        "seconds": round(seconds, 6),
+        "per_s": round(len(lat) / seconds, 3) if seconds > 0 else None,
+        "p50_ms": round(p50 * 1000, 3) if p50 is not None else None,
+        "p99_ms": round(p99 * 1000, 3) if p99 is not None else None,
+    }
+
+
+def work_request_frame(i: int, payload: bytes) -> bytes:
+    """A WorkRequest as a Go node writes it: 4-byte big-endian length, then Go-style JSON."""
+    import base64
+
+    body = json.dumps(
+        {"workType": "test", "requestId": f"bench-{i}", "data": base64.b64encode(payload).decode()},
+        separators=(",", ":"),
+    ).encode()
+    return len(body).to_bytes(4, "big") + body
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="bench peer (see bench/peer_common.py for the contract)")
+    sub = p.add_subparsers(dest="role", required=True)
+    sub.add_parser("listen")
+    d = sub.add_parser("dial")
+    d.add_argument("scenario", choices=SCENARIOS)
+    d.add_argument("--addr", required=True)
+    d.add_argument("--params", default="{}", type=json.loads)
+    return p.parse_args(argv)
