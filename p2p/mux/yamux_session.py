@@ -1,0 +1,502 @@
+"""anyio driver for the yamux core: one reader task, one flush path, keepalive and RTT pings.
+
+The protocol decisions all live in `p2p.mux.yamux.YamuxConnection`; this module only moves bytes
+and wakes tasks. Tasks of a session (all in the session's own task group):
+
+* reader: `conn.receive` -> `core.receive_data` -> wake the streams the events name. It never waits
+  on a write (it only kicks the writer), unless control frames pile up past a high-water mark.
+* writer: flushes whatever the core queued when kicked (window updates, ACKs, ping replies, RSTs).
+* keepalive: pings after `keepalive_interval` without a received frame; no reply within
+  `keepalive_timeout` closes the session (go: 30 s + 10 s).
+* rtt: pings at start (opaque 0, like go) and every `measure_rtt_interval`; feeds window tuning.
+
+Every write goes through `_flush` under one lock: it drains everything queued so far into a single
+`conn.send` (coalescing), shielded from the caller's cancellation so a frame is never cut in half,
+and bounded by `write_timeout`. Every waiter (reads, window waits, accept, open, pings) is woken on
+teardown, and then fails with `ConnectionClosed`, so nothing can hang on a dead session.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from p2p.errors import ConnectionClosed, StreamReset
+from p2p.mux import yamux as core
+from p2p.mux.yamux import SessionGoingAway, StreamLimitReached, YamuxConfig, YamuxConnection
+from p2p.mux.yamux_frame import YamuxProtocolError
+from p2p.streams import ByteStream
+
+__all__ = ["YamuxConfig", "YamuxSession", "YamuxStream", "YamuxProtocolError"]
+
+log = logging.getLogger(__name__)
+
+#: Bytes asked of the connection per read: large reads keep per-call overhead off the bulk path.
+_RECV_SIZE = 1 << 20
+#: Queued control output beyond this makes the reader wait for the writer (bounds memory under a
+#: SYN or ping flood while the peer does not read).
+_OUTPUT_HIGH_WATER = 1 << 20
+#: How long a best-effort GoAway may take on the way out.
+_GOAWAY_GRACE = 1.0
+
+
+def _wake(ev: anyio.Event | None) -> None:
+    if ev is not None:
+        ev.set()
+
+
+class YamuxStream:
+    """One multiplexed stream: anyio ByteStream words plus `reset` (go semantics for `aclose`)."""
+
+    __slots__ = ("_session", "stream_id", "_rwait", "_wwait", "_remote_eof", "_local_eof",
+                 "_reset", "_reset_remote", "_closed")
+
+    def __init__(self, session: YamuxSession, stream_id: int) -> None:
+        self._session = session
+        self.stream_id = stream_id
+        self._rwait: anyio.Event | None = None
+        self._wwait: anyio.Event | None = None
+        self._remote_eof = False
+        self._local_eof = False
+        self._reset = False
+        self._reset_remote = False
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<YamuxStream {self.stream_id}>"
+
+    def _wake_reader(self) -> None:
+        ev, self._rwait = self._rwait, None
+        _wake(ev)
+
+    def _wake_writer(self) -> None:
+        ev, self._wwait = self._wwait, None
+        _wake(ev)
+
+    def _mark_reset(self, remote: bool) -> None:
+        if not self._reset:
+            self._reset = True
+            self._reset_remote = remote
+        self._wake_reader()
+        self._wake_writer()
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        """Return buffered bytes (waking on data); EndOfStream after the peer's FIN."""
+        sess = self._session
+        conn = sess._core
+        while True:
+            if self._reset:
+                raise StreamReset(remote=self._reset_remote)
+            if self._closed:
+                raise anyio.ClosedResourceError
+            if sess.error is None or not sess.is_closed:
+                data = conn.read(self.stream_id, max_bytes, anyio.current_time())
+                if data:
+                    if conn.pending_output:
+                        sess._kick()
+                    return data
+            if self._remote_eof:
+                sess._forget_if_done(self)
+                raise anyio.EndOfStream
+            if sess.is_closed:
+                raise ConnectionClosed(f"yamux session closed: {sess.error!r}")
+            if self._rwait is None:
+                self._rwait = anyio.Event()
+            await self._rwait.wait()
+
+    async def send(self, item: bytes | bytearray | memoryview) -> None:
+        """Send all of `item`, waiting for window updates when the send window is exhausted."""
+        sess = self._session
+        conn = sess._core
+        data = item if isinstance(item, bytes) else bytes(item)
+        view = memoryview(data)
+        pos, total = 0, len(data)
+        while pos < total:
+            self._check_writable()
+            n = conn.send(self.stream_id, view[pos:] if pos else view)
+            if n:
+                pos += n
+                await sess._flush()
+            elif conn.send_window(self.stream_id) == 0:
+                if self._wwait is None:
+                    self._wwait = anyio.Event()
+                await self._wwait.wait()
+
+    def _check_writable(self) -> None:
+        if self._reset:
+            raise StreamReset(remote=self._reset_remote)
+        if self._closed or self._local_eof:
+            raise anyio.ClosedResourceError
+        if self._session.is_closed:
+            raise ConnectionClosed(f"yamux session closed: {self._session.error!r}")
+
+    async def send_eof(self) -> None:
+        """Half-close (FIN); reading continues until the peer's FIN."""
+        if self._local_eof or self._closed:
+            return
+        self._check_writable()
+        self._local_eof = True
+        self._session._core.send_eof(self.stream_id)
+        self._session._forget_if_done(self)
+        await self._session._flush()
+
+    async def reset(self) -> None:
+        """Abort both directions (RST); later calls raise StreamReset(remote=False)."""
+        if self._reset or self._closed:
+            return
+        sess = self._session
+        self._mark_reset(remote=False)
+        sess._core.reset(self.stream_id)
+        sess._streams.pop(self.stream_id, None)
+        sess._wake_openers()
+        await sess._flush_quietly()
+
+    async def aclose(self) -> None:
+        """go's Close: FIN if not sent, stop reading (late data is discarded), forget the stream."""
+        if self._closed:
+            return
+        sess = self._session
+        self._closed = True
+        if not self._reset:
+            sess._core.close_stream(self.stream_id)
+        sess._streams.pop(self.stream_id, None)
+        sess._wake_openers()
+        self._wake_reader()
+        self._wake_writer()
+        await sess._flush_quietly()
+
+    async def __aenter__(self) -> YamuxStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class YamuxSession:
+    """A yamux session over `conn`; run it with `run()` or `async with`."""
+
+    def __init__(self, conn: ByteStream, *, is_client: bool,
+                 config: YamuxConfig = YamuxConfig()) -> None:
+        self._conn = conn
+        self.config = config
+        self.is_client = is_client
+        self._core = YamuxConnection(is_client, config)
+        self._streams: dict[int, YamuxStream] = {}
+        self._accept_queue: deque[YamuxStream] = deque()
+        self._accept_wait: anyio.Event | None = None
+        self._open_wait: anyio.Event | None = None
+        self._pings: dict[int, list[Any]] = {}
+        self._write_lock = anyio.Lock()
+        self._flush_wanted = anyio.Event()
+        self._closed_event = anyio.Event()
+        self._reader_scope: anyio.CancelScope | None = None
+        self._tg: TaskGroup | None = None
+        self._own_tg: TaskGroup | None = None
+        self._running = False
+        self._conn_closed = False
+        self._last_recv = 0.0
+        self.is_closed = False
+        self.error: Exception | None = None
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> YamuxSession:
+        self._own_tg = anyio.create_task_group()
+        await self._own_tg.__aenter__()
+        await self._own_tg.start(self.run)
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        assert self._own_tg is not None
+        try:
+            with anyio.CancelScope(shield=True):  # close() is bounded; it must run even if cancelled
+                await self.close()
+        finally:
+            result = await self._own_tg.__aexit__(*exc_info)
+        return result
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+                  ) -> None:
+        """Serve the session until it ends; remote failures end up in `error`, never raised."""
+        if self._running:
+            raise RuntimeError("YamuxSession.run() is already running")
+        self._running = True
+        self._last_recv = anyio.current_time()
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(self._writer_loop)
+                tg.start_soon(self._rtt_loop)
+                if self.config.enable_keepalive:
+                    tg.start_soon(self._keepalive_loop)
+                task_status.started()
+                if not self.is_closed:
+                    await self._reader_loop()
+                tg.cancel_scope.cancel()
+        finally:
+            self._shutdown(None)
+            with anyio.CancelScope(shield=True):
+                await self._close_conn()
+
+    async def close(self, code: int = 0) -> None:
+        """Send GoAway(code) (best effort, bounded), close the connection and fail all waiters."""
+        if self.is_closed:
+            if self._running:  # run() is closing the connection; wait until it has
+                await self._closed_event.wait()
+            return
+        self._core.go_away(code)
+        with anyio.move_on_after(_GOAWAY_GRACE):
+            await self._flush_quietly()
+        self._shutdown(None)
+        with anyio.CancelScope(shield=True):
+            await self._close_conn()
+
+    async def _close_conn(self) -> None:
+        self._conn_closed = True
+        with anyio.move_on_after(_GOAWAY_GRACE):
+            try:
+                await self._conn.aclose()
+            except Exception:  # already broken: nothing left to release
+                pass
+        self._closed_event.set()
+
+    def _shutdown(self, error: Exception | None) -> None:
+        """Mark the session over and wake every waiter; idempotent."""
+        if self.is_closed:
+            return
+        self.is_closed = True
+        if self.error is None:
+            self.error = error
+        self._core.close()
+        if self._reader_scope is not None:
+            self._reader_scope.cancel()
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+        for st in list(self._streams.values()) + list(self._accept_queue):
+            st._wake_reader()
+            st._wake_writer()
+        _wake(self._accept_wait)
+        self._wake_openers()
+        for waiter in self._pings.values():
+            waiter[0].set()
+        self._flush_wanted.set()
+        if error is not None:
+            log.debug("yamux session closed: %r", error)
+
+    # ---- tasks ---------------------------------------------------------------------------------
+
+    async def _reader_loop(self) -> None:
+        conn, yc = self._conn, self._core
+        dispatch = self._dispatch
+        try:
+            with anyio.CancelScope() as self._reader_scope:
+                while not self.is_closed:
+                    try:
+                        data = await conn.receive(_RECV_SIZE)
+                    except anyio.EndOfStream:
+                        break
+                    now = self._last_recv = anyio.current_time()
+                    events = yc.receive_data(data, now)
+                    if events and not dispatch(events):
+                        break
+                    if yc.pending_output:
+                        if yc.pending_output > _OUTPUT_HIGH_WATER:
+                            await self._flush()
+                        else:
+                            self._kick()
+        except YamuxProtocolError as exc:
+            self.error = exc
+            with anyio.move_on_after(_GOAWAY_GRACE):  # GoAway(1) is queued: try to get it out
+                await self._flush_quietly()
+        except ConnectionClosed as exc:
+            self.error = self.error or exc
+        except Exception as exc:  # the transport (TCP, Noise) failed: the session is over
+            self.error = exc
+        self._shutdown(None)
+
+    def _dispatch(self, events: list[core.Event]) -> bool:
+        """Wake whoever an event concerns; False when the session must end."""
+        streams = self._streams
+        for ev in events:
+            kind = type(ev)
+            if kind is core.DataReceived:
+                st = streams.get(ev[0])
+                if st is not None and st._rwait is not None:
+                    st._wake_reader()
+            elif kind is core.WindowUpdated:
+                st = streams.get(ev[0])
+                if st is not None:
+                    st._wake_writer()
+            elif kind is core.StreamOpened:
+                st = YamuxStream(self, ev[0])
+                streams[ev[0]] = st
+                self._accept_queue.append(st)
+                ev_, self._accept_wait = self._accept_wait, None
+                _wake(ev_)
+            elif kind is core.StreamEnded:
+                st = streams.get(ev[0])
+                if st is not None:
+                    st._remote_eof = True
+                    st._wake_reader()
+                    self._forget_if_done(st)
+            elif kind is core.StreamReset:
+                st = streams.pop(ev[0], None)
+                if st is not None:
+                    st._mark_reset(remote=True)
+                self._wake_openers()
+            elif kind is core.StreamAcked:
+                self._wake_openers()
+            elif kind is core.PongReceived:
+                waiter = self._pings.get(ev.opaque)
+                if waiter is not None:
+                    waiter[1] = ev.rtt
+                    waiter[0].set()
+            elif kind is core.GoAwayReceived:
+                if ev.code != 0:
+                    self.error = ConnectionClosed(f"remote sent GoAway({ev.code})")
+                    return False
+                self._wake_openers()
+        return True
+
+    async def _writer_loop(self) -> None:
+        while not self.is_closed:
+            await self._flush_wanted.wait()
+            self._flush_wanted = anyio.Event()
+            if self.is_closed:
+                return
+            try:
+                await self._flush()
+            except ConnectionClosed:
+                return
+
+    async def _keepalive_loop(self) -> None:
+        interval = self.config.keepalive_interval
+        while not self.is_closed:
+            idle = anyio.current_time() - self._last_recv
+            if idle < interval:
+                await anyio.sleep(interval - idle)
+                continue
+            try:
+                await self.ping()
+            except TimeoutError:
+                self._shutdown(ConnectionClosed("yamux keepalive timeout"))
+                return
+            except ConnectionClosed:
+                return
+
+    async def _rtt_loop(self) -> None:
+        while not self.is_closed:
+            try:
+                await self.ping()
+            except (TimeoutError, ConnectionClosed):
+                pass
+            await anyio.sleep(self.config.measure_rtt_interval)
+
+    # ---- output --------------------------------------------------------------------------------
+
+    def _kick(self) -> None:
+        """Ask the writer task to flush (never blocks)."""
+        self._flush_wanted.set()
+
+    async def _flush(self) -> None:
+        """Send everything queued in one `conn.send`; the single write path of the session."""
+        async with self._write_lock:
+            data = self._core.data_to_send()
+            if not data:
+                return
+            if self._conn_closed:
+                raise ConnectionClosed("yamux session closed")
+            try:
+                with anyio.CancelScope(shield=True):
+                    with anyio.fail_after(self.config.write_timeout):
+                        await self._conn.send(data)
+            except Exception as exc:
+                err = ConnectionClosed(f"yamux write failed: {exc!r}")
+                self._shutdown(err)
+                raise err from exc
+
+    async def _flush_quietly(self) -> None:
+        try:
+            await self._flush()
+        except ConnectionClosed:
+            pass
+
+    def _wake_openers(self) -> None:
+        ev, self._open_wait = self._open_wait, None
+        _wake(ev)
+
+    def _forget_if_done(self, st: YamuxStream) -> None:
+        if not self._core.has_stream(st.stream_id):
+            self._streams.pop(st.stream_id, None)
+
+    # ---- public API ----------------------------------------------------------------------------
+
+    async def open_stream(self) -> YamuxStream:
+        """Open an outbound stream (SYN sent now); waits while 256 streams are un-ACKed."""
+        with anyio.fail_after(self.config.stream_open_timeout):
+            while True:
+                if self.is_closed:
+                    raise ConnectionClosed(f"yamux session closed: {self.error!r}")
+                try:
+                    sid = self._core.open_stream(anyio.current_time())
+                    break
+                except StreamLimitReached:
+                    if self._open_wait is None:
+                        self._open_wait = anyio.Event()
+                    await self._open_wait.wait()
+                except SessionGoingAway as exc:
+                    raise ConnectionClosed(str(exc)) from None
+        st = YamuxStream(self, sid)
+        self._streams[sid] = st
+        await self._flush()
+        return st
+
+    async def accept_stream(self) -> YamuxStream:
+        """Next inbound stream (ACK sent); raises ConnectionClosed once the session is over."""
+        while True:
+            while self._accept_queue:
+                st = self._accept_queue.popleft()
+                if self._core.accept(st.stream_id):
+                    self._kick()
+                    return st
+            if self.is_closed:
+                raise ConnectionClosed(f"yamux session closed: {self.error!r}")
+            if self._accept_wait is None:
+                self._accept_wait = anyio.Event()
+            await self._accept_wait.wait()
+
+    async def ping(self) -> float:
+        """Round-trip time in seconds; TimeoutError after `keepalive_timeout` without a reply."""
+        if self.is_closed:
+            raise ConnectionClosed("yamux session closed")
+        opaque = self._core.ping(anyio.current_time())
+        waiter: list[Any] = [anyio.Event(), None]
+        self._pings[opaque] = waiter
+        try:
+            self._kick()
+            with anyio.fail_after(self.config.keepalive_timeout):
+                await waiter[0].wait()
+        finally:
+            self._pings.pop(opaque, None)
+            self._core.cancel_ping(opaque)
+        if waiter[1] is None:
+            raise ConnectionClosed("yamux session closed before the ping reply")
+        return float(waiter[1])
+
+    async def go_away(self, code: int = 0) -> None:
+        """Tell the peer we accept no new streams (existing ones continue)."""
+        self._core.go_away(code)
+        await self._flush()
+
+    @property
+    def rtt(self) -> float:
+        """Smoothed RTT estimate in seconds (0.0 before the first pong)."""
+        return self._core.rtt
+
+    @property
+    def num_streams(self) -> int:
+        return len(self._streams)
