@@ -1,12 +1,12 @@
 """The few ASN.1 DER shapes libp2p keys need, parsed as strictly as go parses them.
 
-Why our own parser rather than `cryptography`'s: OpenSSL is lenient where go is strict and strict where
-go is lenient, and a signature go rejects must be rejected here too (and vice versa), or a Python and
-a go node disagree about who someone is. Three readers live here:
+Why our own parser rather than `cryptography`'s: OpenSSL is lenient where go is strict and strict
+where go is lenient, and a signature go rejects must be rejected here too (and vice versa), or a
+Python and a go node disagree about who someone is. Three readers live here:
 
-* `parse_secp256k1_signature`: decred's strict DER (dcrec/secp256k1/ecdsa `ParseDERSignature`), which
-  go-libp2p uses for secp256k1: 8..72 bytes, exact lengths, no negative or zero-padded integers,
-  1 <= r, s < n (high S accepted).
+* `parse_secp256k1_signature`: decred's strict DER (dcrec/secp256k1/ecdsa `ParseDERSignature`),
+  which go-libp2p uses for secp256k1: 8..72 bytes, exact lengths, no negative or zero-padded
+  integers, 1 <= r, s < n (high S accepted).
 * `parse_go_asn1_ecdsa_signature`: what Go's `encoding/asn1.Unmarshal` accepts for
   `struct{R, S *big.Int}`: DER lengths and minimal integers, but extra bytes inside the SEQUENCE
   and after it are ignored, and negative integers parse (the verifier then rejects them).

@@ -1,19 +1,19 @@
-"""Peer identities: libp2p keys, signatures and peer IDs, byte-compatible with go-libp2p core/crypto.
+"""Peer identities: libp2p keys, signatures and peer IDs, byte-compatible with go core/crypto.
 
 Theory of operation (wire facts §2; libp2p specs peer-ids/peer-ids.md):
 
-* A key travels as a protobuf `{1: KeyType, 2: Data}`. We parse any valid protobuf encoding of it, but
-  always re-encode canonically (`08 <type> 12 <len> <data>`, `Data` itself re-encoded in its canonical
-  form), because go re-marshals a parsed key before hashing it into a peer ID: two encodings of one key
-  must name one peer.
-* Per-type behaviour is data: a `_KeyKind` row per `KeyType` holds the loaders, signer and verifier,
-  so `PublicKey` and `PrivateKey` are two small classes and a new key type is one row.
+* A key travels as a protobuf `{1: KeyType, 2: Data}`. We parse any valid protobuf encoding of
+  it, but always re-encode canonically (`08 <type> 12 <len> <data>`, `Data` itself in its canonical
+  form), because go re-marshals a parsed key before hashing it into a peer ID: two encodings of one
+  key must name one peer.
+* Per-type behaviour is data: a `KeyKind` row per `KeyType` (in `p2p.key_codecs`) holds loaders,
+  signer and verifier, so `PublicKey` and `PrivateKey` are two small classes over that table.
 * Signatures follow go exactly, including its quirks: secp256k1 signs with RFC 6979 and low S and
   verifies strict DER (see `p2p.der`) while accepting high S; ECDSA verifies Go-asn1 DER and ignores
   trailing bytes; RSA is PKCS#1 v1.5/SHA-256 with 2048..8192-bit keys, size checked before OpenSSL
   does any work (CVE-2023-39533).
-* A peer ID is a multihash of the canonical public key protobuf: identity when it is at most 42 bytes,
-  else sha2-256. It prints as base58btc and also parses the CIDv1 (`libp2p-key`) form.
+* A peer ID is a multihash of the canonical public key protobuf: identity when it is at most 42
+  bytes, else sha2-256. It prints as base58btc and also parses the CIDv1 (`libp2p-key`) form.
 
 Parsing network bytes raises `KeyDecodeError` / `InvalidPeerId` (both `DecodeError`), nothing else;
 `verify` never raises. Parsed public keys are cached, since every handshake parses one.
@@ -22,43 +22,40 @@ Parsing network bytes raises `KeyDecodeError` / `InvalidPeerId` (both `DecodeErr
 from __future__ import annotations
 
 import base64
-import enum
 import functools
 import hashlib
 import hmac
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import base58
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from p2p import protobuf, varint
+from p2p.errors import DecodeError
+from p2p.key_codecs import (
+    KINDS,
+    MAX_PUBLIC_PROTOBUF,
+    MAX_RSA_BITS,
+    MIN_RSA_BITS,
+    KeyDecodeError,
+    KeyType,
+    UnsupportedKeyType,
+    traditional_der,
 )
 
-from p2p import der, protobuf, varint
-from p2p.errors import DecodeError
-
-
-class KeyType(enum.IntEnum):
-    """`KeyType` enum of core/crypto/pb/crypto.proto."""
-
-    RSA = 0
-    Ed25519 = 1
-    Secp256k1 = 2
-    ECDSA = 3
-
-
-class KeyDecodeError(DecodeError):
-    """A key (protobuf or its `Data`) is malformed, of a forbidden size, or not on its curve."""
-
-
-class UnsupportedKeyType(KeyDecodeError):
-    """The key type number (or name) is not one of the four libp2p knows."""
+__all__ = [
+    "InvalidPeerId",
+    "KeyDecodeError",
+    "KeyType",
+    "PeerId",
+    "PrivateKey",
+    "PublicKey",
+    "UnsupportedKeyType",
+    "load_private_key_file",
+    "parse_key_type",
+    "save_private_key_file",
+]
 
 
 class InvalidPeerId(DecodeError):
@@ -66,18 +63,11 @@ class InvalidPeerId(DecodeError):
 
 
 # --- limits: each a choice, with where it came from -------------------------------------------
-MIN_RSA_BITS = 2048  # go core/crypto MinRsaKeyBits
-MAX_RSA_BITS = 8192  # go v0.27.8+ maxRsaKeyBits (CVE-2023-39533)
 MAX_INLINE_KEY_LEN = 42  # go core/peer maxInlineKeyLength: larger keys are sha256-hashed
-MAX_PUBLIC_PROTOBUF = 4096  # an 8192-bit RSA PKIX key is ~1.1 KB; anything larger is refused unread
 MAX_PRIVATE_PROTOBUF = 16384  # an 8192-bit PKCS#1 private key is ~4.8 KB
 MAX_PEER_ID_BYTES = 1024  # go has no cap on identity multihashes; we bound memory and CPU
 MAX_PEER_ID_STRING = 2 * MAX_PEER_ID_BYTES
 MAX_KEY_FILE = 64 * 1024
-
-SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-# The curves Go's crypto/x509 parses for ECDSA keys.
-_ECDSA_CURVES = frozenset({"secp224r1", "secp256r1", "secp384r1", "secp521r1"})
 
 _KEY_TYPE_NAMES = {
     "rsa": KeyType.RSA,
@@ -95,232 +85,13 @@ def parse_key_type(name: str) -> KeyType:
         raise UnsupportedKeyType(f"unknown key type name {name!r}") from None
 
 
-# --- per-type behaviour ------------------------------------------------------------------------
-_DER = serialization.Encoding.DER
-_SPKI = serialization.PublicFormat.SubjectPublicKeyInfo
-_SHA256_ECDSA = ec.ECDSA(hashes.SHA256())
-_SHA256_ECDSA_RFC6979 = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
-_LOAD_ERRORS = (ValueError, TypeError, UnsupportedAlgorithm)
-
-
-def _ed25519_public(raw: bytes) -> tuple[bytes, Any]:
-    if len(raw) != 32:
-        raise KeyDecodeError(f"Ed25519 public key must be 32 bytes, got {len(raw)}")
-    try:
-        return raw, ed25519.Ed25519PublicKey.from_public_bytes(raw)
-    except _LOAD_ERRORS as exc:
-        raise KeyDecodeError(f"bad Ed25519 public key: {exc}") from None
-
-
-def _secp256k1_public(raw: bytes) -> tuple[bytes, Any]:
-    # go (decred ParsePubKey) takes compressed 02/03, uncompressed 04 and hybrid 06/07 points.
-    if len(raw) == 33 and raw[0] in (2, 3):
-        point = raw
-    elif len(raw) == 65 and raw[0] == 4:
-        point = raw
-    elif len(raw) == 65 and raw[0] in (6, 7):
-        if raw[64] & 1 != raw[0] & 1:
-            raise KeyDecodeError("secp256k1 hybrid key: y parity does not match its prefix")
-        point = b"\x04" + raw[1:]
-    else:
-        raise KeyDecodeError("secp256k1 public key must be a 33- or 65-byte SEC1 point")
-    try:
-        key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256K1(), point)
-    except _LOAD_ERRORS:
-        raise KeyDecodeError("secp256k1 public key is not a point on the curve") from None
-    return _secp256k1_compressed(key), key
-
-
-def _secp256k1_compressed(key: ec.EllipticCurvePublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint)
-
-
-def _pkix_public(raw: bytes, kind: str) -> Any:
-    """Load a PKIX public key, insisting on canonical DER (what Go's strict x509 parser accepts)."""
-    if len(raw) > MAX_PUBLIC_PROTOBUF:
-        raise KeyDecodeError(f"{kind} public key too large")
-    try:
-        key = serialization.load_der_public_key(raw)
-    except _LOAD_ERRORS:
-        raise KeyDecodeError(f"bad {kind} PKIX public key") from None
-    if kind == "ECDSA":
-        if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name not in _ECDSA_CURVES:
-            raise KeyDecodeError("ECDSA key is not on P-224/256/384/521")
-    elif not isinstance(key, rsa.RSAPublicKey):
-        raise KeyDecodeError("RSA key data holds another key type")
-    if key.public_bytes(_DER, _SPKI) != raw:
-        raise KeyDecodeError(f"{kind} public key is not canonical PKIX DER")
-    return key
-
-
-def _ecdsa_public(raw: bytes) -> tuple[bytes, Any]:
-    return raw, _pkix_public(raw, "ECDSA")
-
-
-def _rsa_public(raw: bytes) -> tuple[bytes, Any]:
-    key = _pkix_public(raw, "RSA")
-    _check_rsa_bits(key.key_size)
-    return raw, key
-
-
-def _check_rsa_bits(bits: int) -> None:
-    if bits < MIN_RSA_BITS:
-        raise KeyDecodeError(f"RSA key of {bits} bits is below the {MIN_RSA_BITS}-bit minimum")
-    if bits > MAX_RSA_BITS:
-        raise KeyDecodeError(f"RSA key of {bits} bits is above the {MAX_RSA_BITS}-bit maximum")
-
-
-def _ed25519_private(raw: bytes) -> tuple[bytes, Any]:
-    if len(raw) == 96:  # legacy seed || pub || pub, accepted by go when both copies agree
-        if raw[64:] != raw[32:64]:
-            raise KeyDecodeError("legacy Ed25519 private key has two different public keys")
-        raw = raw[:64]
-    if len(raw) != 64:
-        raise KeyDecodeError(f"Ed25519 private key must be 64 bytes, got {len(raw)}")
-    key = ed25519.Ed25519PrivateKey.from_private_bytes(raw[:32])
-    # go trusts the stored public half and would sign garbage with a wrong one; we refuse it.
-    if key.public_key().public_bytes_raw() != raw[32:]:
-        raise KeyDecodeError("Ed25519 private key: public half does not match the seed")
-    return raw, key
-
-
-def _secp256k1_private(raw: bytes) -> tuple[bytes, Any]:
-    if len(raw) != 32:
-        raise KeyDecodeError(f"secp256k1 private key must be 32 bytes, got {len(raw)}")
-    scalar = int.from_bytes(raw, "big")
-    if not 1 <= scalar < SECP256K1_ORDER:
-        raise KeyDecodeError("secp256k1 private scalar out of range")
-    return raw, ec.derive_private_key(scalar, ec.SECP256K1())
-
-
-def _traditional_der(key: Any) -> bytes:
-    return key.private_bytes(
-        _DER, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
-    )
-
-
-def _ecdsa_private(raw: bytes) -> tuple[bytes, Any]:
-    # SEC1 ECPrivateKey starts with INTEGER 1; this also refuses PKCS#8, as Go's ParseECPrivateKey does.
-    try:
-        if der.sequence_integers_prefix(raw, 1) != [1]:
-            raise KeyDecodeError("ECDSA private key is not SEC1 (version 1)")
-        key = serialization.load_der_private_key(raw, password=None)
-    except (der.DERError, *_LOAD_ERRORS):
-        raise KeyDecodeError("bad SEC1 ECDSA private key") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name not in _ECDSA_CURVES:
-        raise KeyDecodeError("ECDSA private key is not on P-224/256/384/521")
-    return _traditional_der(key), key
-
-
-def _rsa_private(raw: bytes) -> tuple[bytes, Any]:
-    # Read the modulus size from the DER before OpenSSL validates (and so exponentiates) anything.
-    try:
-        version, modulus = der.sequence_integers_prefix(raw, 2)
-    except der.DERError:
-        raise KeyDecodeError("RSA private key is not PKCS#1 DER") from None
-    if version not in (0, 1) or modulus <= 0:
-        raise KeyDecodeError("RSA private key is not PKCS#1 DER")
-    _check_rsa_bits(modulus.bit_length())
-    try:
-        # OpenSSL's own validation runs primality tests (~0.7 s for 4096 bits); Go's `Validate`
-        # only checks consistency, so we do Go's checks ourselves instead.
-        key = serialization.load_der_private_key(
-            raw, password=None, unsafe_skip_rsa_key_validation=True
-        )
-    except _LOAD_ERRORS:
-        raise KeyDecodeError("bad PKCS#1 RSA private key") from None
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise KeyDecodeError("RSA key data holds another key type")
-    nums = key.private_numbers()
-    p, q, d, e = nums.p, nums.q, nums.d, nums.public_numbers.e
-    if (
-        p <= 1
-        or q <= 1
-        or p * q != nums.public_numbers.n
-        or (d * e) % (p - 1) != 1
-        or (d * e) % (q - 1) != 1
-    ):
-        raise KeyDecodeError("inconsistent RSA private key")
-    return _traditional_der(key), key
-
-
-def _secp256k1_sign(key: Any, data: bytes) -> bytes:
-    r, s = decode_dss_signature(key.sign(data, _SHA256_ECDSA_RFC6979))
-    if s > SECP256K1_ORDER // 2:  # low-S, as decred's signer emits
-        s = SECP256K1_ORDER - s
-    return encode_dss_signature(r, s)
-
-
-def _secp256k1_verify(key: Any, data: bytes, sig: bytes) -> None:
-    rs = der.parse_secp256k1_signature(sig, SECP256K1_ORDER)
-    if rs is None:
-        raise ValueError("malformed secp256k1 signature")
-    key.verify(encode_dss_signature(*rs), data, _SHA256_ECDSA)
-
-
-def _ecdsa_verify(key: Any, data: bytes, sig: bytes) -> None:
-    rs = der.parse_go_asn1_ecdsa_signature(sig)
-    # OpenSSL checks r, s < order; sign and size we check, so nothing odd reaches the encoder.
-    if rs is None or not all(0 < v and v.bit_length() <= 528 for v in rs):
-        raise ValueError("malformed ECDSA signature")
-    key.verify(encode_dss_signature(*rs), data, _SHA256_ECDSA)
-
-
-def _ed25519_verify(key: Any, data: bytes, sig: bytes) -> None:
-    key.verify(sig, data)
-
-
-def _rsa_verify(key: Any, data: bytes, sig: bytes) -> None:
-    key.verify(sig, data, padding.PKCS1v15(), hashes.SHA256())
-
-
-@dataclass(frozen=True)
-class _KeyKind:
-    """One key type's behaviour: how its Data is loaded, re-encoded, used."""
-
-    load_public: Callable[[bytes], tuple[bytes, Any]]
-    load_private: Callable[[bytes], tuple[bytes, Any]]
-    public_raw: Callable[[Any], bytes]
-    sign: Callable[[Any, bytes], bytes]
-    verify: Callable[[Any, bytes, bytes], None]  # raises on a bad signature
-
-
-_KINDS: dict[KeyType, _KeyKind] = {
-    KeyType.Ed25519: _KeyKind(
-        _ed25519_public,
-        _ed25519_private,
-        lambda k: k.public_bytes_raw(),
-        lambda k, d: k.sign(d),
-        _ed25519_verify,
-    ),
-    KeyType.Secp256k1: _KeyKind(
-        _secp256k1_public, _secp256k1_private, _secp256k1_compressed, _secp256k1_sign,
-        _secp256k1_verify,
-    ),
-    KeyType.ECDSA: _KeyKind(
-        _ecdsa_public,
-        _ecdsa_private,
-        lambda k: k.public_bytes(_DER, _SPKI),
-        lambda k, d: k.sign(d, _SHA256_ECDSA),
-        _ecdsa_verify,
-    ),
-    KeyType.RSA: _KeyKind(
-        _rsa_public,
-        _rsa_private,
-        lambda k: k.public_bytes(_DER, _SPKI),
-        lambda k, d: k.sign(d, padding.PKCS1v15(), hashes.SHA256()),
-        _rsa_verify,
-    ),
-}
-
-
 # --- the key protobuf --------------------------------------------------------------------------
 def _encode_key(key_type: KeyType, data: bytes) -> bytes:
     return protobuf.field_varint(1, int(key_type)) + protobuf.field_bytes(2, data)
 
 
 def _decode_key(data: bytes, limit: int) -> tuple[KeyType, bytes]:
-    """Decode `{1: Type, 2: Data}` as proto2 does: any order, last duplicate wins, unknowns skipped."""
+    """Decode `{1: Type, 2: Data}` like proto2: any order, last duplicate wins, unknowns skipped."""
     if len(data) > limit:
         raise KeyDecodeError(f"key protobuf of {len(data)} bytes exceeds {limit}")
     type_num: int | None = None
@@ -371,7 +142,7 @@ class PublicKey:
     def from_raw(cls, key_type: KeyType | int, data: bytes) -> PublicKey:
         """Build from a key type and its protobuf `Data` field; raises KeyDecodeError."""
         kt = _key_type(key_type)
-        raw, key = _KINDS[kt].load_public(bytes(data))
+        raw, key = KINDS[kt].load_public(bytes(data))
         return cls(kt, raw, key)
 
     def raw(self) -> bytes:
@@ -385,7 +156,7 @@ class PublicKey:
     def verify(self, data: bytes, signature: bytes) -> bool:
         """True only for a valid signature of `data`; any malformed input is just False."""
         try:
-            _KINDS[self.key_type].verify(self._key, bytes(data), bytes(signature))
+            KINDS[self.key_type].verify(self._key, bytes(data), bytes(signature))
         except Exception:  # InvalidSignature, or OpenSSL refusing odd input: all mean "no"
             return False
         return True
@@ -420,7 +191,7 @@ class PrivateKey:
         self._raw = raw
         self._key = key
         pub = key.public_key()
-        self._public = PublicKey(key_type, _KINDS[key_type].public_raw(pub), pub)
+        self._public = PublicKey(key_type, KINDS[key_type].public_raw(pub), pub)
 
     @classmethod
     def generate(cls, key_type: KeyType = KeyType.Ed25519, *, rsa_bits: int = 2048) -> PrivateKey:
@@ -435,19 +206,19 @@ class PrivateKey:
             raw = key.private_numbers().private_value.to_bytes(32, "big")
         elif kt is KeyType.ECDSA:
             key = ec.generate_private_key(ec.SECP256R1())
-            raw = _traditional_der(key)
+            raw = traditional_der(key)
         else:
             if not MIN_RSA_BITS <= rsa_bits <= MAX_RSA_BITS:
                 raise ValueError(f"rsa_bits must be within {MIN_RSA_BITS}..{MAX_RSA_BITS}")
             key = rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
-            raw = _traditional_der(key)
+            raw = traditional_der(key)
         return cls(kt, raw, key)
 
     @classmethod
     def from_protobuf(cls, data: bytes) -> PrivateKey:
         """Parse a PrivateKey protobuf (e.g. a key file); raises KeyDecodeError."""
         key_type, raw = _decode_key(bytes(data), MAX_PRIVATE_PROTOBUF)
-        raw, key = _KINDS[key_type].load_private(raw)
+        raw, key = KINDS[key_type].load_private(raw)
         return cls(key_type, raw, key)
 
     @property
@@ -463,7 +234,7 @@ class PrivateKey:
 
     def sign(self, data: bytes) -> bytes:
         """Sign as go does for this key type (see the module docstring)."""
-        return _KINDS[self.key_type].sign(self._key, bytes(data))
+        return KINDS[self.key_type].sign(self._key, bytes(data))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PrivateKey):
@@ -521,7 +292,7 @@ def _split_multihash(mh: bytes) -> tuple[int, bytes]:
 
 
 def _multibase_decode(s: str) -> bytes:
-    """Decode the multibases a CID peer ID plausibly uses: base32 (b/B), base58btc (z), base16 (f/F)."""
+    """Decode the multibases a CID peer ID may use: base32 (b/B), base58btc (z), base16 (f/F)."""
     prefix, body = s[0], s[1:]
     if prefix in "bB":
         if not set(body) <= (_B32_LOWER if prefix == "b" else _B32_UPPER):
