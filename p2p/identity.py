@@ -322,6 +322,8 @@ class PeerId:
     __slots__ = ("_bytes", "_b58")
 
     def __init__(self, multihash: bytes) -> None:
+        if not isinstance(multihash, (bytes, bytearray, memoryview)):
+            raise TypeError("PeerId takes multihash bytes; use from_string for text")
         mh = bytes(multihash)
         _split_multihash(mh)
         self._bytes = mh

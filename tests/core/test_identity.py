@@ -790,6 +790,13 @@ def test_peer_id_value_semantics() -> None:
     assert not a.matches(PublicKey.from_protobuf(SECP_PUB))
 
 
+def test_peer_id_wants_bytes() -> None:
+    with pytest.raises(TypeError):
+        PeerId(38)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        PeerId("12D3KooWBtg3aaRMjxwedh83aGiUkwSxDwUZkzuJcfaqUmo7R3pq")  # type: ignore[arg-type]
+
+
 def test_extract_public_key_from_garbage_identity() -> None:
     pid = PeerId.from_bytes(b"\x00\x03abc")
     with pytest.raises(KeyDecodeError):
@@ -907,6 +914,16 @@ def test_property_der_parsers_total(data: bytes) -> None:
     if rs is not None:  # whatever strict DER accepts re-encodes to exactly the same bytes
         assert der_seq(der_int(rs[0]), der_int(rs[1])) == data
     der.parse_go_asn1_ecdsa_signature(data)
+
+
+@PROPS
+@given(st.integers(1, SECP256K1_N - 1), st.integers(1, SECP256K1_N - 1), st.binary(max_size=4))
+def test_property_valid_der_signatures_accepted(r: int, s: int, trailing: bytes) -> None:
+    sig = der_seq(der_int(r), der_int(s))
+    assert der.parse_secp256k1_signature(sig, SECP256K1_N) == (r, s)
+    assert der.parse_go_asn1_ecdsa_signature(sig + trailing) == (r, s)  # go ignores the tail
+    if trailing:
+        assert der.parse_secp256k1_signature(sig + trailing, SECP256K1_N) is None
 
 
 @st.composite
