@@ -1,0 +1,255 @@
+"""The worker stream handler and client over an in-memory fake host (the real Host comes later)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from oracle.framing import read_message, write_message
+from oracle.gating import WorkerPolicy
+from oracle.manager import WorkerConfig, WorkHandlerManager
+from oracle.messages import WorkRequest, WorkResponse
+from oracle.handlers import handle_test
+from oracle.protocol import (
+    WORKER_PROTOCOL_ID,
+    HostWorkerDirectory,
+    Protocol,
+    WorkerProtocol,
+    protocol_with_version,
+    send_work_to_worker,
+)
+from p2p.errors import StreamReset
+
+from oracle_fakes import FakeNetwork
+
+
+def test_protocol_ids() -> None:
+    assert WORKER_PROTOCOL_ID == "/masa/worker_protocol/v0.8.4"
+    assert protocol_with_version("worker_protocol", "v0.8.4", "test") == "/masa/worker_protocol/v0.8.4-test"
+    mgr = WorkHandlerManager()
+    assert WorkerProtocol(mgr, None, env="test").protocol_id == "/masa/worker_protocol/v0.8.4-test"
+    assert WorkerProtocol(mgr, None, version="v0.9.0").protocol_id == "/masa/worker_protocol/v0.9.0"
+    assert isinstance(WorkerProtocol(mgr, None), Protocol)
+    with pytest.raises(TypeError):
+        Protocol()  # type: ignore[abstract]
+
+
+def _worker(net: FakeNetwork, peer: str = "peerB", policy: WorkerPolicy | None = None, **kw: Any):
+    host = net.add_host(peer)
+    mgr = WorkHandlerManager()
+    mgr.add_handler("test", handle_test)
+    proto = WorkerProtocol(mgr, policy, **kw)
+    proto.register(host)
+    assert host.handlers[proto.protocol_id] == proto.handle_stream
+    return host, mgr, proto
+
+
+@pytest.mark.anyio
+async def test_request_response_exact_bytes() -> None:
+    async with FakeNetwork() as net:
+        client = net.add_host("peerA")
+        _worker(net)
+        stream = await client.new_stream("peerB", [WORKER_PROTOCOL_ID])
+        await write_message(stream, b'{"workType":"test","requestId":"1","data":"aGVsbG8="}')
+        body = await read_message(stream, max_size=1 << 20, timeout=5)
+        assert body == b'{"data":"hello","workerPeerId":"peerB"}'
+        with pytest.raises(anyio.EndOfStream):  # the worker closed its side after answering
+            await stream.receive()
+        assert net.handler_errors == []
+
+
+@pytest.mark.anyio
+async def test_send_work_to_worker_round_trip() -> None:
+    async with FakeNetwork() as net:
+        client = net.add_host("peerA")
+        _worker(net)
+        resp = await send_work_to_worker(client, "peerB", WorkRequest("test", "r", b"hi \xff"))
+        assert resp == WorkResponse(data="hi \ufffd", worker_peer_id="peerB")
+        resp = await send_work_to_worker(client, "peerB", WorkRequest("twitter"))
+        assert resp == WorkResponse(error="work handler not found", worker_peer_id="peerB")
+        assert client.streams[0].raw.closed and not client.streams[0].raw.reset_called
+
+
+@pytest.mark.anyio
+async def test_client_errors_in_go_words() -> None:
+    async with FakeNetwork() as net:
+        client = net.add_host("peerA")
+        resp = await send_work_to_worker(client, "nobody", WorkRequest("test"))
+        assert resp.error.startswith("error opening stream: no addresses for nobody")
+        net.add_host("peerC")  # a peer without the worker protocol
+        resp = await send_work_to_worker(client, "peerC", WorkRequest("test"))
+        assert resp.error.startswith("error opening stream: protocol negotiation failed")
+
+
+@pytest.mark.anyio
+async def test_client_response_timeout_resets_stream() -> None:
+    async with FakeNetwork() as net:
+        client = net.add_host("peerA")
+        _, mgr, _ = _worker(net)
+
+        async def never(data: bytes) -> None:
+            await anyio.Event().wait()
+
+        mgr.add_handler("never", never)
+        resp = await send_work_to_worker(client, "peerB", WorkRequest("never"), response_timeout=0.1)
+        assert resp.error == "error reading response: no response within 0.1 s"
+        assert client.streams[0].raw.reset_called
+
+
+@pytest.mark.anyio
+async def test_client_rejects_malformed_and_oversized_responses() -> None:
+    async with FakeNetwork() as net:
+        client = net.add_host("peerA")
+        evil = net.add_host("evil")
+
+        async def bad_json(stream: Any) -> None:
+            await read_message(stream, max_size=1000, timeout=5)
+            await write_message(stream, b'{"recordCount":"many"}')
+
+        async def huge(stream: Any) -> None:
+            await read_message(stream, max_size=1000, timeout=5)
+            await stream.send(b"\xff\xff\xff\xff")
+
+        evil.set_stream_handler("/bad", bad_json)
+        evil.set_stream_handler("/huge", huge)
+        resp = await send_work_to_worker(client, "evil", WorkRequest("x"), protocol_id="/bad")
+        assert resp.error.startswith("error unmarshaling response: json: cannot unmarshal string")
+        resp = await send_work_to_worker(client, "evil", WorkRequest("x"), protocol_id="/huge")
+        assert resp.error.startswith("error reading response: message of 4294967295 bytes exceeds")
+
+
+@pytest.mark.anyio
+async def test_policy_refusal_is_an_error_response() -> None:
+    async with FakeNetwork() as net:
+        client = net.add_host("peerA")
+        _, _, proto = _worker(net, policy=WorkerPolicy(allowed_peers=["someone-else"]))
+        resp = await send_work_to_worker(client, "peerB", WorkRequest("test", data=b"x"))
+        assert resp == WorkResponse(
+            error="work refused: peer peerA is not allowed to submit work", worker_peer_id="peerB"
+        )
+        assert proto.policy.refused == 1 and proto.policy.active == 0
+
+
+@pytest.mark.anyio
+async def test_concurrency_limit_refuses_extra_requests() -> None:
+    async with FakeNetwork() as net:
+        client = net.add_host("peerA")
+        _, mgr, proto = _worker(net, policy=WorkerPolicy(max_concurrent_per_peer=1))
+        started, release = anyio.Event(), anyio.Event()
+
+        async def slow(data: bytes) -> str:
+            started.set()
+            await release.wait()
+            return "slow done"
+
+        mgr.add_handler("slow", slow)
+        results: list[WorkResponse] = []
+
+        async def first() -> None:
+            results.append(await send_work_to_worker(client, "peerB", WorkRequest("slow")))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(first)
+            await started.wait()
+            second = await send_work_to_worker(client, "peerB", WorkRequest("test", data=b"x"))
+            assert second.error == "work refused: peer peerA already has 1 requests running"
+            release.set()
+        assert results[0].data == "slow done"
+        assert proto.policy.active == 0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "wire",
+    [
+        b"\x00\x00\x00\x05{bad}",  # not JSON
+        b"\x00\x00\x00\x0e{\"workType\":1}",  # wrong type
+        b"\xff\xff\xff\xff",  # 4 GiB announced
+        b"\x00\x00\x10\x01",  # just over the configured 4 KiB limit
+    ],
+)
+async def test_malformed_request_resets_stream(wire: bytes) -> None:
+    async with FakeNetwork() as net:
+        client = net.add_host("peerA")
+        _, _, proto = _worker(net, max_request_size=4096)
+        stream = await client.new_stream("peerB", [WORKER_PROTOCOL_ID])
+        await stream.send(wire)
+        with anyio.fail_after(5), pytest.raises(StreamReset):
+            await stream.receive()
+        assert proto.policy.active == 0 and net.handler_errors == []
+
+
+@pytest.mark.anyio
+async def test_silent_requester_is_reset_after_read_timeout() -> None:
+    async with FakeNetwork() as net:
+        client = net.add_host("peerA")
+        _, _, proto = _worker(net, read_timeout=0.05)
+        stream = await client.new_stream("peerB", [WORKER_PROTOCOL_ID])
+        await stream.send(b"\x00\x00\x00\x10{")  # a header and one byte, then nothing
+        with anyio.fail_after(5), pytest.raises(StreamReset):
+            await stream.receive()
+        assert proto.policy.active == 0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("how", ["reset", "close"])
+async def test_requester_going_away_cancels_the_work(how: str) -> None:
+    async with FakeNetwork() as net:
+        client = net.add_host("peerA")
+        _, mgr, proto = _worker(net)
+        started, cancelled = anyio.Event(), anyio.Event()
+
+        async def long_work(data: bytes) -> str:
+            started.set()
+            try:
+                await anyio.Event().wait()
+            finally:
+                cancelled.set()
+            return "unreachable"
+
+        mgr.add_handler("long", long_work)
+        stream = await client.new_stream("peerB", [WORKER_PROTOCOL_ID])
+        await write_message(stream, WorkRequest("long").to_json())
+        with anyio.fail_after(5):
+            await started.wait()
+            await (stream.reset() if how == "reset" else stream.aclose())
+            await cancelled.wait()
+        worker_stream = net.hosts["peerB"].streams[0]
+        with anyio.fail_after(5):
+            while not worker_stream.raw.reset_called:  # handler resets the abandoned stream
+                await anyio.wait_all_tasks_blocked()
+        assert proto.policy.active == 0
+        assert mgr.metrics("long").calls == 1
+
+
+@pytest.mark.anyio
+async def test_unencodable_result_gives_marshal_error() -> None:
+    async with FakeNetwork() as net:
+        client = net.add_host("peerA")
+        _, mgr, _ = _worker(net)
+        mgr.add_handler("nan", lambda data: {"x": float("nan")})
+        resp = await send_work_to_worker(client, "peerB", WorkRequest("nan"))
+        assert resp.error == "error marshaling work response: json: unsupported value: NaN"
+        assert resp.worker_peer_id == "peerB"
+
+
+@pytest.mark.anyio
+async def test_distribute_work_over_hosts() -> None:
+    """The spike's acceptance shape: node A distributes, node B (a worker) answers."""
+    async with FakeNetwork() as net:
+        a = net.add_host("peerA")
+        _worker(net, "peerB")
+        net.add_host("peerC")  # in the peerstore as a worker, but gone from the network
+        a.peerstore.add_protocols("peerB", WORKER_PROTOCOL_ID)
+        a.peerstore.add_protocols("peerD", "/other/1.0.0")
+        directory = HostWorkerDirectory(a, workers=["peerC"])
+        assert sorted(map(str, directory.eligible_peers("test"))) == ["peerB", "peerC"]
+        mgr_a = WorkHandlerManager(WorkerConfig(connection_timeout=5), directory=directory)
+        resp = await mgr_a.distribute_work(WorkRequest("test", "req-1", b"from A"))
+        assert resp.data == "from A" and resp.worker_peer_id == "peerB"
+        del net.hosts["peerC"]
+        directory.remove_worker("peerB")  # explicit list only matters for peers not in the peerstore
+        resp = await mgr_a.distribute_work(WorkRequest("test", "req-2", b"again"))
+        assert resp.worker_peer_id == "peerB"
