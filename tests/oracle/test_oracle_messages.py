@@ -373,3 +373,14 @@ def test_round_trip(wt: str, rid: str, data: bytes, peer: str, payload: object, 
     back = WorkResponse.from_json(resp.to_json())
     assert back.work_request == req and back.error == wt and back.record_count == count
     assert back.worker_peer_id == peer and _same(payload, back.data)
+
+
+@pytest.mark.parametrize("module", ["oracle/gojson.py", "oracle/messages.py", "oracle/gating.py"])
+def test_cores_do_no_io(module: str) -> None:
+    import ast
+    import pathlib
+
+    tree = ast.parse((pathlib.Path(__file__).parents[2] / module).read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert not imported & {"anyio", "trio", "asyncio", "socket", "time", "threading"}
