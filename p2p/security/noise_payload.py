@@ -5,9 +5,9 @@ Wire format (libp2p-wire-facts §3.4, go-libp2p p2p/security/noise/pb/payload.pr
 extensions = 4; }`, `NoiseExtensions { repeated bytes webtransport_certhashes = 1; repeated string
 stream_muxers = 2; }`. The signature covers "noise-libp2p-static-key:" || X25519 static public key.
 
-`verify_payload` follows go's order exactly (§3.6): decode, identity key, peer id, expected-id check,
-signature, and only then the extensions, so a peer that fails an early check learns nothing from a
-later one and we never spend a signature verification on a peer we did not dial.
+`verify_payload` follows go's order exactly (§3.6): decode, identity key, peer id, expected-id
+check, signature, and only then the extensions, so we never spend a signature verification on a
+peer we did not dial and never act on extensions from an unauthenticated one.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ class NoiseHandshakePayload:
 
     def encode(self) -> bytes:
         """Fields in number order, as go's marshaller writes them."""
-        out = protobuf.field_bytes(1, self.identity_key) + protobuf.field_bytes(2, self.identity_sig)
+        out = protobuf.field_bytes(1, self.identity_key)
+        out += protobuf.field_bytes(2, self.identity_sig)
         if self.extensions is not None:
             out += protobuf.field_bytes(4, self.extensions.encode())
         return out

@@ -12,6 +12,7 @@ order on the wire always matches nonce order.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 
 import anyio
@@ -23,6 +24,7 @@ from p2p.streams import BufferedStream
 
 RECEIVE_CHUNK = 256 * 1024  # big reads amortise per-call overhead; ~4 frames per read
 _HANDSHAKE_READ = MAX_FRAME + 2
+_COALESCE_BELOW = 16 * 1024  # frames this small are joined with their successors on receive
 
 
 class HandshakeTimeout(HandshakeError):
@@ -41,7 +43,7 @@ class NoiseStream:
         remote_peer: PeerId,
         remote_public_key: PublicKey,
         early_muxer: str | None,
-        plaintext: bytes = b"",
+        plaintext: Sequence[bytes] = (),
     ) -> None:
         self.conn = conn
         self.local_peer = local_peer
@@ -50,29 +52,34 @@ class NoiseStream:
         self.early_muxer = early_muxer
         self._transport = transport
         self._send_lock = anyio.Lock()
-        self._plain = plaintext  # decrypted bytes that arrived with the last handshake message
-        self._pos = 0
+        # plaintext frames not yet returned, starting with any that arrived behind the handshake
+        self._chunks: deque[bytes] = deque(p for p in plaintext if p)
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
-        while self._pos >= len(self._plain):
+        """Up to `max_bytes` of plaintext: a whole frame's worth is returned without copying;
+        runs of small frames (e.g. yamux window updates) are coalesced into one result."""
+        chunks = self._chunks
+        while not chunks:
             try:
                 data = await self.conn.receive(RECEIVE_CHUNK)
             except anyio.EndOfStream:
                 if self._transport.buffered:
                     raise NoiseDecryptError("connection ended in the middle of a noise frame")
                 raise
-            self._plain = self._transport.decrypt(data)
-            self._pos = 0
-        start = self._pos
-        if start == 0 and len(self._plain) <= max_bytes:
-            out, self._plain = self._plain, b""
-            return out
-        end = min(start + max_bytes, len(self._plain))
-        self._pos = end
-        out = self._plain[start:end]
-        if end == len(self._plain):
-            self._plain, self._pos = b"", 0
-        return out
+            # an empty frame (legal: 16-byte tag only) must not surface as a b"" "EOF"
+            chunks.extend(p for p in self._transport.decrypt_frames(data) if p)
+        first = chunks.popleft()
+        if len(first) > max_bytes:
+            chunks.appendleft(first[max_bytes:])
+            return first[:max_bytes]
+        if len(first) >= _COALESCE_BELOW or not chunks:
+            return first
+        parts = [first]
+        total = len(first)
+        while chunks and len(chunks[0]) < _COALESCE_BELOW and total + len(chunks[0]) <= max_bytes:
+            total += len(chunks[0])
+            parts.append(chunks.popleft())
+        return b"".join(parts) if len(parts) > 1 else first
 
     async def send(self, item: bytes) -> None:
         if not item:
@@ -113,7 +120,7 @@ async def _run(conn: BufferedStream, hs: NoiseHandshake, timeout: float) -> Nois
                 if out:
                     await conn.send(out)
         transport = hs.to_transport()
-        plaintext = transport.decrypt(hs.leftover) if hs.leftover else b""
+        plaintext = transport.decrypt_frames(hs.leftover) if hs.leftover else []
     except TimeoutError:
         await _close_quietly(conn)
         raise HandshakeTimeout(f"noise handshake not done within {timeout} s") from None

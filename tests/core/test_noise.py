@@ -347,13 +347,16 @@ def attack_initiator(payload_for: object, expected: PeerId | None = None) -> Noi
     """Run an initiator against a RawResponder whose payload is `payload_for(static_pub)`."""
     init = NoiseHandshake(PrivateKey.generate(), initiator=True, expected_peer=expected)
     raw = RawResponder()
-    init.receive_data(raw.msg2(init.data_to_send(), payload_for(raw.static_pub)))  # type: ignore[operator]
+    payload = payload_for(raw.static_pub)  # type: ignore[operator]
+    init.receive_data(raw.msg2(init.data_to_send(), payload))
     return init
 
 
 def signed(key: PrivateKey, static_pub: bytes, **kw: object) -> bytes:
     sig = key.sign(b"noise-libp2p-static-key:" + static_pub)
-    return NoiseHandshakePayload(key.public_key.to_protobuf(), sig, **kw).encode()  # type: ignore[arg-type]
+    pk = key.public_key.to_protobuf()
+    payload = NoiseHandshakePayload(pk, sig, **kw)  # type: ignore[arg-type]
+    return payload.encode()
 
 
 def test_valid_hand_made_payload_is_accepted() -> None:
@@ -386,7 +389,9 @@ def test_mismatch_is_reported_before_signature_check() -> None:
     key = PrivateKey.generate()
     expected = PeerId.from_public_key(PrivateKey.generate().public_key)
     with pytest.raises(PeerIdMismatch):  # go order: the peer id check precedes the signature
-        attack_initiator(lambda pub: NoiseHandshakePayload(key.public_key.to_protobuf(), b"x").encode(), expected)
+        attack_initiator(
+            lambda pub: NoiseHandshakePayload(key.public_key.to_protobuf(), b"x").encode(), expected
+        )
 
 
 @pytest.mark.parametrize(
@@ -500,7 +505,9 @@ def test_early_muxer_negotiated_identically_on_both_sides(
 def test_received_muxer_list_over_100_entries_is_ignored() -> None:
     key = PrivateKey.generate()
     many = tuple(f"/x/{i}" for i in range(100)) + (YAMUX,)
-    init = attack_initiator(lambda pub: signed(key, pub, extensions=NoiseExtensions(stream_muxers=many)))
+    init = attack_initiator(
+        lambda pub: signed(key, pub, extensions=NoiseExtensions(stream_muxers=many))
+    )
     assert init.complete and init.selected_muxer is None
     init = attack_initiator(
         lambda pub: signed(key, pub, extensions=NoiseExtensions(stream_muxers=many[1:]))
@@ -510,7 +517,9 @@ def test_received_muxer_list_over_100_entries_is_ignored() -> None:
 
 def test_offering_over_100_muxers_is_refused_locally() -> None:
     with pytest.raises(ValueError):
-        NoiseHandshake(PrivateKey.generate(), initiator=True, muxers=[f"/x/{i}" for i in range(101)])
+        NoiseHandshake(
+            PrivateKey.generate(), initiator=True, muxers=[f"/x/{i}" for i in range(101)]
+        )
 
 
 # ------------------------------------------------------------------ transport framing

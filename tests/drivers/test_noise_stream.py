@@ -203,3 +203,23 @@ async def test_truncated_frame_at_eof_is_an_error() -> None:
         with anyio.fail_after(5):
             with pytest.raises(RemoteProtocolError):
                 await server.receive()
+
+
+async def test_empty_frames_are_skipped_and_small_frames_coalesced() -> None:
+    async with secured_pair() as (client, server):
+        t = client._transport
+        empty = t._send.encrypt_with_ad(b"", b"")  # legal: a frame with no plaintext
+        wire = b"".join(bytes(t.encrypt(bytes([i]))) for i in range(10))
+        await client.conn.send(b"\x00\x10" + empty + wire)
+        await client.send_eof()
+        with anyio.fail_after(5):
+            got = []
+            while True:
+                try:
+                    chunk = await server.receive(4)
+                except anyio.EndOfStream:
+                    break
+                assert 0 < len(chunk) <= 4
+                got.append(chunk)
+    assert b"".join(got) == bytes(range(10))
+    assert len(got) < 10  # ten one-byte frames did not need ten receive calls
