@@ -1,0 +1,398 @@
+"""YamuxSession/YamuxStream on both anyio backends, over an in-memory pair and loopback TCP."""
+
+import hashlib
+import struct
+from contextlib import asynccontextmanager
+
+import anyio
+import pytest
+
+from p2p.errors import ConnectionClosed, StreamReset
+from p2p.mux.yamux_session import YamuxConfig, YamuxProtocolError, YamuxSession
+from memstream import memory_stream_pair
+
+pytestmark = pytest.mark.anyio
+
+WINDOW = 262144
+PING0 = bytes.fromhex("000200010000000000000000")
+GOAWAY_PROTO = bytes.fromhex("000300000000000000000001")
+
+
+def frame(ftype: int, flags: int, sid: int, length: int, payload: bytes = b"") -> bytes:
+    return struct.pack(">BBHII", 0, ftype, flags, sid, length) + payload
+
+
+@asynccontextmanager
+async def tcp_pair():
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    async with listener:
+        sock_listener = listener.listeners[0]
+        port = sock_listener.extra(anyio.abc.SocketAttribute.local_port)
+        client = await anyio.connect_tcp("127.0.0.1", port)
+        server = await sock_listener.accept()
+        async with client, server:
+            yield client, server
+
+
+@asynccontextmanager
+async def conn_pair(kind: str):
+    if kind == "tcp":
+        async with tcp_pair() as pair:
+            yield pair
+    else:
+        yield memory_stream_pair()
+
+
+@asynccontextmanager
+async def sessions(kind: str = "memory", config: YamuxConfig = YamuxConfig()):
+    async with conn_pair(kind) as (a, b):
+        async with YamuxSession(a, is_client=True, config=config) as client:
+            async with YamuxSession(b, is_client=False, config=config) as server:
+                yield client, server
+
+
+async def read_all(stream, limit: int = 1 << 30) -> bytes:
+    buf = bytearray()
+    while True:
+        try:
+            buf += await stream.receive(1 << 20)
+        except anyio.EndOfStream:
+            return bytes(buf)
+        assert len(buf) <= limit
+
+
+class RawPeer:
+    """The far end of a memory pair, speaking raw yamux frames."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.buf = bytearray()
+
+    async def read_exact(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            self.buf += await self.conn.receive()
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    async def frame(self) -> tuple[int, int, int, int, bytes]:
+        v, t, f, s, n = struct.unpack(">BBHII", await self.read_exact(12))
+        assert v == 0
+        return t, f, s, n, (await self.read_exact(n) if t == 0 else b"")
+
+    async def frames_until(self, wanted) -> list:
+        seen = []
+        while True:
+            fr = await self.frame()
+            seen.append(fr)
+            if wanted(fr):
+                return seen
+
+
+@asynccontextmanager
+async def raw_session(is_client: bool = False, config: YamuxConfig = YamuxConfig()):
+    a, b = memory_stream_pair()
+    async with YamuxSession(a, is_client=is_client, config=config) as session:
+        yield session, RawPeer(b)
+
+
+# ---- basic traffic -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["memory", "tcp"])
+async def test_open_accept_and_echo(kind):
+    with anyio.fail_after(10):
+        async with sessions(kind) as (client, server):
+            out = await client.open_stream()
+            assert out.stream_id == 1
+            await out.send(b"ping over yamux")
+            inc = await server.accept_stream()
+            assert inc.stream_id == 1
+            assert await inc.receive() == b"ping over yamux"
+            await inc.send(b"pong")
+            assert await out.receive() == b"pong"
+            back = await server.open_stream()
+            assert back.stream_id == 2
+            await back.send(b"from server")
+            assert await (await client.accept_stream()).receive() == b"from server"
+
+
+@pytest.mark.parametrize("kind", ["memory", "tcp"])
+async def test_32_concurrent_streams_of_1_mib(kind):
+    blobs = [hashlib.sha256(bytes([i])).digest() * (1 << 15) for i in range(32)]  # 1 MiB each
+    results: dict[int, bytes] = {}
+
+    async def echo(stream):
+        data = await read_all(stream)
+        await stream.send(data)
+        await stream.send_eof()
+
+    async def serve(server, tg):
+        for _ in range(32):
+            tg.start_soon(echo, await server.accept_stream())
+
+    async def use(client, i):
+        stream = await client.open_stream()
+        await stream.send(blobs[i])
+        await stream.send_eof()
+        results[i] = await read_all(stream)
+
+    with anyio.fail_after(60):
+        async with sessions(kind) as (client, server):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(serve, server, tg)
+                for i in range(32):
+                    tg.start_soon(use, client, i)
+    assert [results[i] == blobs[i] for i in range(32)] == [True] * 32
+
+
+async def test_half_close_both_ways():
+    with anyio.fail_after(10):
+        async with sessions() as (client, server):
+            out = await client.open_stream()
+            await out.send(b"request")
+            await out.send_eof()
+            with pytest.raises(anyio.ClosedResourceError):
+                await out.send(b"more")
+            inc = await server.accept_stream()
+            assert await read_all(inc) == b"request"
+            await inc.send(b"response after their FIN")
+            await inc.send_eof()
+            assert await read_all(out) == b"response after their FIN"
+            # and the other way round: the acceptor half-closes first
+            out2 = await client.open_stream()
+            await out2.send(b"x")
+            inc2 = await server.accept_stream()
+            await inc2.send_eof()
+            with pytest.raises(anyio.EndOfStream):
+                await out2.receive()
+            await out2.send(b"still writable")
+            await out2.send_eof()
+            assert await read_all(inc2) == b"xstill writable"
+            assert client.num_streams == 0 and server.num_streams == 0
+
+
+async def test_reset_both_ways():
+    with anyio.fail_after(10):
+        async with sessions() as (client, server):
+            out = await client.open_stream()
+            await out.send(b"a")
+            inc = await server.accept_stream()
+            await out.reset()
+            with pytest.raises(StreamReset) as info:
+                await out.send(b"b")
+            assert info.value.remote is False
+            with pytest.raises(StreamReset) as info:
+                while True:
+                    await inc.receive()
+            assert info.value.remote is True
+            out2 = await client.open_stream()
+            await out2.send(b"c")
+            inc2 = await server.accept_stream()
+            async with anyio.create_task_group() as tg:
+                async def blocked_reader():
+                    with pytest.raises(StreamReset):
+                        await out2.receive()
+                tg.start_soon(blocked_reader)
+                await anyio.wait_all_tasks_blocked()
+                await inc2.reset()
+            with pytest.raises(StreamReset):
+                await out2.send(b"d")
+
+
+async def test_aclose_sends_fin_and_stops_reading():
+    with anyio.fail_after(10):
+        async with sessions() as (client, server):
+            out = await client.open_stream()
+            await out.send(b"bye")
+            await out.aclose()
+            with pytest.raises(anyio.ClosedResourceError):
+                await out.receive()
+            inc = await server.accept_stream()
+            assert await read_all(inc) == b"bye"
+            await inc.send(b"ignored by the closed side")  # discarded, not an error
+            await inc.aclose()
+            assert client.error is None and server.error is None
+
+
+async def test_slow_reader_blocks_writer_and_buffer_stays_within_window():
+    total = 4 * WINDOW
+    with anyio.fail_after(10):
+        async with sessions() as (client, server):
+            out = await client.open_stream()
+            done = anyio.Event()
+
+            async def writer():
+                await out.send(b"w" * total)
+                done.set()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(writer)
+                inc = await server.accept_stream()
+                await anyio.wait_all_tasks_blocked()
+                assert not done.is_set()
+                assert server._core.buffered(inc.stream_id) == WINDOW
+                assert client._core.send_window(out.stream_id) == 0
+                got = 0
+                while got < total:
+                    got += len(await inc.receive(100_000))
+                    assert server._core.buffered(inc.stream_id) <= server._core.recv_window(
+                        inc.stream_id)
+                await done.wait()
+            assert got == total
+
+
+# ---- pings, keepalive, first frames ------------------------------------------------------------
+
+async def test_first_frame_is_gos_rtt_ping_and_ping_returns_rtt():
+    with anyio.fail_after(10):
+        async with raw_session() as (session, raw):
+            assert await raw.read_exact(12) == PING0
+            await raw.conn.send(frame(2, 2, 0, 0))
+            async with anyio.create_task_group() as tg:
+                results = []
+
+                async def pinger():
+                    results.append(await session.ping())
+
+                tg.start_soon(pinger)
+                t, f, s, opaque, _ = await raw.frame()
+                assert (t, f, s, opaque) == (2, 1, 0, 1)
+                await raw.conn.send(frame(2, 2, 0, opaque))
+            assert results[0] >= 0.0 and session.rtt >= 0.0
+            # and the session answers the peer's pings with the same opaque value
+            await raw.conn.send(frame(2, 1, 0, 0xCAFE))
+            assert await raw.frame() == (2, 2, 0, 0xCAFE, b"")
+
+
+async def test_ping_between_two_sessions():
+    with anyio.fail_after(10):
+        async with sessions("tcp") as (client, _server):
+            rtt = await client.ping()
+            assert 0.0 <= rtt < 5.0
+
+
+async def test_keepalive_timeout_closes_session():
+    cfg = YamuxConfig(keepalive_interval=0.05, keepalive_timeout=0.2)
+    with anyio.fail_after(10):
+        async with raw_session(config=cfg) as (session, raw):
+            with pytest.raises(ConnectionClosed):
+                await session.accept_stream()  # returns once the session is over
+            assert session.is_closed
+            assert "keepalive" in str(session.error)
+            frames = []
+            with pytest.raises((anyio.EndOfStream, anyio.ClosedResourceError)):
+                while True:
+                    frames.append(await raw.frame())
+            assert frames[0] == (2, 1, 0, 0, b"") and all(f[0] == 2 for f in frames)
+
+
+async def test_keepalive_answered_keeps_session_alive():
+    cfg = YamuxConfig(keepalive_interval=0.02, keepalive_timeout=2.0)
+    with anyio.fail_after(10):
+        async with sessions(config=cfg) as (client, server):
+            out = await client.open_stream()
+            inc = await server.accept_stream()
+            for _ in range(5):  # each round trip waits for a keepalive ping to be answered
+                await client.ping()
+            await out.send(b"alive")
+            assert await inc.receive() == b"alive"
+            assert client.error is None and not client.is_closed
+
+
+# ---- GoAway and protocol errors ----------------------------------------------------------------
+
+async def test_goaway_normal_stops_new_streams_but_keeps_old_ones():
+    with anyio.fail_after(10):
+        async with sessions() as (client, server):
+            out = await client.open_stream()
+            await out.send(b"before")
+            inc = await server.accept_stream()
+            await server.go_away(0)
+            await anyio.wait_all_tasks_blocked()
+            with pytest.raises(ConnectionClosed):
+                await client.open_stream()
+            await out.send(b" after")
+            await out.send_eof()
+            assert await read_all(inc) == b"before after"
+            assert not client.is_closed
+
+
+async def test_syn_after_our_goaway_is_reset():
+    with anyio.fail_after(10):
+        async with raw_session(is_client=False) as (session, raw):
+            await session.go_away(0)
+            await raw.frames_until(lambda f: f[0] == 3)
+            await raw.conn.send(frame(1, 1, 1, 0))
+            seen = await raw.frames_until(lambda f: f[2] == 1)
+            assert seen[-1] == (1, 8, 1, 0, b"")
+
+
+async def test_remote_goaway_error_closes_session():
+    with anyio.fail_after(10):
+        async with raw_session() as (session, raw):
+            await raw.conn.send(bytes.fromhex("000300000000000000000002"))
+            with pytest.raises(ConnectionClosed):
+                await session.accept_stream()
+            assert "GoAway(2)" in str(session.error)
+            with pytest.raises(ConnectionClosed):
+                await session.open_stream()
+
+
+async def test_protocol_violation_sends_goaway_and_fails_everything():
+    with anyio.fail_after(10):
+        async with raw_session(is_client=True) as (session, raw):
+            stream = await session.open_stream()
+            await raw.conn.send(frame(1, 2, 1, 0) + frame(0, 0, 1, 5, b"hello"))
+            assert await stream.receive() == b"hello"
+            await raw.conn.send(frame(0, 0, 1, WINDOW))  # 5 + 262144 > window
+            with pytest.raises(ConnectionClosed):
+                await stream.receive()
+            with pytest.raises(ConnectionClosed):
+                await session.accept_stream()
+            assert isinstance(session.error, YamuxProtocolError)
+            rest = bytearray(raw.buf)
+            try:
+                while True:
+                    rest += await raw.conn.receive()
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                pass
+            assert bytes(rest).endswith(GOAWAY_PROTO)
+            with pytest.raises(ConnectionClosed):
+                await stream.send(b"x")
+
+
+async def test_teardown_wakes_every_waiter():
+    with anyio.fail_after(10):
+        a, b = memory_stream_pair()
+        async with YamuxSession(a, is_client=True) as client:
+            async with YamuxSession(b, is_client=False) as server:
+                reader = await client.open_stream()
+                writer = await client.open_stream()
+                await writer.send(b"z" * WINDOW)  # window now exhausted
+                failures = []
+
+                async def expect_closed(coro):
+                    try:
+                        await coro
+                    except ConnectionClosed:
+                        failures.append(True)
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(expect_closed, reader.receive())
+                    tg.start_soon(expect_closed, writer.send(b"more"))
+                    tg.start_soon(expect_closed, client.accept_stream())
+                    await anyio.wait_all_tasks_blocked()
+                    await server.close()
+                assert failures == [True, True, True]
+                assert client.is_closed and server.is_closed
+
+
+async def test_close_is_idempotent_and_open_after_close_fails():
+    with anyio.fail_after(10):
+        async with sessions() as (client, server):
+            await client.close()
+            await client.close()
+            with pytest.raises(ConnectionClosed):
+                await client.open_stream()
+            with pytest.raises(ConnectionClosed):
+                await server.accept_stream()
