@@ -152,10 +152,22 @@ class Host:
         return [f"{a}/p2p/{self.peer_id}" for a in self._listen_addrs]
 
     async def _serve_listener(self, listener: anyio.abc.Listener) -> None:
-        try:
-            await listener.serve(self._accept_tcp)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            pass
+        async with anyio.create_task_group() as tg:
+            for sub in getattr(listener, "listeners", [listener]):
+                tg.start_soon(self._accept_loop, sub)
+
+    async def _accept_loop(self, listener: anyio.abc.SocketListener) -> None:
+        tg = self._task_group()
+        while True:
+            try:
+                raw = await listener.accept()
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                return
+            except OSError as exc:  # e.g. EMFILE under a connection flood: back off, keep serving
+                log.warning("accept failed: %s", exc)
+                await anyio.sleep(0.05)
+                continue
+            tg.start_soon(self._accept_tcp, raw)
 
     def _total_conns(self) -> int:
         return sum(len(c) for c in self._conns.values())
