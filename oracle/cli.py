@@ -1,0 +1,318 @@
+"""The oracle command line: `python -m oracle node|work|demo`.
+
+Same contract as `python -m p2p`: results are JSON lines on stdout, logs go to stderr, an expected
+failure exits 1 with `{"error": "..."}` and no traceback.
+
+- `node` prints `{"peer_id", "addrs", ...}` once listening, connects to its `--peer`s, serves the
+  worker protocol until SIGINT/SIGTERM, then prints `{"stopped": true, "metrics": ...}` and exits 0.
+  Its identity persists like a masa node's: `--key-file`, else env PRIVATE_KEY (hex), else the file
+  named by env MASA_PRIV_KEY_FILE or ~/.masa/masa_oracle_key (created with a new secp256k1 key).
+- `work` starts a client node, connects, runs DistributeWork and prints the WorkResponse as Go's
+  encoding/json writes it; exit 0 only when the response carries no error.
+- `demo` runs several nodes on this machine and distributes work across them (oracle/demo.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from p2p.errors import P2PError
+from p2p.identity import KeyType, PrivateKey, load_private_key_file, parse_key_type, save_private_key_file
+
+from oracle.handlers import HandlerLoadError, default_handlers, handle_test, load_handler
+from oracle.manager import WorkerConfig, WorkHandler
+from oracle.messages import WorkResponse
+from oracle.node import NodeConfig, OracleNode
+from oracle.protocol import PROTOCOL_VERSION
+
+__all__ = ["CliError", "build_handlers", "build_parser", "main", "resolve_identity"]
+
+log = logging.getLogger("oracle.cli")
+
+KEY_TYPES = ("ed25519", "secp256k1", "ecdsa", "rsa")
+DEFAULT_LISTEN = "/ip4/127.0.0.1/tcp/0"
+KEY_FILE_NAME = "masa_oracle_key"  # masa pkg/config constants: KeyFileName
+
+
+class CliError(Exception):
+    """An expected failure: printed as {"error": ...}, exit status 1."""
+
+
+def emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+# ---- identity -----------------------------------------------------------------------------------
+
+
+def default_key_path(environ: os._Environ[str] | dict[str, str] = os.environ) -> Path:
+    """masa's key file location: $MASA_PRIV_KEY_FILE, else ~/.masa/masa_oracle_key."""
+    explicit = environ.get("MASA_PRIV_KEY_FILE")
+    if explicit:
+        return Path(explicit).expanduser()
+    return Path(environ.get("HOME") or Path.home()) / ".masa" / KEY_FILE_NAME
+
+
+def load_or_create_key(path: Path) -> tuple[PrivateKey, bool]:
+    """Load a key file (masa's hex or go's binary); create it with a new secp256k1 key if missing."""
+    if path.exists():
+        return load_private_key_file(path), False
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key = PrivateKey.generate(KeyType.Secp256k1)
+    save_private_key_file(path, key, hex_text=True)
+    return key, True
+
+
+def resolve_identity(
+    key_type: str | None,
+    key_file: str | None,
+    *,
+    persistent: bool = True,
+    environ: os._Environ[str] | dict[str, str] = os.environ,
+) -> tuple[PrivateKey, str]:
+    """Pick the node's key and say where it came from.
+
+    Order: --key-type (ephemeral), --key-file, env PRIVATE_KEY, then the default key file. With
+    `persistent=False` (the `work` client) the fallback is an ephemeral secp256k1 key instead.
+    """
+    if key_type:
+        return PrivateKey.generate(parse_key_type(key_type)), f"ephemeral {key_type} key"
+    if key_file:
+        key, created = load_or_create_key(Path(key_file).expanduser())
+        return key, f"{'new' if created else 'existing'} key file {key_file}"
+    if not persistent:
+        return PrivateKey.generate(KeyType.Secp256k1), "ephemeral secp256k1 key"
+    hex_key = environ.get("PRIVATE_KEY", "").strip()
+    if hex_key:
+        try:
+            raw = bytes.fromhex(hex_key)
+        except ValueError:
+            raise CliError("env PRIVATE_KEY is not hex") from None
+        return PrivateKey.from_protobuf(raw), "env PRIVATE_KEY"
+    path = default_key_path(environ)
+    key, created = load_or_create_key(path)
+    return key, f"{'new' if created else 'existing'} key file {path}"
+
+
+# ---- handlers -----------------------------------------------------------------------------------
+
+
+def build_handlers(workers: Sequence[str], specs: Sequence[str], *, default_test: bool = True) -> dict[str, WorkHandler]:
+    """--worker TYPE enables a built-in handler; --handler TYPE=module:callable plugs one in.
+
+    With neither (and `default_test`), the node serves `test` so that a bare node is a worker.
+    """
+    builtin = default_handlers()
+    handlers: dict[str, WorkHandler] = {}
+    for spec in specs:
+        work_type, sep, target = spec.partition("=")
+        if not sep or not work_type.strip() or not target.strip():
+            raise CliError(f"--handler {spec!r}: expected TYPE=package.module:callable")
+        try:
+            handlers[work_type.strip()] = load_handler(target.strip())
+        except HandlerLoadError as exc:
+            raise CliError(f"--handler {spec!r}: {exc}") from None
+    for work_type in workers:
+        if work_type in handlers:
+            continue
+        if work_type not in builtin:
+            raise CliError(
+                f"unknown work type {work_type!r}: built-in types are {', '.join(sorted(builtin))}; "
+                "add others with --handler TYPE=package.module:callable"
+            )
+        handlers[work_type] = builtin[work_type]
+    if not handlers and not workers and default_test:
+        handlers["test"] = handle_test
+    return handlers
+
+
+# ---- config file --------------------------------------------------------------------------------
+
+_LIST_KEYS = {"listen", "worker", "peer", "allow", "handler"}
+_SCALAR_KEYS = {"key_type", "key_file", "protocol_version", "env", "connect_timeout"}
+
+
+def apply_config_file(args: argparse.Namespace, path: str) -> None:
+    """Merge a JSON config (keys as the long options, `-` or `_`): lists extend, flags win."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CliError(f"cannot read config file {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise CliError(f"config file {path}: expected a JSON object")
+    for raw_key, value in data.items():
+        key = str(raw_key).replace("-", "_")
+        if key == "handler" and isinstance(value, dict):
+            value = [f"{k}={v}" for k, v in value.items()]
+        if key in _LIST_KEYS:
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise CliError(f"config file {path}: {raw_key!r} must be a list of strings")
+            setattr(args, key, value + list(getattr(args, key) or []))
+        elif key in _SCALAR_KEYS:
+            if getattr(args, key, None) in (None, ""):
+                setattr(args, key, value)
+        else:
+            raise CliError(f"config file {path}: unknown key {raw_key!r}")
+    if args.key_type and args.key_file:
+        raise CliError("key_type and key_file are mutually exclusive")
+
+
+# ---- commands -----------------------------------------------------------------------------------
+
+
+def _node_config(args: argparse.Namespace, **overrides: Any) -> NodeConfig:
+    allowed = tuple(args.allow) if args.allow else None
+    fields: dict[str, Any] = dict(
+        listen=tuple(args.listen or [DEFAULT_LISTEN]),
+        protocol_version=args.protocol_version or PROTOCOL_VERSION,
+        env=args.env or "",
+        allowed_peers=allowed,
+    )
+    fields.update(overrides)
+    try:
+        return NodeConfig(**fields)
+    except (ValueError, P2PError) as exc:
+        raise CliError(f"bad node configuration: {exc}") from None
+
+
+async def cmd_node(args: argparse.Namespace) -> int:
+    identity, source = resolve_identity(args.key_type, args.key_file)
+    handlers = build_handlers(args.worker or [], args.handler or [])
+    config = _node_config(args, connect_timeout=float(args.connect_timeout or 10.0))
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with OracleNode(identity, config, handlers=handlers) as node:
+            log.info("identity from %s", source)
+            emit({**node.info(), "protocol": node.worker.protocol_id, "work_types": node.manager.work_types()})
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(node.connect_all, list(args.peer or []))
+                async for signum in signals:
+                    log.info("signal %s: shutting down", signum)
+                    break
+                tg.cancel_scope.cancel()
+            emit({"stopped": True, "peer_id": str(node.peer_id), "metrics": node.metrics()})
+    return 0
+
+
+async def cmd_work(args: argparse.Namespace) -> int:
+    timeout = float(args.timeout)
+    if not timeout > 0:
+        raise CliError("--timeout must be > 0")
+    identity, _ = resolve_identity(args.key_type, args.key_file, persistent=False)
+    handlers = build_handlers(args.worker or [], args.handler or [], default_test=False)
+    worker = WorkerConfig(
+        worker_timeout=timeout, worker_response_timeout=timeout, connection_timeout=min(5.0, timeout)
+    )
+    config = _node_config(args, listen=(), worker=worker, connect_timeout=timeout, identify_timeout=timeout)
+    response: WorkResponse | None = None
+    with anyio.move_on_after(timeout):
+        async with OracleNode(identity, config, handlers=handlers) as node:
+            await node.connect_all(list(args.peer or []))
+            response = await node.submit(args.type, args.data, request_id=args.request_id or "")
+    if response is None:
+        response = WorkResponse(error=f"no response within {timeout} s")
+    sys.stdout.write(response.to_go_json().decode("utf-8") + "\n")
+    sys.stdout.flush()
+    return 1 if response.error else 0
+
+
+async def cmd_demo(args: argparse.Namespace) -> int:
+    from oracle.demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        workers=args.workers, items=args.items, concurrency=args.concurrency, kill=not args.no_kill
+    )
+    return await run_demo(options)
+
+
+# ---- plumbing -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m oracle", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--log-level", default=os.environ.get("ORACLE_LOG", "WARNING"))
+    p.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        keys = sp.add_mutually_exclusive_group()
+        keys.add_argument("--key-type", choices=KEY_TYPES, help="use a new ephemeral key of this type")
+        keys.add_argument("--key-file", help="masa key file (hex of the protobuf key); created if missing")
+        sp.add_argument("--peer", action="append", metavar="MULTIADDR", help="connect to this peer")
+        sp.add_argument("--worker", action="append", metavar="TYPE", help="serve this built-in work type")
+        sp.add_argument("--handler", action="append", metavar="TYPE=MODULE:CALLABLE",
+                        help="serve TYPE with a plug-in handler")
+        sp.add_argument("--protocol-version", metavar="VERSION", help=f"default {PROTOCOL_VERSION}")
+        sp.add_argument("--env", help="environment suffix of the protocol IDs")
+        sp.add_argument("--allow", action="append", metavar="PEER_ID",
+                        help="only these peers may submit work (default: any)")
+        sp.add_argument("--log-level", default=argparse.SUPPRESS)
+
+    n = sub.add_parser("node", help="run a worker node until SIGINT/SIGTERM")
+    common(n)
+    n.add_argument("--listen", action="append", metavar="MULTIADDR", help=f"default {DEFAULT_LISTEN}")
+    n.add_argument("--connect-timeout", type=float, help="per --peer, seconds (default 10)")
+    n.add_argument("--config", metavar="FILE", help="JSON file with the same keys as the options")
+
+    w = sub.add_parser("work", help="distribute one piece of work and print the WorkResponse")
+    common(w)
+    w.add_argument("--type", required=True, metavar="TYPE")
+    w.add_argument("--data", default="", metavar="TEXT")
+    w.add_argument("--request-id", default="")
+    w.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")
+
+    d = sub.add_parser("demo", help="several local nodes, a batch of work, a failover, metrics")
+    d.add_argument("--workers", type=int, default=4)
+    d.add_argument("--items", type=int, default=48)
+    d.add_argument("--concurrency", type=int, default=4)
+    d.add_argument("--no-kill", action="store_true", help="do not kill a worker midway")
+    d.add_argument("--log-level", default=argparse.SUPPRESS)
+    return p
+
+
+COMMANDS = {"node": cmd_node, "work": cmd_work, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for name in ("listen", "allow", "peer", "worker", "handler"):
+        if not hasattr(args, name):
+            setattr(args, name, None)
+    for name in ("config", "key_type", "key_file", "protocol_version", "env", "connect_timeout"):
+        if not hasattr(args, name):
+            setattr(args, name, None)
+    logging.basicConfig(level=str(args.log_level).upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.config:
+            apply_config_file(args, args.config)
+        return anyio.run(COMMANDS[args.command], args, backend=args.backend)
+    except KeyboardInterrupt:
+        return 130
+    except BaseException as exc:  # expected failures become one JSON line
+        err = _flatten(exc)
+        if isinstance(err, SystemExit):
+            raise err
+        if not isinstance(err, (P2PError, CliError, TimeoutError, OSError, ValueError)):
+            log.error("unexpected failure", exc_info=err)
+        emit({"error": str(err) or type(err).__name__})
+        return 1
+
+
+def _flatten(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
