@@ -51,8 +51,9 @@ def percentile(sorted_values: Sequence[float], q: float) -> float | None:
     return sorted_values[rank - 1]
 
 
-def latency_result(latencies: list[float], failures: int, seconds: float) -> dict:
-    """Requests per second and p50/p99 in milliseconds."""
+def latency_result(latencies: list[float], failures: int, seconds: float,
+                   first_error: Sequence[str] = ()) -> dict:
+    """Requests per second and p50/p99 in milliseconds (and what the first failure said)."""
     lat = sorted(latencies)
     p50 = percentile(lat, 50)
     p99 = percentile(lat, 99)
@@ -63,6 +64,7 @@ def latency_result(latencies: list[float], failures: int, seconds: float) -> dic
         "per_s": round(len(lat) / seconds, 3) if seconds > 0 else None,
         "p50_ms": round(p50 * 1000, 3) if p50 is not None else None,
         "p99_ms": round(p99 * 1000, 3) if p99 is not None else None,
+        "first_error": first_error[0] if first_error else None,
     }
 
 

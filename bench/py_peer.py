@@ -159,6 +159,7 @@ async def request_response(host, peer, p: dict) -> dict:
     payload = b"r" * p.get("size", 1024)
     latencies: list[float] = []
     failures = 0
+    first_error: list[str] = []
     issued = 0
     start = time.perf_counter()
 
@@ -170,15 +171,17 @@ async def request_response(host, peer, p: dict) -> dict:
             try:
                 with trio.fail_after(30):
                     await echo_once(host, peer, payload)
-            except Exception:
+            except Exception as exc:
                 failures += 1
+                if not first_error:
+                    first_error.append(f"{type(exc).__name__}: {exc}")
                 continue
             latencies.append(time.perf_counter() - t0)
 
     async with trio.open_nursery() as nursery:
         for _ in range(conc):
             nursery.start_soon(worker)
-    return latency_result(latencies, failures, time.perf_counter() - start)
+    return latency_result(latencies, failures, time.perf_counter() - start, first_error)
 
 
 async def hold_connections(info, p: dict) -> dict:

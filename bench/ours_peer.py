@@ -1,0 +1,244 @@
+"""Our stack's bench peer: `python -m bench.ours_peer listen|dial ...` (contract in peer_common).
+
+Built only on the public Host API, as an application would use it. The listener's HostConfig lifts
+the per-IP and per-connection stream limits, because every bench dialer comes from 127.0.0.1 and the
+memory scenarios hold 200 connections and 1,000 streams on purpose. `BENCH_UVLOOP=1` runs asyncio
+with uvloop (the harness's --uvloop).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from contextlib import AsyncExitStack
+from dataclasses import replace
+
+import anyio
+
+from bench.peer_common import ECHO, SINK, emit, latency_result, parse_args, wait_for_go_ahead
+from p2p.config import HostConfig
+from p2p.host import Host, NetStream
+from p2p.identity import PeerId
+
+CHUNK = 256 * 1024
+LISTENER_CONFIG = replace(HostConfig(), max_connections=4096, max_connections_per_ip=4096,
+                          max_pending_inbound=256, max_inbound_streams_per_conn=4096)
+
+
+# ---- listener ----------------------------------------------------------------------------------
+
+
+async def handle_echo(stream: NetStream) -> None:
+    while True:
+        try:
+            data = await stream.receive(CHUNK)
+        except anyio.EndOfStream:
+            break
+        await stream.send(data)
+    await stream.aclose()
+
+
+async def handle_sink(stream: NetStream) -> None:
+    total = 0
+    while True:
+        try:
+            total += len(await stream.receive(CHUNK))
+        except anyio.EndOfStream:
+            break
+    await stream.send(total.to_bytes(8, "big"))
+    await stream.aclose()
+
+
+async def listen() -> None:
+    from oracle.gating import WorkerPolicy
+    from oracle.handlers import handle_test
+    from oracle.manager import WorkHandlerManager
+    from oracle.protocol import WorkerProtocol
+
+    async with Host(config=LISTENER_CONFIG) as host:
+        host.set_stream_handler(ECHO, handle_echo)
+        host.set_stream_handler(SINK, handle_sink)
+        manager = WorkHandlerManager()
+        manager.add_handler("test", handle_test)
+        # The default policy admits 4 requests per peer at once; the bench sends 64 on purpose.
+        WorkerProtocol(manager, WorkerPolicy.open(max_concurrent_per_peer=256,
+                                                  max_concurrent_total=256)).register(host)
+        await host.listen("/ip4/127.0.0.1/tcp/0")
+        emit({"addr": host.p2p_addrs()[0]})
+        await anyio.to_thread.run_sync(sys.stdin.read, abandon_on_cancel=True)
+        await host.close()
+
+
+# ---- dialer scenarios --------------------------------------------------------------------------
+
+
+async def echo_once(host: Host, peer: PeerId, payload: bytes) -> None:
+    stream = await host.new_stream(peer, [ECHO])
+    try:
+        await stream.send(payload)
+        await stream.send_eof()
+        got = await stream.receive_until_eof(len(payload))
+        if got != payload:
+            raise ValueError("echo mismatch")
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await stream.reset()
+        raise
+    await stream.aclose()
+
+
+async def bulk(host: Host, peer: PeerId, p: dict) -> dict:
+    size, chunk = p["size"], p.get("chunk", CHUNK)
+    block = bytes(chunk)
+    start = time.perf_counter()
+    stream = await host.new_stream(peer, [SINK])
+    sent = 0
+    while sent < size:
+        n = min(chunk, size - sent)
+        await stream.send(block if n == chunk else block[:n])
+        sent += n
+    await stream.send_eof()
+    count = int.from_bytes(await stream.receive_exactly(8), "big")
+    seconds = time.perf_counter() - start
+    await stream.aclose()
+    if count != size:
+        raise ValueError(f"sink counted {count} of {size} bytes")
+    return {"bytes": size, "seconds": round(seconds, 6), "mb_per_s": round(size / seconds / 1e6, 3)}
+
+
+async def handshakes(host: Host, addr: str, p: dict) -> dict:
+    """Sequential connect + stream + 32-byte ping-pong + close, each on a brand-new connection."""
+    count, budget = p["count"], p.get("budget_s", 10.0)
+    payload = b"p" * 32
+    done = 0
+    start = time.perf_counter()
+    while done < count and time.perf_counter() - start < budget:
+        peer = await host.connect(addr)
+        await echo_once(host, peer, payload)
+        conn = host.connection(peer)
+        if conn is not None:
+            await conn.session.close()
+        done += 1
+    seconds = time.perf_counter() - start
+    return {"count": done, "seconds": round(seconds, 6), "per_s": round(done / seconds, 3)}
+
+
+async def run_requests(one, p: dict) -> dict:
+    """`count` calls of `one()` by `concurrency` workers, within `budget_s`: rate and latencies."""
+    count, conc, budget = p["count"], p.get("concurrency", 1), p.get("budget_s", 10.0)
+    latencies: list[float] = []
+    failures = 0
+    first_error: list[str] = []
+    issued = 0
+    start = time.perf_counter()
+
+    async def worker() -> None:
+        nonlocal issued, failures
+        while issued < count and time.perf_counter() - start < budget:
+            issued += 1
+            t0 = time.perf_counter()
+            try:
+                with anyio.fail_after(30):
+                    await one(issued)
+            except Exception as exc:
+                failures += 1
+                if not first_error:
+                    first_error.append(f"{type(exc).__name__}: {exc}")
+                continue
+            latencies.append(time.perf_counter() - t0)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(conc):
+            tg.start_soon(worker)
+    return latency_result(latencies, failures, time.perf_counter() - start, first_error)
+
+
+async def worker_requests(host: Host, peer: PeerId, p: dict) -> dict:
+    from oracle.messages import WorkRequest
+    from oracle.protocol import send_work_to_worker
+
+    payload = b"w" * p.get("size", 64)
+
+    async def one(i: int) -> None:
+        resp = await send_work_to_worker(host, peer, WorkRequest("test", f"bench-{i}", payload))
+        if resp.error:
+            raise RuntimeError(resp.error)
+
+    return await run_requests(one, p)
+
+
+async def hold_connections(addr: str, p: dict) -> dict:
+    """One host per connection (a host keeps one connection per peer): warm-up, then `count`."""
+    count = p["count"]
+    async with AsyncExitStack() as stack:
+        for i in range(count + 1):
+            host = await stack.enter_async_context(Host())
+            peer = await host.connect(addr)
+            await echo_once(host, peer, b"x")
+            if i == 0:
+                emit({"phase": "warm"})
+                await anyio.to_thread.run_sync(wait_for_go_ahead)
+        emit({"phase": "ready", "count": count})
+        await anyio.to_thread.run_sync(wait_for_go_ahead)
+    return {"ok": True, "count": count}
+
+
+async def hold_streams(host: Host, peer: PeerId, p: dict) -> dict:
+    count = p["count"]
+    streams = []
+
+    async def open_one() -> None:
+        s = await host.new_stream(peer, [ECHO])
+        await s.send(b"x")
+        await s.receive_exactly(1)
+        streams.append(s)
+
+    await open_one()
+    emit({"phase": "warm"})
+    await anyio.to_thread.run_sync(wait_for_go_ahead)
+    for _ in range(count):
+        await open_one()
+    emit({"phase": "ready", "count": count})
+    await anyio.to_thread.run_sync(wait_for_go_ahead)
+    for s in streams:
+        await s.reset()
+    return {"ok": True, "count": count}
+
+
+async def dial(scenario: str, addr: str, p: dict) -> dict:
+    if scenario == "conns":
+        return await hold_connections(addr, p)
+    async with Host() as host:
+        if scenario == "handshakes":
+            return await handshakes(host, addr, p)
+        peer = await host.connect(addr)
+        if scenario == "bulk":
+            return await bulk(host, peer, p)
+        if scenario == "rr":
+            payload = b"r" * p.get("size", 1024)
+            return await run_requests(lambda _i: echo_once(host, peer, payload), p)
+        if scenario == "worker":
+            return await worker_requests(host, peer, p)
+        if scenario == "streams":
+            return await hold_streams(host, peer, p)
+    raise ValueError(f"unknown scenario {scenario!r}")
+
+
+def main() -> None:
+    args = parse_args()
+    options = {"use_uvloop": True} if os.environ.get("BENCH_UVLOOP") == "1" else {}
+    try:
+        if args.role == "listen":
+            anyio.run(listen, backend_options=options)
+        else:
+            emit(anyio.run(dial, args.scenario, args.addr, args.params, backend_options=options))
+    except Exception as exc:
+        while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+            exc = exc.exceptions[0]
+        emit({"error": f"{type(exc).__name__}: {exc}"})
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""The scenarios: sizes, how one measurement of one stack runs, and the metrics it yields.
+
+Every scenario runs a fresh listener process and a dialer process on 127.0.0.1, both of the stack
+under test. Rates come from the dialer (timed inside it, so interpreter start-up is excluded);
+memory is the listener's RSS read from /proc between the dialer's phases; start-up is the wall
+time from spawning a listener to its first JSON line (import + build a host + listen).
+Counted scenarios also have a time budget, so a slow stack ends in bounded time: their rate is
+requests done divided by the time taken.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.procs import PeerError, rss_kib, run_dialer, start_peer, environ
+from bench.stacks import ROOT, Stack
+
+SCENARIO_NAMES = ("bulk", "handshakes", "rr", "worker", "memory", "startup")
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    unit: str
+    higher_is_better: bool
+
+
+METRICS = {m.name: m for m in (
+    Metric("bulk", "MB/s", True),
+    Metric("handshakes", "conn/s", True),
+    Metric("rr seq", "req/s", True),
+    Metric("rr seq p50", "ms", False),
+    Metric("rr seq p99", "ms", False),
+    Metric("rr 64", "req/s", True),
+    Metric("rr 64 p50", "ms", False),
+    Metric("rr 64 p99", "ms", False),
+    Metric("rr 64 failures", "", False),
+    Metric("worker seq", "req/s", True),
+    Metric("worker seq p99", "ms", False),
+    Metric("worker 64", "req/s", True),
+    Metric("worker 64 p99", "ms", False),
+    Metric("worker 64 failures", "", False),
+    Metric("mem/conn", "KiB", False),
+    Metric("mem/stream", "KiB", False),
+    Metric("startup", "s", False),
+)}
+
+
+def sizes(quick: bool) -> dict:
+    if quick:
+        return {
+            "bulk": {"size": 8 << 20},
+            "handshakes": {"count": 20, "budget_s": 2.0},
+            "rr seq": {"count": 100, "concurrency": 1, "budget_s": 2.0, "size": 1024},
+            "rr 64": {"count": 256, "concurrency": 64, "budget_s": 3.0, "size": 1024},
+            "conns": {"count": 20},
+            "streams": {"count": 100},
+            "startup": 1,
+            "timeout": 60.0,
+        }
+    return {
+        "bulk": {"size": 256 << 20},
+        "handshakes": {"count": 2000, "budget_s": 8.0},
+        "rr seq": {"count": 20000, "concurrency": 1, "budget_s": 8.0, "size": 1024},
+        "rr 64": {"count": 50000, "concurrency": 64, "budget_s": 8.0, "size": 1024},
+        "conns": {"count": 200},
+        "streams": {"count": 1000},
+        "startup": 3,
+        "timeout": 300.0,
+    }
+
+
+class Runner:
+    """Runs one scenario for one stack; returns {metric name: value}."""
+
+    def __init__(self, quick: bool, log_dir: Path) -> None:
+        self.size = sizes(quick)
+        self.log_dir = log_dir
+        self.timeout = self.size["timeout"]
+
+    def _listener(self, stack: Stack):
+        peer = start_peer(f"{stack.name}-listen", stack.listen_argv(), cwd=ROOT,
+                          env=environ(stack.env), log_dir=self.log_dir)
+        try:
+            hello = peer.next_json(60.0)
+        except BaseException:
+            peer.stop()
+            raise
+        return peer, hello, time.perf_counter() - peer.started
+
+    def _dial(self, stack: Stack, scenario: str, hello: dict, params: dict, on_phase=None) -> dict:
+        params = dict(params)
+        if "key" in hello:  # the ChaCha bound's listener hands out its key
+            params["key"] = hello["key"]
+        dialer = start_peer(f"{stack.name}-{scenario}", stack.dial_argv(
+            scenario, hello["addr"], json.dumps(params)), cwd=ROOT, env=environ(stack.env),
+            log_dir=self.log_dir)
+        return run_dialer(dialer, self.timeout, on_phase)
+
+    def run(self, stack: Stack, scenario: str) -> dict[str, float]:
+        if scenario == "startup":
+            return {"startup": self._startup(stack)}
+        listener, hello, _ = self._listener(stack)
+        try:
+            return getattr(self, "_" + scenario)(stack, listener, hello)
+        finally:
+            listener.stop()
+
+    def _startup(self, stack: Stack) -> float:
+        times = []
+        for _ in range(self.size["startup"]):
+            listener, _hello, seconds = self._listener(stack)
+            listener.stop()
+            times.append(seconds)
+        return statistics.median(times)
+
+    def _bulk(self, stack: Stack, _listener, hello: dict) -> dict[str, float]:
+        return {"bulk": self._dial(stack, "bulk", hello, self.size["bulk"])["mb_per_s"]}
+
+    def _handshakes(self, stack: Stack, _listener, hello: dict) -> dict[str, float]:
+        return {"handshakes": self._dial(stack, "handshakes", hello, self.size["handshakes"])["per_s"]}
+
+    def _requests(self, stack: Stack, hello: dict, kind: str, scenario: str) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for mode in ("seq", "64"):
+            r = self._dial(stack, scenario, hello, self.size[f"rr {mode}"])
+            out[f"{kind} {mode}"] = r["per_s"]
+            if kind == "rr":
+                out[f"{kind} {mode} p50"] = r["p50_ms"]
+            out[f"{kind} {mode} p99"] = r["p99_ms"]
+            if mode == "64":
+                out[f"{kind} {mode} failures"] = r["failures"]
+        return out
+
+    def _rr(self, stack: Stack, _listener, hello: dict) -> dict[str, float]:
+        return self._requests(stack, hello, "rr", "rr")
+
+    def _worker(self, stack: Stack, _listener, hello: dict) -> dict[str, float]:
+        return self._requests(stack, hello, "worker", "worker")
+
+    def _memory(self, stack: Stack, listener, hello: dict) -> dict[str, float]:
+        """Listener RSS growth per connection, then per stream, each on a fresh listener
+        (memory freed by the first would otherwise be reused by the second and hide its cost)."""
+        out = {}
+        for scenario, metric in (("conns", "mem/conn"), ("streams", "mem/stream")):
+            if scenario == "streams":
+                listener.stop()
+                listener, hello, _ = self._listener(stack)
+            marks: dict[str, int] = {}
+            params = self.size[scenario]
+            pid = listener.pid
+            try:
+                self._dial(stack, scenario, hello, params,
+                           lambda phase: marks.__setitem__(phase, rss_kib(pid)))
+            finally:
+                if scenario == "streams":
+                    listener.stop()
+            if set(marks) != {"warm", "ready"}:
+                raise PeerError(f"{stack.name} {scenario}: dialer skipped a phase ({sorted(marks)})")
+            out[metric] = round((marks["ready"] - marks["warm"]) / params["count"], 2)
+        return out

@@ -1,0 +1,89 @@
+"""The stacks under test and how each is set up: ours, py-libp2p, go-libp2p, the ChaCha bound.
+
+Set-up is part of the bench (one command does everything): py-libp2p gets its own virtual
+environment under .cache/bench (it is trio-based and pins other versions of our dependencies), the
+go peer is built by the interop tests' own `build_gopeer()`. A stack that cannot be set up is
+reported as unavailable with the reason, and the rest of the run goes on.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / ".cache" / "bench"
+PY_LIBP2P = "libp2p==0.8.1"
+PY_VENV = CACHE / "pylibp2p-venv"
+
+# Scenarios each stack can run (py-libp2p has no masa worker protocol; the bound is bulk only).
+ALL = frozenset({"bulk", "handshakes", "rr", "worker", "conns", "streams", "startup"})
+
+
+@dataclass
+class Stack:
+    name: str
+    argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    scenarios: frozenset[str] = ALL
+    available: bool = True
+    reason: str = ""
+    version: str = ""
+
+    def listen_argv(self) -> list[str]:
+        return [*self.argv, "listen"]
+
+    def dial_argv(self, scenario: str, addr: str, params_json: str) -> list[str]:
+        return [*self.argv, "dial", scenario, "--addr", addr, "--params", params_json]
+
+
+def ours(uvloop: bool = False) -> Stack:
+    if uvloop:
+        if importlib.util.find_spec("uvloop") is None:
+            return Stack("ours-uvloop", available=False, reason="uvloop is not installed")
+        return Stack("ours-uvloop", [sys.executable, "-m", "bench.ours_peer"], {"BENCH_UVLOOP": "1"},
+                     version="uvloop")
+    return Stack("ours", [sys.executable, "-m", "bench.ours_peer"], version="working tree")
+
+
+def chacha_bound() -> Stack:
+    return Stack("bound", [sys.executable, "-m", "bench.chacha_bound"], scenarios=frozenset({"bulk"}),
+                 version="asyncio + ChaCha20-Poly1305, no muxer")
+
+
+def py_libp2p(log) -> Stack:
+    python = PY_VENV / "bin" / "python"
+    marker = PY_VENV / f".installed-{PY_LIBP2P}"
+    try:
+        if not marker.exists():
+            log(f"setting up py-libp2p in {PY_VENV} (pip install {PY_LIBP2P}) ...")
+            CACHE.mkdir(parents=True, exist_ok=True)
+            if not python.exists():
+                subprocess.run([sys.executable, "-m", "venv", str(PY_VENV)], check=True)
+            subprocess.run([str(python), "-m", "pip", "install", "-q", PY_LIBP2P], check=True,
+                           stdout=subprocess.DEVNULL)
+            marker.touch()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        return Stack("py", available=False, reason=f"py-libp2p set-up failed: {exc}")
+    return Stack("py", [str(python), str(ROOT / "bench" / "py_peer.py")],
+                 scenarios=ALL - {"worker"}, version=PY_LIBP2P)
+
+
+def go_libp2p(log) -> Stack:
+    try:
+        sys.path.insert(0, str(ROOT)) if str(ROOT) not in sys.path else None
+        from tests.interop.gopeer import build_gopeer  # the interop tests' own build
+    except ImportError as exc:
+        return Stack("go", available=False, reason=f"no go peer build: {exc}")
+    try:
+        log("building the go peer (tests/interop/gopeer) ...")
+        binary = Path(build_gopeer())
+    except Exception as exc:  # a missing toolchain or module proxy: report, do not abort
+        return Stack("go", available=False, reason=f"go peer build failed: {exc}")
+    probe = subprocess.run([str(binary), "bench", "--help"], capture_output=True, timeout=30)
+    if b"unknown command" in probe.stdout + probe.stderr:
+        return Stack("go", available=False, reason="the go peer has no bench mode")
+    return Stack("go", [str(binary), "bench"], version="go-libp2p v0.36.3 (tests/interop/gopeer)")
