@@ -1,0 +1,249 @@
+"""Several OracleNodes in one process over loopback TCP (the whole stack), on both anyio backends.
+
+Remote order is pinned with a `random.Random` whose shuffle sorts by a given list, so failover
+paths are deterministic; every attempt is observed through the demo's RecordingDirectory.
+"""
+
+from __future__ import annotations
+
+import random
+from contextlib import AsyncExitStack
+from typing import Any
+
+import anyio
+import pytest
+
+from p2p.errors import NegotiationFailed
+from p2p.host import NetStream
+from p2p.identity import PeerId, PrivateKey
+
+from oracle.demo import RecordingDirectory
+from oracle.handlers import handle_test
+from oracle.node import NodeConfig, OracleNode
+from oracle.protocol import Protocol
+
+pytestmark = pytest.mark.anyio
+
+TIMEOUT = 20
+
+
+class FixedOrder(random.Random):
+    """A shuffle that puts peers in a chosen order (unknown peers last)."""
+
+    def __init__(self, order: list[PeerId]) -> None:
+        super().__init__(0)
+        self.order = [str(p) for p in order]
+
+    def shuffle(self, x: list[Any]) -> None:  # type: ignore[override]
+        x.sort(key=lambda p: self.order.index(str(p)) if str(p) in self.order else len(self.order))
+
+
+def raising(message: str):
+    def handler(data: bytes) -> None:
+        raise RuntimeError(message)
+
+    return handler
+
+
+def keys(n: int) -> tuple[list[PrivateKey], list[PeerId]]:
+    ks = [PrivateKey.generate() for _ in range(n)]
+    return ks, [PeerId.from_public_key(k.public_key) for k in ks]
+
+
+async def start(stack: AsyncExitStack, key: PrivateKey | None = None, **kwargs: Any) -> OracleNode:
+    config = kwargs.pop("config", NodeConfig())
+    return await stack.enter_async_context(OracleNode(key, config, **kwargs))
+
+
+async def link(a: OracleNode, *others: OracleNode) -> None:
+    for other in others:
+        await a.connect(other.host.p2p_addrs()[0])
+
+
+def record(node: OracleNode) -> RecordingDirectory:
+    recorder = RecordingDirectory(node.manager.directory)
+    node.manager.directory = recorder
+    return recorder
+
+
+async def test_work_is_served_by_another_node() -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with AsyncExitStack() as stack:
+            worker = await start(stack, handlers={"test": handle_test})
+            requester = await start(stack, config=NodeConfig(peers=tuple(worker.host.p2p_addrs())))
+            assert requester.workers() == [worker.peer_id]
+            response = await requester.submit("test", "hello <from> requester", request_id="r-1")
+            assert response.error == ""
+            assert response.data == "hello <from> requester"
+            assert response.worker_peer_id == str(worker.peer_id)
+            assert worker.metrics()["handlers"]["test"]["calls"] == 1
+            assert requester.metrics()["handlers"] == {}  # nothing ran on the requester
+            assert worker.worker_policy.active == 0
+
+
+async def test_concurrent_work_spreads_over_workers() -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with AsyncExitStack() as stack:
+            workers = [await start(stack, handlers={"test": handle_test}) for _ in range(2)]
+            requester = await start(stack, rng=random.Random(1))
+            await link(requester, *workers)
+            responses: dict[int, Any] = {}
+            # 8 in flight = 2 workers x their default per-peer limit (4): a request refused by a
+            # full worker fails over to the other one, which then has a free slot.
+            limiter = anyio.Semaphore(8)
+
+            async def one(i: int) -> None:
+                async with limiter:
+                    responses[i] = await requester.submit("test", f"item {i}")
+
+            async with anyio.create_task_group() as tg:
+                for i in range(24):
+                    tg.start_soon(one, i)
+            assert {i: r.error for i, r in responses.items() if r.error} == {}
+            assert {i: r.data for i, r in responses.items()} == {i: f"item {i}" for i in range(24)}
+            served = {r.worker_peer_id for r in responses.values()}
+            assert served == {str(w.peer_id) for w in workers}
+            assert sum(w.metrics()["handlers"]["test"]["calls"] for w in workers) == 24
+
+
+async def test_failover_to_next_worker() -> None:
+    (ka, kb, kc, kd), (a, b, c, d) = keys(4)
+    with anyio.fail_after(TIMEOUT):
+        async with AsyncExitStack() as stack:
+            failing = await start(stack, kb, handlers={"test": raising("boom B")})
+            good = await start(stack, kc, handlers={"test": handle_test})
+            requester = await start(stack, ka, rng=FixedOrder([d, b, c]))
+            async with OracleNode(kd, handlers={"test": handle_test}) as dead:
+                await link(requester, dead, failing, good)
+            # `dead` is closed now; the requester still lists it as a worker (identify said so).
+            assert set(requester.workers()) == {b, c, d}
+            recorder = record(requester)
+            response = await requester.submit("test", "payload")
+            assert (response.error, response.data, response.worker_peer_id) == ("", "payload", str(c))
+            tried = [(att.peer, bool(att.error)) for att in recorder.attempts]
+            assert tried == [(str(d), True), (str(b), True), (str(c), False)]
+            assert (recorder.attempts[0].error or "").startswith("error opening stream: ")
+            assert recorder.attempts[1].error == "boom B"
+            assert failing.metrics()["handlers"]["test"]["errors"] == 1
+            # Recent failures go to the back of the line: the next request goes to the good worker first.
+            recorder.attempts.clear()
+            response = await requester.submit("test", "again")
+            assert response.worker_peer_id == str(c)
+            assert [att.peer for att in recorder.attempts] == [str(c)]
+
+
+async def test_failover_to_local_worker() -> None:
+    (ka, kb, kc), (a, b, c) = keys(3)
+    with anyio.fail_after(TIMEOUT):
+        async with AsyncExitStack() as stack:
+            wb = await start(stack, kb, handlers={"test": raising("boom B")})
+            wc = await start(stack, kc, handlers={"test": raising("boom C")})
+            requester = await start(stack, ka, handlers={"test": handle_test}, rng=FixedOrder([b, c]))
+            await link(requester, wb, wc)
+            recorder = record(requester)
+            response = await requester.submit("test", "local please")
+            assert (response.error, response.data, response.worker_peer_id) == ("", "local please", str(a))
+            assert [(att.peer, att.error) for att in recorder.attempts] == [(str(b), "boom B"), (str(c), "boom C")]
+            assert requester.metrics()["handlers"]["test"]["calls"] == 1
+
+
+async def test_all_fail_with_go_aggregated_text() -> None:
+    (ka, kb, kc), (a, b, c) = keys(3)
+    with anyio.fail_after(TIMEOUT):
+        async with AsyncExitStack() as stack:
+            wb = await start(stack, kb, handlers={"test": raising("boom B")})
+            wc = await start(stack, kc, handlers={"test": raising("boom C")})
+            requester = await start(stack, ka, handlers={"test": raising("boom A")}, rng=FixedOrder([b, c]))
+            await link(requester, wb, wc)
+            response = await requester.submit("test", "x")
+            assert response.error == (
+                f"All workers failed. Errors: Worker {b}: boom B; Worker {c}: boom C; Local worker: boom A"
+            )
+            assert response.data is None and response.worker_peer_id == ""
+
+
+async def test_no_eligible_workers() -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with AsyncExitStack() as stack:
+            # A node on another environment speaks /masa/worker_protocol/v0.8.4-other: not our worker.
+            other = await start(stack, config=NodeConfig(env="other"), handlers={"test": handle_test})
+            assert other.worker.protocol_id == "/masa/worker_protocol/v0.8.4-other"
+            requester = await start(stack)
+            assert (await requester.submit("test", "x")).error == "no eligible workers found"
+            await link(requester, other)
+            assert requester.workers() == []
+            assert (await requester.submit("test", "x")).error == "no eligible workers found"
+
+
+async def test_not_on_allowlist_is_a_clear_error() -> None:
+    (ka, kb, kc), (a, b, c) = keys(3)
+    with anyio.fail_after(TIMEOUT):
+        async with AsyncExitStack() as stack:
+            worker = await start(stack, kb, config=NodeConfig(allowed_peers=(str(c),)), handlers={"test": handle_test})
+            stranger = await start(stack, ka)
+            friend = await start(stack, kc)
+            await link(stranger, worker)
+            await link(friend, worker)
+            refused = await stranger.submit("test", "x")
+            assert refused.error == (
+                f"All workers failed. Errors: Worker {b}: work refused: peer {a} is not allowed to submit work"
+            )
+            served = await friend.submit("test", "x")
+            assert (served.error, served.worker_peer_id) == ("", str(b))
+            assert worker.metrics()["refused"] == 1
+            assert worker.metrics()["handlers"]["test"]["calls"] == 1
+
+
+async def test_handler_not_found_on_the_worker() -> None:
+    (ka, kb), (a, b) = keys(2)
+    with anyio.fail_after(TIMEOUT):
+        async with AsyncExitStack() as stack:
+            worker = await start(stack, kb, handlers={"test": handle_test})
+            requester = await start(stack, ka)
+            await link(requester, worker)
+            response = await requester.submit("twitter", "x")
+            assert response.error == f"All workers failed. Errors: Worker {b}: work handler not found"
+
+
+class EchoProtocol(Protocol):
+    """A user protocol: echoes one message back, registered through the same interface."""
+
+    ID = "/example/echo/1.0.0"
+
+    def __init__(self) -> None:
+        self.served = 0
+
+    @property
+    def protocol_id(self) -> str:
+        return self.ID
+
+    def register(self, node: Any) -> None:
+        node.set_stream_handler(self.ID, self.handle)
+
+    async def handle(self, stream: NetStream) -> None:
+        data = await stream.receive_until_eof(1024)
+        await stream.send(data)
+        self.served += 1
+        await stream.aclose()
+
+
+async def test_protocols_are_registered_at_start_and_advertised() -> None:
+    echo = EchoProtocol()
+    with anyio.fail_after(TIMEOUT):
+        async with AsyncExitStack() as stack:
+            server = await start(stack, config=NodeConfig(serve_ping=False), protocols=[echo])
+            client = await start(stack)
+            peer = await client.connect(server.host.p2p_addrs()[0])
+            advertised = client.host.peerstore.protocols(peer)
+            assert {"/ipfs/id/1.0.0", "/masa/worker_protocol/v0.8.4", EchoProtocol.ID} <= advertised
+            assert "/ipfs/ping/1.0.0" not in advertised  # as on a masa node: ping not registered
+            stream = await client.host.new_stream(peer, [EchoProtocol.ID])
+            await stream.send(b"hi there")
+            await stream.send_eof()
+            assert await stream.receive_until_eof(1024) == b"hi there"
+            assert echo.served == 1
+            with pytest.raises(NegotiationFailed):
+                await client.host.ping(peer, timeout=5)
+            # The server pings the client, whose default protocol list includes ping.
+            rtts = await server.host.ping(client.peer_id, timeout=5)
+            assert len(rtts) == 1 and rtts[0] >= 0
