@@ -18,13 +18,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.interop)
 
 
+_build_result: list[Path | RuntimeError] = []
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build before the first test runs when any interop test is selected.
+
+    A cold build (module download + compile) can take minutes on a busy 2-core machine,
+    longer than the per-test timeout, which would otherwise be charged to whichever test
+    first asks for the binary.
+    """
+    here = Path(__file__).parent
+    if any(here in Path(item.fspath).parents for item in session.items):
+        try:
+            _build_result.append(build_gopeer())
+        except RuntimeError as exc:
+            _build_result.append(exc)
+
+
 @pytest.fixture(scope="session")
 def gopeer_bin() -> Path:
     """The compiled go-libp2p test peer; a build failure fails the tests (never a skip)."""
     try:
-        return build_gopeer()
+        result = _build_result[0] if _build_result else build_gopeer()
     except RuntimeError as exc:
-        pytest.fail(f"cannot build the go test peer:\n{exc}", pytrace=False)
+        result = exc
+    if isinstance(result, RuntimeError):
+        pytest.fail(f"cannot build the go test peer:\n{result}", pytrace=False)
+    return result
 
 
 @pytest.fixture

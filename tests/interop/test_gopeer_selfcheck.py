@@ -18,6 +18,7 @@ from pathlib import Path
 import base58
 import pytest
 
+import gopeer
 from gopeer import CACHE_DIR, GoPeer, GoPeerError, build_gopeer, run_gopeer, source_digest
 
 # First bytes of the canonical PublicKey protobuf: field 1 (Type) = 08 <type>, then field 2 tag
@@ -62,6 +63,19 @@ def test_build_is_cached_by_source_digest(gopeer_bin: Path) -> None:
     assert gopeer_bin == CACHE_DIR / source_digest() / "gopeer"
     assert os.access(gopeer_bin, os.X_OK)
     assert build_gopeer() == gopeer_bin
+
+
+def test_build_failure_raises_with_go_output(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "go.mod").write_text("module broken\n\ngo 1.22\n")
+    (src / "main.go").write_text("package main\n\nfunc main() { undefinedThing() }\n")
+    monkeypatch.setattr(gopeer, "GOPEER_SRC", src)
+    monkeypatch.setattr(gopeer, "CACHE_DIR", tmp_path / "cache")
+    with pytest.raises(RuntimeError, match="undefined: undefinedThing"):
+        build_gopeer(timeout=120)
+    assert not any((tmp_path / "cache").rglob("gopeer*"))  # no half-built binary left behind
 
 
 def test_serve_reports_its_listen_addresses(start_gopeer: Callable[..., GoPeer]) -> None:
