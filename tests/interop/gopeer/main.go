@@ -40,7 +40,7 @@ func (e usageError) Error() string { return e.msg }
 
 func main() {
 	if len(os.Args) < 2 {
-		fail(usageError{"usage: gopeer serve|ping|echo|identify|reset|halfclose|work|keygen [options]"})
+		fail(usageError{"usage: gopeer serve|ping|echo|identify|reset|halfclose|work|keygen|bench [options]"})
 	}
 	var err error
 	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
@@ -58,6 +58,8 @@ func main() {
 		err = cmdHalfclose(args)
 	case "work":
 		err = cmdWork(args)
+	case "bench":
+		err = cmdBench(args)
 	case "keygen":
 		err = cmdKeygen(args)
 	default:
