@@ -84,12 +84,13 @@ async def test_work_is_served_by_another_node() -> None:
 async def test_concurrent_work_spreads_over_workers() -> None:
     with anyio.fail_after(TIMEOUT):
         async with AsyncExitStack() as stack:
-            workers = [await start(stack, handlers={"test": handle_test}) for _ in range(2)]
+            # A worker releases a requester's slot only after flushing the answer, so the requester
+            # can start its next request a moment before that: give the per-peer limit headroom.
+            config = NodeConfig(max_concurrent_per_peer=16)
+            workers = [await start(stack, config=config, handlers={"test": handle_test}) for _ in range(2)]
             requester = await start(stack, rng=random.Random(1))
             await link(requester, *workers)
             responses: dict[int, Any] = {}
-            # 8 in flight = 2 workers x their default per-peer limit (4): a request refused by a
-            # full worker fails over to the other one, which then has a free slot.
             limiter = anyio.Semaphore(8)
 
             async def one(i: int) -> None:
