@@ -143,7 +143,7 @@ def main(argv=None) -> int:
         for e in errors:
             print("  " + e.splitlines()[0])
     print("\nchange against the previous latest.json:")
-    for line in report.changes(previous, summary):
+    for line in report.changes(previous, summary, args.quick):
         print("  " + line)
     print(f"\nresults: {path}")
     return 1 if errors and not any(rounds) else 0

@@ -116,11 +116,13 @@ def table(summary: dict, stacks: list[str], base: str, others: list[str], na: di
     return "\n".join(lines)
 
 
-def changes(previous: dict | None, summary: dict) -> list[str]:
+def changes(previous: dict | None, summary: dict, quick: bool) -> list[str]:
     """Median changes against the previous latest.json (same metric, same stack)."""
     if not previous:
         return ["(no previous results to compare with)"]
     out = []
+    if previous.get("options", {}).get("quick") != quick:
+        out.append("note: the previous run used other sizes (--quick differs): changes mix sizes")
     old_values = previous.get("summary", {}).get("values", {})
     for metric, stacks in summary["values"].items():
         for stack, sp in stacks.items():
@@ -132,7 +134,9 @@ def changes(previous: dict | None, summary: dict) -> list[str]:
             mark = "" if abs(pct) < 5 else (" (better)" if better else " (worse)")
             out.append(f"{metric:>20} {stack:<12} {_fmt(old['median']):>8} -> "
                        f"{_fmt(sp['median']):>8}  {pct:+6.1f}%{mark}")
-    return out or ["(nothing comparable in the previous results)"]
+    if not any(line.startswith(" ") for line in out):
+        out.append("(nothing comparable in the previous results)")
+    return out
 
 
 def write_results(result_dir: Path, stamp: str, doc: dict) -> tuple[Path, dict | None]:
