@@ -1,0 +1,236 @@
+"""`python -m oracle node|work|demo` as subprocesses, plus the CLI's identity/handler/config logic in-process.
+
+Subprocess output is read by a thread into a queue, so every wait has a timeout and no test sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from p2p.identity import KeyType, PeerId, PrivateKey, save_private_key_file
+
+from oracle import cli
+
+REPO = Path(__file__).resolve().parents[2]
+
+# libp2p-wire-facts.md §2.6 (libp2p spec key fixtures) and its peer ID confirmed against go-libp2p.
+SECP256K1_PRIVATE_HEX = "0802122053dadf1d5a164d6b4acdb15e24aa4c5b1d3461bdbd42abedb0a4404d56ced8fb"
+SECP256K1_PEER_ID = "16Uiu2HAmLhLvBoYaoZfaMUKuibM6ac163GwKY74c5kiSLg5KvLpY"
+
+
+def child_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PRIVATE_KEY", "MASA_PRIV_KEY_FILE")}
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(tmp_path), str(REPO)]),
+        HOME=str(tmp_path / "home"),  # never touch the real ~/.masa
+        MASA_PRIV_KEY_FILE=str(tmp_path / "node_key"),
+    )
+    env.update(extra)
+    return env
+
+
+class Node:
+    """A `python -m oracle node` child whose stdout lines arrive in a queue."""
+
+    def __init__(self, tmp_path: Path, *args: str, **env: str) -> None:
+        self.stderr_path = tmp_path / f"node-{os.urandom(3).hex()}.log"
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "oracle", "--log-level", "INFO", "node", *args],
+                cwd=REPO, env=child_env(tmp_path, **env), stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=err,
+            )
+        self.lines: queue.Queue[bytes] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(b"")
+
+    def next_json(self, timeout: float = 30) -> dict[str, Any]:
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no output within {timeout} s; log:\n{self.log()}") from None
+        assert line, f"node exited ({self.proc.poll()}) without output; log:\n{self.log()}"
+        return json.loads(line)  # type: ignore[no-any-return]
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 15) -> int:
+        self.proc.send_signal(signum)
+        return self.proc.wait(timeout=timeout)
+
+    def log(self) -> str:
+        return self.stderr_path.read_text(errors="replace")[-3000:]
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def nodes():
+    started: list[Node] = []
+    yield started
+    for node in started:
+        node.kill()
+
+
+def run_oracle(tmp_path: Path, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "oracle", *args], cwd=REPO, env=child_env(tmp_path, **env),
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+# ---- subprocesses -------------------------------------------------------------------------------
+
+
+def test_node_serves_work_then_stops_cleanly_on_sigterm(tmp_path: Path, nodes: list[Node]) -> None:
+    key_file = tmp_path / "masa_oracle_key"
+    key_file.write_text(SECP256K1_PRIVATE_HEX)  # a masa node's key file works as is
+    node = Node(tmp_path, "--key-file", str(key_file), "--worker", "test")
+    nodes.append(node)
+    info = node.next_json()
+    assert info["peer_id"] == SECP256K1_PEER_ID
+    assert info["addrs"] and all(a.endswith("/p2p/" + SECP256K1_PEER_ID) for a in info["addrs"])
+    assert info["protocol"] == "/masa/worker_protocol/v0.8.4"
+
+    done = run_oracle(tmp_path, "work", "--type", "test", "--data", "<hi> & bye", "--peer", info["addrs"][0],
+                      "--timeout", "20")
+    assert done.returncode == 0, done.stderr
+    # Go's json.Marshal of WorkResponse{Data: string(data), WorkerPeerId: id}: HTML escapes, field order.
+    assert done.stdout == '{"data":"\\u003chi\\u003e \\u0026 bye","workerPeerId":"%s"}\n' % SECP256K1_PEER_ID
+
+    assert node.stop(signal.SIGTERM) == 0
+    final = node.next_json()
+    assert final["stopped"] is True
+    assert final["metrics"]["handlers"]["test"]["calls"] == 1
+    assert final["metrics"]["handlers"]["test"]["errors"] == 0
+
+
+def test_node_with_config_file_plugin_handler_and_allowlist(tmp_path: Path, nodes: list[Node]) -> None:
+    (tmp_path / "userhandlers.py").write_text(
+        "def upper(data: bytes) -> str:\n    return data.decode().upper()\n"
+    )
+    client_key = PrivateKey.generate(KeyType.Secp256k1)
+    client_file = tmp_path / "client_key"
+    save_private_key_file(client_file, client_key, hex_text=True)
+    client_id = str(PeerId.from_public_key(client_key.public_key))
+    config = tmp_path / "node.json"
+    config.write_text(json.dumps({"handler": {"upper": "userhandlers:upper"}, "allow": [client_id]}))
+    node = Node(tmp_path, "--config", str(config))  # identity: $MASA_PRIV_KEY_FILE, created
+    nodes.append(node)
+    info = node.next_json()
+    assert info["work_types"] == ["upper"]
+    created = (tmp_path / "node_key").read_text()
+    assert PeerId.from_public_key(PrivateKey.from_protobuf(bytes.fromhex(created)).public_key) == \
+        PeerId.from_string(info["peer_id"])
+    addr = info["addrs"][0]
+
+    ok = run_oracle(tmp_path, "work", "--key-file", str(client_file), "--type", "upper", "--data", "abc",
+                    "--peer", addr, "--timeout", "20")
+    assert (ok.returncode, json.loads(ok.stdout)) == (0, {"data": "ABC", "workerPeerId": info["peer_id"]})
+
+    missing = run_oracle(tmp_path, "work", "--key-file", str(client_file), "--type", "test", "--peer", addr,
+                         "--timeout", "20")
+    assert missing.returncode == 1
+    assert json.loads(missing.stdout) == {
+        "error": f"All workers failed. Errors: Worker {info['peer_id']}: work handler not found"
+    }
+
+    stranger = run_oracle(tmp_path, "work", "--type", "upper", "--data", "abc", "--peer", addr, "--timeout", "20")
+    assert stranger.returncode == 1
+    error = json.loads(stranger.stdout)["error"]
+    assert re.fullmatch(
+        rf"All workers failed\. Errors: Worker {info['peer_id']}: work refused: peer 16Uiu2\w+ "
+        r"is not allowed to submit work", error), error
+    assert node.stop(signal.SIGINT) == 0
+
+
+def test_work_without_workers_fails_with_go_text(tmp_path: Path) -> None:
+    done = run_oracle(tmp_path, "work", "--type", "test", "--data", "x", "--timeout", "10")
+    assert done.returncode == 1
+    assert done.stdout == '{"error":"no eligible workers found"}\n'
+
+
+def test_bad_handler_spec_is_a_json_error(tmp_path: Path) -> None:
+    done = run_oracle(tmp_path, "node", "--handler", "nonsense")
+    assert done.returncode == 1
+    assert json.loads(done.stdout) == {"error": "--handler 'nonsense': expected TYPE=package.module:callable"}
+
+
+def test_demo_runs_to_completion_with_a_failover(tmp_path: Path) -> None:
+    done = run_oracle(tmp_path, "demo", "--items", "24", timeout=90)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "killed w" in out and "with SIGKILL" in out
+    assert re.search(r"after failover from w\d", out), out
+    assert "bystander" in out and "not a worker" in out
+    assert "24/24 100%" in out
+    assert "demo finished: every item was served" in out
+
+
+# ---- in-process: identity, handlers, config -----------------------------------------------------
+
+
+def test_identity_precedence_and_masa_key_file_format(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "masa_oracle_key"
+    environ = {"MASA_PRIV_KEY_FILE": str(path), "HOME": str(tmp_path)}
+    key, source = cli.resolve_identity(None, None, environ=environ)
+    assert "new key file" in source
+    text = path.read_bytes()
+    assert re.fullmatch(rb"08021220[0-9a-f]{64}", text)  # Type=Secp256k1, 32-byte scalar, hex, no newline
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    again, source = cli.resolve_identity(None, None, environ=environ)
+    assert again == key and "existing key file" in source
+
+    from_env, source = cli.resolve_identity(None, None, environ={**environ, "PRIVATE_KEY": SECP256K1_PRIVATE_HEX})
+    assert str(PeerId.from_public_key(from_env.public_key)) == SECP256K1_PEER_ID and source == "env PRIVATE_KEY"
+    ephemeral, _ = cli.resolve_identity("ed25519", None, environ=environ)
+    assert ephemeral.key_type == KeyType.Ed25519
+    default_home = cli.default_key_path({"HOME": str(tmp_path)})
+    assert default_home == tmp_path / ".masa" / "masa_oracle_key"
+    with pytest.raises(cli.CliError, match="not hex"):
+        cli.resolve_identity(None, None, environ={**environ, "PRIVATE_KEY": "zz"})
+
+
+def test_build_handlers() -> None:
+    assert list(cli.build_handlers([], [])) == ["test"]
+    assert list(cli.build_handlers([], [], default_test=False)) == []
+    assert sorted(cli.build_handlers(["test", "web"], [])) == ["test", "web"]
+    plugged = cli.build_handlers([], ["echo=oracle.handlers:handle_test"])
+    assert list(plugged) == ["echo"]
+    with pytest.raises(cli.CliError, match="unknown work type 'twitter'"):
+        cli.build_handlers(["twitter"], [])
+    with pytest.raises(cli.CliError, match="cannot import"):
+        cli.build_handlers([], ["x=no_such_module_anywhere:f"])
+
+
+def test_config_file_merges_and_rejects_unknown_keys(tmp_path: Path) -> None:
+    args = cli.build_parser().parse_args(["node", "--peer", "/ip4/127.0.0.1/tcp/1", "--env", "cli"])
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"peer": ["/ip4/127.0.0.1/tcp/2"], "env": "file", "protocol-version": "v0.9.0"}))
+    cli.apply_config_file(args, str(config))
+    assert args.peer == ["/ip4/127.0.0.1/tcp/2", "/ip4/127.0.0.1/tcp/1"]
+    assert (args.env, args.protocol_version) == ("cli", "v0.9.0")
+    config.write_text(json.dumps({"lisen": ["x"]}))
+    with pytest.raises(cli.CliError, match="unknown key 'lisen'"):
+        cli.apply_config_file(args, str(config))
+    config.write_text("[1, 2]")
+    with pytest.raises(cli.CliError, match="expected a JSON object"):
+        cli.apply_config_file(args, str(config))
