@@ -140,7 +140,10 @@ def build_handlers(workers: Sequence[str], specs: Sequence[str], *, default_test
 # ---- config file --------------------------------------------------------------------------------
 
 _LIST_KEYS = {"listen", "worker", "peer", "allow", "handler"}
-_SCALAR_KEYS = {"key_type", "key_file", "protocol_version", "env", "connect_timeout"}
+_SCALAR_KEYS = {
+    "key_type", "key_file", "protocol_version", "env", "connect_timeout",
+    "max_concurrent_per_peer", "max_concurrent_total",
+}
 
 
 def apply_config_file(args: argparse.Namespace, path: str) -> None:
@@ -191,7 +194,12 @@ def _node_config(args: argparse.Namespace, **overrides: Any) -> NodeConfig:
 async def cmd_node(args: argparse.Namespace) -> int:
     identity, source = resolve_identity(args.key_type, args.key_file)
     handlers = build_handlers(args.worker or [], args.handler or [])
-    config = _node_config(args, connect_timeout=float(args.connect_timeout or 10.0))
+    config = _node_config(
+        args,
+        connect_timeout=float(args.connect_timeout or 10.0),
+        max_concurrent_per_peer=int(args.max_concurrent_per_peer or 4),
+        max_concurrent_total=int(args.max_concurrent_total or 32),
+    )
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with OracleNode(identity, config, handlers=handlers) as node:
             log.info("identity from %s", source)
@@ -265,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(n)
     n.add_argument("--listen", action="append", metavar="MULTIADDR", help=f"default {DEFAULT_LISTEN}")
     n.add_argument("--connect-timeout", type=float, help="per --peer, seconds (default 10)")
+    n.add_argument("--max-concurrent-per-peer", type=int, help="work requests per peer at once (default 4)")
+    n.add_argument("--max-concurrent-total", type=int, help="work requests at once (default 32)")
     n.add_argument("--config", metavar="FILE", help="JSON file with the same keys as the options")
 
     w = sub.add_parser("work", help="distribute one piece of work and print the WorkResponse")
@@ -291,7 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("listen", "allow", "peer", "worker", "handler"):
         if not hasattr(args, name):
             setattr(args, name, None)
-    for name in ("config", "key_type", "key_file", "protocol_version", "env", "connect_timeout"):
+    for name in ("config", "key_type", "key_file", "protocol_version", "env", "connect_timeout",
+                 "max_concurrent_per_peer", "max_concurrent_total"):
         if not hasattr(args, name):
             setattr(args, name, None)
     logging.basicConfig(level=str(args.log_level).upper(), stream=sys.stderr,

@@ -87,6 +87,8 @@ class NodeConfig:
     def __post_init__(self) -> None:
         if not (self.connect_timeout > 0 and self.identify_timeout > 0):
             raise ValueError("NodeConfig timeouts must be > 0")
+        if self.max_concurrent_per_peer < 1 or self.max_concurrent_total < 1:
+            raise ValueError("NodeConfig concurrency limits must be >= 1")
         if self.allowed_peers is not None:
             for peer in self.allowed_peers:
                 PeerId.from_string(peer)  # InvalidPeerId names the bad entry

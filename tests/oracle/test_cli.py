@@ -224,10 +224,11 @@ def test_build_handlers() -> None:
 def test_config_file_merges_and_rejects_unknown_keys(tmp_path: Path) -> None:
     args = cli.build_parser().parse_args(["node", "--peer", "/ip4/127.0.0.1/tcp/1", "--env", "cli"])
     config = tmp_path / "c.json"
-    config.write_text(json.dumps({"peer": ["/ip4/127.0.0.1/tcp/2"], "env": "file", "protocol-version": "v0.9.0"}))
+    config.write_text(json.dumps({"peer": ["/ip4/127.0.0.1/tcp/2"], "env": "file", "protocol-version": "v0.9.0",
+                                  "max_concurrent_per_peer": 8}))
     cli.apply_config_file(args, str(config))
     assert args.peer == ["/ip4/127.0.0.1/tcp/2", "/ip4/127.0.0.1/tcp/1"]
-    assert (args.env, args.protocol_version) == ("cli", "v0.9.0")
+    assert (args.env, args.protocol_version, args.max_concurrent_per_peer) == ("cli", "v0.9.0", 8)
     config.write_text(json.dumps({"lisen": ["x"]}))
     with pytest.raises(cli.CliError, match="unknown key 'lisen'"):
         cli.apply_config_file(args, str(config))
