@@ -7,7 +7,10 @@ build a new one with `dataclasses.replace` to change it.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from p2p.mux.yamux_session import YamuxConfig
 
@@ -29,6 +32,7 @@ class HostConfig:
     max_connections_per_ip: int = 64  # ours: one address cannot take every slot
     max_connections_per_peer: int = 8  # go resource manager: 8 conns per peer
     max_pending_inbound: int = 64  # upgrades in progress at once (go transient scope: 32 + scaling)
+    max_pending_inbound_per_ip: int = 16  # ours: one address cannot hold every upgrade slot
     max_inbound_streams_per_conn: int = 1024  # ours; go delegates to its resource manager
     max_negotiation_rounds: int = 32  # ours; go has no limit on `na` rounds
     max_identify_message: int = 8192  # go identify: bytes per delimited message
@@ -58,6 +62,7 @@ class HostConfig:
             "max_connections_per_ip",
             "max_connections_per_peer",
             "max_pending_inbound",
+            "max_pending_inbound_per_ip",
             "max_inbound_streams_per_conn",
             "max_negotiation_rounds",
             "max_identify_message",
@@ -69,3 +74,57 @@ class HostConfig:
             raise ValueError("HostConfig.security_protocols must include /noise")
         if "/yamux/1.0.0" not in self.muxer_protocols:
             raise ValueError("HostConfig.muxer_protocols must include /yamux/1.0.0")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], base: HostConfig | None = None) -> HostConfig:
+        """`base` (default: the defaults) with the fields named in `data` replaced, validated.
+
+        For command lines and config files (`--limits '{"max_connections": 100}'`): an unknown
+        key or a wrong type is a ValueError naming it, never silently ignored. `yamux` may be a
+        nested mapping of YamuxConfig fields.
+        """
+        base = base or cls()
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        changes: dict[str, Any] = {}
+        for key, value in data.items():
+            if key not in names:
+                raise ValueError(f"unknown HostConfig field {key!r}")
+            current = getattr(base, key)
+            if key == "yamux":
+                if not isinstance(value, Mapping):
+                    raise ValueError("HostConfig.yamux must be a mapping of YamuxConfig fields")
+                ynames = {f.name for f in dataclasses.fields(YamuxConfig)}
+                unknown = set(value) - ynames
+                if unknown:
+                    raise ValueError(f"unknown YamuxConfig field(s) {sorted(unknown)}")
+                value = dataclasses.replace(current, **{k: _coerce(f"yamux.{k}", getattr(current, k), v)
+                                                         for k, v in value.items()})
+            else:
+                value = _coerce(key, current, value)
+            changes[key] = value
+        return dataclasses.replace(base, **changes)
+
+
+def _coerce(name: str, current: Any, value: Any) -> Any:
+    """Accept JSON types for a field whose default has type `type(current)`."""
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false")
+        return value
+    if isinstance(current, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} must be an integer")
+        return value
+    if isinstance(current, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name} must be a number")
+        return float(value)
+    if isinstance(current, str):
+        if not isinstance(value, str):
+            raise ValueError(f"{name} must be a string")
+        return value
+    if isinstance(current, tuple):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{name} must be a list of strings")
+        return tuple(value)
+    raise ValueError(f"{name} cannot be set here")

@@ -81,6 +81,7 @@ class Host:
         self._listen_addrs: list[Multiaddr] = []
         self._tg: anyio.abc.TaskGroup | None = None
         self._pending_inbound = 0
+        self._pending_per_ip: dict[str, int] = {}
         self._conns_per_ip: dict[str, int] = {}
         self._closed = False
         self.set_stream_handler(idp.IDENTIFY, self._serve_identify)
@@ -179,6 +180,7 @@ class Host:
         if (
             self._closed
             or self._pending_inbound >= cfg.max_pending_inbound
+            or self._pending_per_ip.get(ip, 0) >= cfg.max_pending_inbound_per_ip
             or self._total_conns() >= cfg.max_connections
             or self._conns_per_ip.get(ip, 0) >= cfg.max_connections_per_ip
         ):
@@ -187,6 +189,7 @@ class Host:
             return
         tcp.tune_accepted(raw)
         self._pending_inbound += 1
+        self._pending_per_ip[ip] = self._pending_per_ip.get(ip, 0) + 1
         self._conns_per_ip[ip] = self._conns_per_ip.get(ip, 0) + 1
         try:
             try:
@@ -200,6 +203,7 @@ class Host:
                 return
             finally:
                 self._pending_inbound -= 1
+                _decrement(self._pending_per_ip, ip)
             conn = Connection(up.remote_peer, up.remote_public_key, up.session, "inbound", local,
                               remote, up.early_muxer)
             if len(self._conns.get(conn.peer_id, ())) >= cfg.max_connections_per_peer:
@@ -207,11 +211,7 @@ class Host:
                 return
             await self._run_connection(conn)
         finally:
-            left = self._conns_per_ip[ip] - 1
-            if left:
-                self._conns_per_ip[ip] = left
-            else:
-                del self._conns_per_ip[ip]
+            _decrement(self._conns_per_ip, ip)
 
     # ---- dialing ---------------------------------------------------------------------------
 
@@ -480,6 +480,15 @@ def _is_loopback(addr: Multiaddr) -> bool:
     return (first.name == "ip4" and str(value).startswith("127.")) or (
         first.name == "ip6" and str(value) == "::1"
     )
+
+
+def _decrement(counts: dict[str, int], key: str) -> None:
+    """Per-address counters drop their key at zero, so they stay as small as the live set."""
+    left = counts[key] - 1
+    if left:
+        counts[key] = left
+    else:
+        del counts[key]
 
 
 async def _quiet_reset(stream) -> None:
