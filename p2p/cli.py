@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import anyio
 
+from p2p.config import HostConfig
 from p2p.errors import P2PError
 from p2p.host import Host, NetStream
 from p2p.identity import KeyType, PeerId, PrivateKey, load_private_key_file, parse_key_type, save_private_key_file
@@ -54,12 +55,58 @@ async def echo_handler(stream: NetStream) -> None:
 # ---- commands ------------------------------------------------------------------------------
 
 
+def parse_limits(text: str | None) -> HostConfig:
+    """`--limits` value: a JSON object of HostConfig fields, or `@path` of a file holding one."""
+    if not text:
+        return HostConfig()
+    try:
+        if text.startswith("@"):
+            with open(text[1:], encoding="utf-8") as f:
+                text = f.read()
+        data = json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise CliError(f"--limits: {exc}") from None
+    if not isinstance(data, dict):
+        raise CliError("--limits: expected a JSON object")
+    try:
+        return HostConfig.from_mapping(data)
+    except ValueError as exc:
+        raise CliError(f"--limits: {exc}") from None
+
+
+def raise_fd_limit(config: HostConfig) -> int:
+    """Lift the soft RLIMIT_NOFILE towards the hard one so the configured limits fit.
+
+    A listener holds at most max_connections + max_pending_inbound sockets, each a file
+    descriptor (connections over a limit are accepted and closed at once); 256 more cover the
+    interpreter, the listeners and outbound dials. Returns the soft limit now in force.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return -1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = config.max_connections + config.max_pending_inbound + 256
+    if hard != resource.RLIM_INFINITY:
+        want = min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+        except (OSError, ValueError) as exc:
+            logging.getLogger("p2p.cli").warning("cannot raise RLIMIT_NOFILE to %d: %s", want, exc)
+    return soft
+
+
 async def cmd_serve(args: argparse.Namespace) -> int:
-    async with Host(load_identity(args)) as host:
+    config = parse_limits(args.limits)
+    fd_limit = raise_fd_limit(config)
+    async with Host(load_identity(args), config) as host:
         if args.echo:
             host.set_stream_handler(ECHO, echo_handler)
         await host.listen(*(args.listen or ["/ip4/127.0.0.1/tcp/0"]))
-        emit({"peer_id": str(host.peer_id), "addrs": host.p2p_addrs()})
+        emit({"peer_id": str(host.peer_id), "addrs": host.p2p_addrs(), "pid": os.getpid(),
+              "fd_limit": fd_limit})
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:
                 logging.getLogger("p2p.cli").info("signal %s: shutting down", signum)
@@ -187,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="listen, serve identify and ping (and echo), until a signal")
     s.add_argument("--listen", action="append")
     s.add_argument("--echo", action="store_true")
+    s.add_argument("--limits", metavar="JSON",
+                   help="HostConfig fields as a JSON object (or @file), e.g. "
+                        "'{\"max_connections\": 100, \"negotiation_timeout\": 2}'")
     key_opts(s)
 
     for name, extra in (("ping", "count"), ("echo", "size"), ("identify", None)):
