@@ -28,6 +28,7 @@ import anyio
 
 from p2p.errors import P2PError
 from p2p.identity import KeyType, PrivateKey, load_private_key_file, parse_key_type, save_private_key_file
+from p2p.transport import tcp
 
 from oracle.handlers import HandlerLoadError, default_handlers, handle_test, load_handler
 from oracle.manager import WorkerConfig, WorkHandler
@@ -176,7 +177,18 @@ def apply_config_file(args: argparse.Namespace, path: str) -> None:
 # ---- commands -----------------------------------------------------------------------------------
 
 
+def _check_addrs(option: str, addrs: Sequence[str]) -> None:
+    """Refuse a malformed multiaddr before anything starts (a node should not die after its first line)."""
+    for addr in addrs:
+        try:
+            tcp.parse_tcp_multiaddr(addr)
+        except (ValueError, P2PError) as exc:
+            raise CliError(f"{option} {addr!r}: {exc}") from None
+
+
 def _node_config(args: argparse.Namespace, **overrides: Any) -> NodeConfig:
+    _check_addrs("--peer", args.peer or [])
+    _check_addrs("--listen", args.listen or [])
     allowed = tuple(args.allow) if args.allow else None
     fields: dict[str, Any] = dict(
         listen=tuple(args.listen or [DEFAULT_LISTEN]),
@@ -192,14 +204,14 @@ def _node_config(args: argparse.Namespace, **overrides: Any) -> NodeConfig:
 
 
 async def cmd_node(args: argparse.Namespace) -> int:
-    identity, source = resolve_identity(args.key_type, args.key_file)
-    handlers = build_handlers(args.worker or [], args.handler or [])
     config = _node_config(
         args,
         connect_timeout=float(args.connect_timeout or 10.0),
         max_concurrent_per_peer=int(args.max_concurrent_per_peer or 4),
         max_concurrent_total=int(args.max_concurrent_total or 32),
     )
+    handlers = build_handlers(args.worker or [], args.handler or [])
+    identity, source = resolve_identity(args.key_type, args.key_file)  # last: may create the key file
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with OracleNode(identity, config, handlers=handlers) as node:
             log.info("identity from %s", source)

@@ -172,6 +172,10 @@ def test_bad_handler_spec_is_a_json_error(tmp_path: Path) -> None:
     done = run_oracle(tmp_path, "node", "--handler", "nonsense")
     assert done.returncode == 1
     assert json.loads(done.stdout) == {"error": "--handler 'nonsense': expected TYPE=package.module:callable"}
+    done = run_oracle(tmp_path, "node", "--peer", "/ip4/127.0.0.1/udp/4001/quic-v1")
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["error"].startswith("--peer '/ip4/127.0.0.1/udp/4001/quic-v1': not a TCP")
+    assert not (tmp_path / "node_key").exists()  # refused before any key file was created
 
 
 def test_demo_runs_to_completion_with_a_failover(tmp_path: Path) -> None:
