@@ -103,8 +103,8 @@ class IdentifyProtocol(Protocol):
 
     def register(self, node: Any) -> None:
         host: Host = getattr(node, "host", node)
-        host.set_stream_handler(idp.IDENTIFY, host._serve_identify)
-        host.set_stream_handler(idp.IDENTIFY_PUSH, host._serve_identify_push)
+        host.set_stream_handler(idp.IDENTIFY, host.serve_identify)
+        host.set_stream_handler(idp.IDENTIFY_PUSH, host.serve_identify_push)
 
 
 class PingProtocol(Protocol):

@@ -187,11 +187,13 @@ class WorkerProtocol(Protocol):
                 response: WorkResponse | None = WorkResponse(error=refused.reason)
             else:
                 response = await self._execute_watching(stream, request)
-            if response is None:
-                log.info("requester %s went away; work %r cancelled", stream.remote_peer, request.request_id)
-                await _reset(stream)
-                return
-            await self._answer(stream, response)
+        # The slot is freed once the work is done, before answering: a requester that starts its
+        # next request as soon as it reads this answer must not find its own slot still taken.
+        if response is None:
+            log.info("requester %s went away; work %r cancelled", stream.remote_peer, request.request_id)
+            await _reset(stream)
+            return
+        await self._answer(stream, response)
 
     async def _execute_watching(self, stream: NetStreamLike, request: WorkRequest) -> WorkResponse | None:
         """Run the work while watching the stream; None if the requester left (work cancelled)."""

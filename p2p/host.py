@@ -84,9 +84,9 @@ class Host:
         self._pending_per_ip: dict[str, int] = {}
         self._conns_per_ip: dict[str, int] = {}
         self._closed = False
-        self.set_stream_handler(idp.IDENTIFY, self._serve_identify)
-        self.set_stream_handler(idp.IDENTIFY_PUSH, self._serve_identify_push)
-        self.set_stream_handler(pingp.PING, self._serve_ping)
+        self.set_stream_handler(idp.IDENTIFY, self.serve_identify)
+        self.set_stream_handler(idp.IDENTIFY_PUSH, self.serve_identify_push)
+        self.set_stream_handler(pingp.PING, self.serve_ping)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -399,11 +399,11 @@ class Host:
             agent_version=self.config.agent_version,
         )
 
-    async def _serve_identify(self, stream: NetStream) -> None:
+    async def serve_identify(self, stream: NetStream) -> None:
         await stream.send(idp.encode_messages(self._identify_info(stream.conn)))
         await stream.aclose()
 
-    async def _serve_identify_push(self, stream: NetStream) -> None:
+    async def serve_identify_push(self, stream: NetStream) -> None:
         limit = self.config.max_identify_messages * (self.config.max_identify_message + 2)
         with anyio.fail_after(self.config.identify_timeout):
             data = await stream.receive_until_eof(limit)
@@ -463,7 +463,7 @@ class Host:
             raise P2PError(f"identify with {peer} failed: {conn.identify_error!r}")
         return conn.identify_info
 
-    async def _serve_ping(self, stream: NetStream) -> None:
+    async def serve_ping(self, stream: NetStream) -> None:
         await pingp.serve_ping(stream, gap_timeout=self.config.ping_gap_timeout,
                                stream_timeout=self.config.ping_stream_timeout)
 
