@@ -264,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("multiaddr").setLevel(logging.INFO)  # its DEBUG traces every address parse
     try:
         if args.command == "keygen":
             return cmd_keygen(args)

@@ -33,6 +33,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from p2p.errors import P2PError
 from p2p.host import Host
 from p2p.identity import PeerId, PrivateKey
 from p2p.mux.yamux_frame import HEADER_SIZE, decode_header, encode_header
@@ -493,3 +494,36 @@ async def run_case(name: str, node: NodeProcess, attack: Callable[[anyio.Event],
     bad = node.unexpected_log(log_start)
     assert not bad, f"{name}: unexpected log lines: {bad[:5]}"
     return result
+
+
+async def flood(node: NodeProcess, started: anyio.Event, make: Callable[[BufferedStream], Any], *,
+                expect: str, count: int, close_within: float, source_base: int = 2,
+                closed: list[bool] | None = None) -> None:
+    """`count` attackers from 127.0.0.<source_base..+3>, each looping: connect, `make(stream)`,
+    wait for the node to close it. `started` is set once the first round is over (every offender
+    was closed and the node's log names `expect`); the attack then goes on until cancelled.
+    Every round's outcome is appended to `closed` (the caller asserts all True)."""
+    closed = closed if closed is not None else []
+    log_start = node.log_size()
+    first = anyio.Event()
+
+    async def one(i: int) -> None:
+        while True:
+            s = await raw_connect(node.host, node.port, source=f"127.0.0.{source_base + i % 4}")
+            try:
+                await make(s)
+            except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError, P2PError):
+                pass  # the node hung up while we were still talking: also a close
+            closed.append(await closed_by_peer(s, close_within))
+            await s.aclose()
+            if len(closed) >= count:
+                first.set()
+
+    async with anyio.create_task_group() as tg:
+        for i in range(count):
+            tg.start_soon(one, i)
+        await first.wait()
+        assert all(closed), f"{closed.count(False)} of {len(closed)} offenders not closed"
+        log = node.stderr()[log_start:]
+        assert expect in log, f"no {expect!r} in the node's log: {log[-1500:]}"
+        started.set()

@@ -22,6 +22,7 @@ from kit import (
     HonestPeer,
     NodeProcess,
     closed_by_peer,
+    flood,
     go_probe,
     honest_ping,
     ms_message,
@@ -49,24 +50,17 @@ def probes(node: NodeProcess, honest: HonestPeer, go_binary: Path) -> list:
 
 async def offend(node: NodeProcess, payload: bytes, started: anyio.Event, *, close_within: float,
                  expect: str, count: int = OFFENDERS) -> None:
-    """`count` connections each send `payload`; every one must be closed by the node in time."""
-    log_start = node.log_size()
-    streams = [await raw_connect(node.host, node.port, source=f"127.0.0.{2 + i % 4}")
-               for i in range(count)]
-    for s in streams:
+    """`count` attackers keep sending `payload` on fresh connections (kit.flood)."""
+    closed: list[bool] = []
+
+    async def make(s) -> None:
         await s.send(payload)
-    started.set()
-    closed = []
-    async with anyio.create_task_group() as tg:
-        async def watch(s) -> None:
-            closed.append(await closed_by_peer(s, close_within))
-        for s in streams:
-            tg.start_soon(watch, s)
-    assert closed == [True] * count, f"{closed.count(False)} offenders were not closed"
-    for s in streams:
-        await s.aclose()
-    assert expect in node.stderr()[log_start:], f"no {expect!r} in the node's log"
-    await anyio.sleep_forever()  # keep the attack "on" until the probes are done
+
+    try:
+        await flood(node, started, make, expect=expect, count=count, close_within=close_within,
+                    closed=closed)
+    finally:
+        assert all(closed), f"{closed.count(False)} of {len(closed)} offenders not closed"
 
 
 @pytest.mark.anyio
@@ -102,7 +96,7 @@ async def test_header_then_silence(node, honest, go_binary) -> None:
     payload = ms_message(MULTISTREAM)
     await run_case("multistream slowloris", node,
                    lambda ev: offend(node, payload, ev, close_within=4.0,
-                                     expect="NegotiationTimeout"),
+                                     expect="negotiation (listener) timed out"),
                    probes(node, honest, go_binary), rounds=3)
 
 
