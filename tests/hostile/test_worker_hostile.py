@@ -117,7 +117,7 @@ async def test_bad_request(node, honest_req, insider, go_binary, name) -> None:
                    [honest_req.probe, lambda: go_probe(node.addr, go_binary)], rounds=2)
     reason = {"4 GiB length prefix": "message of 4294967295 bytes exceeds the limit",
               "invalid JSON": "invalid JSON",
-              "wrong field types": "cannot unmarshal number into Go struct field"}[name]
+              "wrong field types": "json: cannot unmarshal number into Go struct field"}[name]
     assert f"bad work request from {pid(INSIDER_KEY)}: {reason}" in node.stderr()
 
 
