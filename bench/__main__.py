@@ -9,15 +9,18 @@ bench/results/<timestamp>.json and latest.json, and prints the change against th
 from __future__ import annotations
 
 import argparse
+import atexit
 import datetime
 import os
 import platform
+import shutil
+import signal
 import sys
 import time
 from pathlib import Path
 
 from bench import report
-from bench.procs import PeerError
+from bench.procs import PeerError, stop_all
 from bench.scenarios import SCENARIO_NAMES, Runner, sizes
 from bench.stacks import ROOT, Stack, chacha_bound, go_libp2p, ours, py_libp2p
 
@@ -66,14 +69,25 @@ def build_stacks(args: argparse.Namespace) -> list[Stack]:
     return stacks
 
 
+def _fresh_log_dir(keep: int = 10) -> Path:
+    """A stderr-log folder per run (peers' logs, for post-mortems); only the last few are kept."""
+    base = ROOT / ".cache" / "bench" / "logs"
+    base.mkdir(parents=True, exist_ok=True)
+    for old in sorted(p for p in base.iterdir() if p.is_dir())[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return base / datetime.datetime.now().strftime("%Y%m%dT%H%M%S.%f")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    atexit.register(stop_all)  # no peer outlives the harness, whatever ends it
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     stacks = build_stacks(args)
     for s in stacks:
         if not s.available:
             log(f"stack {s.name}: unavailable ({s.reason})")
     live = [s for s in stacks if s.available]
-    runner = Runner(args.quick, ROOT / ".cache" / "bench" / "logs")
+    runner = Runner(args.quick, _fresh_log_dir())
     rounds: report.Rounds = []
     errors: list[str] = []
     started = time.perf_counter()
@@ -93,7 +107,12 @@ def main(argv=None) -> int:
                     msg = f"round {rnd + 1} {scenario} {stack.name}: {exc}"
                     errors.append(msg)
                     log("  FAILED " + msg)
+                    runner.errors.clear()  # already part of the message
                     continue
+                for msg in runner.errors:
+                    errors.append(f"round {rnd + 1} {scenario} {msg}")
+                    log(f"  FAILED round {rnd + 1} {scenario} {msg}")
+                runner.errors.clear()
                 for metric, value in values.items():
                     measured.setdefault(metric, {})[stack.name] = value
                 shown = ", ".join(f"{k}={v}" for k, v in values.items())

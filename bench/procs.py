@@ -22,7 +22,7 @@ class PeerError(RuntimeError):
     """A bench peer failed, printed an error line, or stayed silent past its timeout."""
 
 
-@dataclass
+@dataclass(eq=False)
 class Peer:
     proc: subprocess.Popen
     name: str
@@ -76,6 +76,7 @@ class Peer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=timeout)
+        _live.discard(self)
 
     def _stderr_tail(self, n: int = 600) -> str:
         try:
@@ -83,6 +84,18 @@ class Peer:
         except OSError:
             return ""
         return f"\n  stderr: ...{text[-n:]}" if text else ""
+
+
+_live: set[Peer] = set()
+
+
+def stop_all() -> None:
+    """Stop every peer still running (the harness calls this on exit, SIGTERM included)."""
+    for peer in list(_live):
+        try:
+            peer.stop(timeout=2.0)
+        except Exception:
+            pass
 
 
 def start_peer(name: str, argv: Sequence[str], *, cwd: Path, env: dict[str, str] | None,
@@ -93,6 +106,7 @@ def start_peer(name: str, argv: Sequence[str], *, cwd: Path, env: dict[str, str]
         proc = subprocess.Popen(list(argv), cwd=cwd, env=env, stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=err)
     peer = Peer(proc, name, stderr_path, time.perf_counter())
+    _live.add(peer)
     threading.Thread(target=_pump, args=(proc, peer.lines), daemon=True).start()
     return peer
 
@@ -113,7 +127,7 @@ def rss_kib(pid: int) -> int:
     raise PeerError(f"no VmRSS for pid {pid}")
 
 
-def run_dialer(peer: Peer, timeout: float, on_phase: Callable[[str], None] | None = None) -> dict:
+def run_dialer(peer: Peer, timeout: float, on_phase: Callable[[dict], None] | None = None) -> dict:
     """Wait for the dialer's result, calling `on_phase` at each phase line before letting it go on."""
     try:
         while True:
@@ -122,7 +136,7 @@ def run_dialer(peer: Peer, timeout: float, on_phase: Callable[[str], None] | Non
             if phase is None:
                 return obj
             if on_phase is not None:
-                on_phase(phase)
+                on_phase(obj)
             peer.go_ahead()
     finally:
         peer.stop()

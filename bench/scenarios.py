@@ -81,6 +81,7 @@ class Runner:
         self.size = sizes(quick)
         self.log_dir = log_dir
         self.timeout = self.size["timeout"]
+        self.errors: list[str] = []  # failures of part of a scenario (the rest was measured)
 
     def _listener(self, stack: Stack):
         peer = start_peer(f"{stack.name}-listen", stack.listen_argv(), cwd=ROOT,
@@ -144,22 +145,30 @@ class Runner:
 
     def _memory(self, stack: Stack, listener, hello: dict) -> dict[str, float]:
         """Listener RSS growth per connection, then per stream, each on a fresh listener
-        (memory freed by the first would otherwise be reused by the second and hide its cost)."""
-        out = {}
+        (memory freed by the first would otherwise be reused by the second and hide its cost).
+        A failed half is reported in `self.errors` and the other half still counts."""
+        out: dict[str, float] = {}
         for scenario, metric in (("conns", "mem/conn"), ("streams", "mem/stream")):
             if scenario == "streams":
                 listener.stop()
                 listener, hello, _ = self._listener(stack)
-            marks: dict[str, int] = {}
-            params = self.size[scenario]
+            marks: dict[str, dict] = {}
             pid = listener.pid
+
+            def mark(obj: dict) -> None:
+                marks[obj["phase"]] = {"rss": rss_kib(pid), "count": obj.get("count")}
+
             try:
-                self._dial(stack, scenario, hello, params,
-                           lambda phase: marks.__setitem__(phase, rss_kib(pid)))
+                self._dial(stack, scenario, hello, self.size[scenario], mark)
+                if set(marks) != {"warm", "ready"}:
+                    raise PeerError(f"dialer skipped a phase ({sorted(marks)})")
+                count = marks["ready"]["count"] or self.size[scenario]["count"]
+                out[metric] = round((marks["ready"]["rss"] - marks["warm"]["rss"]) / count, 2)
+            except PeerError as exc:
+                self.errors.append(f"{stack.name} {scenario}: {exc}")
             finally:
                 if scenario == "streams":
                     listener.stop()
-            if set(marks) != {"warm", "ready"}:
-                raise PeerError(f"{stack.name} {scenario}: dialer skipped a phase ({sorted(marks)})")
-            out[metric] = round((marks["ready"] - marks["warm"]) / params["count"], 2)
+        if not out:
+            raise PeerError("; ".join(self.errors[-2:]))
         return out
