@@ -195,7 +195,13 @@ class Host:
             try:
                 with anyio.fail_after(cfg.inbound_upgrade_timeout):
                     up = await upgrade_inbound(raw, self.identity, cfg)
-            except (TimeoutError, P2PError, OSError, anyio.EndOfStream, anyio.BrokenResourceError,
+            except TimeoutError:
+                log.debug("inbound upgrade from %s timed out after %.1f s", remote,
+                          cfg.inbound_upgrade_timeout)
+                with anyio.CancelScope(shield=True):
+                    await raw.aclose()
+                return
+            except (P2PError, OSError, anyio.EndOfStream, anyio.BrokenResourceError,
                     anyio.ClosedResourceError) as exc:
                 log.debug("inbound upgrade from %s failed: %r", remote, exc)
                 with anyio.CancelScope(shield=True):
