@@ -26,6 +26,9 @@ from typing import Any
 
 import anyio
 
+from p2p.cli import CliError as P2PCliError
+from p2p.cli import parse_limits
+from p2p.config import HostConfig
 from p2p.errors import P2PError
 from p2p.identity import KeyType, PrivateKey, load_private_key_file, parse_key_type, save_private_key_file
 from p2p.transport import tcp
@@ -143,7 +146,7 @@ def build_handlers(workers: Sequence[str], specs: Sequence[str], *, default_test
 _LIST_KEYS = {"listen", "worker", "peer", "allow", "handler"}
 _SCALAR_KEYS = {
     "key_type", "key_file", "protocol_version", "env", "connect_timeout",
-    "max_concurrent_per_peer", "max_concurrent_total",
+    "max_concurrent_per_peer", "max_concurrent_total", "limits",
 }
 
 
@@ -186,6 +189,21 @@ def _check_addrs(option: str, addrs: Sequence[str]) -> None:
             raise CliError(f"{option} {addr!r}: {exc}") from None
 
 
+def _host_config(limits: Any) -> HostConfig:
+    """`--limits` (JSON text, `@file`, or a mapping from --config): HostConfig fields."""
+    if limits is None:
+        return HostConfig()
+    if isinstance(limits, dict):
+        try:
+            return HostConfig.from_mapping(limits)
+        except ValueError as exc:
+            raise CliError(f"limits: {exc}") from None
+    try:
+        return parse_limits(str(limits))
+    except P2PCliError as exc:
+        raise CliError(str(exc)) from None
+
+
 def _node_config(args: argparse.Namespace, **overrides: Any) -> NodeConfig:
     _check_addrs("--peer", args.peer or [])
     _check_addrs("--listen", args.listen or [])
@@ -209,6 +227,7 @@ async def cmd_node(args: argparse.Namespace) -> int:
         connect_timeout=float(args.connect_timeout or 10.0),
         max_concurrent_per_peer=int(args.max_concurrent_per_peer or 4),
         max_concurrent_total=int(args.max_concurrent_total or 32),
+        host=_host_config(args.limits),
     )
     handlers = build_handlers(args.worker or [], args.handler or [])
     identity, source = resolve_identity(args.key_type, args.key_file)  # last: may create the key file
@@ -287,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--connect-timeout", type=float, help="per --peer, seconds (default 10)")
     n.add_argument("--max-concurrent-per-peer", type=int, help="work requests per peer at once (default 4)")
     n.add_argument("--max-concurrent-total", type=int, help="work requests at once (default 32)")
+    n.add_argument("--limits", metavar="JSON",
+                   help="host limits and timeouts: a JSON object of p2p HostConfig fields, or @FILE")
     n.add_argument("--config", metavar="FILE", help="JSON file with the same keys as the options")
 
     w = sub.add_parser("work", help="distribute one piece of work and print the WorkResponse")

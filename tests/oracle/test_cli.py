@@ -239,3 +239,16 @@ def test_config_file_merges_and_rejects_unknown_keys(tmp_path: Path) -> None:
     config.write_text("[1, 2]")
     with pytest.raises(cli.CliError, match="expected a JSON object"):
         cli.apply_config_file(args, str(config))
+
+
+def test_node_limits_option_reaches_the_host():
+    from oracle.cli import CliError, _host_config
+    from p2p.config import HostConfig
+
+    assert _host_config(None).max_connections == HostConfig().max_connections
+    assert _host_config('{"max_connections": 7}').max_connections == 7
+    assert _host_config({"negotiation_timeout": 2}).negotiation_timeout == 2.0  # from --config
+    with pytest.raises(CliError):
+        _host_config('{"bogus": 1}')
+    with pytest.raises(CliError):
+        _host_config({"max_connections": "x"})
