@@ -230,6 +230,12 @@ class Host:
     def connected_peers(self) -> list[PeerId]:
         return [p for p in self._conns if self.connection(p) is not None]
 
+    async def disconnect(self, peer: PeerId) -> None:
+        """Close every connection to `peer` (GoAway(0), then the socket)."""
+        for conn in list(self._conns.get(peer, ())):
+            with anyio.move_on_after(1):
+                await conn.session.close()
+
     async def connect(self, addr: str | Multiaddr, *, timeout: float | None = None) -> PeerId:
         """Connect to a multiaddr (reusing a live connection to the same peer)."""
         taddr, peer_str = tcp.parse_tcp_multiaddr(addr)
