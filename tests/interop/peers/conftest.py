@@ -82,3 +82,21 @@ def gov024_peers(gov024_python: Path) -> Iterator[Callable[[str], PeerProcess]]:
 
     yield get
     _stop_all(list(peers.values()))
+
+
+@pytest.fixture(scope="module")
+def js_peers(js_node_dir: Path) -> Iterator[Callable[..., PeerProcess]]:
+    """``get(key_type, **monitor)``: one long-running js-libp2p peer per settings, per module."""
+    from jspeer import start_js
+
+    peers: dict[tuple, PeerProcess] = {}
+
+    def get(key_type: str = "ed25519", **monitor: int) -> PeerProcess:
+        key = (key_type, tuple(sorted(monitor.items())))
+        peer = peers.get(key)
+        if peer is None or peer.returncode is not None:
+            peer = peers[key] = start_js(key_type, **monitor)
+        return peer
+
+    yield get
+    _stop_all(list(peers.values()))

@@ -1,0 +1,233 @@
+"""Our stack against js-libp2p 2.9.0 (npm, Node 20), in both directions.
+
+Covered: every identity key type js supports (Ed25519, secp256k1, RSA) on either side, echo with
+half-close and several streams, ping both ways, identify both ways, the clean refusal of an ECDSA
+identity (js has none, and fails the handshake on a remote one), and js's connection monitor: it
+pings every connection and aborts it when a ping goes unanswered, so we must answer promptly
+while a bulk transfer saturates another stream (its interval is lowered so this takes seconds).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+import anyio
+import pytest
+
+from p2p.cli import echo_handler
+from p2p.config import HostConfig
+from p2p.errors import ConnectionClosed, DialError
+from p2p.host import Host, NetStream
+from p2p.identity import PeerId, PrivateKey, PublicKey, parse_key_type
+from peerproc import PeerProcess, PeerProcessError
+
+pytestmark = pytest.mark.anyio
+
+JS_KEY_TYPES = ["ed25519", "secp256k1", "rsa"]
+ECHO = "/echo/1.0.0"
+PING = "/ipfs/ping/1.0.0"
+
+
+def our_host(key_type: str = "ed25519") -> Host:
+    return Host(PrivateKey.generate(parse_key_type(key_type)), HostConfig())
+
+
+async def call(peer: PeerProcess, timeout: float = 60.0, **cmd) -> dict:
+    """Run one command on the js peer in a worker thread, so our host keeps serving meanwhile."""
+    return await anyio.to_thread.run_sync(lambda: peer.request(cmd, timeout=timeout))
+
+
+async def serve_ours(host: Host) -> str:
+    host.set_stream_handler(ECHO, echo_handler)
+    await host.listen("/ip4/127.0.0.1/tcp/0")
+    return host.p2p_addrs()[0]
+
+
+async def echo_roundtrip(host: Host, peer: PeerId, payload: bytes) -> bytes:
+    stream = await host.new_stream(peer, [ECHO])
+    got = bytearray()
+
+    async def reader() -> None:
+        while True:
+            try:
+                got.extend(await stream.receive(1 << 16))
+            except anyio.EndOfStream:
+                return
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reader)
+        for off in range(0, len(payload), 1 << 16):
+            await stream.send(payload[off : off + (1 << 16)])
+        await stream.send_eof()
+    await stream.aclose()
+    return bytes(got)
+
+
+# ---- js dials us -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ours", JS_KEY_TYPES)
+@pytest.mark.parametrize("theirs", JS_KEY_TYPES)
+async def test_js_dials_us_key_types(js_peers, ours, theirs):
+    js = js_peers(theirs)
+    with anyio.fail_after(60):
+        async with our_host(ours) as host:
+            addr = await serve_ours(host)
+            res = await call(js, cmd="echo", addr=addr, size=100_000)
+            assert res["ok"] is True and res["bytes"] == 100_000
+            conn = host.connection(PeerId.from_string(js.peer_id))
+            assert conn is not None and conn.direction == "inbound"
+            assert conn.public_key.key_type == parse_key_type(theirs)
+
+
+async def test_js_dials_us_streams_ping_identify(js_peers):
+    js = js_peers("ed25519")
+    with anyio.fail_after(60):
+        async with our_host("secp256k1") as host:
+            addr = await serve_ours(host)
+            res = await call(js, cmd="echo", addr=addr, size=256 * 1024, streams=8)
+            assert res["ok"] is True and res["bytes"] == 8 * 256 * 1024
+            res = await call(js, cmd="echo", addr=addr, size=2 << 20)
+            assert res["ok"] is True
+            res = await call(js, cmd="ping", addr=addr, count=3)
+            assert len(res["rtt_ms"]) == 3 and all(0 <= r < 5000 for r in res["rtt_ms"])
+            # js identified us: what its peer store holds is what our identify said
+            res = await call(js, cmd="peer", peer_id=str(host.peer_id))
+            assert set(res["protocols"]) == set(host.protocols)
+            assert res["agent"] == host.config.agent_version
+            assert [c["status"] for c in res["connections"]] == ["open"]
+
+
+# ---- we dial js ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ours", JS_KEY_TYPES)
+@pytest.mark.parametrize("theirs", JS_KEY_TYPES)
+async def test_we_dial_js_key_types(js_peers, ours, theirs):
+    js = js_peers(theirs)
+    with anyio.fail_after(60):
+        async with our_host(ours) as host:
+            pid = await host.connect(js.addr)
+            assert str(pid) == js.peer_id
+            payload = os.urandom(100_000)
+            assert await echo_roundtrip(host, pid, payload) == payload
+            assert host.connection(pid).public_key.key_type == parse_key_type(theirs)
+
+
+async def test_we_dial_js_streams_ping_identify(js_peers):
+    js = js_peers("rsa")
+    payloads = [os.urandom(200_000) for _ in range(8)]
+    results: list[bytes | None] = [None] * len(payloads)
+    with anyio.fail_after(60):
+        async with our_host("ed25519") as host:
+            pid = await host.connect(js.addr)
+
+            async def one(i: int) -> None:
+                results[i] = await echo_roundtrip(host, pid, payloads[i])
+
+            async with anyio.create_task_group() as tg:
+                for i in range(len(payloads)):
+                    tg.start_soon(one, i)
+            assert results == payloads
+            big = os.urandom(4 << 20)
+            assert await echo_roundtrip(host, pid, big) == big
+            assert len(await host.ping(pid, 3)) == 3
+            info = await host.identify(pid)
+            assert {ECHO, PING, "/ipfs/id/1.0.0"} <= set(info.protocols)
+            assert info.agent_version.startswith("libp2p/") or "js" in info.agent_version
+            assert PeerId.from_public_key(PublicKey.from_protobuf(info.public_key)) == pid
+
+
+async def test_ecdsa_identity_refused_cleanly(js_peers):
+    """js has no ECDSA identity keys and refuses a remote one, promptly, in both directions."""
+    js = js_peers("ed25519")
+    with anyio.fail_after(30):
+        async with our_host("ecdsa") as host:
+            # As XX initiator we are done after sending message 3; js checks our key in it and
+            # drops the connection, so the failure shows on connect or on the first stream.
+            with pytest.raises((DialError, ConnectionClosed)):
+                pid = await host.connect(js.addr)
+                stream = await host.new_stream(pid, [ECHO])
+                await stream.send(b"x")
+                await stream.send_eof()
+                await stream.receive_until_eof(10)
+            # As responder our message 2 carries the key: js's dial fails.
+            addr = await serve_ours(host)
+            with pytest.raises(PeerProcessError) as info:
+                await call(js, cmd="echo", addr=addr, size=10, timeout=20)
+            assert "error" in info.value.result
+            assert host.connected_peers() == []
+
+
+# ---- js's connection monitor while a stream is saturated -------------------------------------
+
+# js allows one outbound ping stream at a time (ping service default) and the monitor aborts the
+# connection when it cannot open one: with a 1 s interval every ping must be done within about 1 s
+# (10x stricter than js's default interval), and a ping unanswered for 5 s aborts it too.
+MONITOR_INTERVAL_MS = 1000
+MONITOR_TIMEOUT_MS = 5000
+BULK_SECONDS = 4.0
+
+
+@pytest.mark.parametrize("direction", ["we-dial", "js-dials"])
+async def test_js_connection_monitor_answered_under_bulk(js_peers, direction):
+    js = js_peers("ed25519", monitor_interval_ms=MONITOR_INTERVAL_MS,
+                  monitor_timeout_ms=MONITOR_TIMEOUT_MS)
+    served: list[tuple[float, float]] = []
+    with anyio.fail_after(60):
+        async with our_host() as host:
+
+            async def counted_ping(stream: NetStream) -> None:
+                started = time.monotonic()
+                await host.serve_ping(stream)
+                served.append((started, time.monotonic()))
+
+            host.set_stream_handler(PING, counted_ping)
+            if direction == "we-dial":
+                pid = await host.connect(js.addr)
+            else:
+                addr = await serve_ours(host)
+                await call(js, cmd="echo", addr=addr, size=10)
+                pid = PeerId.from_string(js.peer_id)
+            conn = host.connection(pid)
+
+            # Echo through js as fast as we can for BULK_SECONDS: both directions of one stream
+            # stay saturated while the monitor's pings arrive on their own streams.
+            stream = await host.new_stream(pid, [ECHO])
+            chunk = os.urandom(1 << 16)
+            sent, echoed = hashlib.sha256(), hashlib.sha256()
+            counts = [0, 0]
+
+            async def reader() -> None:
+                while True:
+                    try:
+                        data = await stream.receive(1 << 16)
+                    except anyio.EndOfStream:
+                        return
+                    echoed.update(data)
+                    counts[1] += len(data)
+
+            bulk_start = time.monotonic()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(reader)
+                while time.monotonic() - bulk_start < BULK_SECONDS:
+                    await stream.send(chunk)
+                    sent.update(chunk)
+                    counts[0] += len(chunk)
+                await stream.send_eof()
+            bulk_end = time.monotonic()
+            await stream.aclose()
+
+            assert counts[0] == counts[1] and sent.digest() == echoed.digest()
+            assert host.connection(pid) is conn and not conn.is_closed
+            res = await call(js, cmd="peer", peer_id=str(host.peer_id))
+            assert [c["status"] for c in res["connections"]] == ["open"]
+    during = [(s, e) for s, e in served if bulk_start <= s <= bulk_end]
+    # about BULK_SECONDS / interval pings land during the transfer; demand half of them
+    assert len(during) >= int(BULK_SECONDS * 1000 / MONITOR_INTERVAL_MS / 2), (served, bulk_start)
+    worst = max(e - s for s, e in during)
+    assert worst < MONITOR_INTERVAL_MS / 1000, f"slowest monitor ping took {worst:.2f} s"
+    print(f"{direction}: {counts[0] / (bulk_end - bulk_start) / 1e6:.1f} MB/s each way, "
+          f"{len(during)} monitor pings during the bulk, slowest {worst * 1000:.0f} ms")
