@@ -5,14 +5,19 @@ and wakes tasks. Tasks of a session (all in the session's own task group):
 
 * reader: `conn.receive` -> `core.receive_data` -> wake the streams the events name. It never waits
   on a write (it only kicks the writer), unless control frames pile up past a high-water mark.
-* writer: flushes whatever the core queued when kicked (window updates, ACKs, ping replies, RSTs).
+* writer: flushes whatever the core queued when kicked: stream data, SYN/ACK/FIN/RST, window
+  updates, ping replies. Like go-yamux's send loop, every frame queued while the writer waits for
+  its turn leaves in the same write, so a request (SYN + proposal + data + FIN) is one syscall.
 * keepalive: pings after `keepalive_interval` without a received frame; no reply within
   `keepalive_timeout` closes the session (go: 30 s + 10 s).
 * rtt: pings at start (opaque 0, like go) and every `measure_rtt_interval`; feeds window tuning.
 
+Stream calls (`open_stream`, `send`, `send_eof`, `aclose`, `reset`) only queue frames in the core and
+kick the writer: they wait only for flow control, or when more than `_SEND_HIGH_WATER` bytes are
+queued (backpressure bounds memory). A write error is seen by the next call as `ConnectionClosed`.
 Every write goes through `_flush` under one lock: it drains everything queued so far into a single
-`conn.send` (coalescing), shielded from the caller's cancellation so a frame is never cut in half,
-and bounded by `write_timeout`. Every waiter (reads, window waits, accept, open, pings) is woken on
+`conn.send` (coalescing), shielded from cancellation so a frame is never cut in half, and bounded by
+`write_timeout`. Every waiter (reads, window waits, accept, open, pings) is woken on
 teardown, and then fails with `ConnectionClosed`, so nothing can hang on a dead session.
 """
 
@@ -40,6 +45,8 @@ _RECV_SIZE = 1 << 20
 #: Queued control output beyond this makes the reader wait for the writer (bounds memory under a
 #: SYN or ping flood while the peer does not read).
 _OUTPUT_HIGH_WATER = 1 << 20
+#: Queued output beyond this makes a stream's `send` wait until the writer has taken it.
+_SEND_HIGH_WATER = 256 * 1024
 #: How long a best-effort GoAway may take on the way out.
 _GOAWAY_GRACE = 1.0
 
@@ -120,7 +127,9 @@ class YamuxStream:
             n = conn.send(self.stream_id, view[pos:] if pos else view)
             if n:
                 pos += n
-                await sess._flush()
+                sess._kick()
+                if conn.pending_output > _SEND_HIGH_WATER:
+                    await sess._wait_drained()
             elif conn.send_window(self.stream_id) == 0:
                 if self._wwait is None:
                     self._wwait = anyio.Event()
@@ -142,7 +151,7 @@ class YamuxStream:
         self._local_eof = True
         self._session._core.send_eof(self.stream_id)
         self._session._forget_if_done(self)
-        await self._session._flush()
+        self._session._kick()
 
     async def reset(self) -> None:
         """Abort both directions (RST); later calls raise StreamReset(remote=False)."""
@@ -153,7 +162,7 @@ class YamuxStream:
         sess._core.reset(self.stream_id)
         sess._streams.pop(self.stream_id, None)
         sess._wake_openers()
-        await sess._flush_quietly()
+        sess._kick()
 
     async def aclose(self) -> None:
         """go's Close: FIN if not sent, stop reading (late data is discarded), forget the stream."""
@@ -167,7 +176,7 @@ class YamuxStream:
         sess._wake_openers()
         self._wake_reader()
         self._wake_writer()
-        await sess._flush_quietly()
+        sess._kick()
 
     async def __aenter__(self) -> YamuxStream:
         return self
@@ -190,8 +199,9 @@ class YamuxSession:
         self._accept_wait: anyio.Event | None = None
         self._open_wait: anyio.Event | None = None
         self._pings: dict[int, list[Any]] = {}
-        self._write_lock = anyio.Lock()
-        self._flush_wanted = anyio.Event()
+        self._write_lock = anyio.Lock(fast_acquire=True)
+        self._writer_wait: anyio.Event | None = None
+        self._drain_wait: anyio.Event | None = None
         self._closed_event = anyio.Event()
         self._reader_scope: anyio.CancelScope | None = None
         self._tg: TaskGroup | None = None
@@ -283,7 +293,8 @@ class YamuxSession:
         self._wake_openers()
         for waiter in self._pings.values():
             waiter[0].set()
-        self._flush_wanted.set()
+        self._kick()
+        _wake(self._drain_wait)
         if error is not None:
             log.debug("yamux session closed: %r", error)
 
@@ -363,11 +374,12 @@ class YamuxSession:
         return True
 
     async def _writer_loop(self) -> None:
+        core = self._core
         while not self.is_closed:
-            await self._flush_wanted.wait()
-            self._flush_wanted = anyio.Event()
-            if self.is_closed:
-                return
+            if not core.pending_output:
+                self._writer_wait = ev = anyio.Event()
+                await ev.wait()
+                continue
             try:
                 await self._flush()
             except ConnectionClosed:
@@ -399,21 +411,31 @@ class YamuxSession:
     # ---- output --------------------------------------------------------------------------------
 
     def _kick(self) -> None:
-        """Ask the writer task to flush (never blocks)."""
-        self._flush_wanted.set()
+        """Ask the writer task to flush (never blocks; a no-op while it is already awake)."""
+        ev, self._writer_wait = self._writer_wait, None
+        _wake(ev)
+
+    async def _wait_drained(self) -> None:
+        """Backpressure for senders: wait until the writer has taken the queued output."""
+        while self._core.pending_output > _SEND_HIGH_WATER and not self.is_closed:
+            self._kick()
+            if self._drain_wait is None:
+                self._drain_wait = anyio.Event()
+            await self._drain_wait.wait()
 
     async def _flush(self) -> None:
         """Send everything queued in one `conn.send`; the single write path of the session."""
         async with self._write_lock:
             data = self._core.data_to_send()
+            ev, self._drain_wait = self._drain_wait, None
+            _wake(ev)
             if not data:
                 return
             if self._conn_closed:
                 raise ConnectionClosed("yamux session closed")
             try:
-                with anyio.CancelScope(shield=True):
-                    with anyio.fail_after(self.config.write_timeout):
-                        await self._conn.send(data)
+                with anyio.fail_after(self.config.write_timeout, shield=True):
+                    await self._conn.send(data)
             except Exception as exc:
                 err = ConnectionClosed(f"yamux write failed: {exc!r}")
                 self._shutdown(err)
@@ -435,25 +457,35 @@ class YamuxSession:
 
     # ---- public API ----------------------------------------------------------------------------
 
-    async def open_stream(self) -> YamuxStream:
-        """Open an outbound stream (SYN sent now); waits while 256 streams are un-ACKed."""
-        with anyio.fail_after(self.config.stream_open_timeout):
-            while True:
-                if self.is_closed:
-                    raise ConnectionClosed(f"yamux session closed: {self.error!r}")
-                try:
-                    sid = self._core.open_stream(anyio.current_time())
-                    break
-                except StreamLimitReached:
+    async def open_stream(self, *, timeout: float | None = None) -> YamuxStream:
+        """Open an outbound stream (SYN queued for the writer, so it leaves with the first data
+        written in the same turn); waits, at most `timeout` (default `stream_open_timeout`),
+        while 256 streams are un-ACKed."""
+        try:
+            sid = self._open_now()
+        except StreamLimitReached:
+            with anyio.fail_after(self.config.stream_open_timeout if timeout is None else timeout):
+                while True:
                     if self._open_wait is None:
                         self._open_wait = anyio.Event()
                     await self._open_wait.wait()
-                except SessionGoingAway as exc:
-                    raise ConnectionClosed(str(exc)) from None
+                    try:
+                        sid = self._open_now()
+                        break
+                    except StreamLimitReached:
+                        pass
         st = YamuxStream(self, sid)
         self._streams[sid] = st
-        await self._flush()
+        self._kick()
         return st
+
+    def _open_now(self) -> int:
+        if self.is_closed:
+            raise ConnectionClosed(f"yamux session closed: {self.error!r}")
+        try:
+            return self._core.open_stream(anyio.current_time())
+        except SessionGoingAway as exc:
+            raise ConnectionClosed(str(exc)) from None
 
     async def accept_stream(self) -> YamuxStream:
         """Next inbound stream (ACK sent); raises ConnectionClosed once the session is over."""

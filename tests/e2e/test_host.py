@@ -132,6 +132,7 @@ async def test_unsupported_protocol_fails_cleanly():
 async def test_half_close_and_reset_both_ways():
     got = {}
     done = anyio.Event()
+    reading = anyio.Event()
 
     async def halfclose(stream) -> None:
         data = await stream.receive_until_eof(1 << 20)  # client half-closed
@@ -146,6 +147,7 @@ async def test_half_close_and_reset_both_ways():
         try:
             while True:
                 await stream.receive(100)
+                reading.set()
         except StreamReset as exc:
             got["remote_reset"] = exc.remote
         except P2PError as exc:
@@ -172,6 +174,9 @@ async def test_half_close_and_reset_both_ways():
             # we reset: the server's handler sees a remote reset
             s = await client.new_stream(peer, ["/victim"])
             await s.send(b"hi")
+            # SYN, data and RST written at once would reach the server together, and a RST drops
+            # unread data (as in go-yamux): reset once the handler is reading.
+            await reading.wait()
             await s.reset()
             await done.wait()
             assert got == {"remote_reset": True}
