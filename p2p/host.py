@@ -383,9 +383,11 @@ class Host:
         proposal travels with the first write and no round trip is spent waiting for it.
         """
         timeout = timeout or self.config.negotiation_timeout
-        with anyio.fail_after(timeout):
-            conn = await self._connection_for(peer, timeout)
-            ys = await conn.session.open_stream()
+        conn = self.connection(peer)
+        if conn is None:
+            with anyio.fail_after(timeout):
+                conn = await self._connection_for(peer, timeout)
+        ys = await conn.session.open_stream(timeout=timeout)  # waits only without a free slot
         if protocols and protocols[0] in self.peerstore.protocols(peer):
             stream = NetStream(LazyStream(BufferedStream(ys), protocols[0]), protocols[0], conn)
             return stream

@@ -147,8 +147,9 @@ class LazyStream:
         self._written = False
         self._read_checked = False
         self._error: BaseException | None = None
-        self._write_lock = anyio.Lock()
-        self._read_lock = anyio.Lock()
+        # Only the first write and the first read take these (the common path checks a flag).
+        self._write_lock = anyio.Lock(fast_acquire=True)
+        self._read_lock = anyio.Lock(fast_acquire=True)
 
     async def _write_handshake(self, data: bytes = b"") -> bool:
         """Send header + proposal (+ data) once; return False if they had already gone out."""
@@ -165,7 +166,8 @@ class LazyStream:
                 raise self._error
             if self._read_checked:
                 return
-            await self._write_handshake()
+            if not self._written:
+                await self._write_handshake()
             try:
                 with anyio.fail_after(self.timeout):
                     while not self._machine.done:
@@ -196,12 +198,14 @@ class LazyStream:
         await self.inner.send(item)
 
     async def send_eof(self) -> None:
-        await self._write_handshake()
+        if not self._written:
+            await self._write_handshake()
         await self.inner.send_eof()
 
     async def aclose(self) -> None:
         try:
-            await self._write_handshake()
+            if not self._written:
+                await self._write_handshake()
         except Exception as exc:  # closing anyway; a broken stream cannot take the proposal
             log.debug("lazy stream: proposal not flushed before close: %r", exc)
         await self.inner.aclose()

@@ -28,6 +28,7 @@ from collections import deque
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from p2p.errors import ConnectionClosed, StreamReset
@@ -379,6 +380,9 @@ class YamuxSession:
             if not core.pending_output:
                 self._writer_wait = ev = anyio.Event()
                 await ev.wait()
+                # Let the tasks woken in this turn (a handler just started, the task that kicked
+                # us) queue their frames too, so they share this write instead of one each.
+                await anyio.lowlevel.checkpoint()
                 continue
             try:
                 await self._flush()
