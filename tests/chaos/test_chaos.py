@@ -174,7 +174,7 @@ async def run_requester(node: OracleNode, ids: list[str], tally: Tally) -> None:
 
 async def chaos(slots: list[Slot], requesters: list[OracleNode], rng: random.Random,
                 tally: Tally, stop: anyio.Event, log: list[str]) -> None:
-    """Kill a random live worker every 4-14 finished requests; restart it 2-10 requests later (it then takes ~1 s to
+    """Kill a random live worker every 4-14 finished requests; restart it 0-5 requests later (it then takes ~1 s to
     come up, so several are down at once)."""
 
     async def restart(slot: Slot, at: int) -> None:
@@ -198,7 +198,7 @@ async def chaos(slots: list[Slot], requesters: list[OracleNode], rng: random.Ran
             victim = rng.choice(alive)
             await victim.kill()
             log.append(f"killed worker {victim.index}")
-            tg.start_soon(restart, victim, tally.done + rng.randint(2, 10))
+            tg.start_soon(restart, victim, tally.done + rng.randint(0, 5))
 
 
 @pytest.mark.anyio
@@ -252,7 +252,7 @@ async def test_workers_killed_and_restarted_while_requests_flow(tmp_path, capsys
               f"fds {base['fds']} -> {during['fds']} -> {after['fds']}, tasks {base['tasks']} -> "
               f"{during['tasks']} -> {after['tasks']}, RSS {base['rss']:.0f} -> {during['rss']:.0f} "
               f"-> {after['rss']:.0f} MiB")
-    assert kills >= 12, log  # the chaos really happened
+    assert kills >= 8, log  # the chaos really happened (12-16 seen; skipped while <= 3 are up)
     assert tally.hung == 0 and tally.wrong_answer == 0
     assert tally.ok + tally.error_responses + tally.p2p_errors == REQUESTS
     assert sorted(tally.answered) == sorted(f"req-{i}" for i in range(REQUESTS)
