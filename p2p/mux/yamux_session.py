@@ -131,6 +131,10 @@ class YamuxStream:
                 sess._kick()
                 if conn.pending_output > _SEND_HIGH_WATER:
                     await sess._wait_drained()
+                else:
+                    # Always a checkpoint (anyio's rule): a tight sender loop must not starve the
+                    # session's reader, or peers' pings on other streams go unanswered.
+                    await anyio.lowlevel.checkpoint()
             elif conn.send_window(self.stream_id) == 0:
                 if self._wwait is None:
                     self._wwait = anyio.Event()
