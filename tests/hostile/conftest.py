@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "interop"))
 
 from gopeer import build_gopeer  # noqa: E402
-from kit import HonestPeer, NodeProcess  # noqa: E402
+from kit import HonestPeer, NodeProcess, stop_checked  # noqa: E402,F401
 
 from p2p.host import Host  # noqa: E402
 from p2p.identity import PrivateKey  # noqa: E402
@@ -36,14 +36,6 @@ def go_binary() -> Path:
 @pytest.fixture(scope="session")
 def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("hostile-logs")
-
-
-def stop_checked(node: NodeProcess) -> None:
-    """Stop a node: it must exit cleanly and its log must hold nothing unexpected."""
-    code = node.stop()
-    bad = node.unexpected_log()
-    assert code == 0, f"node exited {code}: {node.stderr()[-3000:]}"
-    assert not bad, f"unexpected log lines: {bad[:5]}"
 
 
 @pytest.fixture

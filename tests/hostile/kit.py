@@ -527,3 +527,11 @@ async def flood(node: NodeProcess, started: anyio.Event, make: Callable[[Buffere
         log = node.stderr()[log_start:]
         assert expect in log, f"no {expect!r} in the node's log: {log[-1500:]}"
         started.set()
+
+
+def stop_checked(node: NodeProcess) -> None:
+    """Stop a node: it must exit cleanly and its log must hold nothing unexpected."""
+    code = node.stop()
+    bad = node.unexpected_log()
+    assert code == 0, f"node exited {code}: {node.stderr()[-3000:]}"
+    assert not bad, f"unexpected log lines: {bad[:5]}"

@@ -18,7 +18,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from conftest import stop_checked
+from kit import stop_checked
 from kit import (
     Bounds,
     HonestPeer,

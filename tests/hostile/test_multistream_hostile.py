@@ -16,7 +16,7 @@ import pytest
 
 from p2p.errors import P2PError
 
-from conftest import stop_checked
+from kit import stop_checked
 from kit import (
     MULTISTREAM,
     HonestPeer,

@@ -20,7 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicNumbers
 
-from conftest import stop_checked
+from kit import stop_checked
 from kit import (
     REPO,
     HonestPeer,

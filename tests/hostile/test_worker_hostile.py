@@ -15,7 +15,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from conftest import stop_checked
+from kit import stop_checked
 from kit import HONEST_DEADLINE, NodeProcess, go_probe, run_case
 
 from oracle.messages import WorkRequest, WorkResponse

@@ -13,7 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from conftest import stop_checked
+from kit import stop_checked
 from kit import (
     ACK,
     DATA,
