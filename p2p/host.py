@@ -174,7 +174,11 @@ class Host:
         return sum(len(c) for c in self._conns.values())
 
     async def _accept_tcp(self, raw: anyio.abc.SocketStream) -> None:
-        local, remote = tcp.stream_addrs(raw)
+        try:
+            local, remote = tcp.stream_addrs(raw)
+        except ConnectionClosed:  # reset by the peer before we looked: nothing left to serve
+            await raw.aclose()
+            return
         ip = remote.value_for_protocol("ip6") if "ip6" in remote.protocols()[0].name else remote.value_for_protocol("ip4")
         cfg = self.config
         if (
@@ -260,6 +264,7 @@ class Host:
                 with anyio.fail_after(timeout):
                     raw = await tcp.dial(taddr, timeout=min(timeout, self.config.tcp_connect_timeout))
                     try:
+                        local, remote = tcp.stream_addrs(raw)  # before the upgrade: raw to close
                         up = await upgrade_outbound(raw, self.identity, expected, self.config)
                     except BaseException:
                         with anyio.CancelScope(shield=True):
@@ -271,9 +276,8 @@ class Host:
                 if isinstance(exc.cause, PeerIdMismatch):
                     raise exc.cause from None
                 raise DialError(f"dial {taddr.host}:{taddr.port} failed at {exc}") from None
-            except (anyio.EndOfStream, anyio.BrokenResourceError, OSError) as exc:
+            except (anyio.EndOfStream, anyio.BrokenResourceError, OSError, ConnectionClosed) as exc:
                 raise DialError(f"dial {taddr.host}:{taddr.port}: connection lost ({exc!r})") from None
-            local, remote = tcp.stream_addrs(raw)
             conn = Connection(up.remote_peer, up.remote_public_key, up.session, "outbound", local,
                               remote, up.early_muxer)
             self.peerstore.add_addrs(conn.peer_id, [remote])

@@ -13,7 +13,7 @@ import anyio
 import anyio.abc
 from multiaddr import Multiaddr
 
-from p2p.errors import DialError
+from p2p.errors import ConnectionClosed, DialError
 
 IP_PROTOCOLS = ("ip4", "ip6", "dns", "dns4", "dns6")
 
@@ -87,9 +87,16 @@ def listener_multiaddrs(listener: anyio.abc.Listener) -> list[Multiaddr]:
 
 
 def stream_addrs(stream: anyio.abc.SocketStream) -> tuple[Multiaddr, Multiaddr]:
-    """(local, remote) multiaddrs of a connected TCP stream."""
-    lh, lp = stream.extra(anyio.abc.SocketAttribute.local_address)[:2]
-    rh, rp = stream.extra(anyio.abc.SocketAttribute.remote_address)[:2]
+    """(local, remote) multiaddrs of a connected TCP stream.
+
+    Raises ConnectionClosed when the peer already reset the connection: getpeername() then fails
+    (ENOTCONN) and anyio reports the attribute as missing, which a remote must not turn into a crash.
+    """
+    try:
+        lh, lp = stream.extra(anyio.abc.SocketAttribute.local_address)[:2]
+        rh, rp = stream.extra(anyio.abc.SocketAttribute.remote_address)[:2]
+    except (anyio.TypedAttributeLookupError, OSError):
+        raise ConnectionClosed("tcp connection reset before its addresses could be read") from None
     return tcp_multiaddr(lh, lp), tcp_multiaddr(rh, rp)
 
 
