@@ -38,7 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     p.add_argument("--stacks", default=",".join(STACK_NAMES), help="comma list of ours,py,go")
     p.add_argument("--scenarios", default=",".join(SCENARIO_NAMES),
-                   help="comma list of " + ",".join(SCENARIO_NAMES))
+                   help="comma list of " + ",".join(SCENARIO_NAMES) + " (and `load`: ours only, "
+                   "200 connections x 5,000 streams held for a minute; not run by default)")
     p.add_argument("--uvloop", action="store_true", help="also run ours with uvloop, if installed")
     p.add_argument("--no-bound", action="store_true", help="skip the ChaCha bound in bulk")
     p.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
@@ -48,6 +49,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     for s in args.stacks:
         if s not in STACK_NAMES:
             p.error(f"unknown stack {s!r} (choose from {', '.join(STACK_NAMES)})")
+    args.load = "load" in args.scenarios
+    args.scenarios = [s for s in args.scenarios if s != "load"]
     for s in args.scenarios:
         if s not in SCENARIO_NAMES:
             p.error(f"unknown scenario {s!r} (choose from {', '.join(SCENARIO_NAMES)})")
@@ -157,6 +160,13 @@ def main(argv=None) -> int:
     unavailable = [s for s in stacks if not s.available]
     for s in unavailable:
         print(f"  stack {s.name} unavailable: {s.reason}")
+    if args.load:
+        from bench import load
+
+        print("\nload (ours): connections and streams held open while echoing", flush=True)
+        quick = ["--connections", "20", "--streams", "500", "--hold", "3"] if args.quick else []
+        if load.main(quick) != 0:
+            errors.append("load scenario failed")
     if errors:
         print(f"\n{len(errors)} measurement(s) failed:")
         for e in errors:
