@@ -8,6 +8,9 @@ and wakes tasks. Tasks of a session (all in the session's own task group):
 * writer: flushes whatever the core queued when kicked: stream data, SYN/ACK/FIN/RST, window
   updates, ping replies. Like go-yamux's send loop, every frame queued while the writer waits for
   its turn leaves in the same write, so a request (SYN + proposal + data + FIN) is one syscall.
+
+The reader also keeps the session's clocks (no task of their own: an idle connection costs two
+tasks, the reader and the writer): each read waits at most until the next timer is due.
 * keepalive: pings after `keepalive_interval` without a received frame; no reply within
   `keepalive_timeout` closes the session (go: 30 s + 10 s).
 * rtt: pings at start (opaque 0, like go) and every `measure_rtt_interval`; feeds window tuning.
@@ -214,6 +217,8 @@ class YamuxSession:
         self._running = False
         self._conn_closed = False
         self._last_recv = 0.0
+        self._ka_ping: int | None = None  # opaque of the keepalive ping awaiting its pong
+        self._ka_deadline = 0.0
         self.is_closed = False
         self.error: Exception | None = None
 
@@ -245,9 +250,8 @@ class YamuxSession:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(self._writer_loop)
-                tg.start_soon(self._rtt_loop)
-                if self.config.enable_keepalive:
-                    tg.start_soon(self._keepalive_loop)
+                if not self.is_closed:
+                    self._core.ping(self._last_recv)  # go's first RTT ping (opaque 0)
                 task_status.started()
                 if not self.is_closed:
                     await self._reader_loop()
@@ -308,13 +312,37 @@ class YamuxSession:
     async def _reader_loop(self) -> None:
         conn, yc = self._conn, self._core
         dispatch = self._dispatch
+        cfg = self.config
+        keepalive = cfg.enable_keepalive
+        next_rtt = self._last_recv + cfg.measure_rtt_interval
         try:
             with anyio.CancelScope() as self._reader_scope:
                 while not self.is_closed:
-                    try:
-                        data = await conn.receive(_RECV_SIZE)
-                    except anyio.EndOfStream:
-                        break
+                    due = next_rtt
+                    if self._ka_ping is not None:
+                        due = min(due, self._ka_deadline)
+                    elif keepalive:
+                        due = min(due, self._last_recv + cfg.keepalive_interval)
+                    with anyio.CancelScope(deadline=due) as timer:
+                        try:
+                            data = await conn.receive(_RECV_SIZE)
+                        except anyio.EndOfStream:
+                            break
+                    if timer.cancelled_caught:  # a timer is due (nothing was read)
+                        now = anyio.current_time()
+                        if self._ka_ping is not None:
+                            if now >= self._ka_deadline:
+                                self._shutdown(ConnectionClosed("yamux keepalive timeout"))
+                                break
+                        elif keepalive and now - self._last_recv >= cfg.keepalive_interval:
+                            self._ka_ping = yc.ping(now)
+                            self._ka_deadline = now + cfg.keepalive_timeout
+                            self._kick()
+                        if now >= next_rtt:
+                            yc.ping(now)
+                            next_rtt = now + cfg.measure_rtt_interval
+                            self._kick()
+                        continue
                     now = self._last_recv = anyio.current_time()
                     events = yc.receive_data(data, now)
                     if events and not dispatch(events):
@@ -367,6 +395,8 @@ class YamuxSession:
             elif kind is core.StreamAcked:
                 self._wake_openers()
             elif kind is core.PongReceived:
+                if ev.opaque == self._ka_ping:
+                    self._ka_ping = None
                 waiter = self._pings.get(ev.opaque)
                 if waiter is not None:
                     waiter[1] = ev.rtt
@@ -392,29 +422,6 @@ class YamuxSession:
                 await self._flush()
             except ConnectionClosed:
                 return
-
-    async def _keepalive_loop(self) -> None:
-        interval = self.config.keepalive_interval
-        while not self.is_closed:
-            idle = anyio.current_time() - self._last_recv
-            if idle < interval:
-                await anyio.sleep(interval - idle)
-                continue
-            try:
-                await self.ping()
-            except TimeoutError:
-                self._shutdown(ConnectionClosed("yamux keepalive timeout"))
-                return
-            except ConnectionClosed:
-                return
-
-    async def _rtt_loop(self) -> None:
-        while not self.is_closed:
-            try:
-                await self.ping()
-            except (TimeoutError, ConnectionClosed):
-                pass
-            await anyio.sleep(self.config.measure_rtt_interval)
 
     # ---- output --------------------------------------------------------------------------------
 
