@@ -1,9 +1,9 @@
 """The Host: listen, dial, one connection per peer, streams by protocol, identify and ping.
 
-A host owns one task group. Every connection runs three things in it: the yamux session, the loop
-that accepts inbound streams (each negotiated and handed to its handler in a task of its own), and
-the identify request we make on every new connection. Closing the host closes every listener and
-session, so no task outlives it.
+A host owns one task group. Every connection runs in it: the yamux session (its reader in the
+connection's task, plus its writer), which hands each inbound stream to a task of its own (negotiated,
+then given to its handler), and the identify request we make on every new connection. Closing the
+host closes every listener and session, so no task outlives it.
 
     async with Host(identity) as host:
         await host.listen("/ip4/127.0.0.1/tcp/0")
@@ -311,12 +311,17 @@ class Host:
         self.peerstore.set_public_key(conn.peer_id, conn.public_key)
         log.debug("connection %s %s %s", conn.direction, conn.peer_id, conn.remote_addr)
         try:
+            # The session runs in this task (its reader) and hands each inbound stream to a
+            # handler task of its own: an idle connection costs this task and the writer's.
             async with anyio.create_task_group() as tg:
-                await tg.start(self._run_session, conn, tg)
+                conn.session.set_stream_handler(
+                    lambda ys: tg.start_soon(self._handle_inbound_stream, conn, ys))
+                tg.start_soon(self._request_identify, conn)
                 if started is not None:
                     started.set()
-                tg.start_soon(self._accept_streams, conn, tg)
-                tg.start_soon(self._request_identify, conn)
+                await conn.session.run()
+                # When the session ends, so does everything that belongs to the connection.
+                tg.cancel_scope.cancel()
         finally:
             if started is not None:
                 started.set()
@@ -329,20 +334,6 @@ class Host:
                 conn.identify_error = conn.identify_error or ConnectionClosed("connection closed")
                 conn.identified.set()
             log.debug("connection to %s closed (%r)", conn.peer_id, conn.session.error)
-
-    @staticmethod
-    async def _run_session(conn: Connection, tg: anyio.abc.TaskGroup, *, task_status) -> None:
-        # When the session ends, so does everything that belongs to the connection.
-        await conn.session.run(task_status=task_status)
-        tg.cancel_scope.cancel()
-
-    async def _accept_streams(self, conn: Connection, tg: anyio.abc.TaskGroup) -> None:
-        while True:
-            try:
-                ys = await conn.session.accept_stream()
-            except ConnectionClosed:
-                return
-            tg.start_soon(self._handle_inbound_stream, conn, ys)
 
     async def _handle_inbound_stream(self, conn: Connection, ys) -> None:
         stream = NetStream(ys, "", conn)

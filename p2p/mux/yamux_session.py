@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -207,6 +208,7 @@ class YamuxSession:
         self._accept_wait: anyio.Event | None = None
         self._open_wait: anyio.Event | None = None
         self._pings: dict[int, list[Any]] = {}
+        self._on_stream: Callable[[YamuxStream], None] | None = None
         self._write_lock = anyio.Lock(fast_acquire=True)
         self._writer_wait: anyio.Event | None = None
         self._drain_wait: anyio.Event | None = None
@@ -378,6 +380,10 @@ class YamuxSession:
             elif kind is core.StreamOpened:
                 st = YamuxStream(self, ev[0])
                 streams[ev[0]] = st
+                if self._on_stream is not None:
+                    if self._core.accept(st.stream_id):  # ACK queued; the reader kicks the writer
+                        self._on_stream(st)
+                    continue
                 self._accept_queue.append(st)
                 ev_, self._accept_wait = self._accept_wait, None
                 _wake(ev_)
@@ -501,6 +507,15 @@ class YamuxSession:
             return self._core.open_stream(anyio.current_time())
         except SessionGoingAway as exc:
             raise ConnectionClosed(str(exc)) from None
+
+    def set_stream_handler(self, handler: Callable[[YamuxStream], None] | None) -> None:
+        """Give every inbound stream, already accepted (ACK queued), to `handler` as it opens.
+
+        Called from the reader, so it must not block (a host starts a task). Saves a task and a
+        wake-up per stream compared with an `accept_stream` loop; streams queued before this was
+        set are still returned by `accept_stream`.
+        """
+        self._on_stream = handler
 
     async def accept_stream(self) -> YamuxStream:
         """Next inbound stream (ACK sent); raises ConnectionClosed once the session is over."""
