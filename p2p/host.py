@@ -30,6 +30,7 @@ from p2p.peerstore import Peerstore
 from p2p.protocols import identify as idp
 from p2p.protocols import ping as pingp
 from p2p.streams import BufferedStream
+from p2p.sync import Flag
 from p2p.transport import tcp
 from p2p.upgrader import UpgradeError, upgrade_inbound, upgrade_outbound
 
@@ -59,7 +60,7 @@ class Connection:
     local_addr: Multiaddr
     remote_addr: Multiaddr
     early_muxer: bool
-    identified: anyio.Event = field(default_factory=anyio.Event)
+    identified: Flag = field(default_factory=Flag)  # set once identify is over (or failed)
     identify_info: idp.IdentifyInfo | None = None
     identify_error: BaseException | None = None
 

@@ -12,7 +12,6 @@ order on the wire always matches nonce order.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
 
 import anyio
@@ -21,6 +20,7 @@ from p2p.errors import HandshakeError
 from p2p.identity import PeerId, PrivateKey, PublicKey
 from p2p.security.noise import MAX_FRAME, NoiseDecryptError, NoiseHandshake, NoiseTransport
 from p2p.streams import BufferedStream
+from p2p.sync import LazyLock
 
 RECEIVE_CHUNK = 256 * 1024  # big reads amortise per-call overhead; ~4 frames per read
 _HANDSHAKE_READ = MAX_FRAME + 2
@@ -51,9 +51,9 @@ class NoiseStream:
         self.remote_public_key = remote_public_key
         self.early_muxer = early_muxer
         self._transport = transport
-        self._send_lock = anyio.Lock(fast_acquire=True)  # no extra yield per write
+        self._send_lock = LazyLock()  # frame order = nonce order; no yield when free
         # plaintext frames not yet returned, starting with any that arrived behind the handshake
-        self._chunks: deque[bytes] = deque(p for p in plaintext if p)
+        self._chunks: list[bytes] = [p for p in plaintext if p]  # a few frames at most
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         """Up to `max_bytes` of plaintext: a whole frame's worth is returned without copying;
@@ -68,9 +68,9 @@ class NoiseStream:
                 raise
             # an empty frame (legal: 16-byte tag only) must not surface as a b"" "EOF"
             chunks.extend(p for p in self._transport.decrypt_frames(data) if p)
-        first = chunks.popleft()
+        first = chunks.pop(0)
         if len(first) > max_bytes:
-            chunks.appendleft(first[max_bytes:])
+            chunks.insert(0, first[max_bytes:])
             return first[:max_bytes]
         if len(first) >= _COALESCE_BELOW or not chunks:
             return first
@@ -78,7 +78,7 @@ class NoiseStream:
         total = len(first)
         while chunks and len(chunks[0]) < _COALESCE_BELOW and total + len(chunks[0]) <= max_bytes:
             total += len(chunks[0])
-            parts.append(chunks.popleft())
+            parts.append(chunks.pop(0))
         return b"".join(parts) if len(parts) > 1 else first
 
     async def send(self, item: bytes) -> None:

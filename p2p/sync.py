@@ -1,0 +1,98 @@
+"""Small synchronisation primitives for per-connection and per-stream state, cheap when idle.
+
+Why: an idle connection or stream holds its events and locks for its whole life. On asyncio an
+`anyio.Event` or `anyio.Lock` carries a `collections.deque` (~760 bytes even when empty), which
+was a large share of our memory per idle connection. These keep only a flag until something has to
+wait, and on asyncio a waiter is one future (in a list); other backends use `anyio.Event`.
+
+They have anyio's semantics where it matters here: waiting honours cancel scopes (a cancelled
+waiter leaves nothing behind), and `set()`/release never block. Unlike `anyio.Event.wait`,
+`Flag.wait` on a flag that is already set returns without yielding; callers that need a checkpoint
+take one themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import anyio
+import sniffio
+
+__all__ = ["Flag", "LazyLock"]
+
+
+class Flag:
+    """A one-shot event: `set()` wakes every waiter; later waits return at once."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiters: Any = None  # None, a list of asyncio futures, or an anyio.Event
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        if self._set:
+            return
+        self._set = True
+        waiters, self._waiters = self._waiters, None
+        if waiters is None:
+            return
+        if isinstance(waiters, list):
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+        else:
+            waiters.set()
+
+    async def wait(self) -> None:
+        if self._set:
+            return
+        if sniffio.current_async_library() != "asyncio":
+            if self._waiters is None:
+                self._waiters = anyio.Event()
+            await self._waiters.wait()
+            return
+        fut = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = [fut]
+        else:
+            self._waiters.append(fut)
+        try:
+            await fut
+        except BaseException:  # cancelled: forget this waiter
+            waiters = self._waiters
+            if isinstance(waiters, list) and fut in waiters:
+                waiters.remove(fut)
+            raise
+
+
+class LazyLock:
+    """A non-reentrant lock that never yields when free (anyio's `fast_acquire`) and allocates
+    nothing until a second task has to wait. Not FIFO: every waiter is woken on release and the
+    first one scheduled takes it."""
+
+    __slots__ = ("_held", "_released")
+
+    def __init__(self) -> None:
+        self._held = False
+        self._released: Flag | None = None
+
+    def locked(self) -> bool:
+        return self._held
+
+    async def __aenter__(self) -> None:
+        while self._held:
+            if self._released is None:
+                self._released = Flag()
+            await self._released.wait()
+        self._held = True
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._held = False
+        released, self._released = self._released, None
+        if released is not None:
+            released.set()
