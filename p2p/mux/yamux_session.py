@@ -52,6 +52,8 @@ _RECV_SIZE = 1 << 20
 _OUTPUT_HIGH_WATER = 1 << 20
 #: Queued output beyond this makes a stream's `send` wait until the writer has taken it.
 _SEND_HIGH_WATER = 256 * 1024
+#: Turns the writer waits for more output before a write (each turn that adds none ends it).
+_MAX_BATCH_TURNS = 8
 #: How long a best-effort GoAway may take on the way out.
 _GOAWAY_GRACE = 1.0
 
@@ -421,8 +423,15 @@ class YamuxSession:
                 self._writer_wait = ev = Flag()
                 await ev.wait()
                 # Let the tasks woken in this turn (a handler just started, the task that kicked
-                # us) queue their frames too, so they share this write instead of one each.
-                await anyio.lowlevel.checkpoint()
+                # us) queue their frames too, so they share this write instead of one each: yield
+                # while each turn adds output (a stream send is a checkpoint too), at most
+                # _MAX_BATCH_TURNS turns and up to the high-water mark.
+                size = -1
+                for _ in range(_MAX_BATCH_TURNS):
+                    if core.pending_output == size or core.pending_output > _SEND_HIGH_WATER:
+                        break
+                    size = core.pending_output
+                    await anyio.lowlevel.checkpoint()
                 continue
             try:
                 await self._flush()
