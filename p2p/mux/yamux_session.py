@@ -327,35 +327,42 @@ class YamuxSession:
                         due = min(due, self._ka_deadline)
                     elif keepalive:
                         due = min(due, self._last_recv + cfg.keepalive_interval)
+                    # One timer scope for many reads: it is re-armed only when it fires.
+                    stop = False
                     with anyio.CancelScope(deadline=due) as timer:
-                        try:
-                            data = await conn.receive(_RECV_SIZE)
-                        except anyio.EndOfStream:
-                            break
-                    if timer.cancelled_caught:  # a timer is due (nothing was read)
-                        now = anyio.current_time()
-                        if self._ka_ping is not None:
-                            if now >= self._ka_deadline:
-                                self._shutdown(ConnectionClosed("yamux keepalive timeout"))
+                        while not self.is_closed:
+                            try:
+                                data = await conn.receive(_RECV_SIZE)
+                            except anyio.EndOfStream:
+                                stop = True
                                 break
-                        elif keepalive and now - self._last_recv >= cfg.keepalive_interval:
-                            self._ka_ping = yc.ping(now)
-                            self._ka_deadline = now + cfg.keepalive_timeout
-                            self._kick()
-                        if now >= next_rtt:
-                            yc.ping(now)
-                            next_rtt = now + cfg.measure_rtt_interval
-                            self._kick()
-                        continue
-                    now = self._last_recv = anyio.current_time()
-                    events = yc.receive_data(data, now)
-                    if events and not dispatch(events):
+                            now = self._last_recv = anyio.current_time()
+                            events = yc.receive_data(data, now)
+                            if events and not dispatch(events):
+                                stop = True
+                                break
+                            if yc.pending_output:
+                                if yc.pending_output > _OUTPUT_HIGH_WATER:
+                                    await self._flush()
+                                else:
+                                    self._kick()
+                    if stop or not timer.cancelled_caught:
                         break
-                    if yc.pending_output:
-                        if yc.pending_output > _OUTPUT_HIGH_WATER:
-                            await self._flush()
-                        else:
-                            self._kick()
+                    # A timer is due: keepalive (ping after an idle interval, fail without its
+                    # pong) and the periodic RTT ping.
+                    now = anyio.current_time()
+                    if self._ka_ping is not None:
+                        if now >= self._ka_deadline:
+                            self._shutdown(ConnectionClosed("yamux keepalive timeout"))
+                            break
+                    elif keepalive and now - self._last_recv >= cfg.keepalive_interval:
+                        self._ka_ping = yc.ping(now)
+                        self._ka_deadline = now + cfg.keepalive_timeout
+                        self._kick()
+                    if now >= next_rtt:
+                        yc.ping(now)
+                        next_rtt = now + cfg.measure_rtt_interval
+                        self._kick()
         except YamuxProtocolError as exc:
             self.error = exc
             with anyio.move_on_after(_GOAWAY_GRACE):  # GoAway(1) is queued: try to get it out
