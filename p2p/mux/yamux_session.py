@@ -26,12 +26,14 @@ teardown, and then fails with `ConnectionClosed`, so nothing can hang on a dead 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import anyio
 import anyio.lowlevel
+import sniffio
 from anyio.abc import TaskGroup
 
 from p2p.errors import ConnectionClosed, StreamReset
@@ -56,6 +58,10 @@ _SEND_HIGH_WATER = 256 * 1024
 _MAX_BATCH_TURNS = 8
 #: How long a best-effort GoAway may take on the way out.
 _GOAWAY_GRACE = 1.0
+
+
+async def _asyncio_checkpoint() -> None:
+    await asyncio.sleep(0)  # what anyio.lowlevel.checkpoint does on asyncio
 
 
 def _wake(ev: Flag | None) -> None:
@@ -140,7 +146,7 @@ class YamuxStream:
                 else:
                     # Always a checkpoint (anyio's rule): a tight sender loop must not starve the
                     # session's reader, or peers' pings on other streams go unanswered.
-                    await anyio.lowlevel.checkpoint()
+                    await sess._checkpoint()
             elif conn.send_window(self.stream_id) == 0:
                 if self._wwait is None:
                     self._wwait = Flag()
@@ -211,6 +217,8 @@ class YamuxSession:
         self._open_wait: Flag | None = None
         self._pings: dict[int, list[Any]] = {}
         self._on_stream: Callable[[YamuxStream], None] | None = None
+        #: anyio's checkpoint, or on asyncio the same `sleep(0)` without anyio's backend lookup
+        self._checkpoint: Callable[[], Any] = anyio.lowlevel.checkpoint
         self._write_lock = LazyLock()
         self._writer_wait: Flag | None = None
         self._drain_wait: Flag | None = None
@@ -249,6 +257,8 @@ class YamuxSession:
         if self._running:
             raise RuntimeError("YamuxSession.run() is already running")
         self._running = True
+        if sniffio.current_async_library() == "asyncio":
+            self._checkpoint = _asyncio_checkpoint
         self._last_recv = anyio.current_time()
         try:
             async with anyio.create_task_group() as tg:
@@ -438,7 +448,7 @@ class YamuxSession:
                     if core.pending_output == size or core.pending_output > _SEND_HIGH_WATER:
                         break
                     size = core.pending_output
-                    await anyio.lowlevel.checkpoint()
+                    await self._checkpoint()
                 continue
             try:
                 await self._flush()
