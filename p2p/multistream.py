@@ -26,6 +26,7 @@ error state; misuse of a machine by our own code raises `LocalProtocolError`.
 
 from __future__ import annotations
 
+import abc
 import enum
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -182,7 +183,7 @@ class State(enum.Enum):
     ERROR = "error"
 
 
-class Machine:
+class Machine(abc.ABC):
     """Shared plumbing: output queue, reader, state and the error transition."""
 
     def __init__(self) -> None:
@@ -228,8 +229,9 @@ class Machine:
     def _limit(self) -> int:
         return MAX_MESSAGE_LEN
 
-    def _handle(self, body: bytes, events: list[Event]) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _handle(self, body: bytes, events: list[Event]) -> None:
+        """Act on one complete message body (the dialer, listener and `ls` requester differ)."""
 
 
 class Dialer(Machine):
