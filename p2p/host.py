@@ -169,7 +169,7 @@ class Host:
                 log.warning("accept failed: %s", exc)
                 await anyio.sleep(0.05)
                 continue
-            tg.start_soon(self._accept_tcp, raw)
+            tg.start_soon(self._accept_tcp, tcp.adopt(raw))
 
     def _total_conns(self) -> int:
         return sum(len(c) for c in self._conns.values())

@@ -14,6 +14,7 @@ import anyio.abc
 from multiaddr import Multiaddr
 
 from p2p.errors import ConnectionClosed, DialError
+from p2p.transport.aio_stream import adopt
 
 IP_PROTOCOLS = ("ip4", "ip6", "dns", "dns4", "dns6")
 
@@ -66,7 +67,7 @@ async def dial(addr: TcpAddress, *, timeout: float) -> anyio.abc.SocketStream:
     except OSError as exc:
         raise DialError(f"tcp connect to {addr.host}:{addr.port} failed: {exc.strerror or exc}") from None
     _tune(stream)
-    return stream
+    return adopt(stream)  # asyncio: our leaner stream on the same transport
 
 
 async def listen(addr: TcpAddress) -> anyio.abc.SocketListener:

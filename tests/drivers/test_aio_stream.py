@@ -1,0 +1,117 @@
+"""p2p.transport.aio_stream: the asyncio TCP stream behaves as anyio's SocketStream (over loopback).
+
+On trio `adopt` hands the anyio stream back untouched, which the last test checks.
+"""
+
+from contextlib import asynccontextmanager
+
+import anyio
+import anyio.abc
+import pytest
+
+from p2p.transport import aio_stream
+from p2p.transport.aio_stream import AsyncioTcpStream, adopt
+
+pytestmark = pytest.mark.anyio
+
+
+@asynccontextmanager
+async def adopted_pair():
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    async with listener:
+        sub = listener.listeners[0]
+        port = sub.extra(anyio.abc.SocketAttribute.local_port)
+        client = adopt(await anyio.connect_tcp("127.0.0.1", port))
+        server = adopt(await sub.accept())
+        try:
+            yield client, server
+        finally:
+            await client.aclose()
+            await server.aclose()
+
+
+async def read_all(stream) -> bytes:
+    out = bytearray()
+    while True:
+        try:
+            out += await stream.receive(1 << 20)
+        except anyio.EndOfStream:
+            return bytes(out)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_echo_half_close_and_max_bytes(anyio_backend):
+    with anyio.fail_after(10):
+        async with adopted_pair() as (client, server):
+            assert isinstance(client, AsyncioTcpStream) and isinstance(server, AsyncioTcpStream)
+            await client.send(b"hello world")
+            got = b""
+            while len(got) < 11:
+                part = await server.receive(4)
+                assert 1 <= len(part) <= 4
+                got += part
+            assert got == b"hello world"
+            await client.send_eof()
+            with pytest.raises(anyio.EndOfStream):
+                await server.receive()
+            await server.send(b"still open")  # half-close: the other direction works
+            await server.send_eof()
+            assert await read_all(client) == b"still open"
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_large_transfer_with_read_backpressure(anyio_backend, monkeypatch):
+    monkeypatch.setattr(aio_stream, "_READ_HIGH_WATER", 64 * 1024)
+    data = bytes(range(256)) * (16 * 1024)  # 4 MiB: the kernel buffers fill, sends must wait
+    with anyio.fail_after(20):
+        async with adopted_pair() as (client, server):
+            async def writer():
+                for i in range(0, len(data), 100_000):
+                    await client.send(data[i:i + 100_000])
+                await client.send_eof()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(writer)
+                await anyio.wait_all_tasks_blocked()
+                assert server._buffered <= 64 * 1024 + 256 * 1024  # reading paused at the mark
+                assert await read_all(server) == data
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_aclose_and_peer_abort(anyio_backend):
+    with anyio.fail_after(10):
+        async with adopted_pair() as (client, server):
+            await client.aclose()
+            with pytest.raises(anyio.ClosedResourceError):
+                await client.receive()
+            with pytest.raises(anyio.ClosedResourceError):
+                await client.send(b"x")
+            with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+                await server.receive()  # the peer aborted: EOF or reset, never a hang
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_extra_socket_attributes(anyio_backend):
+    async with adopted_pair() as (client, server):
+        local = client.extra(anyio.abc.SocketAttribute.local_address)
+        remote = server.extra(anyio.abc.SocketAttribute.remote_address)
+        assert local == remote and local[0] == "127.0.0.1"
+        assert client.extra(anyio.abc.SocketAttribute.raw_socket).fileno() >= 0
+        assert client.extra(anyio.abc.SocketAttribute.local_port) == local[1]
+        assert server.extra(anyio.abc.SocketAttribute.remote_port) == local[1]
+        with pytest.raises(anyio.TypedAttributeLookupError):
+            client.extra(anyio.abc.SocketAttribute.local_address.__class__)  # not a socket attribute
+        await client.aclose()  # the socket is gone: missing, or the default when one is given
+        with pytest.raises(anyio.TypedAttributeLookupError):
+            client.extra(anyio.abc.SocketAttribute.remote_address)
+        assert client.extra(anyio.abc.SocketAttribute.remote_address, None) is None
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_trio_keeps_anyios_stream(anyio_backend):
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    async with listener:
+        port = listener.listeners[0].extra(anyio.abc.SocketAttribute.local_port)
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        async with stream:
+            assert adopt(stream) is stream
