@@ -160,6 +160,59 @@ class StreamsExhausted(LocalProtocolError):
     """All stream IDs of our parity are used up."""
 
 
+class _RecvBuffer:
+    """A stream's unread bytes, kept as the pieces that arrived.
+
+    One growing bytearray per stream meant reallocating and shifting megabytes (windows auto-tune
+    to 16 MiB) while a reader took 256 KiB at a time: measured as page faults worth ~40% of bulk
+    throughput. `len()` is the byte count; a piece only partly read stays as a memoryview.
+    """
+
+    __slots__ = ("_chunks", "_size")
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes | memoryview] = []
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def append(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._size += len(data)
+
+    def clear(self) -> None:
+        self._chunks.clear()
+        self._size = 0
+
+    def take(self, max_bytes: int) -> bytes:
+        """Up to `max_bytes` from the front (whole pieces joined; a large one split)."""
+        chunks = self._chunks
+        first = chunks[0]
+        n = len(first)
+        if n > max_bytes:
+            view = first if isinstance(first, memoryview) else memoryview(first)
+            out = bytes(view[:max_bytes])
+            chunks[0] = view[max_bytes:]
+        elif len(chunks) == 1:
+            chunks.clear()
+            out = first if isinstance(first, bytes) else bytes(first)
+        else:  # min(max_bytes, buffered) bytes, as one bytearray would have given
+            i, total = 1, n
+            while i < len(chunks) and total + len(chunks[i]) <= max_bytes:
+                total += len(chunks[i])
+                i += 1
+            parts = chunks[:i]
+            del chunks[:i]
+            if chunks and total < max_bytes:
+                view = chunks[0] if isinstance(chunks[0], memoryview) else memoryview(chunks[0])
+                parts.append(view[:max_bytes - total])
+                chunks[0] = view[max_bytes - total:]
+            out = b"".join(parts)
+        self._size -= len(out)
+        return out
+
+
 class _Stream:
     """Per-stream state, read half (`recv_*`) and write half (`send_*`) kept apart."""
 
@@ -172,7 +225,7 @@ class _Stream:
         self.outbound = outbound
         self.acked = not outbound        # outbound streams wait for the peer's ACK
         self.need_ack = not outbound     # inbound streams owe the peer an ACK
-        self.recv_buf = bytearray()
+        self.recv_buf = _RecvBuffer()
         self.recv_window = window        # current target window (auto-tuned)
         self.recv_credit = recv_credit   # bytes the peer may still send
         self.recv_fin = False
@@ -287,7 +340,7 @@ class YamuxConnection:
                 n = min(left, end - pos)
                 st = self._payload_stream
                 if st is not None and n:
-                    st.recv_buf += mv[pos:pos + n]
+                    st.recv_buf.append(bytes(mv[pos:pos + n]))
                     events.append(DataReceived(st.id, n))
                 pos += n
                 self._payload_left = left = left - n
@@ -497,14 +550,7 @@ class YamuxConnection:
         st = self._streams.get(stream_id)
         if st is None or not st.recv_buf or max_bytes <= 0:
             return b""
-        buf = st.recv_buf
-        if len(buf) <= max_bytes:
-            out = bytes(buf)
-            buf.clear()
-        else:
-            with memoryview(buf) as view:
-                out = bytes(view[:max_bytes])
-            del buf[:max_bytes]
+        out = st.recv_buf.take(max_bytes)
         if st.recv_fin:
             self._maybe_forget(st)
         elif not self.closed:
