@@ -25,7 +25,7 @@ import sniffio
 __all__ = ["AsyncioTcpStream", "adopt"]
 
 #: Unread bytes beyond this pause reading until the application catches up.
-_READ_HIGH_WATER = 1 << 20
+_READ_HIGH_WATER = 256 * 1024
 
 
 class _Protocol(asyncio.Protocol):
@@ -38,7 +38,10 @@ class _Protocol(asyncio.Protocol):
         o = self.owner
         o._chunks.append(data)
         o._buffered += len(data)
-        if o._buffered > _READ_HIGH_WATER and not o._read_paused:
+        # Read ahead only for a reader that is waiting: a busy one (bulk transfer) gets the
+        # kernel's bytes in one large read when it asks, as with anyio (measured: reading ahead
+        # into many fresh buffers cost ~40% of bulk throughput).
+        if (o._rwait is None or o._buffered > _READ_HIGH_WATER) and not o._read_paused:
             o._read_paused = True
             o._transport.pause_reading()
         o._wake_reader()
@@ -117,13 +120,20 @@ class AsyncioTcpStream:
             finally:
                 self._rwait = None
         chunk = chunks[0]
-        if len(chunk) <= max_bytes:
-            del chunks[0]
-        else:
+        if len(chunk) > max_bytes:
             chunks[0] = chunk[max_bytes:]
             chunk = chunk[:max_bytes]
+        elif len(chunks) == 1:
+            chunks.clear()
+        else:  # several reads are waiting: hand them on together (fewer, larger decrypt runs)
+            n, total = 1, len(chunk)
+            while n < len(chunks) and total + len(chunks[n]) <= max_bytes:
+                total += len(chunks[n])
+                n += 1
+            chunk = b"".join(chunks[:n]) if n > 1 else chunk
+            del chunks[:n]
         self._buffered -= len(chunk)
-        if self._read_paused and self._buffered <= _READ_HIGH_WATER // 2 and not self._lost:
+        if self._read_paused and not chunks and not self._lost:
             self._read_paused = False
             self._transport.resume_reading()
         return chunk
@@ -134,6 +144,10 @@ class AsyncioTcpStream:
         if self._lost or self._transport.is_closing():
             raise anyio.BrokenResourceError from self._error
         self._transport.write(item)
+        if not self._write_paused:
+            # The kernel took it all: still yield one turn, as anyio does, so the receiving side
+            # (and our own reader) run between a sender's writes (measured: bulk -25% without).
+            await asyncio.sleep(0)
         while self._write_paused:  # the kernel did not take it all: wait until it has
             self._wwait = fut = asyncio.get_running_loop().create_future()
             try:
