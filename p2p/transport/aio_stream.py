@@ -2,9 +2,10 @@
 
 Why: anyio's asyncio SocketStream pauses reading after every `receive` and resumes it before the
 next (two epoll_ctl syscalls per wait), yields an extra loop turn after every `send`, and holds
-three deques per connection (~2.3 KiB idle). Here reading stays on while less than
-`_READ_HIGH_WATER` bytes wait unread (backpressure beyond that), a waiter is one future, and
-`send` yields only when the kernel does not take the bytes at once. Semantics are anyio's: bytes
+three deques per connection (~2.3 KiB idle). Here reading stays on while a reader waits (an
+idle connection's next request costs no epoll_ctl) and pauses when bytes arrive for a busy reader
+or more than `_READ_HIGH_WATER` wait unread; a waiter is one future; `send` yields one turn, or
+until the kernel has taken the bytes. Semantics are anyio's: bytes
 in, `EndOfStream` at EOF, `BrokenResourceError` after a transport error, `ClosedResourceError`
 after `aclose`, which aborts like anyio's (the data of a returned `send` is with the kernel).
 
