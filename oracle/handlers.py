@@ -38,8 +38,11 @@ __all__ = [
 ]
 
 
-def handle_test(data: bytes) -> WorkResponse:
-    """The `test` work type: answers with the request bytes as a string (Go's string([]byte))."""
+async def handle_test(data: bytes) -> WorkResponse:
+    """The `test` work type: answers with the request bytes as a string (Go's string([]byte)).
+
+    Async because it never blocks: a sync handler would cost a worker-thread round trip per call.
+    """
     return WorkResponse(data=go_string(data))
 
 

@@ -7,6 +7,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterator
 
+import anyio
 import pytest
 
 from oracle.handlers import (
@@ -74,8 +75,8 @@ def _ask(handler, url: str, depth: object = 0) -> WorkResponse:  # type: ignore[
 
 
 def test_test_handler_returns_go_string() -> None:
-    assert handle_test(b"hello") == WorkResponse(data="hello")
-    assert handle_test(b"\xff").to_json() == b'{"data":"\\ufffd"}'
+    assert anyio.run(handle_test, b"hello") == WorkResponse(data="hello")
+    assert anyio.run(handle_test, b"\xff").to_json() == b'{"data":"\\ufffd"}'
     assert set(default_handlers()) == {"test", "web"}
 
 
