@@ -276,6 +276,35 @@ class Dialer(Machine):
             raise UnrecognizedResponse(f"unrecognized response {msg[:80]!r} to {self.current!r}")
 
 
+_HEADER_MESSAGE = encode_message(PROTOCOL_ID)
+
+
+def quick_listen(data: bytes, accepts: Callable[[str], bool]) -> tuple[str, bytes, bytes] | None:
+    """The common listener exchange in one step, without building a `Listener`.
+
+    When `data` holds the header and one short (< 128 bytes), accepted proposal, return
+    `(protocol, reply, leftover)`: `reply` is our header + the echo, `leftover` what followed the
+    proposal. Anything else (partial, `ls`, `na`, unsupported, malformed) returns None: the caller
+    feeds the same bytes to a `Listener`, which owns every other case and every error.
+    """
+    h = len(_HEADER_MESSAGE)
+    if len(data) <= h or not data.startswith(_HEADER_MESSAGE):
+        return None
+    length = data[h]
+    if length < 2 or length >= 0x80:  # one-byte varint, non-empty text
+        return None
+    end = h + 1 + length
+    if len(data) < end or data[end - 1] != 0x0A:
+        return None
+    try:
+        msg = data[h + 1 : end - 1].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if msg in (SIMOPEN, NA, LS) or not accepts(msg):
+        return None
+    return msg, _HEADER_MESSAGE + data[h:end], data[end:]
+
+
 class Listener(Machine):
     """Listener side: header at once, echo a supported proposal, `na` for the rest."""
 

@@ -25,6 +25,7 @@ from p2p.multistream import (
     ListRequester,
     Machine,
     UnexpectedEOF,
+    quick_listen,
 )
 from p2p.streams import BufferedStream
 
@@ -98,6 +99,14 @@ async def _run_with_timeout(
         raise NegotiationTimeout(timeout, role) from None
 
 
+def _take_ready(stream: BufferedStream) -> bytes:
+    """Bytes the stream can hand over without waiting (b"" when it cannot say)."""
+    if stream.buffered:
+        return b""
+    nowait = getattr(stream.inner, "receive_nowait", None)
+    return nowait(_READ_CHUNK) if nowait is not None else b""
+
+
 async def select_protocol(
     stream: BufferedStream, protocols: Sequence[str], *, timeout: float = 10.0
 ) -> str:
@@ -115,7 +124,22 @@ async def handle_protocol(
     timeout: float = 10.0,
     max_na_rounds: int = DEFAULT_MAX_NA_ROUNDS,
 ) -> str:
-    """Listener: answer proposals until one is supported; return it (its echo already sent)."""
+    """Listener: answer proposals until one is supported; return it (its echo already sent).
+
+    Fast path: when the header and a supported proposal are already buffered (they arrive with the
+    stream's SYN from a go or lazy dialer), answer at once: no machine, no wait, so no timeout
+    scope. Anything else goes, with the same bytes, through the `Listener` machine.
+    """
+    ready = _take_ready(stream)
+    if ready:
+        accepts = supported if callable(supported) else supported.__contains__
+        quick = quick_listen(ready, accepts)
+        if quick is not None:
+            proto, reply, leftover = quick
+            stream.unread(leftover)
+            await stream.send(reply)
+            return proto
+        stream.unread(ready)
     machine = Listener(supported, max_na_rounds=max_na_rounds)
     await _run_with_timeout(stream, machine, timeout, "listener")
     assert machine.agreed is not None

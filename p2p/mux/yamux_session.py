@@ -128,6 +128,18 @@ class YamuxStream:
                 self._rwait = Flag()
             await self._rwait.wait()
 
+    def receive_nowait(self, max_bytes: int = 65536) -> bytes:
+        """Bytes already buffered, without waiting; b"" when there are none (or the stream cannot
+        be read: `receive` then says why). Lets a caller skip a wait and the timeout around it."""
+        sess = self._session
+        if self._reset or self._closed or sess.is_closed:
+            return b""
+        conn = sess._core
+        data = conn.read(self.stream_id, max_bytes, anyio.current_time())
+        if data and conn.pending_output:
+            sess._kick()
+        return data
+
     async def send(self, item: bytes | bytearray | memoryview) -> None:
         """Send all of `item`, waiting for window updates when the send window is exhausted."""
         sess = self._session

@@ -1,0 +1,104 @@
+"""The listener's fast path (`handle_protocol` answering from bytes already buffered on a yamux
+stream, without a machine or a wait) and `YamuxStream.receive_nowait`, on both backends."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from memstream import memory_stream_pair
+
+from p2p import negotiate
+from p2p.mux.yamux_session import YamuxSession
+from p2p.streams import BufferedStream
+
+pytestmark = pytest.mark.anyio
+
+HEADER = bytes.fromhex("13 2f6d756c746973747265616d2f312e302e30 0a")
+PING = bytes.fromhex("11 2f697066732f70696e672f312e302e30 0a")
+NA = bytes.fromhex("03 6e61 0a")
+
+
+async def _read_all(stream) -> bytes:
+    buf = bytearray()
+    while True:
+        try:
+            buf += await stream.receive(65536)
+        except anyio.EndOfStream:
+            return bytes(buf)
+
+
+async def _serve(first: bytes, later: bytes = b"") -> tuple[str, bytes, bytes]:
+    """Client sends `first` (+FIN unless `later`), the server negotiates in its stream handler."""
+    a, b = memory_stream_pair()
+    result: dict[str, object] = {}
+    done = anyio.Event()
+
+    async def serve(ys) -> None:
+        stream = BufferedStream(ys)
+        result["proto"] = await negotiate.handle_protocol(stream, {"/ipfs/ping/1.0.0"}, timeout=5)
+        result["app"] = await _read_all(stream)
+        await stream.send(b"pong")
+        await stream.aclose()
+        done.set()
+
+    with anyio.fail_after(10):
+        async with YamuxSession(a, is_client=True) as client, \
+                YamuxSession(b, is_client=False) as server, anyio.create_task_group() as tg:
+            server.set_stream_handler(lambda ys: tg.start_soon(serve, ys))
+            st = await client.open_stream()
+            await st.send(first)
+            if later:
+                got = await st.receive(len(HEADER))  # the listener's header: it is waiting
+                assert got == HEADER
+                await st.send(later)
+            await st.send_eof()
+            reply = await _read_all(st)
+            await done.wait()
+    return str(result["proto"]), bytes(result["app"]), reply  # type: ignore[arg-type]
+
+
+async def test_fast_path_answers_without_a_listener_machine(monkeypatch) -> None:
+    def no_machine(*args, **kwargs):
+        raise AssertionError("the fast path must not build a Listener")
+
+    monkeypatch.setattr(negotiate, "Listener", no_machine)
+    proto, app, reply = await _serve(HEADER + PING + b"ping-data")
+    assert proto == "/ipfs/ping/1.0.0"
+    assert app == b"ping-data"
+    assert reply == HEADER + PING + b"pong"
+
+
+async def test_na_then_supported_goes_through_the_machine() -> None:
+    bogus = bytes.fromhex("07 2f6e6f697365 0a")  # /noise: not supported -> na, then ping
+    proto, app, reply = await _serve(HEADER + bogus + PING + b"x")
+    assert (proto, app) == ("/ipfs/ping/1.0.0", b"x")
+    assert reply == HEADER + NA + PING + b"pong"
+
+
+async def test_header_alone_first_then_proposal_waits_in_the_machine() -> None:
+    proto, app, reply = await _serve(HEADER, later=PING + b"late")
+    assert (proto, app) == ("/ipfs/ping/1.0.0", b"late")
+    assert reply == PING + b"pong"  # the header was read before the proposal went out
+
+
+async def test_receive_nowait_empty_buffered_and_after_reset() -> None:
+    a, b = memory_stream_pair()
+    with anyio.fail_after(10):
+        async with YamuxSession(a, is_client=True) as client, \
+                YamuxSession(b, is_client=False) as server:
+            st = await client.open_stream()
+            await st.send(b"hello")
+            peer = await server.accept_stream()
+            assert await peer.receive(5) == b"hello"
+            assert peer.receive_nowait() == b""  # nothing buffered: no wait, no bytes
+            await st.send(b"abc")
+            await st.send(b"def")
+            got = await peer.receive(3)  # wakes once bytes are there
+            rest = got + peer.receive_nowait(100)
+            while len(rest) < 6:
+                rest += await peer.receive(100)
+            assert rest == b"abcdef"
+            await st.send(b"zz")
+            assert await peer.receive(1) == b"z"
+            await peer.reset()
+            assert peer.receive_nowait() == b""  # reset: receive() is the one that raises
