@@ -232,6 +232,8 @@ class YamuxSession:
         #: anyio's checkpoint, or on asyncio the same `sleep(0)` without anyio's backend lookup
         self._checkpoint: Callable[[], Any] = anyio.lowlevel.checkpoint
         self._write_lock = LazyLock()
+        #: a write that never waits (Noise over our asyncio TCP stream), used when it can be
+        self._try_send: Callable[[bytes], bool] | None = getattr(conn, "try_send", None)
         self._writer_wait: Flag | None = None
         self._drain_wait: Flag | None = None
         self._closed_event = Flag()
@@ -482,8 +484,13 @@ class YamuxSession:
                 self._drain_wait = Flag()
             await self._drain_wait.wait()
 
-    async def _flush(self) -> None:
-        """Send everything queued in one `conn.send`; the single write path of the session."""
+    async def _flush(self, *, wait: bool = False) -> None:
+        """Send everything queued in one `conn.send`; the single write path of the session.
+
+        When the connection can take the bytes without waiting (`try_send`), no cancel scope is
+        needed: nothing can be cut in half and nothing can hang. `wait` (on the way out, before
+        the connection is closed) always waits until the kernel has the bytes.
+        """
         async with self._write_lock:
             data = self._core.data_to_send()
             ev, self._drain_wait = self._drain_wait, None
@@ -493,6 +500,8 @@ class YamuxSession:
             if self._conn_closed:
                 raise ConnectionClosed("yamux session closed")
             try:
+                if not wait and self._try_send is not None and self._try_send(data):
+                    return
                 with anyio.fail_after(self.config.write_timeout, shield=True):
                     await self._conn.send(data)
             except Exception as exc:
@@ -502,7 +511,7 @@ class YamuxSession:
 
     async def _flush_quietly(self) -> None:
         try:
-            await self._flush()
+            await self._flush(wait=True)
         except ConnectionClosed:
             pass
 

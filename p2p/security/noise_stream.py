@@ -87,6 +87,17 @@ class NoiseStream:
         async with self._send_lock:
             await self.conn.send(self._transport.encrypt(item))
 
+    def try_send(self, item: bytes) -> bool:
+        """`send` without waiting when the connection below can take the frames now (its
+        `send_ready`/`try_send`); False, with nothing encrypted or sent, when `send` must be used."""
+        raw = getattr(self.conn, "inner", self.conn)  # our BufferedStream adds nothing to writes
+        ready = getattr(raw, "send_ready", None)
+        if ready is None or self._send_lock.locked() or not ready():
+            return False
+        if item:
+            raw.try_send(self._transport.encrypt(item))
+        return True
+
     async def send_eof(self) -> None:
         """TCP half-close: Noise has no close message, the peer sees EOF after our last frame."""
         async with self._send_lock:

@@ -160,6 +160,23 @@ class AsyncioTcpStream:
             if self._lost:
                 raise anyio.BrokenResourceError from self._error
 
+    def send_ready(self) -> bool:
+        """True when `try_send` would take bytes now (open, and the kernel took the last ones)."""
+        return not (self._closed or self._lost or self._write_paused
+                    or self._transport.is_closing())
+
+    def try_send(self, item: bytes | bytearray | memoryview) -> bool:
+        """`send` without the wait: hand `item` to the transport if `send_ready`, else False.
+
+        For a writer that yields anyway (the yamux writer): no extra turn, no timeout scope. What
+        the kernel does not take at once stays in the transport's buffer and makes the next `send`
+        wait for it, so at most one such write is held in memory.
+        """
+        if not self.send_ready():
+            return False
+        self._transport.write(item)
+        return True
+
     async def send_eof(self) -> None:
         try:
             self._transport.write_eof()
