@@ -12,6 +12,7 @@ checked on the first read.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Collection, Sequence
 
@@ -20,14 +21,17 @@ import anyio
 from p2p.errors import P2PError
 from p2p.multistream import (
     DEFAULT_MAX_NA_ROUNDS,
+    PROTOCOL_ID,
     Dialer,
     Listener,
     ListRequester,
     Machine,
     UnexpectedEOF,
+    encode_message,
     quick_listen,
 )
 from p2p.streams import BufferedStream
+from p2p.sync import LazyLock
 
 __all__ = [
     "NegotiationTimeout",
@@ -99,6 +103,12 @@ async def _run_with_timeout(
         raise NegotiationTimeout(timeout, role) from None
 
 
+@functools.lru_cache(maxsize=256)
+def _hello(protocol: str) -> bytes:
+    """Header + proposal for `protocol` (validated: LocalProtocolError when too long)."""
+    return encode_message(PROTOCOL_ID) + encode_message(protocol)
+
+
 def _take_ready(stream: BufferedStream) -> bytes:
     """Bytes the stream can hand over without waiting (b"" when it cannot say)."""
     if stream.buffered:
@@ -160,20 +170,22 @@ async def list_protocols(stream: BufferedStream, *, timeout: float = 10.0) -> li
 class LazyStream:
     """A dialer stream negotiated optimistically for one protocol (go `NewMSSelect`).
 
-    `timeout` bounds only the wait for the listener's two replies on the first `receive`.
+    `timeout` bounds only the wait for the listener's two replies on the first `receive`. The
+    common reply (header + echo: the very bytes we sent) is recognised by comparison; anything
+    else is handed to a `Dialer` machine, which owns every error.
     """
 
     def __init__(self, stream: BufferedStream, protocol: str, *, timeout: float = 10.0) -> None:
         self.inner = stream
         self.protocol = protocol
         self.timeout = timeout
-        self._machine = Dialer([protocol])
+        self._hello = _hello(protocol)  # header + proposal; also the listener's usual reply
         self._written = False
         self._read_checked = False
         self._error: BaseException | None = None
         # Only the first write and the first read take these (the common path checks a flag).
-        self._write_lock = anyio.Lock(fast_acquire=True)
-        self._read_lock = anyio.Lock(fast_acquire=True)
+        self._write_lock = LazyLock()
+        self._read_lock = LazyLock()
 
     async def _write_handshake(self, data: bytes = b"") -> bool:
         """Send header + proposal (+ data) once; return False if they had already gone out."""
@@ -181,7 +193,7 @@ class LazyStream:
             if self._written:
                 return False
             self._written = True
-            await self.inner.send(self._machine.data_to_send() + data)
+            await self.inner.send(self._hello + data)
             return True
 
     async def _read_handshake(self) -> None:
@@ -194,22 +206,35 @@ class LazyStream:
                 await self._write_handshake()
             try:
                 with anyio.fail_after(self.timeout):
-                    while not self._machine.done:
-                        try:
-                            chunk = await self.inner.receive(_READ_CHUNK)
-                        except anyio.EndOfStream:
-                            raise UnexpectedEOF(
-                                "stream ended before the protocol was confirmed"
-                            ) from None
-                        self._machine.receive_data(chunk)
+                    await self._read_replies()
             except TimeoutError:
                 self._error = NegotiationTimeout(self.timeout, "lazy dialer")
                 raise self._error from None
             except P2PError as exc:
                 self._error = exc
                 raise
-            self.inner.unread(self._machine.leftover)
             self._read_checked = True
+
+    async def _receive_reply(self) -> bytes:
+        try:
+            return await self.inner.receive(_READ_CHUNK)
+        except anyio.EndOfStream:
+            raise UnexpectedEOF("stream ended before the protocol was confirmed") from None
+
+    async def _read_replies(self) -> None:
+        hello = self._hello
+        buf = b""
+        while hello.startswith(buf):  # so far exactly the expected reply
+            buf += await self._receive_reply()
+            if buf.startswith(hello):
+                self.inner.unread(buf[len(hello):])
+                return
+        machine = Dialer([self.protocol])
+        machine.data_to_send()  # already sent as `hello`
+        machine.receive_data(buf)
+        while not machine.done:
+            machine.receive_data(await self._receive_reply())
+        self.inner.unread(machine.leftover)
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         if not self._read_checked:

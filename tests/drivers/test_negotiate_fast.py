@@ -8,6 +8,7 @@ import pytest
 from memstream import memory_stream_pair
 
 from p2p import negotiate
+from p2p.errors import NegotiationFailed
 from p2p.mux.yamux_session import YamuxSession
 from p2p.streams import BufferedStream
 
@@ -102,3 +103,36 @@ async def test_receive_nowait_empty_buffered_and_after_reset() -> None:
             assert await peer.receive(1) == b"z"
             await peer.reset()
             assert peer.receive_nowait() == b""  # reset: receive() is the one that raises
+
+
+async def _lazy_against(reply_parts: list[bytes]):
+    """A LazyStream whose listener answers with `reply_parts`, one write each, then FIN."""
+    a, b = memory_stream_pair()
+    lazy = negotiate.LazyStream(BufferedStream(a), "/ipfs/ping/1.0.0", timeout=5)
+    await lazy.send(b"req")
+    listener = BufferedStream(b)
+    assert await listener.receive_exactly(len(HEADER + PING + b"req")) == HEADER + PING + b"req"
+    for part in reply_parts:
+        await listener.send(part)
+    await listener.send_eof()
+    return lazy
+
+
+async def test_lazy_reply_byte_by_byte_recognised_without_a_dialer_machine(monkeypatch) -> None:
+    def no_machine(*args, **kwargs):
+        raise AssertionError("the expected reply must not need a Dialer")
+
+    monkeypatch.setattr(negotiate, "Dialer", no_machine)
+    with anyio.fail_after(10):
+        reply = HEADER + PING + b"resp"
+        lazy = await _lazy_against([reply[i:i + 1] for i in range(len(reply))])
+        assert await _read_all(lazy) == b"resp"
+
+
+async def test_lazy_reply_diverging_after_the_header_goes_to_the_machine() -> None:
+    with anyio.fail_after(10):
+        lazy = await _lazy_against([HEADER, NA])
+        with pytest.raises(NegotiationFailed):
+            await lazy.receive()
+        with pytest.raises(NegotiationFailed):  # and stays failed
+            await lazy.receive()
