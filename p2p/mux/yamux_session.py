@@ -114,7 +114,7 @@ class YamuxStream:
             if self._closed:
                 raise anyio.ClosedResourceError
             if sess.error is None or not sess.is_closed:
-                data = conn.read(self.stream_id, max_bytes, anyio.current_time())
+                data = conn.read(self.stream_id, max_bytes, sess._clock())
                 if data:
                     if conn.pending_output:
                         sess._kick()
@@ -135,7 +135,7 @@ class YamuxStream:
         if self._reset or self._closed or sess.is_closed:
             return b""
         conn = sess._core
-        data = conn.read(self.stream_id, max_bytes, anyio.current_time())
+        data = conn.read(self.stream_id, max_bytes, sess._clock())
         if data and conn.pending_output:
             sess._kick()
         return data
@@ -231,6 +231,8 @@ class YamuxSession:
         self._on_stream: Callable[[YamuxStream], None] | None = None
         #: anyio's checkpoint, or on asyncio the same `sleep(0)` without anyio's backend lookup
         self._checkpoint: Callable[[], Any] = anyio.lowlevel.checkpoint
+        #: anyio's clock, or on asyncio the loop's own `time` (the same value, no backend lookup)
+        self._clock: Callable[[], float] = anyio.current_time
         self._write_lock = LazyLock()
         #: a write that never waits (Noise over our asyncio TCP stream), used when it can be
         self._try_send: Callable[[bytes], bool] | None = getattr(conn, "try_send", None)
@@ -273,6 +275,7 @@ class YamuxSession:
         self._running = True
         if sniffio.current_async_library() == "asyncio":
             self._checkpoint = _asyncio_checkpoint
+            self._clock = asyncio.get_running_loop().time
         self._last_recv = anyio.current_time()
         try:
             async with anyio.create_task_group() as tg:
@@ -360,7 +363,7 @@ class YamuxSession:
                             except anyio.EndOfStream:
                                 stop = True
                                 break
-                            now = self._last_recv = anyio.current_time()
+                            now = self._last_recv = self._clock()
                             events = yc.receive_data(data, now)
                             if events and not dispatch(events):
                                 stop = True
@@ -551,7 +554,7 @@ class YamuxSession:
         if self.is_closed:
             raise ConnectionClosed(f"yamux session closed: {self.error!r}")
         try:
-            return self._core.open_stream(anyio.current_time())
+            return self._core.open_stream(self._clock())
         except SessionGoingAway as exc:
             raise ConnectionClosed(str(exc)) from None
 
