@@ -144,11 +144,21 @@ async def read_message(
     StreamReset pass through. A stream without `receive_exactly` is wrapped in a BufferedStream.
     """
     reader: _ExactReader = stream if hasattr(stream, "receive_exactly") else BufferedStream(stream)  # type: ignore[assignment,arg-type]
+    length: int | None = None
+    if isinstance(reader, BufferedStream) and reader.buffered >= HEADER_SIZE:
+        # The usual request arrived with the stream's first bytes: what is buffered is read
+        # without a wait, so without a timeout scope; only a missing rest is waited for.
+        (length,) = struct.unpack(">I", await reader.receive_exactly(HEADER_SIZE))
+        if length > max_size:
+            raise FrameTooLarge(length, max_size)
+        if reader.buffered >= length:
+            return await reader.receive_exactly(length) if length else b""
     try:
         with anyio.fail_after(timeout):
-            (length,) = struct.unpack(">I", await _read_exactly(reader, HEADER_SIZE, "length"))
-            if length > max_size:
-                raise FrameTooLarge(length, max_size)
+            if length is None:
+                (length,) = struct.unpack(">I", await _read_exactly(reader, HEADER_SIZE, "length"))
+                if length > max_size:
+                    raise FrameTooLarge(length, max_size)
             return await _read_exactly(reader, length, "body") if length else b""
     except TimeoutError as exc:
         if isinstance(exc, FrameError):
