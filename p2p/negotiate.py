@@ -147,7 +147,10 @@ async def handle_protocol(
         if quick is not None:
             proto, reply, leftover = quick
             stream.unread(leftover)
-            await stream.send(reply)
+            nowait = getattr(stream.inner, "send_nowait", None)  # no turn of its own: the
+            sent = nowait(reply) if nowait is not None else 0  # handler's reply follows it
+            if sent < len(reply):
+                await stream.send(reply[sent:])
             return proto
         stream.unread(ready)
     machine = Listener(supported, max_na_rounds=max_na_rounds)

@@ -164,6 +164,25 @@ class YamuxStream:
                     self._wwait = Flag()
                 await self._wwait.wait()
 
+    def send_nowait(self, data: bytes) -> int:
+        """Queue what the send window takes of `data` now, without the checkpoint `send` makes;
+        return how many bytes were queued (0 when the stream cannot be written: `send` says why).
+
+        For a short reply that the task follows with more output anyway (the multistream echo
+        before the handler's data): it then leaves with that data without costing a loop turn.
+        """
+        sess = self._session
+        if (self._reset or self._closed or self._local_eof or sess.is_closed
+                or sess._core.pending_output > _SEND_HIGH_WATER):
+            return 0
+        try:
+            n = sess._core.send(self.stream_id, data)
+        except (core.LocalProtocolError, SessionGoingAway):
+            return 0
+        if n:
+            sess._kick()
+        return n
+
     def _check_writable(self) -> None:
         if self._reset:
             raise StreamReset(remote=self._reset_remote)

@@ -136,3 +136,22 @@ async def test_lazy_reply_diverging_after_the_header_goes_to_the_machine() -> No
             await lazy.receive()
         with pytest.raises(NegotiationFailed):  # and stays failed
             await lazy.receive()
+
+
+async def test_send_nowait_queues_without_waiting_and_refuses_when_not_writable() -> None:
+    a, b = memory_stream_pair()
+    with anyio.fail_after(10):
+        async with YamuxSession(a, is_client=True) as client, \
+                YamuxSession(b, is_client=False) as server:
+            st = await client.open_stream()
+            assert st.send_nowait(b"queued") == 6
+            await st.send(b"+sent")
+            peer = await server.accept_stream()
+            got = b""
+            while len(got) < 11:
+                got += await peer.receive(100)
+            assert got == b"queued+sent"
+            await st.send_eof()
+            assert st.send_nowait(b"late") == 0  # after FIN: send() is the one that raises
+            await peer.reset()
+            assert peer.send_nowait(b"x") == 0
