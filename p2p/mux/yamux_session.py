@@ -252,6 +252,8 @@ class YamuxSession:
         self._checkpoint: Callable[[], Any] = anyio.lowlevel.checkpoint
         #: anyio's clock, or on asyncio the loop's own `time` (the same value, no backend lookup)
         self._clock: Callable[[], float] = anyio.current_time
+        #: callbacks due in this loop turn (asyncio's ready queue), when the loop exposes it
+        self._others_ready: Callable[[], int] | None = None
         self._write_lock = LazyLock()
         #: a write that never waits (Noise over our asyncio TCP stream), used when it can be
         self._try_send: Callable[[bytes], bool] | None = getattr(conn, "try_send", None)
@@ -295,6 +297,9 @@ class YamuxSession:
         if sniffio.current_async_library() == "asyncio":
             self._checkpoint = _asyncio_checkpoint
             self._clock = asyncio.get_running_loop().time
+            ready = getattr(asyncio.get_running_loop(), "_ready", None)  # CPython's loop only
+            if ready is not None and hasattr(ready, "__len__"):
+                self._others_ready = ready.__len__
         self._last_recv = anyio.current_time()
         try:
             async with anyio.create_task_group() as tg:
@@ -479,9 +484,13 @@ class YamuxSession:
                 # us) queue their frames too, so they share this write instead of one each: yield
                 # while each turn adds output (a stream send is a checkpoint too), at most
                 # _MAX_BATCH_TURNS turns and up to the high-water mark.
+                # On asyncio the loop's ready queue says more: when no other callback is due this
+                # turn, nobody can add output before we write, so we write now.
                 size = -1
                 for _ in range(_MAX_BATCH_TURNS):
                     if core.pending_output == size or core.pending_output > _SEND_HIGH_WATER:
+                        break
+                    if self._others_ready is not None and not self._others_ready():
                         break
                     size = core.pending_output
                     await self._checkpoint()
