@@ -33,7 +33,9 @@ class HostConfig:
     max_connections_per_peer: int = 8  # go resource manager: 8 conns per peer
     max_pending_inbound: int = 64  # upgrades in progress at once (go transient scope: 32 + scaling)
     max_pending_inbound_per_ip: int = 16  # ours: one address cannot hold every upgrade slot
-    max_inbound_streams_per_conn: int = 1024  # ours; go delegates to its resource manager
+    # ours (go delegates to its resource manager); the host's yamux sessions enforce it (it
+    # overrides `yamux.max_inbound_streams`): streams over it are reset
+    max_inbound_streams_per_conn: int = 1024
     max_negotiation_rounds: int = 32  # ours; go has no limit on `na` rounds
     max_identify_message: int = 8192  # go identify: bytes per delimited message
     max_identify_messages: int = 9  # go identify: 10 reads, EOF within them
@@ -70,6 +72,9 @@ class HostConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"HostConfig.{name} must be >= 1")
+        if self.yamux.max_inbound_streams != self.max_inbound_streams_per_conn:
+            object.__setattr__(self, "yamux", dataclasses.replace(
+                self.yamux, max_inbound_streams=self.max_inbound_streams_per_conn))
         if not self.security_protocols or "/noise" not in self.security_protocols:
             raise ValueError("HostConfig.security_protocols must include /noise")
         if "/yamux/1.0.0" not in self.muxer_protocols:

@@ -57,3 +57,10 @@ def test_raise_fd_limit_fits_the_configured_connections():
         assert got >= min(need, hard if hard != resource.RLIM_INFINITY else need)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_inbound_stream_cap_reaches_yamux():
+    assert HostConfig().yamux.max_inbound_streams == 1024
+    c = HostConfig(max_inbound_streams_per_conn=7)
+    assert c.yamux.max_inbound_streams == 7
+    assert HostConfig.from_mapping({"max_inbound_streams_per_conn": 9}).yamux.max_inbound_streams == 9
