@@ -20,6 +20,7 @@ from bench.peer_common import ECHO, SINK, emit, latency_result, parse_args, wait
 from p2p.config import HostConfig
 from p2p.host import Host, NetStream
 from p2p.identity import PeerId
+from p2p.protocols.echo import echo_handler
 
 CHUNK = 256 * 1024
 LISTENER_CONFIG = replace(HostConfig(), max_connections=4096, max_connections_per_ip=4096,
@@ -27,16 +28,6 @@ LISTENER_CONFIG = replace(HostConfig(), max_connections=4096, max_connections_pe
 
 
 # ---- listener ----------------------------------------------------------------------------------
-
-
-async def handle_echo(stream: NetStream) -> None:
-    while True:
-        try:
-            data = await stream.receive(CHUNK)
-        except anyio.EndOfStream:
-            break
-        await stream.send(data)
-    await stream.aclose()
 
 
 async def handle_sink(stream: NetStream) -> None:
@@ -57,7 +48,7 @@ async def listen() -> None:
     from oracle.protocol import WorkerProtocol
 
     async with Host(config=LISTENER_CONFIG) as host:
-        host.set_stream_handler(ECHO, handle_echo)
+        host.set_stream_handler(ECHO, echo_handler)
         host.set_stream_handler(SINK, handle_sink)
         manager = WorkHandlerManager()
         manager.add_handler("test", handle_test)

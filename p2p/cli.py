@@ -20,11 +20,10 @@ from multiaddr import Multiaddr
 
 from p2p.config import HostConfig
 from p2p.errors import P2PError
-from p2p.host import Host, NetStream
+from p2p.host import Host
+from p2p.protocols.echo import CHUNK, ECHO, echo_handler
 from p2p.identity import KeyType, PeerId, PrivateKey, load_private_key_file, parse_key_type, save_private_key_file
 
-ECHO = "/echo/1.0.0"
-CHUNK = 256 * 1024
 
 
 class CliError(Exception):
@@ -40,17 +39,6 @@ def load_identity(args: argparse.Namespace) -> PrivateKey:
     if getattr(args, "key_file", None):
         return load_private_key_file(args.key_file)
     return PrivateKey.generate(parse_key_type(getattr(args, "key_type", None) or "ed25519"))
-
-
-async def echo_handler(stream: NetStream) -> None:
-    """Copy every byte back until the remote half-closes, then close our side."""
-    while True:
-        try:
-            data = await stream.receive(CHUNK)
-        except anyio.EndOfStream:
-            break
-        await stream.send(data)
-    await stream.aclose()
 
 
 # ---- commands ------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import os
 import anyio
 import pytest
 
-from p2p.cli import echo_handler
+from p2p.protocols.echo import echo_handler
 from p2p.config import HostConfig
 from p2p.errors import DialError, NegotiationFailed, P2PError, PeerIdMismatch, StreamReset
 from p2p.host import Host

@@ -16,7 +16,7 @@ import anyio
 import pytest
 
 from gopeer import GoPeer, GoPeerError, run_gopeer
-from p2p.cli import echo_handler
+from p2p.protocols.echo import echo_handler
 from p2p.config import HostConfig
 from p2p.errors import ConnectionClosed, PeerIdMismatch, StreamReset
 from p2p.host import Host

@@ -15,7 +15,7 @@ import os
 import anyio
 import pytest
 
-from p2p.cli import echo_handler
+from p2p.protocols.echo import echo_handler
 from p2p.config import HostConfig
 from p2p.host import Host, NetStream
 from p2p.identity import PeerId, PrivateKey, parse_key_type

@@ -16,7 +16,7 @@ import time
 import anyio
 import pytest
 
-from p2p.cli import echo_handler
+from p2p.protocols.echo import echo_handler
 from p2p.config import HostConfig
 from p2p.errors import ConnectionClosed, DialError
 from p2p.host import Host, NetStream
