@@ -19,3 +19,25 @@ async def echo_handler(stream) -> None:
             break
         await stream.send(data)
     await stream.aclose()
+
+
+async def echo_roundtrip(host, peer, payload: bytes, *, chunk: int = CHUNK) -> bytes:
+    """Client side: send `payload` while reading the echo, half-close, return what came back."""
+    stream = await host.new_stream(peer, [ECHO])
+    got = bytearray()
+
+    async def reader() -> None:
+        while True:
+            try:
+                got.extend(await stream.receive(chunk))
+            except anyio.EndOfStream:
+                return
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reader)
+        view = memoryview(payload)
+        for off in range(0, len(payload), chunk):
+            await stream.send(view[off : off + chunk])
+        await stream.send_eof()
+    await stream.aclose()
+    return bytes(got)

@@ -8,7 +8,7 @@ import os
 import anyio
 import pytest
 
-from p2p.protocols.echo import echo_handler
+from p2p.protocols.echo import echo_handler, echo_roundtrip
 from p2p.config import HostConfig
 from p2p.errors import DialError, NegotiationFailed, P2PError, PeerIdMismatch, StreamReset
 from p2p.host import Host
@@ -17,27 +17,6 @@ from p2p.identity import KeyType, PeerId, PrivateKey
 pytestmark = pytest.mark.anyio
 
 ECHO = "/echo/1.0.0"
-
-
-async def echo_roundtrip(host: Host, peer: PeerId, payload: bytes) -> bytes:
-    stream = await host.new_stream(peer, [ECHO])
-    got = bytearray()
-
-    async def reader() -> None:
-        while True:
-            try:
-                got.extend(await stream.receive(65536))
-            except anyio.EndOfStream:
-                return
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(reader)
-        view = memoryview(payload)
-        for off in range(0, len(payload), 100_000):
-            await stream.send(view[off : off + 100_000])
-        await stream.send_eof()
-    await stream.aclose()
-    return bytes(got)
 
 
 @pytest.fixture

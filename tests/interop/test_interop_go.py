@@ -16,7 +16,7 @@ import anyio
 import pytest
 
 from gopeer import GoPeer, GoPeerError, run_gopeer
-from p2p.protocols.echo import echo_handler
+from p2p.protocols.echo import echo_handler, echo_roundtrip
 from p2p.config import HostConfig
 from p2p.errors import ConnectionClosed, PeerIdMismatch, StreamReset
 from p2p.host import Host
@@ -41,27 +41,6 @@ async def go(gopeer_bin, *args: str, timeout: float = 60.0) -> dict:
 
 def our_host(key_type: str = "ed25519", early: bool = True) -> Host:
     return Host(PrivateKey.generate(parse_key_type(key_type)), HostConfig(early_muxer_negotiation=early))
-
-
-async def echo_roundtrip(host: Host, peer: PeerId, payload: bytes) -> bytes:
-    stream = await host.new_stream(peer, [ECHO])
-    got = bytearray()
-
-    async def reader() -> None:
-        while True:
-            try:
-                got.extend(await stream.receive(1 << 18))
-            except anyio.EndOfStream:
-                return
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(reader)
-        view = memoryview(payload)
-        for off in range(0, len(payload), 1 << 18):
-            await stream.send(view[off : off + (1 << 18)])
-        await stream.send_eof()
-    await stream.aclose()
-    return bytes(got)
 
 
 # ---- we dial go ------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import os
 import anyio
 import pytest
 
-from p2p.protocols.echo import echo_handler
+from p2p.protocols.echo import echo_handler, echo_roundtrip
 from p2p.config import HostConfig
 from p2p.host import Host, NetStream
 from p2p.identity import PeerId, PrivateKey, parse_key_type
@@ -47,26 +47,6 @@ async def serve_ours(host: Host) -> str:
     host.set_stream_handler(ECHO, echo_handler)
     await host.listen("/ip4/127.0.0.1/tcp/0")
     return host.p2p_addrs()[0]
-
-
-async def echo_roundtrip(host: Host, peer: PeerId, payload: bytes) -> bytes:
-    stream = await host.new_stream(peer, [ECHO])
-    got = bytearray()
-
-    async def reader() -> None:
-        while True:
-            try:
-                got.extend(await stream.receive(1 << 16))
-            except anyio.EndOfStream:
-                return
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(reader)
-        for off in range(0, len(payload), 1 << 16):
-            await stream.send(payload[off : off + (1 << 16)])
-        await stream.send_eof()
-    await stream.aclose()
-    return bytes(got)
 
 
 # ---- go v0.24.2 dials us ---------------------------------------------------------------------
