@@ -31,6 +31,7 @@ from p2p.protocols import identify as idp
 from p2p.protocols import ping as pingp
 from p2p.streams import BufferedStream
 from p2p.sync import Flag
+from p2p.tasks import StreamTasks
 from p2p.transport import tcp
 from p2p.upgrader import UpgradeError, upgrade_inbound, upgrade_outbound
 
@@ -315,13 +316,17 @@ class Host:
             # The session runs in this task (its reader) and hands each inbound stream to a
             # handler task of its own: an idle connection costs this task and the writer's.
             async with anyio.create_task_group() as tg:
+                streams = StreamTasks(tg)
                 conn.session.set_stream_handler(
-                    lambda ys: tg.start_soon(self._handle_inbound_stream, conn, ys))
+                    lambda ys: streams.start_soon(self._handle_inbound_stream, conn, ys))
                 tg.start_soon(self._request_identify, conn)
                 if started is not None:
                     started.set()
-                await conn.session.run()
-                # When the session ends, so does everything that belongs to the connection.
+                try:
+                    await conn.session.run()
+                finally:
+                    # When the session ends, so does everything that belongs to the connection.
+                    await streams.aclose()
                 tg.cancel_scope.cancel()
         finally:
             if started is not None:
