@@ -371,6 +371,7 @@ class Host:
             await stream.aclose()
         except (P2PError, anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass
+        conn.session.try_flush()  # the handler's last bytes and FIN leave in this turn
 
     # ---- streams ---------------------------------------------------------------------------
 

@@ -54,6 +54,10 @@ _RECV_SIZE = 1 << 20
 _OUTPUT_HIGH_WATER = 1 << 20
 #: Queued output beyond this makes a stream's `send` wait until the writer has taken it.
 _SEND_HIGH_WATER = 256 * 1024
+#: A stream `send` yields a loop turn when more than this is queued for the writer...
+_YIELD_ABOVE = 64 * 1024
+#: ... or after this many sends on the session without a turn of its reader or writer.
+_MAX_UNYIELDED_SENDS = 16
 #: Turns the writer waits for more output before a write (each turn that adds none ends it).
 _MAX_BATCH_TURNS = 8
 #: How long a best-effort GoAway may take on the way out.
@@ -124,6 +128,8 @@ class YamuxStream:
                 raise anyio.EndOfStream
             if sess.is_closed:
                 raise ConnectionClosed(f"yamux session closed: {sess.error!r}")
+            if conn.pending_output:  # about to wait: what this task queued leaves now
+                sess.try_flush()
             if self._rwait is None:
                 self._rwait = Flag()
             await self._rwait.wait()
@@ -155,10 +161,16 @@ class YamuxStream:
                 sess._kick()
                 if conn.pending_output > _SEND_HIGH_WATER:
                     await sess._wait_drained()
-                else:
-                    # Always a checkpoint (anyio's rule): a tight sender loop must not starve the
-                    # session's reader, or peers' pings on other streams go unanswered.
+                elif (sess._unyielded_sends >= _MAX_UNYIELDED_SENDS
+                      or conn.pending_output > _YIELD_ABOVE):
+                    # A tight sender loop must not starve the session's reader (peers' pings on
+                    # other streams would go unanswered) nor its writer.
+                    sess._unyielded_sends = 0
                     await sess._checkpoint()
+                else:
+                    # A short write does not yield (like asyncio's StreamWriter.write): a reply
+                    # followed by a close or a read leaves in the same loop turn.
+                    sess._unyielded_sends += 1
             elif conn.send_window(self.stream_id) == 0:
                 if self._wwait is None:
                     self._wwait = Flag()
@@ -255,8 +267,14 @@ class YamuxSession:
         #: callbacks due in this loop turn (asyncio's ready queue), when the loop exposes it
         self._others_ready: Callable[[], int] | None = None
         self._write_lock = LazyLock()
+        #: on asyncio, the loop's `call_soon` (see `_kick`); a deferred kick is scheduled
+        self._call_soon: Callable[..., Any] | None = None
+        self._kick_soon = False
+        #: stream sends since the reader or writer last ran (bounds how long sends skip yielding)
+        self._unyielded_sends = 0
         #: a write that never waits (Noise over our asyncio TCP stream), used when it can be
         self._try_send: Callable[[bytes], bool] | None = getattr(conn, "try_send", None)
+        self._send_ready: Callable[[], bool] | None = getattr(conn, "send_ready", None)
         self._writer_wait: Flag | None = None
         self._drain_wait: Flag | None = None
         self._closed_event = Flag()
@@ -297,6 +315,7 @@ class YamuxSession:
         if sniffio.current_async_library() == "asyncio":
             self._checkpoint = _asyncio_checkpoint
             self._clock = asyncio.get_running_loop().time
+            self._call_soon = asyncio.get_running_loop().call_soon
             ready = getattr(asyncio.get_running_loop(), "_ready", None)  # CPython's loop only
             if ready is not None and hasattr(ready, "__len__"):
                 self._others_ready = ready.__len__
@@ -357,7 +376,7 @@ class YamuxSession:
         self._wake_openers()
         for waiter in self._pings.values():
             waiter[0].set()
-        self._kick()
+        self._wake_writer()
         _wake(self._drain_wait)
         if error is not None:
             log.debug("yamux session closed: %r", error)
@@ -388,6 +407,7 @@ class YamuxSession:
                                 stop = True
                                 break
                             now = self._last_recv = self._clock()
+                            self._unyielded_sends = 0
                             events = yc.receive_data(data, now)
                             if events and not dispatch(events):
                                 stop = True
@@ -495,6 +515,7 @@ class YamuxSession:
                     size = core.pending_output
                     await self._checkpoint()
                 continue
+            self._unyielded_sends = 0
             try:
                 await self._flush()
             except ConnectionClosed:
@@ -503,7 +524,32 @@ class YamuxSession:
     # ---- output --------------------------------------------------------------------------------
 
     def _kick(self) -> None:
-        """Ask the writer task to flush (never blocks; a no-op while it is already awake)."""
+        """Have the queued output written soon (never blocks; a no-op while the writer is awake).
+
+        On asyncio the writer is not woken at once: a callback looks again at the start of the
+        next loop turn, by when the task that queued the output has usually written it itself
+        (`try_flush` before it waits or when its handler is done). Waking a task costs several
+        times what a callback does, and on the request/response path nothing is left for it.
+        """
+        if self._writer_wait is None or self._kick_soon:
+            return
+        if self._call_soon is not None:
+            self._kick_soon = True
+            self._call_soon(self._deferred_kick)
+        else:
+            self._wake_writer()
+
+    def _deferred_kick(self) -> None:
+        self._kick_soon = False
+        if not self._core.pending_output or self.is_closed:
+            return
+        if self._others_ready is not None and not self._others_ready():
+            # Nothing else runs before the loop polls, so nobody adds to this write: go now.
+            self.try_flush()
+        else:
+            self._wake_writer()
+
+    def _wake_writer(self) -> None:
         ev, self._writer_wait = self._writer_wait, None
         _wake(ev)
 
@@ -539,6 +585,32 @@ class YamuxSession:
                 err = ConnectionClosed(f"yamux write failed: {exc!r}")
                 self._shutdown(err)
                 raise err from exc
+
+    def try_flush(self) -> bool:
+        """Write what is queued from the calling task, now, if the connection takes it without
+        waiting (see `_flush`); True when nothing is left for the writer task.
+
+        Called where a task is about to wait (a stream read) or has finished (a host's stream
+        handler): its output is complete, so it leaves in this loop turn instead of a later one of
+        the writer task, which saves the request/response path two turns per side.
+        """
+        core_ = self._core
+        if not core_.pending_output:
+            return True
+        ready = self._send_ready
+        if (ready is None or self._write_lock.locked() or self._conn_closed or self.is_closed
+                or not ready()):
+            self._wake_writer()
+            return False
+        data = core_.data_to_send()
+        ev, self._drain_wait = self._drain_wait, None
+        _wake(ev)
+        try:
+            self._try_send(data)  # type: ignore[misc]  # ready: it takes the bytes
+        except Exception as exc:
+            self._shutdown(ConnectionClosed(f"yamux write failed: {exc!r}"))
+            return False
+        return True
 
     async def _flush_quietly(self) -> None:
         try:

@@ -87,14 +87,20 @@ class NoiseStream:
         async with self._send_lock:
             await self.conn.send(self._transport.encrypt(item))
 
-    def try_send(self, item: bytes) -> bool:
-        """`send` without waiting when the connection below can take the frames now (its
-        `send_ready`/`try_send`); False, with nothing encrypted or sent, when `send` must be used."""
+    def send_ready(self) -> bool:
+        """True when `try_send` would take bytes now: the connection below can (its `send_ready`)
+        and no `send` is under way."""
         raw = getattr(self.conn, "inner", self.conn)  # our BufferedStream adds nothing to writes
         ready = getattr(raw, "send_ready", None)
-        if ready is None or self._send_lock.locked() or not ready():
+        return ready is not None and not self._send_lock.locked() and ready()
+
+    def try_send(self, item: bytes) -> bool:
+        """`send` without waiting when the connection below can take the frames now (see
+        `send_ready`); False, with nothing encrypted or sent, when `send` must be used."""
+        if not self.send_ready():
             return False
         if item:
+            raw = getattr(self.conn, "inner", self.conn)
             raw.try_send(self._transport.encrypt(item))
         return True
 
