@@ -83,6 +83,15 @@ class BufferedStream:
                 self._buf.clear()
                 return out
 
+    def set_read_deadline(self, deadline: float | None) -> bool:
+        """Pass a read deadline (see `YamuxStream.set_read_deadline`) to the stream below;
+        False when it has no such thing (the caller then needs a cancel scope of its own)."""
+        setter = getattr(self.inner, "set_read_deadline", None)
+        if setter is None:
+            return False
+        result = setter(deadline)
+        return result is None or bool(result)
+
     async def send(self, item: bytes) -> None:
         await self.inner.send(item)
 

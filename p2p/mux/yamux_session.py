@@ -77,7 +77,7 @@ class YamuxStream:
     """One multiplexed stream: anyio ByteStream words plus `reset` (go semantics for `aclose`)."""
 
     __slots__ = ("_session", "stream_id", "_rwait", "_wwait", "_remote_eof", "_local_eof",
-                 "_reset", "_reset_remote", "_closed")
+                 "_reset", "_reset_remote", "_closed", "_read_deadline")
 
     def __init__(self, session: YamuxSession, stream_id: int) -> None:
         self._session = session
@@ -89,6 +89,7 @@ class YamuxStream:
         self._reset = False
         self._reset_remote = False
         self._closed = False
+        self._read_deadline: float | None = None
 
     def __repr__(self) -> str:
         return f"<YamuxStream {self.stream_id}>"
@@ -132,7 +133,35 @@ class YamuxStream:
                 sess.try_flush()
             if self._rwait is None:
                 self._rwait = Flag()
-            await self._rwait.wait()
+            if self._read_deadline is None:
+                await self._rwait.wait()
+            else:
+                await self._wait_until_deadline(self._rwait)
+
+    def set_read_deadline(self, deadline: float | None) -> None:
+        """From now on `receive` raises TimeoutError instead of waiting past `deadline` (in
+        `anyio.current_time()` terms); None lifts it. Like go's SetReadDeadline: one timer per
+        wait instead of a cancel scope per read (what a multistream reply wait costs per stream).
+        """
+        self._read_deadline = deadline
+
+    async def _wait_until_deadline(self, flag: Flag) -> None:
+        sess = self._session
+        deadline = self._read_deadline
+        assert deadline is not None
+        if sess._clock() >= deadline:
+            raise TimeoutError("yamux stream read deadline passed")
+        if sess._call_at is not None:
+            timer = sess._call_at(deadline, self._wake_reader)
+            try:
+                await flag.wait()
+            finally:
+                timer.cancel()
+        else:
+            with anyio.move_on_at(deadline):
+                await flag.wait()
+        # Woken by data or by the deadline: the caller's loop looks again, and raises above if
+        # the deadline is what woke it.
 
     def receive_nowait(self, max_bytes: int = 65536) -> bytes:
         """Bytes already buffered, without waiting; b"" when there are none (or the stream cannot
@@ -269,6 +298,7 @@ class YamuxSession:
         self._write_lock = LazyLock()
         #: on asyncio, the loop's `call_soon` (see `_kick`); a deferred kick is scheduled
         self._call_soon: Callable[..., Any] | None = None
+        self._call_at: Callable[..., Any] | None = None
         self._kick_soon = False
         #: stream sends since the reader or writer last ran (bounds how long sends skip yielding)
         self._unyielded_sends = 0
@@ -316,6 +346,7 @@ class YamuxSession:
             self._checkpoint = _asyncio_checkpoint
             self._clock = asyncio.get_running_loop().time
             self._call_soon = asyncio.get_running_loop().call_soon
+            self._call_at = asyncio.get_running_loop().call_at
             ready = getattr(asyncio.get_running_loop(), "_ready", None)  # CPython's loop only
             if ready is not None and hasattr(ready, "__len__"):
                 self._others_ready = ready.__len__

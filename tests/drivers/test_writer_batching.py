@@ -73,3 +73,111 @@ async def test_request_and_parallel_opens_leave_in_one_write_each() -> None:
                 got.append(await (await server.accept_stream()).receive(10))
             assert sorted(got) == [b"%d" % i for i in range(8)]
             assert len(conn.writes) == 1
+
+
+class TrySending(Counting):
+    """A connection that takes writes without waiting (as Noise over our asyncio TCP stream), and
+    records which of them came through `try_send` (from the stream's own task, in its turn)."""
+
+    def __init__(self, inner) -> None:
+        super().__init__(inner)
+        self.tried: list[bytes] = []
+        self.tried_by: list[int] = []  # the task that made each try_send
+
+    def send_ready(self) -> bool:
+        return True
+
+    def try_send(self, item: bytes) -> bool:
+        self.tried.append(bytes(item))
+        self.tried_by.append(anyio.get_current_task().id)
+        self.writes.append(bytes(item))
+        self.inner._send.send_nowait(bytes(item))
+        return True
+
+
+async def test_a_request_leaves_from_its_own_task_before_it_waits(anyio_backend) -> None:
+    """try_flush: SYN + data + FIN go out in one write made by the requesting task itself when it
+    starts waiting for the reply, not later by the writer task (on asyncio, where the writer is
+    kicked by a deferred callback; trio wakes the writer at once, which may win the race)."""
+    a, b = memory_stream_pair()
+    conn = TrySending(a)
+    with anyio.fail_after(10):
+        async with YamuxSession(conn, is_client=True) as client, \
+                YamuxSession(b, is_client=False) as server:
+            await client.ping()
+            conn.writes.clear()
+            conn.tried.clear()
+            conn.tried_by.clear()
+            st = await client.open_stream()
+            await st.send(b"request")
+            await st.send_eof()
+            assert conn.writes == []  # queued: a short send neither yields nor writes
+            waiter: list[int] = []
+
+            async def wait_for_reply() -> None:
+                waiter.append(anyio.get_current_task().id)
+                await st.receive(10)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(wait_for_reply)  # starts waiting: its output leaves first
+                await anyio.wait_all_tasks_blocked()
+                assert len(conn.tried) == 1
+                assert len(conn.tried[0]) == 12 + 12 + 7 + 12
+                if anyio_backend == "asyncio":
+                    assert conn.tried_by == waiter
+                peer = await server.accept_stream()
+                assert await _read_all(peer) == b"request"
+                await peer.send(b"r")
+            assert conn.writes == conn.tried
+
+
+async def test_short_sends_skip_yielding_only_a_few_times_in_a_row() -> None:
+    """Short sends skip the checkpoint (a reply leaves with the close that follows it), but at
+    most 16 in a row: a task sending without pause must let other tasks (the session's reader,
+    other streams) run, and the peer's pings get their pongs meanwhile."""
+    a, b = memory_stream_pair()
+    with anyio.fail_after(20):
+        async with YamuxSession(a, is_client=True) as client, \
+                YamuxSession(b, is_client=False) as server:
+            st = await client.open_stream()
+            ticks = 0
+            longest_run = 0
+            stop = False
+
+            async def ticker() -> None:
+                nonlocal ticks
+                while not stop:
+                    ticks += 1
+                    await anyio.lowlevel.checkpoint()
+
+            async def sender() -> None:
+                nonlocal longest_run
+                run, seen = 0, ticks
+                for _ in range(20000):
+                    await st.send(b"x" * 100)
+                    run = run + 1 if ticks == seen else 0
+                    seen = ticks
+                    longest_run = max(longest_run, run)
+                await st.send_eof()
+
+            async def sink() -> None:
+                peer = await server.accept_stream()
+                while True:
+                    try:
+                        await peer.receive(1 << 20)
+                    except anyio.EndOfStream:
+                        return
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ticker)
+                tg.start_soon(sink)
+                tg.start_soon(sender)
+                for _ in range(3):
+                    assert await server.ping() < 5.0
+                while longest_run == 0 or not st._local_eof:
+                    await anyio.sleep(0.01)
+                stop = True
+            # The sender yields every 16 sends at most; trio runs a batch's tasks in random order,
+            # so the ticker can run just before one yield and just after the next: 2 x 16 + 1.
+            # (Without the bound it would be ~2600: a send waits only past 256 KiB queued.)
+            assert 1 <= longest_run <= 33

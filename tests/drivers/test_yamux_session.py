@@ -396,3 +396,36 @@ async def test_close_is_idempotent_and_open_after_close_fails():
                 await client.open_stream()
             with pytest.raises(ConnectionClosed):
                 await server.accept_stream()
+
+
+async def test_read_deadline_times_out_returns_buffered_data_and_lifts():
+    with anyio.fail_after(10):
+        async with sessions() as (client, server):
+            st = await client.open_stream()
+            await st.send(b"hi")
+            peer = await server.accept_stream()
+            assert await peer.receive(10) == b"hi"
+            start = anyio.current_time()
+            st.set_read_deadline(start + 0.05)
+            with pytest.raises(TimeoutError):
+                await st.receive(10)
+            assert anyio.current_time() - start >= 0.05
+            # a passed deadline still returns what is already buffered (only waiting is bounded);
+            # our ping's pong comes after the data on the wire, so the data is here by then
+            await peer.send(b"late")
+            await client.ping()
+            assert await st.receive(10) == b"late"
+            # lifted: waits as long as it takes
+            st.set_read_deadline(None)
+
+            async def reply_later() -> None:
+                await anyio.sleep(0.1)
+                await peer.send(b"ok")
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(reply_later)
+                assert await st.receive(10) == b"ok"
+            # a deadline far away does not fire while data arrives in time
+            st.set_read_deadline(anyio.current_time() + 5)
+            await peer.send(b"again")
+            assert await st.receive(10) == b"again"
