@@ -50,6 +50,12 @@ class BufferedStream:
     def buffered(self) -> int:
         return len(self._buf)
 
+    def take_buffered(self) -> bytes:
+        """Everything pushed back or read ahead so far, removed from the buffer."""
+        out = bytes(self._buf)
+        self._buf.clear()
+        return out
+
     async def receive(self, max_bytes: int = 65536) -> bytes:
         if self._buf:
             out = bytes(self._buf[:max_bytes])

@@ -296,6 +296,11 @@ class YamuxSession:
         #: callbacks due in this loop turn (asyncio's ready queue), when the loop exposes it
         self._others_ready: Callable[[], int] | None = None
         self._write_lock = LazyLock()
+        #: push mode (see `_start_push`): set when reading ends, and why
+        self._push_end: Flag | None = None
+        self._push_done = False
+        self._push_error: BaseException | None = None
+        self._recv_paused = False
         #: on asyncio, the loop's `call_soon` (see `_kick`); a deferred kick is scheduled
         self._call_soon: Callable[..., Any] | None = None
         self._call_at: Callable[..., Any] | None = None
@@ -359,7 +364,10 @@ class YamuxSession:
                     self._core.ping(self._last_recv)  # go's first RTT ping (opaque 0)
                 task_status.started()
                 if not self.is_closed:
-                    await self._reader_loop()
+                    if self._call_soon is not None and self._start_push():
+                        await self._push_loop()
+                    else:
+                        await self._reader_loop()
                 tg.cancel_scope.cancel()
         finally:
             self._shutdown(None)
@@ -398,6 +406,8 @@ class YamuxSession:
         self._core.close()
         if self._reader_scope is not None:
             self._reader_scope.cancel()
+        if self._push_end is not None:
+            self._push_end.set()
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
         for st in list(self._streams.values()) + list(self._accept_queue):
@@ -417,17 +427,11 @@ class YamuxSession:
     async def _reader_loop(self) -> None:
         conn, yc = self._conn, self._core
         dispatch = self._dispatch
-        cfg = self.config
-        keepalive = cfg.enable_keepalive
-        next_rtt = self._last_recv + cfg.measure_rtt_interval
+        next_rtt = self._last_recv + self.config.measure_rtt_interval
         try:
             with anyio.CancelScope() as self._reader_scope:
                 while not self.is_closed:
-                    due = next_rtt
-                    if self._ka_ping is not None:
-                        due = min(due, self._ka_deadline)
-                    elif keepalive:
-                        due = min(due, self._last_recv + cfg.keepalive_interval)
+                    due = self._next_due(next_rtt)
                     # One timer scope for many reads: it is re-armed only when it fires.
                     stop = False
                     with anyio.CancelScope(deadline=due) as timer:
@@ -450,21 +454,7 @@ class YamuxSession:
                                     self._kick()
                     if stop or not timer.cancelled_caught:
                         break
-                    # A timer is due: keepalive (ping after an idle interval, fail without its
-                    # pong) and the periodic RTT ping.
-                    now = anyio.current_time()
-                    if self._ka_ping is not None:
-                        if now >= self._ka_deadline:
-                            self._shutdown(ConnectionClosed("yamux keepalive timeout"))
-                            break
-                    elif keepalive and now - self._last_recv >= cfg.keepalive_interval:
-                        self._ka_ping = yc.ping(now)
-                        self._ka_deadline = now + cfg.keepalive_timeout
-                        self._kick()
-                    if now >= next_rtt:
-                        yc.ping(now)
-                        next_rtt = now + cfg.measure_rtt_interval
-                        self._kick()
+                    next_rtt = self._on_timers(next_rtt)
         except YamuxProtocolError as exc:
             self.error = exc
             with anyio.move_on_after(_GOAWAY_GRACE):  # GoAway(1) is queued: try to get it out
@@ -474,6 +464,115 @@ class YamuxSession:
         except Exception as exc:  # the transport (TCP, Noise) failed: the session is over
             self.error = exc
         self._shutdown(None)
+
+    def _next_due(self, next_rtt: float) -> float:
+        """When the reader must look at the clocks next (keepalive, RTT ping)."""
+        cfg = self.config
+        if self._ka_ping is not None:
+            return min(next_rtt, self._ka_deadline)
+        if cfg.enable_keepalive:
+            return min(next_rtt, self._last_recv + cfg.keepalive_interval)
+        return next_rtt
+
+    def _on_timers(self, next_rtt: float) -> float:
+        """A timer is due: keepalive (a ping after an idle interval, the session fails without
+        its pong) and the periodic RTT ping; returns when the next RTT ping is due."""
+        cfg, yc = self.config, self._core
+        now = anyio.current_time()
+        if self._ka_ping is not None:
+            if now >= self._ka_deadline:
+                self._shutdown(ConnectionClosed("yamux keepalive timeout"))
+                return next_rtt
+        elif cfg.enable_keepalive and now - self._last_recv >= cfg.keepalive_interval:
+            self._ka_ping = yc.ping(now)
+            self._ka_deadline = now + cfg.keepalive_timeout
+            self._kick()
+        if now >= next_rtt:
+            yc.ping(now)
+            next_rtt = now + cfg.measure_rtt_interval
+            self._kick()
+        return next_rtt
+
+    # ---- push mode (asyncio): reads parsed in the transport's callback -------------------------
+
+    def _start_push(self) -> bool:
+        """Have the connection push its reads to `_on_data` (False: it cannot; use the reader).
+
+        Why: the reader task's wake-up per read (a future, a task step, three coroutines resumed)
+        and the loop turn it takes were a tenth of a request's cost on each side; in push mode the
+        frames are parsed where the bytes arrive and only the streams' tasks are woken.
+        """
+        setter = getattr(self._conn, "set_receiver", None)
+        if setter is None:
+            return False
+        self._push_end = Flag()
+        return bool(setter(self._on_data, self._on_end))
+
+    def _on_data(self, data: bytes) -> None:
+        if self._push_done:
+            return
+        try:
+            now = self._last_recv = self._clock()
+            self._unyielded_sends = 0
+            yc = self._core
+            events = yc.receive_data(data, now)
+            if events and not self._dispatch(events):
+                self._on_end(None)
+                return
+            if yc.pending_output:
+                if yc.pending_output > _OUTPUT_HIGH_WATER:
+                    # The peer sends control frames faster than it reads our replies: stop
+                    # reading until the writer has handed them to the kernel.
+                    self._conn.pause_receiving()
+                    self._recv_paused = True
+                    self._wake_writer()
+                else:
+                    self._kick()
+        except Exception as exc:  # a protocol violation (GoAway(1) is queued) or a bug
+            self._on_end(exc)
+
+    def _on_end(self, exc: BaseException | None) -> None:
+        """The connection ended (EOF: None), failed, or the session must stop reading."""
+        if self._push_done:
+            return
+        self._push_done = True
+        self._push_error = exc
+        try:
+            self._conn.set_receiver(None)
+        except Exception:  # already torn down
+            pass
+        if self._push_end is not None:
+            self._push_end.set()
+
+    async def _push_loop(self) -> None:
+        """Push mode's task: keeps the clocks while the callbacks read, then ends the session
+        the way the reader does."""
+        next_rtt = self._last_recv + self.config.measure_rtt_interval
+        end = self._push_end
+        assert end is not None
+        while not self.is_closed and not end.is_set():
+            with anyio.move_on_at(self._next_due(next_rtt)) as timer:
+                await end.wait()
+            if timer.cancelled_caught and not end.is_set():
+                next_rtt = self._on_timers(next_rtt)
+        if not self._push_done:
+            self._on_end(None)
+        exc = self._push_error
+        if isinstance(exc, YamuxProtocolError):
+            self.error = exc
+            with anyio.move_on_after(_GOAWAY_GRACE):  # GoAway(1) is queued: try to get it out
+                await self._flush_quietly()
+        elif isinstance(exc, ConnectionClosed):
+            self.error = self.error or exc
+        elif isinstance(exc, Exception):  # the transport (TCP, Noise) failed
+            self.error = exc
+        self._shutdown(None)
+
+    def _resume_if_paused(self) -> None:
+        if self._recv_paused and self._core.pending_output <= _OUTPUT_HIGH_WATER:
+            self._recv_paused = False
+            if not self._push_done:
+                self._conn.resume_receiving()
 
     def _dispatch(self, events: list[core.Event]) -> bool:
         """Wake whoever an event concerns; False when the session must end."""
@@ -609,9 +708,11 @@ class YamuxSession:
                 raise ConnectionClosed("yamux session closed")
             try:
                 if not wait and self._try_send is not None and self._try_send(data):
+                    self._resume_if_paused()
                     return
                 with anyio.fail_after(self.config.write_timeout, shield=True):
                     await self._conn.send(data)
+                self._resume_if_paused()
             except Exception as exc:
                 err = ConnectionClosed(f"yamux write failed: {exc!r}")
                 self._shutdown(err)
@@ -641,6 +742,7 @@ class YamuxSession:
         except Exception as exc:
             self._shutdown(ConnectionClosed(f"yamux write failed: {exc!r}"))
             return False
+        self._resume_if_paused()
         return True
 
     async def _flush_quietly(self) -> None:

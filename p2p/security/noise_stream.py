@@ -12,7 +12,7 @@ order on the wire always matches nonce order.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import anyio
 
@@ -86,6 +86,66 @@ class NoiseStream:
             return
         async with self._send_lock:
             await self.conn.send(self._transport.encrypt(item))
+
+    def set_receiver(self, on_data: Callable[[bytes], None] | None,
+                     on_end: Callable[[BaseException | None], None] | None = None) -> bool:
+        """Push mode (see `AsyncioTcpStream.set_receiver`): decrypt each read as it arrives and
+        hand every plaintext frame to `on_data`; `on_end(None)` at a clean EOF, else the error (a
+        frame that fails authentication, EOF inside a frame, a broken connection). False, and
+        nothing changes, when the connection below cannot push; `receive` is then the way.
+        """
+        conn = self.conn
+        raw = getattr(conn, "inner", conn)
+        setter = getattr(raw, "set_receiver", None)
+        if setter is None:
+            return False
+        if on_data is None:
+            setter(None, None)
+            return True
+        transport = self._transport
+        ended = False
+
+        def end(exc: BaseException | None) -> None:
+            nonlocal ended
+            if not ended:
+                ended = True
+                setter(None, None)
+                on_end(exc)  # type: ignore[misc]
+
+        def data(chunk: bytes) -> None:
+            try:
+                frames = transport.decrypt_frames(chunk)
+            except NoiseDecryptError as exc:
+                end(exc)
+                return
+            for frame in frames:
+                if ended:
+                    return
+                if frame:
+                    on_data(frame)
+
+        def eof(exc: BaseException | None) -> None:
+            if exc is None and transport.buffered:
+                exc = NoiseDecryptError("connection ended in the middle of a noise frame")
+            end(exc)
+
+        # What arrived before: plaintext already decrypted, then raw bytes read past it.
+        while self._chunks and not ended:
+            on_data(self._chunks.pop(0))
+        leftover = conn.take_buffered() if isinstance(conn, BufferedStream) else b""
+        if leftover and not ended:
+            data(leftover)
+        if not ended:
+            setter(data, eof)
+        return True
+
+    def pause_receiving(self) -> None:
+        raw = getattr(self.conn, "inner", self.conn)
+        raw.pause_receiving()
+
+    def resume_receiving(self) -> None:
+        raw = getattr(self.conn, "inner", self.conn)
+        raw.resume_receiving()
 
     def send_ready(self) -> bool:
         """True when `try_send` would take bytes now: the connection below can (its `send_ready`)

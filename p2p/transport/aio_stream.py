@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -37,6 +38,9 @@ class _Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         o = self.owner
+        if o._on_data is not None:  # push mode: straight to the consumer, no task hop
+            o._on_data(data)
+            return
         o._chunks.append(data)
         o._buffered += len(data)
         # Read ahead only for a reader that is waiting: a busy one (bulk transfer) gets the
@@ -48,8 +52,10 @@ class _Protocol(asyncio.Protocol):
         o._wake_reader()
 
     def eof_received(self) -> bool:
-        self.owner._eof = True
-        self.owner._wake_reader()
+        o = self.owner
+        o._eof = True
+        o._wake_reader()
+        o._push_end()
         return True  # keep our write side open (half-close)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -59,6 +65,7 @@ class _Protocol(asyncio.Protocol):
             o._error = exc
         o._wake_reader()
         o._wake_writer()
+        o._push_end()
 
     def pause_writing(self) -> None:
         self.owner._write_paused = True
@@ -72,7 +79,7 @@ class AsyncioTcpStream:
     """anyio ByteStream words over an asyncio transport, plus `extra` for the socket attributes."""
 
     __slots__ = ("_transport", "_chunks", "_buffered", "_read_paused", "_write_paused", "_eof",
-                 "_lost", "_error", "_closed", "_rwait", "_wwait")
+                 "_lost", "_error", "_closed", "_rwait", "_wwait", "_on_data", "_on_end")
 
     def __init__(self, transport: asyncio.Transport, chunks: list[bytes], eof: bool,
                  error: Exception | None) -> None:
@@ -87,6 +94,8 @@ class AsyncioTcpStream:
         self._closed = False
         self._rwait: asyncio.Future[None] | None = None
         self._wwait: asyncio.Future[None] | None = None
+        self._on_data: Callable[[bytes], None] | None = None
+        self._on_end: Callable[[BaseException | None], None] | None = None
         transport.set_protocol(_Protocol(self))
         transport.set_write_buffer_limits(0)  # like anyio: a send returns once the kernel has it
         if not self._lost:
@@ -138,6 +147,55 @@ class AsyncioTcpStream:
             self._read_paused = False
             self._transport.resume_reading()
         return chunk
+
+    def set_receiver(self, on_data: Callable[[bytes], None] | None,
+                     on_end: Callable[[BaseException | None], None] | None = None) -> bool:
+        """Push mode: hand every read to `on_data` as it arrives, from the loop's callback, and
+        the end of the stream to `on_end` (None at EOF, else the error); `receive` is not used
+        meanwhile. Bytes already buffered are handed over first. None returns to `receive`.
+
+        For a consumer that only parses and wakes others (a yamux session): it saves the wake-up
+        of a reader task and a loop turn per read. Flow control is `pause_receiving`.
+        """
+        self._on_data, self._on_end = on_data, on_end
+        if on_data is None:
+            return True
+        while self._chunks and self._on_data is not None:  # it may stop in the middle
+            chunk = self._chunks.pop(0)
+            self._buffered -= len(chunk)
+            self._on_data(chunk)
+        if self._read_paused and not self._lost:
+            self._read_paused = False
+            self._transport.resume_reading()
+        if self._eof or self._lost:
+            self._push_end()
+        return True
+
+    def pause_receiving(self) -> None:
+        """Push mode flow control: no more `on_data` until `resume_receiving`."""
+        if not self._read_paused and not self._lost:
+            self._read_paused = True
+            self._transport.pause_reading()
+
+    def resume_receiving(self) -> None:
+        if self._read_paused and not self._lost and not self._closed:
+            self._read_paused = False
+            self._transport.resume_reading()
+
+    def _push_end(self) -> None:
+        on_end = self._on_end
+        if on_end is None:
+            return
+        self._on_data = self._on_end = None
+        if self._error is not None:
+            try:
+                raise anyio.BrokenResourceError from self._error
+            except anyio.BrokenResourceError as exc:
+                on_end(exc)
+        elif self._closed:
+            on_end(anyio.ClosedResourceError())
+        else:
+            on_end(None)
 
     async def send(self, item: bytes | bytearray | memoryview) -> None:
         if self._closed:
