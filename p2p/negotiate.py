@@ -186,6 +186,7 @@ class LazyStream:
         self._written = False
         self._read_checked = False
         self._error: BaseException | None = None
+        self._user_deadline: float | None = None  # the application's read deadline
         # Only the first write and the first read take these (the common path checks a flag).
         self._write_lock = LazyLock()
         self._read_lock = LazyLock()
@@ -211,11 +212,14 @@ class LazyStream:
                 # A read deadline on the stream is one timer; a cancel scope costs several
                 # times more, on every stream this dialer opens.
                 set_deadline = getattr(self.inner, "set_read_deadline", None)
-                if set_deadline is not None and set_deadline(anyio.current_time() + self.timeout):
+                deadline = anyio.current_time() + self.timeout
+                if self._user_deadline is not None:
+                    deadline = min(deadline, self._user_deadline)
+                if set_deadline is not None and set_deadline(deadline):
                     try:
                         await self._read_replies()
                     finally:
-                        set_deadline(None)
+                        set_deadline(self._user_deadline)
                 else:
                     with anyio.fail_after(self.timeout):
                         await self._read_replies()
@@ -252,6 +256,16 @@ class LazyStream:
         if not self._read_checked:
             await self._read_handshake()
         return await self.inner.receive(max_bytes)
+
+    def set_read_deadline(self, deadline: float | None) -> bool:
+        """The application's read deadline (see `YamuxStream.set_read_deadline`); it also
+        bounds the wait for the negotiation replies, together with `timeout`."""
+        setter = getattr(self.inner, "set_read_deadline", None)
+        if setter is None:
+            return False
+        self._user_deadline = deadline
+        result = setter(deadline)
+        return result is None or bool(result)
 
     async def send(self, item: bytes) -> None:
         if not self._written and await self._write_handshake(bytes(item)):

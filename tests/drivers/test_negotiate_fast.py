@@ -155,3 +155,34 @@ async def test_send_nowait_queues_without_waiting_and_refuses_when_not_writable(
             assert st.send_nowait(b"late") == 0  # after FIN: send() is the one that raises
             await peer.reset()
             assert peer.send_nowait(b"x") == 0
+
+
+async def test_lazy_reply_wait_uses_the_stream_read_deadline_and_the_callers() -> None:
+    """Over yamux the lazy dialer bounds its wait for the replies with the stream's read deadline
+    (no cancel scope): its own timeout, or the application's deadline when that comes first; the
+    application's deadline is back in place afterwards."""
+    a, b = memory_stream_pair()
+    with anyio.fail_after(10):
+        async with YamuxSession(a, is_client=True) as client, \
+                YamuxSession(b, is_client=False) as server:
+            ys = await client.open_stream()
+            lazy = negotiate.LazyStream(BufferedStream(ys), "/silent/1.0.0", timeout=0.2)
+            await lazy.send(b"hello")
+            await server.accept_stream()  # accepted, never answered
+            start = anyio.current_time()
+            with pytest.raises(negotiate.NegotiationTimeout):
+                await lazy.receive(10)
+            assert 0.2 <= anyio.current_time() - start < 2
+            assert ys._read_deadline is None
+
+            ys2 = await client.open_stream()
+            lazy2 = negotiate.LazyStream(BufferedStream(ys2), "/silent/1.0.0", timeout=30)
+            user_deadline = anyio.current_time() + 0.1
+            assert lazy2.set_read_deadline(user_deadline)
+            await lazy2.send(b"hello")
+            await server.accept_stream()
+            start = anyio.current_time()
+            with pytest.raises(negotiate.NegotiationTimeout):
+                await lazy2.receive(10)
+            assert anyio.current_time() - start < 2  # the application's 0.1 s, not the 30 s
+            assert ys2._read_deadline == user_deadline

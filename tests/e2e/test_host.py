@@ -97,6 +97,38 @@ async def test_lazy_negotiation_after_identify():
             assert await stream.receive_until_eof(100) == b"ping"
 
 
+@pytest.mark.parametrize("lazy", [True, False])
+async def test_read_deadline_on_a_host_stream(lazy):
+    """An application's read deadline bounds waiting for data (on a lazy stream it bounds the
+    negotiation replies' wait too); lifted, the stream waits as long as it takes."""
+    with anyio.fail_after(30):
+        async with Host() as server, Host() as client:
+            go_on = anyio.Event()
+
+            async def slow(stream) -> None:
+                await stream.receive(10)
+                await go_on.wait()
+                await stream.send(b"late")
+                await stream.aclose()
+
+            server.set_stream_handler("/slow/1.0.0", slow)
+            await server.listen()
+            peer = await client.connect(server.p2p_addrs()[0])
+            if lazy:
+                await client.identify(peer)
+            stream = await client.new_stream(peer, ["/slow/1.0.0"])
+            assert (type(stream.inner).__name__ == "LazyStream") == lazy
+            start = anyio.current_time()
+            assert stream.set_read_deadline(start + 0.2)
+            await stream.send(b"x")
+            with pytest.raises(TimeoutError):
+                await stream.receive(10)
+            assert 0.2 <= anyio.current_time() - start < 5
+            stream.set_read_deadline(None)
+            go_on.set()
+            assert await stream.receive(10) == b"late"
+
+
 async def test_unsupported_protocol_fails_cleanly():
     with anyio.fail_after(30):
         async with Host() as server, Host() as client:
