@@ -135,13 +135,25 @@ async def _read_exactly(stream: _ExactReader, n: int, what: str) -> bytes:
         raise TruncatedFrame(f"stream ended while reading the message {what}: {exc}") from None
 
 
+async def _read_rest(reader: _ExactReader, length: int | None, max_size: int) -> bytes:
+    """The frame's length (unless already read) and body."""
+    if length is None:
+        (length,) = struct.unpack(">I", await _read_exactly(reader, HEADER_SIZE, "length"))
+        if length > max_size:
+            raise FrameTooLarge(length, max_size)
+    return await _read_exactly(reader, length, "body") if length else b""
+
+
 async def read_message(
-    stream: _ExactReader | ByteStream, *, max_size: int = DEFAULT_MAX_REQUEST_SIZE, timeout: float = 10.0
+    stream: _ExactReader | ByteStream, *, max_size: int = DEFAULT_MAX_REQUEST_SIZE,
+    timeout: float | None = 10.0,
 ) -> bytes:
     """Read one frame within `timeout` seconds; the length is checked before the body is read.
 
     Raises FrameTooLarge, TruncatedFrame, FrameTimeout (also a TimeoutError); stream errors such as
     StreamReset pass through. A stream without `receive_exactly` is wrapped in a BufferedStream.
+    `timeout=None` is for a stream whose read deadline already bounds the wait (its TimeoutError
+    passes through): no cancel scope of its own.
     """
     reader: _ExactReader = stream if hasattr(stream, "receive_exactly") else BufferedStream(stream)  # type: ignore[assignment,arg-type]
     length: int | None = None
@@ -153,13 +165,11 @@ async def read_message(
             raise FrameTooLarge(length, max_size)
         if reader.buffered >= length:
             return await reader.receive_exactly(length) if length else b""
+    if timeout is None:
+        return await _read_rest(reader, length, max_size)
     try:
         with anyio.fail_after(timeout):
-            if length is None:
-                (length,) = struct.unpack(">I", await _read_exactly(reader, HEADER_SIZE, "length"))
-                if length > max_size:
-                    raise FrameTooLarge(length, max_size)
-            return await _read_exactly(reader, length, "body") if length else b""
+            return await _read_rest(reader, length, max_size)
     except TimeoutError as exc:
         if isinstance(exc, FrameError):
             raise

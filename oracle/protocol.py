@@ -17,11 +17,13 @@ exercised with in-memory fakes.
 from __future__ import annotations
 
 import abc
+import asyncio
 import logging
 from dataclasses import replace
 from typing import Any, Awaitable, Callable, Hashable, Iterable, Protocol as _Protocol, Sequence
 
 import anyio
+import sniffio
 
 from p2p.errors import P2PError
 from oracle.framing import (
@@ -51,6 +53,9 @@ PROTOCOL_VERSION = "v0.8.4"  # masa internal/versioning ProtocolVersion
 WORKER_PROTOCOL_NAME = "worker_protocol"
 # Bytes a requester may send after its request before we call it a protocol violation.
 _MAX_TRAILING_BYTES = 64 * 1024
+# A message this small fits a new yamux stream's send window (256 KiB): writing it never waits
+# for the peer, so it needs no timeout of its own.
+_UNBLOCKED_WRITE = 256 * 1024
 # Errors a stream or host may raise for network reasons (everything else is a bug and propagates).
 _NET_ERRORS = (
     P2PError,
@@ -211,6 +216,17 @@ class WorkerProtocol(Protocol):
             gone = True
             scope.cancel()
 
+        if sniffio.current_async_library() == "asyncio":
+            # A plain task watches (anyio's task spawn costs more than a quick handler's work);
+            # once the work is done it is cancelled and ends in the next loop turn on its own.
+            scope = anyio.CancelScope()
+            watcher = asyncio.get_running_loop().create_task(watch(scope))
+            try:
+                with scope:
+                    result = await self.manager.execute_work(request, timeout=self.work_timeout)
+            finally:
+                watcher.cancel()
+            return None if gone or scope.cancelled_caught else result
         async with anyio.create_task_group() as tg:
             tg.start_soon(watch, tg.cancel_scope)
             result = await self.manager.execute_work(request, timeout=self.work_timeout)
@@ -227,8 +243,11 @@ class WorkerProtocol(Protocol):
             error = f"work response of {len(body)} bytes exceeds the limit of {self.max_response_size} bytes"
             body = WorkResponse(error=error, worker_peer_id=self._local_id).to_go_json()
         try:
-            with anyio.fail_after(self.write_timeout):
+            if len(body) + 4 <= _UNBLOCKED_WRITE:
                 await write_message(stream, body)
+            else:
+                with anyio.fail_after(self.write_timeout):
+                    await write_message(stream, body)
         except _NET_ERRORS as exc:
             log.info("could not answer %s: %s", stream.remote_peer, exc)
             await _reset(stream)
@@ -251,18 +270,28 @@ async def send_work_to_worker(
     Opening the stream (dial if needed + protocol negotiation) is bounded by `connect_timeout`;
     writing the request and reading the answer by `response_timeout`.
     """
-    try:
-        with anyio.fail_after(connect_timeout):
-            stream = await host.new_stream(peer, [protocol_id], timeout=connect_timeout)
+    try:  # the host bounds dialling, opening and negotiating by `timeout` itself
+        stream = await host.new_stream(peer, [protocol_id], timeout=connect_timeout)
     except _NET_ERRORS as exc:
         return WorkResponse(error=f"error opening stream: {_describe(exc)}")
     done = False
     stage = "writing to stream"
     try:
-        with anyio.fail_after(response_timeout):
-            await write_message(stream, request.to_go_json())
+        body_out = request.to_go_json()
+        set_deadline = getattr(stream, "set_read_deadline", None)
+        if (len(body_out) + 4 <= _UNBLOCKED_WRITE and set_deadline is not None
+                and set_deadline(anyio.current_time() + response_timeout)):
+            # The write cannot wait on flow control (it fits a new stream's window) and the
+            # stream's read deadline bounds the answer: no cancel scope per request.
+            await write_message(stream, body_out)
             stage = "reading response"
-            body = await read_message(stream, max_size=max_response_size, timeout=response_timeout)
+            body = await read_message(stream, max_size=max_response_size, timeout=None)
+        else:
+            with anyio.fail_after(response_timeout):
+                await write_message(stream, body_out)
+                stage = "reading response"
+                body = await read_message(stream, max_size=max_response_size,
+                                          timeout=response_timeout)
         stage = "unmarshaling response"
         response = WorkResponse.from_json(body)
         done = True

@@ -248,3 +248,39 @@ async def test_protocols_are_registered_at_start_and_advertised() -> None:
             # The server pings the client, whose default protocol list includes ping.
             rtts = await server.host.ping(client.peer_id, timeout=5)
             assert len(rtts) == 1 and rtts[0] >= 0
+
+
+async def test_response_timeout_and_a_requester_going_away_over_real_streams() -> None:
+    """Over real streams the requester bounds its wait with the stream's read deadline (no cancel
+    scope): a worker that never answers gives Go's timeout error and the stream is reset, which
+    the worker sees as the requester going away: the work is cancelled."""
+    (ka, kb), (a, b) = keys(2)
+    started, cancelled = anyio.Event(), anyio.Event()
+
+    async def never(data: bytes) -> bytes:
+        started.set()
+        try:
+            await anyio.Event().wait()
+        finally:
+            cancelled.set()
+        return b""
+
+    with anyio.fail_after(TIMEOUT):
+        async with AsyncExitStack() as stack:
+            worker = await start(stack, kb, handlers={"never": never})
+            requester = await start(stack, ka)
+            await link(requester, worker)
+            await requester.host.identify(b)
+            from oracle.messages import WorkRequest
+            from oracle.protocol import send_work_to_worker
+
+            t0 = anyio.current_time()
+            response = await send_work_to_worker(requester.host, b, WorkRequest("never"),
+                                                 response_timeout=0.3)
+            assert response.error == "error reading response: no response within 0.3 s"
+            assert 0.3 <= anyio.current_time() - t0 < 5
+            assert started.is_set()
+            await cancelled.wait()  # the reset reached the worker: its work was cancelled
+            assert worker.manager.metrics("never").calls == 1
+            ok = await send_work_to_worker(requester.host, b, WorkRequest("test"))
+            assert ok.error == "work handler not found"  # the worker still serves
