@@ -32,7 +32,7 @@ from p2p.errors import P2PError
 ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 10
 REQUESTERS = 2
-REQUESTS = 400  # in total, split between the requesters
+REQUESTS = 1000  # in total, split between the requesters (enough to outlast restarts: ~1 s each)
 CONCURRENCY = 8  # per requester
 MIN_ALIVE = 3
 MAX_ATTEMPTS = 4
@@ -252,7 +252,7 @@ async def test_workers_killed_and_restarted_while_requests_flow(tmp_path, capsys
               f"fds {base['fds']} -> {during['fds']} -> {after['fds']}, tasks {base['tasks']} -> "
               f"{during['tasks']} -> {after['tasks']}, RSS {base['rss']:.0f} -> {during['rss']:.0f} "
               f"-> {after['rss']:.0f} MiB")
-    assert kills >= 8, log  # the chaos really happened (12-16 seen; skipped while <= 3 are up)
+    assert kills >= 8, log  # the chaos really happened (25 seen; skipped while <= 3 are up)
     assert tally.hung == 0 and tally.wrong_answer == 0
     assert tally.ok + tally.error_responses + tally.p2p_errors == REQUESTS
     assert sorted(tally.answered) == sorted(f"req-{i}" for i in range(REQUESTS)
