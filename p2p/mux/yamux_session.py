@@ -1,27 +1,34 @@
-"""anyio driver for the yamux core: one reader task, one flush path, keepalive and RTT pings.
+"""anyio driver for the yamux core: reads parsed as they arrive, one flush path, keepalive and RTT pings.
 
 The protocol decisions all live in `p2p.mux.yamux.YamuxConnection`; this module only moves bytes
-and wakes tasks. Tasks of a session (all in the session's own task group):
+and wakes tasks.
 
-* reader: `conn.receive` -> `core.receive_data` -> wake the streams the events name. It never waits
-  on a write (it only kicks the writer), unless control frames pile up past a high-water mark.
-* writer: flushes whatever the core queued when kicked: stream data, SYN/ACK/FIN/RST, window
-  updates, ping replies. Like go-yamux's send loop, every frame queued while the writer waits for
-  its turn leaves in the same write, so a request (SYN + proposal + data + FIN) is one syscall.
+Reading: on asyncio the connection pushes its reads (`set_receiver`: Noise over our asyncio TCP
+stream) and `_on_data` parses them in the transport's callback and wakes the streams the events
+name: no reader task between the socket and the stream's task. Elsewhere (trio, other
+connections) a reader task does the same: `conn.receive` -> `core.receive_data` -> wake. Either
+way reading pauses while more than `_OUTPUT_HIGH_WATER` of control output waits for the peer
+(a SYN or ping flood from a peer that does not read).
 
-The reader also keeps the session's clocks (no task of their own: an idle connection costs two
-tasks, the reader and the writer): each read waits at most until the next timer is due.
+Writing: stream calls (`open_stream`, `send`, `send_eof`, `aclose`, `reset`) only queue frames in
+the core. A task's queued output leaves from the task itself when it is about to wait for a read
+or its handler is done (`try_flush`: the connection takes it without waiting), so a request
+(SYN + proposal + data + FIN) is one write in the turn that made it. Otherwise a kick (on asyncio a
+callback at the next loop turn) wakes the writer task, which, like go-yamux's send loop, flushes
+everything queued while it waited in one write. Every write goes through `_flush` or `try_flush`:
+a single `conn.send` (coalescing) under one lock, shielded so a frame is never cut in half and
+bounded by `write_timeout`. Short sends do not yield; a send yields past 64 KiB queued or after 16
+sends without a turn of the reader or writer, and waits when more than `_SEND_HIGH_WATER` is
+queued (backpressure bounds memory). A write error is seen by the next call as `ConnectionClosed`.
+
+Clocks (no task of their own: an idle connection costs two tasks): the run task (or the reader)
+waits at most until the next timer is due.
 * keepalive: pings after `keepalive_interval` without a received frame; no reply within
   `keepalive_timeout` closes the session (go: 30 s + 10 s).
 * rtt: pings at start (opaque 0, like go) and every `measure_rtt_interval`; feeds window tuning.
 
-Stream calls (`open_stream`, `send`, `send_eof`, `aclose`, `reset`) only queue frames in the core and
-kick the writer: they wait only for flow control, or when more than `_SEND_HIGH_WATER` bytes are
-queued (backpressure bounds memory). A write error is seen by the next call as `ConnectionClosed`.
-Every write goes through `_flush` under one lock: it drains everything queued so far into a single
-`conn.send` (coalescing), shielded from cancellation so a frame is never cut in half, and bounded by
-`write_timeout`. Every waiter (reads, window waits, accept, open, pings) is woken on
-teardown, and then fails with `ConnectionClosed`, so nothing can hang on a dead session.
+Every waiter (reads, read deadlines, window waits, accept, open, pings) is woken on teardown, and
+then fails with `ConnectionClosed`, so nothing can hang on a dead session.
 """
 
 from __future__ import annotations
