@@ -516,7 +516,7 @@ class YamuxSession:
         return bool(setter(self._on_data, self._on_end))
 
     def _on_data(self, data: bytes) -> None:
-        if self._push_done:
+        if self._push_done or self.is_closed:
             return
         try:
             now = self._last_recv = self._clock()
