@@ -6,6 +6,7 @@ read back from the socket so the advertised multiaddr is dialable.
 
 from __future__ import annotations
 
+import functools
 import socket
 from dataclasses import dataclass
 
@@ -28,7 +29,19 @@ class TcpAddress:
 
 def parse_tcp_multiaddr(addr: Multiaddr | str) -> tuple[TcpAddress, str | None]:
     """Split `/ip4/x/tcp/p[/p2p/id]` into a TCP address and the peer ID string (if any)."""
-    ma = addr if isinstance(addr, Multiaddr) else Multiaddr(addr)
+    if isinstance(addr, str):
+        return _parse_tcp_string(addr)
+    return _parse_tcp(addr)
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_tcp_string(addr: str) -> tuple[TcpAddress, str | None]:
+    # Peers are dialled by the same few strings again and again; parsing one with the multiaddr
+    # library cost ~4% of a whole connection set-up (profile of the handshake benchmark).
+    return _parse_tcp(Multiaddr(addr))
+
+
+def _parse_tcp(ma: Multiaddr) -> tuple[TcpAddress, str | None]:
     parts = list(ma.items())
     if len(parts) < 2:
         raise DialError(f"not a TCP multiaddr: {ma}")
@@ -44,7 +57,10 @@ def parse_tcp_multiaddr(addr: Multiaddr | str) -> tuple[TcpAddress, str | None]:
     return TcpAddress(str(host), int(port), p0.name), peer
 
 
+@functools.lru_cache(maxsize=512)
 def tcp_multiaddr(host: str, port: int) -> Multiaddr:
+    """`/ip4|ip6/host/tcp/port` (cached: a Multiaddr is immutable, and listen addresses and
+    the peers we dial repeat)."""
     family = "ip6" if ":" in host else "ip4"
     return Multiaddr(f"/{family}/{host}/tcp/{port}")
 
