@@ -3,7 +3,6 @@
 On trio `adopt` hands the anyio stream back untouched, which the last test checks.
 """
 
-from contextlib import asynccontextmanager
 
 import anyio
 import anyio.abc
@@ -11,23 +10,9 @@ import pytest
 
 from p2p.transport import aio_stream
 from p2p.transport.aio_stream import AsyncioTcpStream, adopt
+from tcppair import tcp_pair
 
 pytestmark = pytest.mark.anyio
-
-
-@asynccontextmanager
-async def adopted_pair():
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    async with listener:
-        sub = listener.listeners[0]
-        port = sub.extra(anyio.abc.SocketAttribute.local_port)
-        client = adopt(await anyio.connect_tcp("127.0.0.1", port))
-        server = adopt(await sub.accept())
-        try:
-            yield client, server
-        finally:
-            await client.aclose()
-            await server.aclose()
 
 
 async def read_all(stream) -> bytes:
@@ -42,7 +27,7 @@ async def read_all(stream) -> bytes:
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_echo_half_close_and_max_bytes(anyio_backend):
     with anyio.fail_after(10):
-        async with adopted_pair() as (client, server):
+        async with tcp_pair(adopted=True) as (client, server):
             assert isinstance(client, AsyncioTcpStream) and isinstance(server, AsyncioTcpStream)
             await client.send(b"hello world")
             got = b""
@@ -64,7 +49,7 @@ async def test_large_transfer_with_read_backpressure(anyio_backend, monkeypatch)
     monkeypatch.setattr(aio_stream, "_READ_HIGH_WATER", 64 * 1024)
     data = bytes(range(256)) * (16 * 1024)  # 4 MiB: the kernel buffers fill, sends must wait
     with anyio.fail_after(20):
-        async with adopted_pair() as (client, server):
+        async with tcp_pair(adopted=True) as (client, server):
             async def writer():
                 for i in range(0, len(data), 100_000):
                     await client.send(data[i:i + 100_000])
@@ -80,7 +65,7 @@ async def test_large_transfer_with_read_backpressure(anyio_backend, monkeypatch)
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_aclose_and_peer_abort(anyio_backend):
     with anyio.fail_after(10):
-        async with adopted_pair() as (client, server):
+        async with tcp_pair(adopted=True) as (client, server):
             await client.aclose()
             with pytest.raises(anyio.ClosedResourceError):
                 await client.receive()
@@ -92,7 +77,7 @@ async def test_aclose_and_peer_abort(anyio_backend):
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_extra_socket_attributes(anyio_backend):
-    async with adopted_pair() as (client, server):
+    async with tcp_pair(adopted=True) as (client, server):
         local = client.extra(anyio.abc.SocketAttribute.local_address)
         remote = server.extra(anyio.abc.SocketAttribute.remote_address)
         assert local == remote and local[0] == "127.0.0.1"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import socket
 import struct
-from contextlib import asynccontextmanager
 
 import anyio
 import anyio.abc
@@ -20,28 +19,12 @@ from p2p.mux.yamux_session import YamuxConfig, YamuxSession
 from p2p.security.noise import NoiseDecryptError
 from p2p.security.noise_stream import secure_inbound, secure_outbound
 from p2p.streams import BufferedStream
-from p2p.transport.aio_stream import AsyncioTcpStream, adopt
+from tcppair import asyncio_tcp_pair
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("anyio_backend", ["asyncio"])]
 
 SERVER_KEY = PrivateKey.generate()
 CLIENT_KEY = PrivateKey.generate()
-
-
-@asynccontextmanager
-async def adopted_pair():
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    async with listener:
-        sub = listener.listeners[0]
-        port = sub.extra(anyio.abc.SocketAttribute.local_port)
-        client = adopt(await anyio.connect_tcp("127.0.0.1", port))
-        server = adopt(await sub.accept())
-        assert isinstance(client, AsyncioTcpStream) and isinstance(server, AsyncioTcpStream)
-        try:
-            yield client, server
-        finally:
-            await client.aclose()
-            await server.aclose()
 
 
 class Collector:
@@ -66,7 +49,7 @@ class Collector:
 
 async def test_tcp_push_buffered_first_pause_resume_and_eof(anyio_backend) -> None:
     with anyio.fail_after(10):
-        async with adopted_pair() as (client, server):
+        async with asyncio_tcp_pair() as (client, server):
             await client.send(b"early")
             assert await server.receive(2) == b"ea"  # pull mode first; b"rly" stays buffered
             got = Collector()
@@ -92,7 +75,7 @@ async def test_tcp_push_buffered_first_pause_resume_and_eof(anyio_backend) -> No
 
 async def test_tcp_push_back_to_pull_mode(anyio_backend) -> None:
     with anyio.fail_after(10):
-        async with adopted_pair() as (client, server):
+        async with asyncio_tcp_pair() as (client, server):
             got = Collector()
             server.set_receiver(got.on_data, got.on_end)
             await client.send(b"one")
@@ -119,7 +102,7 @@ async def secure_pair(c, s):
 
 async def test_noise_push_frames_in_order_then_eof_inside_a_frame_is_an_error(anyio_backend) -> None:
     with anyio.fail_after(10):
-        async with adopted_pair() as (c, s):
+        async with asyncio_tcp_pair() as (c, s):
             client, server = await secure_pair(c, s)
             got = Collector()
             assert server.set_receiver(got.on_data, got.on_end)
@@ -136,7 +119,7 @@ async def test_noise_push_frames_in_order_then_eof_inside_a_frame_is_an_error(an
 
 async def test_noise_push_tampered_frame_ends_with_decrypt_error(anyio_backend) -> None:
     with anyio.fail_after(10):
-        async with adopted_pair() as (c, s):
+        async with asyncio_tcp_pair() as (c, s):
             client, server = await secure_pair(c, s)
             got = Collector()
             server.set_receiver(got.on_data, got.on_end)
@@ -159,7 +142,7 @@ async def test_session_pauses_reading_under_a_syn_flood_and_resumes(anyio_backen
     count = 300_000  # 3.6 MB of SYNs earn 3.6 MB of RSTs: past the kernel's buffers and 1 MiB
     config = YamuxConfig(max_inbound_streams=1, accept_backlog=1)
     with anyio.fail_after(30):
-        async with adopted_pair() as (c, s):
+        async with asyncio_tcp_pair() as (c, s):
             # fixed kernel buffers (no autotuning), so the unread RSTs push back on the session
             c.extra(anyio.abc.SocketAttribute.raw_socket).setsockopt(
                 socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
@@ -184,7 +167,7 @@ async def test_session_pauses_reading_under_a_syn_flood_and_resumes(anyio_backen
 
 async def test_session_protocol_violation_sends_goaway_and_ends(anyio_backend) -> None:
     with anyio.fail_after(10):
-        async with adopted_pair() as (c, s):
+        async with asyncio_tcp_pair() as (c, s):
             async with YamuxSession(s, is_client=False) as session:
                 assert session._push_end is not None
                 await c.send(_frame(0, 0, 7, 0))  # data on a stream never opened... then

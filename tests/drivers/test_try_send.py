@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
 
 import anyio
 import anyio.abc
@@ -13,28 +12,12 @@ from memstream import memory_stream_pair
 from p2p.identity import PeerId, PrivateKey
 from p2p.security.noise_stream import secure_inbound, secure_outbound
 from p2p.streams import BufferedStream
-from p2p.transport.aio_stream import AsyncioTcpStream, adopt
+from tcppair import asyncio_tcp_pair
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("anyio_backend", ["asyncio"])]
 
 SERVER_KEY = PrivateKey.generate()
 CLIENT_KEY = PrivateKey.generate()
-
-
-@asynccontextmanager
-async def adopted_pair():
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    async with listener:
-        sub = listener.listeners[0]
-        port = sub.extra(anyio.abc.SocketAttribute.local_port)
-        client = adopt(await anyio.connect_tcp("127.0.0.1", port))
-        server = adopt(await sub.accept())
-        assert isinstance(client, AsyncioTcpStream) and isinstance(server, AsyncioTcpStream)
-        try:
-            yield client, server
-        finally:
-            await client.aclose()
-            await server.aclose()
 
 
 async def receive_n(stream, n: int) -> bytes:
@@ -46,7 +29,7 @@ async def receive_n(stream, n: int) -> bytes:
 
 async def test_tcp_try_send_delivers_and_refuses_after_close(anyio_backend) -> None:
     with anyio.fail_after(10):
-        async with adopted_pair() as (client, server):
+        async with asyncio_tcp_pair() as (client, server):
             assert client.send_ready()
             assert client.try_send(b"abc")
             assert await receive_n(server, 3) == b"abc"
@@ -58,7 +41,7 @@ async def test_tcp_try_send_delivers_and_refuses_after_close(anyio_backend) -> N
 async def test_tcp_try_send_past_the_kernel_buffer_makes_send_wait(anyio_backend) -> None:
     big = bytes(range(256)) * (32 * 1024)  # 8 MiB: more than loopback's socket buffers
     with anyio.fail_after(20):
-        async with adopted_pair() as (client, server):
+        async with asyncio_tcp_pair() as (client, server):
             assert client.try_send(big)
             assert not client.send_ready()  # the rest sits in the transport: no second one
             assert not client.try_send(b"x")
@@ -77,7 +60,7 @@ async def test_tcp_try_send_past_the_kernel_buffer_makes_send_wait(anyio_backend
 async def test_noise_try_send_over_tcp_and_refusal_without_send_ready(anyio_backend) -> None:
     server_id = PeerId.from_public_key(SERVER_KEY.public_key)
     with anyio.fail_after(10):
-        async with adopted_pair() as (c, s):
+        async with asyncio_tcp_pair() as (c, s):
             result = {}
 
             async def inbound() -> None:

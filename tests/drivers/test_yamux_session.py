@@ -10,6 +10,7 @@ import pytest
 from p2p.errors import ConnectionClosed, StreamReset
 from p2p.mux.yamux_session import YamuxConfig, YamuxProtocolError, YamuxSession
 from memstream import memory_stream_pair
+from tcppair import tcp_pair
 
 pytestmark = pytest.mark.anyio
 
@@ -20,18 +21,6 @@ GOAWAY_PROTO = bytes.fromhex("000300000000000000000001")
 
 def frame(ftype: int, flags: int, sid: int, length: int, payload: bytes = b"") -> bytes:
     return struct.pack(">BBHII", 0, ftype, flags, sid, length) + payload
-
-
-@asynccontextmanager
-async def tcp_pair():
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    async with listener:
-        sock_listener = listener.listeners[0]
-        port = sock_listener.extra(anyio.abc.SocketAttribute.local_port)
-        client = await anyio.connect_tcp("127.0.0.1", port)
-        server = await sock_listener.accept()
-        async with client, server:
-            yield client, server
 
 
 @asynccontextmanager
