@@ -26,6 +26,7 @@ import anyio
 import sniffio
 
 from p2p.errors import P2PError
+from p2p.host import NetStream
 from oracle.framing import (
     DEFAULT_MAX_REQUEST_SIZE,
     DEFAULT_MAX_RESPONSE_SIZE,
@@ -122,6 +123,15 @@ async def _reset(stream: NetStreamLike) -> None:
 
 
 async def _close(stream: NetStreamLike, timeout: float) -> None:
+    if isinstance(stream, NetStream):
+        # A host stream's close queues its FIN and returns (it can wait only on the session's
+        # write backpressure, which the session bounds by its write timeout): no shield or
+        # timeout scope needed, two fewer scopes per request on either side (worker seq +10%).
+        try:
+            await stream.aclose()
+        except _NET_ERRORS:
+            pass
+        return
     with anyio.CancelScope(shield=True), anyio.move_on_after(timeout):
         try:
             await stream.aclose()
