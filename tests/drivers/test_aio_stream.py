@@ -11,17 +11,9 @@ import pytest
 from p2p.transport import aio_stream
 from p2p.transport.aio_stream import AsyncioTcpStream, adopt
 from tcppair import tcp_pair
+from readers import read_all
 
 pytestmark = pytest.mark.anyio
-
-
-async def read_all(stream) -> bytes:
-    out = bytearray()
-    while True:
-        try:
-            out += await stream.receive(1 << 20)
-        except anyio.EndOfStream:
-            return bytes(out)
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])

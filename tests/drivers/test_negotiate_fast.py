@@ -6,6 +6,7 @@ from __future__ import annotations
 import anyio
 import pytest
 from memstream import memory_stream_pair
+from readers import read_all
 
 from p2p import negotiate
 from p2p.errors import NegotiationFailed
@@ -19,15 +20,6 @@ PING = bytes.fromhex("11 2f697066732f70696e672f312e302e30 0a")
 NA = bytes.fromhex("03 6e61 0a")
 
 
-async def _read_all(stream) -> bytes:
-    buf = bytearray()
-    while True:
-        try:
-            buf += await stream.receive(65536)
-        except anyio.EndOfStream:
-            return bytes(buf)
-
-
 async def _serve(first: bytes, later: bytes = b"") -> tuple[str, bytes, bytes]:
     """Client sends `first` (+FIN unless `later`), the server negotiates in its stream handler."""
     a, b = memory_stream_pair()
@@ -37,7 +29,7 @@ async def _serve(first: bytes, later: bytes = b"") -> tuple[str, bytes, bytes]:
     async def serve(ys) -> None:
         stream = BufferedStream(ys)
         result["proto"] = await negotiate.handle_protocol(stream, {"/ipfs/ping/1.0.0"}, timeout=5)
-        result["app"] = await _read_all(stream)
+        result["app"] = await read_all(stream)
         await stream.send(b"pong")
         await stream.aclose()
         done.set()
@@ -53,7 +45,7 @@ async def _serve(first: bytes, later: bytes = b"") -> tuple[str, bytes, bytes]:
                 assert got == HEADER
                 await st.send(later)
             await st.send_eof()
-            reply = await _read_all(st)
+            reply = await read_all(st)
             await done.wait()
     return str(result["proto"]), bytes(result["app"]), reply  # type: ignore[arg-type]
 
@@ -126,7 +118,7 @@ async def test_lazy_reply_byte_by_byte_recognised_without_a_dialer_machine(monke
     with anyio.fail_after(10):
         reply = HEADER + PING + b"resp"
         lazy = await _lazy_against([reply[i:i + 1] for i in range(len(reply))])
-        assert await _read_all(lazy) == b"resp"
+        assert await read_all(lazy) == b"resp"
 
 
 async def test_lazy_reply_diverging_after_the_header_goes_to_the_machine() -> None:

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 import anyio
 import pytest
 from anyio.abc import SocketAttribute
+from readers import read_all
 
 from p2p.errors import HandshakeError, PeerIdMismatch, RemoteProtocolError
 from p2p.identity import PeerId, PrivateKey
@@ -55,19 +56,6 @@ async def secured_pair(**kw: object) -> AsyncIterator[tuple[NoiseStream, NoiseSt
                 c, CLIENT_KEY, expected_peer=SERVER_ID, timeout=5, **kw  # type: ignore[arg-type]
             )
         yield result["client"], result["server"]
-
-
-async def read_all(stream: NoiseStream, limit: int = 1 << 30) -> bytes:
-    parts = []
-    total = 0
-    while True:
-        try:
-            chunk = await stream.receive(1 << 20)
-        except anyio.EndOfStream:
-            return b"".join(parts)
-        parts.append(chunk)
-        total += len(chunk)
-        assert total <= limit
 
 
 async def test_handshake_identities_and_early_muxer() -> None:

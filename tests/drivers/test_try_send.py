@@ -8,6 +8,7 @@ import anyio
 import anyio.abc
 import pytest
 from memstream import memory_stream_pair
+from readers import receive_n
 
 from p2p.identity import PeerId, PrivateKey
 from p2p.security.noise_stream import secure_inbound, secure_outbound
@@ -18,13 +19,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("anyio_backend", ["asyn
 
 SERVER_KEY = PrivateKey.generate()
 CLIENT_KEY = PrivateKey.generate()
-
-
-async def receive_n(stream, n: int) -> bytes:
-    out = bytearray()
-    while len(out) < n:
-        out += await stream.receive(1 << 20)
-    return bytes(out)
 
 
 async def test_tcp_try_send_delivers_and_refuses_after_close(anyio_backend) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import anyio
 import pytest
 from memstream import memory_stream_pair
+from readers import read_all
 
 from p2p.mux.yamux_session import YamuxSession
 
@@ -33,15 +34,6 @@ class Counting:
         await self.inner.aclose()
 
 
-async def _read_all(stream) -> bytes:
-    buf = bytearray()
-    while True:
-        try:
-            buf += await stream.receive(65536)
-        except anyio.EndOfStream:
-            return bytes(buf)
-
-
 async def test_request_and_parallel_opens_leave_in_one_write_each() -> None:
     a, b = memory_stream_pair()
     conn = Counting(a)
@@ -54,7 +46,7 @@ async def test_request_and_parallel_opens_leave_in_one_write_each() -> None:
             await st.send(b"request")
             await st.send_eof()
             peer = await server.accept_stream()
-            assert await _read_all(peer) == b"request"
+            assert await read_all(peer) == b"request"
             assert len(conn.writes) == 1
             # WindowUpdate(SYN) 12 + Data header 12 + 7 bytes + WindowUpdate(FIN) 12
             assert len(conn.writes[0]) == 12 + 12 + 7 + 12
@@ -126,7 +118,7 @@ async def test_a_request_leaves_from_its_own_task_before_it_waits(anyio_backend)
                 if anyio_backend == "asyncio":
                     assert conn.tried_by == waiter
                 peer = await server.accept_stream()
-                assert await _read_all(peer) == b"request"
+                assert await read_all(peer) == b"request"
                 await peer.send(b"r")
             assert conn.writes == conn.tried
 

@@ -10,6 +10,7 @@ import pytest
 from p2p.errors import ConnectionClosed, StreamReset
 from p2p.mux.yamux_session import YamuxConfig, YamuxProtocolError, YamuxSession
 from memstream import memory_stream_pair
+from readers import read_all
 from tcppair import tcp_pair
 
 pytestmark = pytest.mark.anyio
@@ -38,16 +39,6 @@ async def sessions(kind: str = "memory", config: YamuxConfig = YamuxConfig()):
         async with YamuxSession(a, is_client=True, config=config) as client:
             async with YamuxSession(b, is_client=False, config=config) as server:
                 yield client, server
-
-
-async def read_all(stream, limit: int = 1 << 30) -> bytes:
-    buf = bytearray()
-    while True:
-        try:
-            buf += await stream.receive(1 << 20)
-        except anyio.EndOfStream:
-            return bytes(buf)
-        assert len(buf) <= limit
 
 
 class RawPeer:
@@ -418,3 +409,21 @@ async def test_read_deadline_times_out_returns_buffered_data_and_lifts():
             st.set_read_deadline(anyio.current_time() + 5)
             await peer.send(b"again")
             assert await st.receive(10) == b"again"
+
+
+async def test_send_takes_views_of_bytes_as_they_are_and_copies_what_may_change():
+    """Frames reference the sent data until the writer takes it: a view of bytes is sent without
+    a copy, a mutable buffer (or a strided view) is copied, so changing it after send is safe."""
+    with anyio.fail_after(10):
+        async with sessions() as (client, server):
+            st = await client.open_stream()
+            base = bytes(range(256)) * 1000
+            buf = bytearray(b"m" * 1000)
+            await st.send(memoryview(base)[10:5000])
+            await st.send(memoryview(base)[::2][:10])
+            await st.send(buf)
+            buf[:] = b"x" * 1000
+            await st.send(memoryview(bytearray(b"q" * 5)))
+            await st.send_eof()
+            peer = await server.accept_stream()
+            assert await read_all(peer) == base[10:5000] + base[::2][:10] + b"m" * 1000 + b"q" * 5

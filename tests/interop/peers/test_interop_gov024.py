@@ -16,37 +16,20 @@ import anyio
 import pytest
 
 from p2p.protocols.echo import echo_handler, echo_roundtrip
-from p2p.config import HostConfig
-from p2p.host import Host, NetStream
-from p2p.identity import PeerId, PrivateKey, parse_key_type
-from peerproc import PeerProcess
+from p2p.host import NetStream
+from p2p.identity import PeerId, parse_key_type
+from ourside import ECHO, call, echo_streams_and_ping, our_host, serve_ours
 from recorder import serve_recorder
 
 pytestmark = pytest.mark.anyio
 
 KEY_TYPES = ["ed25519", "secp256k1", "ecdsa", "rsa"]
-ECHO = "/echo/1.0.0"
 
 # Wire facts §1.2/§1.5 (go-multistream v0.3.3 SelectWithSimopenOrFail), written out here:
 HEADER = bytes.fromhex("13" "2f6d756c746973747265616d2f312e302e30" "0a")
 SIMOPEN = bytes.fromhex("1d" "2f6c69627032702f73696d756c74616e656f75732d636f6e6e656374" "0a")
 NOISE = bytes.fromhex("07" "2f6e6f697365" "0a")
 NA = bytes.fromhex("03" "6e61" "0a")
-
-
-def our_host(key_type: str = "ed25519") -> Host:
-    return Host(PrivateKey.generate(parse_key_type(key_type)), HostConfig())
-
-
-async def call(peer: PeerProcess, timeout: float = 60.0, **cmd) -> dict:
-    """Run one command on the go peer in a worker thread, so our host keeps serving meanwhile."""
-    return await anyio.to_thread.run_sync(lambda: peer.request(cmd, timeout=timeout))
-
-
-async def serve_ours(host: Host) -> str:
-    host.set_stream_handler(ECHO, echo_handler)
-    await host.listen("/ip4/127.0.0.1/tcp/0")
-    return host.p2p_addrs()[0]
 
 
 # ---- go v0.24.2 dials us ---------------------------------------------------------------------
@@ -149,20 +132,7 @@ async def test_we_dial_gov024_all_key_types(gov024_peers, ours, theirs):
 
 async def test_we_dial_gov024_echo_streams_ping(gov024_peers):
     go = gov024_peers("ed25519")
-    payloads = [os.urandom(200_000) for _ in range(8)]
-    results: list[bytes | None] = [None] * len(payloads)
     with anyio.fail_after(60):
         async with our_host("secp256k1") as host:
             pid = await host.connect(go.addr)
-
-            async def one(i: int) -> None:
-                results[i] = await echo_roundtrip(host, pid, payloads[i])
-
-            async with anyio.create_task_group() as tg:
-                for i in range(len(payloads)):
-                    tg.start_soon(one, i)
-            assert results == payloads
-            big = os.urandom(4 << 20)
-            assert await echo_roundtrip(host, pid, big) == big
-            rtts = await host.ping(pid, 3)
-            assert len(rtts) == 3
+            await echo_streams_and_ping(host, pid)

@@ -16,33 +16,17 @@ import time
 import anyio
 import pytest
 
-from p2p.protocols.echo import echo_handler, echo_roundtrip
-from p2p.config import HostConfig
+from p2p.protocols.echo import echo_roundtrip
 from p2p.errors import ConnectionClosed, DialError
-from p2p.host import Host, NetStream
-from p2p.identity import PeerId, PrivateKey, PublicKey, parse_key_type
-from peerproc import PeerProcess, PeerProcessError
+from p2p.host import NetStream
+from p2p.identity import PeerId, PublicKey, parse_key_type
+from ourside import ECHO, call, echo_streams_and_ping, our_host, serve_ours
+from peerproc import PeerProcessError
 
 pytestmark = pytest.mark.anyio
 
 JS_KEY_TYPES = ["ed25519", "secp256k1", "rsa"]
-ECHO = "/echo/1.0.0"
 PING = "/ipfs/ping/1.0.0"
-
-
-def our_host(key_type: str = "ed25519") -> Host:
-    return Host(PrivateKey.generate(parse_key_type(key_type)), HostConfig())
-
-
-async def call(peer: PeerProcess, timeout: float = 60.0, **cmd) -> dict:
-    """Run one command on the js peer in a worker thread, so our host keeps serving meanwhile."""
-    return await anyio.to_thread.run_sync(lambda: peer.request(cmd, timeout=timeout))
-
-
-async def serve_ours(host: Host) -> str:
-    host.set_stream_handler(ECHO, echo_handler)
-    await host.listen("/ip4/127.0.0.1/tcp/0")
-    return host.p2p_addrs()[0]
 
 
 # ---- js dials us -----------------------------------------------------------------------------
@@ -98,22 +82,10 @@ async def test_we_dial_js_key_types(js_peers, ours, theirs):
 
 async def test_we_dial_js_streams_ping_identify(js_peers):
     js = js_peers("rsa")
-    payloads = [os.urandom(200_000) for _ in range(8)]
-    results: list[bytes | None] = [None] * len(payloads)
     with anyio.fail_after(60):
         async with our_host("ed25519") as host:
             pid = await host.connect(js.addr)
-
-            async def one(i: int) -> None:
-                results[i] = await echo_roundtrip(host, pid, payloads[i])
-
-            async with anyio.create_task_group() as tg:
-                for i in range(len(payloads)):
-                    tg.start_soon(one, i)
-            assert results == payloads
-            big = os.urandom(4 << 20)
-            assert await echo_roundtrip(host, pid, big) == big
-            assert len(await host.ping(pid, 3)) == 3
+            await echo_streams_and_ping(host, pid)
             info = await host.identify(pid)
             assert {ECHO, PING, "/ipfs/id/1.0.0"} <= set(info.protocols)
             assert info.agent_version.startswith("libp2p/") or "js" in info.agent_version
