@@ -186,9 +186,16 @@ class YamuxStream:
         """Send all of `item`, waiting for window updates when the send window is exhausted."""
         sess = self._session
         conn = sess._core
-        data = item if isinstance(item, bytes) else bytes(item)
-        view = memoryview(data)
-        pos, total = 0, len(data)
+        # The core queues frames that reference the data until the writer takes them, so a
+        # buffer the caller may change is copied first; bytes, or a view of bytes, need not be.
+        if isinstance(item, bytes):
+            view = memoryview(item)
+        elif (isinstance(item, memoryview) and isinstance(item.obj, bytes)
+              and item.format == "B" and item.c_contiguous):
+            view = item
+        else:
+            view = memoryview(bytes(item))
+        pos, total = 0, len(view)
         while pos < total:
             self._check_writable()
             n = conn.send(self.stream_id, view[pos:] if pos else view)
@@ -213,7 +220,7 @@ class YamuxStream:
                 await self._wwait.wait()
 
     def send_nowait(self, data: bytes) -> int:
-        """Queue what the send window takes of `data` now, without the checkpoint `send` makes;
+        """Queue what the send window takes of `data` now, without ever yielding (`send` may);
         return how many bytes were queued (0 when the stream cannot be written: `send` says why).
 
         For a short reply that the task follows with more output anyway (the multistream echo
@@ -706,9 +713,7 @@ class YamuxSession:
         the connection is closed) always waits until the kernel has the bytes.
         """
         async with self._write_lock:
-            data = self._core.data_to_send()
-            ev, self._drain_wait = self._drain_wait, None
-            _wake(ev)
+            data = self._take_output()
             if not data:
                 return
             if self._conn_closed:
@@ -724,6 +729,13 @@ class YamuxSession:
                 err = ConnectionClosed(f"yamux write failed: {exc!r}")
                 self._shutdown(err)
                 raise err from exc
+
+    def _take_output(self) -> bytes:
+        """All queued output, for one write; senders waiting for it to drain may go on."""
+        data = self._core.data_to_send()
+        ev, self._drain_wait = self._drain_wait, None
+        _wake(ev)
+        return data
 
     def try_flush(self) -> bool:
         """Write what is queued from the calling task, now, if the connection takes it without
@@ -741,9 +753,7 @@ class YamuxSession:
                 or not ready()):
             self._wake_writer()
             return False
-        data = core_.data_to_send()
-        ev, self._drain_wait = self._drain_wait, None
-        _wake(ev)
+        data = self._take_output()
         try:
             self._try_send(data)  # type: ignore[misc]  # ready: it takes the bytes
         except Exception as exc:
