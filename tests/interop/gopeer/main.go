@@ -40,7 +40,7 @@ func (e usageError) Error() string { return e.msg }
 
 func main() {
 	if len(os.Args) < 2 {
-		fail(usageError{"usage: gopeer serve|ping|echo|identify|reset|halfclose|work|keygen|bench [options]"})
+		fail(usageError{"usage: gopeer serve|ping|echo|identify|reset|halfclose|work|keygen|bench|tlscert|tlsverify [options]"})
 	}
 	var err error
 	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
@@ -62,6 +62,10 @@ func main() {
 		err = cmdBench(args)
 	case "keygen":
 		err = cmdKeygen(args)
+	case "tlscert":
+		err = cmdTLSCert(args)
+	case "tlsverify":
+		err = cmdTLSVerify(args)
 	default:
 		err = usageError{fmt.Sprintf("unknown command %q", cmd)}
 	}
