@@ -23,6 +23,7 @@ from multiaddr import Multiaddr
 
 from p2p.config import HostConfig
 from p2p.errors import ConnectionClosed, DialError, P2PError, PeerIdMismatch
+from p2p.events import ConnectionListener
 from p2p.identity import PeerId, PrivateKey, PublicKey
 from p2p.mux.yamux_session import YamuxSession
 from p2p.negotiate import LazyStream, handle_protocol, select_protocol
@@ -69,6 +70,14 @@ class Connection:
     def is_closed(self) -> bool:
         return self.session.is_closed
 
+    @property
+    def remote_peer(self) -> PeerId:
+        return self.peer_id
+
+    @property
+    def remote_public_key(self) -> PublicKey:
+        return self.public_key
+
 
 class Host:
     def __init__(self, identity: PrivateKey | None = None, config: HostConfig | None = None) -> None:
@@ -86,6 +95,7 @@ class Host:
         self._pending_per_ip: dict[str, int] = {}
         self._conns_per_ip: dict[str, int] = {}
         self._closed = False
+        self._conn_listeners: list[object] = []
         self.set_stream_handler(idp.IDENTIFY, self.serve_identify)
         self.set_stream_handler(idp.IDENTIFY_PUSH, self.serve_identify_push)
         self.set_stream_handler(pingp.PING, self.serve_ping)
@@ -120,6 +130,44 @@ class Host:
         if self._tg is None or self._closed:
             raise P2PError("host is not running (use `async with Host(...)`)")
         return self._tg
+
+    def start_soon(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        """Run `await fn(*args)` in the host's task group, for services reacting to events.
+
+        The task is cancelled when the host closes; once the host is closing this is a no-op.
+        An exception the task raises is logged and goes no further: one service's failure must
+        not take the host down.
+        """
+        if self._tg is None:
+            raise P2PError("host is not running (use `async with Host(...)`)")
+        if self._closed:
+            return
+        self._tg.start_soon(_guarded, fn, args)
+
+    # ---- connection events (p2p/events.py) ------------------------------------------------
+
+    def add_connection_listener(self, listener: ConnectionListener | object) -> Callable[[], None]:
+        """Call `listener.connected/identified/disconnected(conn)` (those it has) from now on;
+        returns a function that unsubscribes it."""
+        self._conn_listeners.append(listener)
+
+        def unsubscribe() -> None:
+            try:
+                self._conn_listeners.remove(listener)
+            except ValueError:
+                pass
+
+        return unsubscribe
+
+    def _emit(self, event: str, conn: Connection) -> None:
+        for listener in tuple(self._conn_listeners):
+            method = getattr(listener, event, None)
+            if method is None:
+                continue
+            try:
+                method(conn)
+            except Exception:
+                log.exception("connection listener %r raised in %s", listener, event)
 
     # ---- handlers --------------------------------------------------------------------------
 
@@ -313,6 +361,7 @@ class Host:
         self.peerstore.set_public_key(conn.peer_id, conn.public_key)
         log.debug("connection %s %s %s", conn.direction, conn.peer_id, conn.remote_addr)
         try:
+            self._emit("connected", conn)
             # The session runs in this task (its reader) and hands each inbound stream to a
             # handler task of its own: an idle connection costs this task and the writer's.
             async with anyio.create_task_group() as tg:
@@ -338,8 +387,13 @@ class Host:
                 self._conns.pop(conn.peer_id, None)
             if not conn.identified.is_set():
                 conn.identify_error = conn.identify_error or ConnectionClosed("connection closed")
-                conn.identified.set()
+                self._set_identified(conn)
             log.debug("connection to %s closed (%r)", conn.peer_id, conn.session.error)
+            self._emit("disconnected", conn)
+
+    def _set_identified(self, conn: Connection) -> None:
+        conn.identified.set()
+        self._emit("identified", conn)
 
     async def _handle_inbound_stream(self, conn: Connection, ys) -> None:
         stream = NetStream(ys, "", conn)
@@ -442,7 +496,8 @@ class Host:
             log.debug("identify with %s failed: %r", conn.peer_id, exc)
             conn.identify_error = exc
         finally:
-            conn.identified.set()
+            if not conn.identified.is_set():
+                self._set_identified(conn)
 
     def _store_identify(self, conn: Connection, info: idp.IdentifyInfo, push: bool = False) -> None:
         peer = conn.peer_id
@@ -504,6 +559,13 @@ def _decrement(counts: dict[str, int], key: str) -> None:
         counts[key] = left
     else:
         del counts[key]
+
+
+async def _guarded(fn: Callable[..., Awaitable[object]], args: tuple) -> None:
+    try:
+        await fn(*args)
+    except Exception:
+        log.exception("host task %r failed", fn)
 
 
 async def _quiet_reset(stream) -> None:
