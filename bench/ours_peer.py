@@ -115,7 +115,7 @@ async def handshakes(host: Host, addr: str, p: dict) -> dict:
         await echo_once(host, peer, payload)
         conn = host.connection(peer)
         if conn is not None:
-            await conn.session.close()
+            await conn.muxed.close()
         done += 1
     seconds = time.perf_counter() - start
     return {"count": done, "seconds": round(seconds, 6), "per_s": round(done / seconds, 3)}

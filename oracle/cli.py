@@ -31,7 +31,7 @@ from p2p.cli import parse_limits
 from p2p.config import HostConfig
 from p2p.errors import P2PError
 from p2p.identity import KeyType, PrivateKey, load_private_key_file, parse_key_type, save_private_key_file
-from p2p.transport import tcp
+from p2p.host import Host
 
 from oracle.handlers import HandlerLoadError, default_handlers, handle_test, load_handler
 from oracle.manager import WorkerConfig, WorkHandler
@@ -181,12 +181,21 @@ def apply_config_file(args: argparse.Namespace, path: str) -> None:
 
 
 def _check_addrs(option: str, addrs: Sequence[str]) -> None:
-    """Refuse a malformed multiaddr before anything starts (a node should not die after its first line)."""
+    """Refuse a malformed multiaddr, or one no transport of the host handles, before anything
+    starts (a node should not die after its first line)."""
+    if not addrs:
+        return
+    host = Host()  # not started: only its transports' address checks are used
+    listen = option == "--listen"
     for addr in addrs:
         try:
-            tcp.parse_tcp_multiaddr(addr)
+            usable = host.can_listen(addr) if listen else host.can_dial(addr)
         except (ValueError, P2PError) as exc:
             raise CliError(f"{option} {addr!r}: {exc}") from None
+        if not usable:
+            names = ", ".join(t.name for t in host.transports)
+            raise CliError(f"{option} {addr!r}: no transport ({names}) can "
+                           f"{'listen on' if listen else 'dial'} it")
 
 
 def _host_config(limits: Any) -> HostConfig:

@@ -54,9 +54,6 @@ PROTOCOL_VERSION = "v0.8.4"  # masa internal/versioning ProtocolVersion
 WORKER_PROTOCOL_NAME = "worker_protocol"
 # Bytes a requester may send after its request before we call it a protocol violation.
 _MAX_TRAILING_BYTES = 64 * 1024
-# A message this small fits a new yamux stream's send window (256 KiB): writing it never waits
-# for the peer, so it needs no timeout of its own.
-_UNBLOCKED_WRITE = 256 * 1024
 # Errors a stream or host may raise for network reasons (everything else is a bug and propagates).
 _NET_ERRORS = (
     P2PError,
@@ -80,6 +77,9 @@ class NetStreamLike(_Protocol):
     """The part of p2p.host.NetStream the worker protocol uses."""
 
     remote_peer: Any
+    #: bytes a new stream sends without waiting for the peer (p2p.connection's promise): a
+    #: message this small needs no write timeout of its own
+    initial_send_window: int
 
     async def receive(self, max_bytes: int = 65536) -> bytes: ...
     async def receive_exactly(self, n: int) -> bytes: ...
@@ -124,9 +124,9 @@ async def _reset(stream: NetStreamLike) -> None:
 
 async def _close(stream: NetStreamLike, timeout: float) -> None:
     if isinstance(stream, NetStream):
-        # A host stream's close queues its FIN and returns (it can wait only on the session's
-        # write backpressure, which the session bounds by its write timeout): no shield or
-        # timeout scope needed, two fewer scopes per request on either side (worker seq +10%).
+        # A host stream's close queues its FIN and returns (p2p.connection.MuxedStream.aclose
+        # never waits for the peer): no shield or timeout scope needed, two fewer scopes per
+        # request on either side (worker seq +10%).
         try:
             await stream.aclose()
         except _NET_ERRORS:
@@ -253,7 +253,7 @@ class WorkerProtocol(Protocol):
             error = f"work response of {len(body)} bytes exceeds the limit of {self.max_response_size} bytes"
             body = WorkResponse(error=error, worker_peer_id=self._local_id).to_go_json()
         try:
-            if len(body) + 4 <= _UNBLOCKED_WRITE:
+            if len(body) + 4 <= stream.initial_send_window:
                 await write_message(stream, body)
             else:
                 with anyio.fail_after(self.write_timeout):
@@ -289,7 +289,7 @@ async def send_work_to_worker(
     try:
         body_out = request.to_go_json()
         set_deadline = getattr(stream, "set_read_deadline", None)
-        if (len(body_out) + 4 <= _UNBLOCKED_WRITE and set_deadline is not None
+        if (len(body_out) + 4 <= stream.initial_send_window and set_deadline is not None
                 and set_deadline(anyio.current_time() + response_timeout)):
             # The write cannot wait on flow control (it fits a new stream's window) and the
             # stream's read deadline bounds the answer: no cancel scope per request.

@@ -1,9 +1,14 @@
 """The Host: listen, dial, one connection per peer, streams by protocol, identify and ping.
 
-A host owns one task group. Every connection runs in it: the yamux session (its reader in the
-connection's task, plus its writer), which hands each inbound stream to a task of its own (negotiated,
-then given to its handler), and the identify request we make on every new connection. Closing the
-host closes every listener and session, so no task outlives it.
+The Host knows connections only through `p2p.connection.MuxedConnection` and makes them through
+its transports (`p2p.transport.base.Transport`; `p2p.transport.defaults` by default): it picks the
+first transport that can dial or listen on an address. Inbound admission is the transports' (ahead of
+any handshake), with the policy the Host gives them (`p2p.admission.ConnectionLimits`).
+
+A host owns one task group. Every connection runs in it (`MuxedConnection.run`), handing each
+inbound stream to a task of its own (negotiated, then given to its handler), plus the identify
+request we make on every new connection. Closing the host closes every listener and connection,
+so no task outlives it.
 
     async with Host(identity) as host:
         await host.listen("/ip4/127.0.0.1/tcp/0")
@@ -13,6 +18,7 @@ host closes every listener and session, so no task outlives it.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,11 +27,12 @@ import anyio
 import anyio.abc
 from multiaddr import Multiaddr
 
+from p2p.admission import ConnectionLimits
 from p2p.config import HostConfig
+from p2p.connection import MuxedConnection, MuxedStream
 from p2p.errors import ConnectionClosed, DialError, P2PError, PeerIdMismatch
 from p2p.events import ConnectionListener
 from p2p.identity import PeerId, PrivateKey, PublicKey
-from p2p.mux.yamux_session import YamuxSession
 from p2p.negotiate import LazyStream, handle_protocol, select_protocol
 from p2p.peerstore import Peerstore
 from p2p.protocols import identify as idp
@@ -33,8 +40,8 @@ from p2p.protocols import ping as pingp
 from p2p.streams import BufferedStream
 from p2p.sync import Flag
 from p2p.tasks import StreamTasks
-from p2p.transport import tcp
-from p2p.upgrader import UpgradeError, upgrade_inbound, upgrade_outbound
+from p2p.transport.base import Admission, Listener, Transport, TransportContext
+from p2p.transport.defaults import DEFAULT_TRANSPORTS, TransportFactory
 
 log = logging.getLogger("p2p.host")
 
@@ -52,23 +59,33 @@ class NetStream(BufferedStream):
         self.conn = conn
         self.remote_peer = conn.peer_id
 
+    @property
+    def initial_send_window(self) -> int:
+        """Bytes a new stream sends without waiting for the peer (see p2p.connection)."""
+        return self.conn.muxed.initial_send_window
+
 
 @dataclass(eq=False)
 class Connection:
-    peer_id: PeerId
-    public_key: PublicKey
-    session: YamuxSession
-    direction: str  # "inbound" | "outbound"
-    local_addr: Multiaddr
-    remote_addr: Multiaddr
-    early_muxer: bool
+    """The Host's record of one live connection: the muxed connection plus what identify said."""
+
+    muxed: MuxedConnection
     identified: Flag = field(default_factory=Flag)  # set once identify is over (or failed)
     identify_info: idp.IdentifyInfo | None = None
     identify_error: BaseException | None = None
 
+    def __post_init__(self) -> None:
+        m = self.muxed
+        self.peer_id: PeerId = m.remote_peer
+        self.public_key: PublicKey = m.remote_public_key
+        self.direction: str = m.direction
+        self.local_addr: Multiaddr = m.local_addr
+        self.remote_addr: Multiaddr = m.remote_addr
+        self.transport: str = m.transport
+
     @property
     def is_closed(self) -> bool:
-        return self.session.is_closed
+        return self.muxed.is_closed
 
     @property
     def remote_peer(self) -> PeerId:
@@ -80,7 +97,13 @@ class Connection:
 
 
 class Host:
-    def __init__(self, identity: PrivateKey | None = None, config: HostConfig | None = None) -> None:
+    """A libp2p host. `transports` are transport classes (default: `DEFAULT_TRANSPORTS`), each
+    constructed with the host's `TransportContext`; `admission` decides which inbound
+    connections may start a handshake (default: `ConnectionLimits` with the config's limits)."""
+
+    def __init__(self, identity: PrivateKey | None = None, config: HostConfig | None = None, *,
+                 transports: Sequence[TransportFactory] = DEFAULT_TRANSPORTS,
+                 admission: Admission | None = None) -> None:
         self.identity = identity or PrivateKey.generate()
         self.peer_id = PeerId.from_public_key(self.identity.public_key)
         self.config = config or HostConfig()
@@ -88,12 +111,12 @@ class Host:
         self._handlers: dict[str, StreamHandler] = {}
         self._conns: dict[PeerId, list[Connection]] = {}
         self._dialing: dict[PeerId, anyio.Event] = {}
-        self._listeners: list[anyio.abc.Listener] = []
+        self._listeners: list[Listener] = []
         self._listen_addrs: list[Multiaddr] = []
         self._tg: anyio.abc.TaskGroup | None = None
-        self._pending_inbound = 0
-        self._pending_per_ip: dict[str, int] = {}
-        self._conns_per_ip: dict[str, int] = {}
+        self.admission = admission or ConnectionLimits(self.config, self._total_conns)
+        ctx = TransportContext(self.identity, self.config, self.admission, self._start_internal)
+        self.transports: list[Transport] = [make(ctx) for make in transports]
         self._closed = False
         self._conn_listeners: list[object] = []
         self.set_stream_handler(idp.IDENTIFY, self.serve_identify)
@@ -124,12 +147,16 @@ class Host:
             for conns in list(self._conns.values()):
                 for conn in conns:
                     with anyio.move_on_after(1):
-                        await conn.session.close()
+                        await conn.muxed.close()
 
     def _task_group(self) -> anyio.abc.TaskGroup:
         if self._tg is None or self._closed:
             raise P2PError("host is not running (use `async with Host(...)`)")
         return self._tg
+
+    def _start_internal(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        """The transports' way into the host's task group (accept loops, inbound connections)."""
+        self._task_group().start_soon(fn, *args)
 
     def start_soon(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
         """Run `await fn(*args)` in the host's task group, for services reacting to events.
@@ -184,16 +211,16 @@ class Host:
     # ---- listening -------------------------------------------------------------------------
 
     async def listen(self, *addrs: str | Multiaddr) -> list[Multiaddr]:
-        tg = self._task_group()
+        """Listen on each address (default `/ip4/127.0.0.1/tcp/0`); returns the bound addresses."""
+        self._task_group()
         out = []
         for addr in addrs or ("/ip4/127.0.0.1/tcp/0",):
-            taddr, _ = tcp.parse_tcp_multiaddr(addr)
-            listener = await tcp.listen(taddr)
+            ma = _multiaddr(addr)
+            transport = self._transport_for(ma, listen=True)
+            listener = await transport.listen(ma, self._serve_inbound)
             self._listeners.append(listener)
-            bound = tcp.listener_multiaddrs(listener)
-            self._listen_addrs.extend(bound)
-            out.extend(bound)
-            tg.start_soon(self._serve_listener, listener)
+            self._listen_addrs.extend(listener.addrs)
+            out.extend(listener.addrs)
         return out
 
     def listen_addrs(self) -> list[Multiaddr]:
@@ -202,76 +229,33 @@ class Host:
     def p2p_addrs(self) -> list[str]:
         return [f"{a}/p2p/{self.peer_id}" for a in self._listen_addrs]
 
-    async def _serve_listener(self, listener: anyio.abc.Listener) -> None:
-        async with anyio.create_task_group() as tg:
-            for sub in getattr(listener, "listeners", [listener]):
-                tg.start_soon(self._accept_loop, sub)
+    def can_dial(self, addr: str | Multiaddr) -> bool:
+        """True when one of the host's transports can dial `addr` (a `/p2p/<id>` tail allowed);
+        raises ValueError or P2PError (with the reason) when `addr` is not a valid multiaddr."""
+        ma, _ = _split_p2p(addr)
+        return any(t.can_dial(ma) for t in self.transports)
 
-    async def _accept_loop(self, listener: anyio.abc.SocketListener) -> None:
-        tg = self._task_group()
-        while True:
-            try:
-                raw = await listener.accept()
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                return
-            except OSError as exc:  # e.g. EMFILE under a connection flood: back off, keep serving
-                log.warning("accept failed: %s", exc)
-                await anyio.sleep(0.05)
-                continue
-            tg.start_soon(self._accept_tcp, tcp.adopt(raw))
+    def can_listen(self, addr: str | Multiaddr) -> bool:
+        """True when one of the host's transports can listen on `addr`."""
+        ma = _multiaddr(addr)
+        return any(t.can_listen(ma) for t in self.transports)
+
+    def _transport_for(self, addr: Multiaddr, *, listen: bool = False) -> Transport:
+        for transport in self.transports:
+            if transport.can_listen(addr) if listen else transport.can_dial(addr):
+                return transport
+        names = ", ".join(t.name for t in self.transports)
+        raise DialError(f"no transport ({names}) can {'listen on' if listen else 'dial'} {addr}")
 
     def _total_conns(self) -> int:
         return sum(len(c) for c in self._conns.values())
 
-    async def _accept_tcp(self, raw: anyio.abc.SocketStream) -> None:
-        try:
-            local, remote = tcp.stream_addrs(raw)
-        except ConnectionClosed:  # reset by the peer before we looked: nothing left to serve
-            await raw.aclose()
+    async def _serve_inbound(self, muxed: MuxedConnection) -> None:
+        """A transport's callback for an upgraded inbound connection; returns when it ended."""
+        if len(self._conns.get(muxed.remote_peer, ())) >= self.config.max_connections_per_peer:
+            await muxed.close()
             return
-        ip = remote.value_for_protocol("ip6") if "ip6" in remote.protocols()[0].name else remote.value_for_protocol("ip4")
-        cfg = self.config
-        if (
-            self._closed
-            or self._pending_inbound >= cfg.max_pending_inbound
-            or self._pending_per_ip.get(ip, 0) >= cfg.max_pending_inbound_per_ip
-            or self._total_conns() >= cfg.max_connections
-            or self._conns_per_ip.get(ip, 0) >= cfg.max_connections_per_ip
-        ):
-            log.debug("refusing inbound connection from %s: limits", remote)
-            await raw.aclose()
-            return
-        tcp.tune_accepted(raw)
-        self._pending_inbound += 1
-        self._pending_per_ip[ip] = self._pending_per_ip.get(ip, 0) + 1
-        self._conns_per_ip[ip] = self._conns_per_ip.get(ip, 0) + 1
-        try:
-            try:
-                with anyio.fail_after(cfg.inbound_upgrade_timeout):
-                    up = await upgrade_inbound(raw, self.identity, cfg)
-            except TimeoutError:
-                log.debug("inbound upgrade from %s timed out after %.1f s", remote,
-                          cfg.inbound_upgrade_timeout)
-                with anyio.CancelScope(shield=True):
-                    await raw.aclose()
-                return
-            except (P2PError, OSError, anyio.EndOfStream, anyio.BrokenResourceError,
-                    anyio.ClosedResourceError) as exc:
-                log.debug("inbound upgrade from %s failed: %r", remote, exc)
-                with anyio.CancelScope(shield=True):
-                    await raw.aclose()
-                return
-            finally:
-                self._pending_inbound -= 1
-                _decrement(self._pending_per_ip, ip)
-            conn = Connection(up.remote_peer, up.remote_public_key, up.session, "inbound", local,
-                              remote, up.early_muxer)
-            if len(self._conns.get(conn.peer_id, ())) >= cfg.max_connections_per_peer:
-                await up.session.close()
-                return
-            await self._run_connection(conn)
-        finally:
-            _decrement(self._conns_per_ip, ip)
+        await self._run_connection(Connection(muxed))
 
     # ---- dialing ---------------------------------------------------------------------------
 
@@ -288,20 +272,21 @@ class Host:
         """Close every connection to `peer` (GoAway(0), then the socket)."""
         for conn in list(self._conns.get(peer, ())):
             with anyio.move_on_after(1):
-                await conn.session.close()
+                await conn.muxed.close()
 
     async def connect(self, addr: str | Multiaddr, *, timeout: float | None = None) -> PeerId:
         """Connect to a multiaddr (reusing a live connection to the same peer)."""
-        taddr, peer_str = tcp.parse_tcp_multiaddr(addr)
-        expected = PeerId.from_string(peer_str) if peer_str else None
+        ma, expected = _split_p2p(addr)
+        transport = self._transport_for(ma)
         if expected is not None:
-            self.peerstore.add_addrs(expected, [tcp.tcp_multiaddr(taddr.host, taddr.port)])
+            self.peerstore.add_addrs(expected, [ma])
             if self.connection(expected) is not None:
                 return expected
-        conn = await self._dial(taddr, expected, timeout or self.config.dial_timeout)
+        conn = await self._dial(transport, ma, expected, timeout or self.config.dial_timeout)
         return conn.peer_id
 
-    async def _dial(self, taddr: tcp.TcpAddress, expected: PeerId | None, timeout: float) -> Connection:
+    async def _dial(self, transport: Transport, addr: Multiaddr, expected: PeerId | None,
+                    timeout: float) -> Connection:
         if expected is not None:
             while (ev := self._dialing.get(expected)) is not None:
                 await ev.wait()  # another task is dialling this peer: share its connection
@@ -310,27 +295,8 @@ class Host:
                     return conn
             self._dialing[expected] = anyio.Event()
         try:
-            try:
-                with anyio.fail_after(timeout):
-                    raw = await tcp.dial(taddr, timeout=min(timeout, self.config.tcp_connect_timeout))
-                    try:
-                        local, remote = tcp.stream_addrs(raw)  # before the upgrade: raw to close
-                        up = await upgrade_outbound(raw, self.identity, expected, self.config)
-                    except BaseException:
-                        with anyio.CancelScope(shield=True):
-                            await raw.aclose()
-                        raise
-            except TimeoutError:
-                raise DialError(f"dial {taddr.host}:{taddr.port} timed out after {timeout}s") from None
-            except UpgradeError as exc:
-                if isinstance(exc.cause, PeerIdMismatch):
-                    raise exc.cause from None
-                raise DialError(f"dial {taddr.host}:{taddr.port} failed at {exc}") from None
-            except (anyio.EndOfStream, anyio.BrokenResourceError, OSError, ConnectionClosed) as exc:
-                raise DialError(f"dial {taddr.host}:{taddr.port}: connection lost ({exc!r})") from None
-            conn = Connection(up.remote_peer, up.remote_public_key, up.session, "outbound", local,
-                              remote, up.early_muxer)
-            self.peerstore.add_addrs(conn.peer_id, [remote])
+            conn = Connection(await transport.dial(addr, expected, timeout))
+            self.peerstore.add_addrs(conn.peer_id, [conn.remote_addr])
             started = anyio.Event()
             self._task_group().start_soon(self._run_connection, conn, started)
             await started.wait()
@@ -346,8 +312,7 @@ class Host:
         errors = []
         for addr in self.peerstore.addrs(peer):
             try:
-                taddr, _ = tcp.parse_tcp_multiaddr(addr)
-                return await self._dial(taddr, peer, timeout)
+                return await self._dial(self._transport_for(addr), addr, peer, timeout)
             except (DialError, PeerIdMismatch) as exc:
                 errors.append(str(exc))
         if not errors:
@@ -362,19 +327,19 @@ class Host:
         log.debug("connection %s %s %s", conn.direction, conn.peer_id, conn.remote_addr)
         try:
             self._emit("connected", conn)
-            # The session runs in this task (its reader) and hands each inbound stream to a
+            # The connection runs in this task (its reader) and hands each inbound stream to a
             # handler task of its own: an idle connection costs this task and the writer's.
             async with anyio.create_task_group() as tg:
                 streams = StreamTasks(tg)
-                conn.session.set_stream_handler(
-                    lambda ys: streams.start_soon(self._handle_inbound_stream, conn, ys))
+                conn.muxed.set_stream_handler(
+                    lambda ms: streams.start_soon(self._handle_inbound_stream, conn, ms))
                 tg.start_soon(self._request_identify, conn)
                 if started is not None:
                     started.set()
                 try:
-                    await conn.session.run()
+                    await conn.muxed.run()
                 finally:
-                    # When the session ends, so does everything that belongs to the connection.
+                    # When the connection ends, so does everything that belongs to it.
                     await streams.aclose()
                 tg.cancel_scope.cancel()
         finally:
@@ -388,15 +353,16 @@ class Host:
             if not conn.identified.is_set():
                 conn.identify_error = conn.identify_error or ConnectionClosed("connection closed")
                 self._set_identified(conn)
-            log.debug("connection to %s closed (%r)", conn.peer_id, conn.session.error)
+            log.debug("connection to %s closed (%r)", conn.peer_id,
+                      getattr(conn.muxed, "error", None))
             self._emit("disconnected", conn)
 
     def _set_identified(self, conn: Connection) -> None:
         conn.identified.set()
         self._emit("identified", conn)
 
-    async def _handle_inbound_stream(self, conn: Connection, ys) -> None:
-        stream = NetStream(ys, "", conn)
+    async def _handle_inbound_stream(self, conn: Connection, ms: MuxedStream) -> None:
+        stream = NetStream(ms, "", conn)
         try:
             proto = await handle_protocol(
                 stream, self._handlers.keys(), timeout=self.config.negotiation_timeout,
@@ -421,11 +387,10 @@ class Host:
                 log.exception("handler for %s from %s raised", proto, conn.peer_id)
             await _quiet_reset(stream)
             return
-        try:  # no shield needed: a yamux stream's close only queues its FIN, it never waits
+        try:  # no shield needed: a MuxedStream's close only queues its FIN, it never waits
             await stream.aclose()
         except (P2PError, anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass
-        conn.session.try_flush()  # the handler's last bytes and FIN leave in this turn
 
     # ---- streams ---------------------------------------------------------------------------
 
@@ -442,11 +407,11 @@ class Host:
         if conn is None:
             with anyio.fail_after(timeout):
                 conn = await self._connection_for(peer, timeout)
-        ys = await conn.session.open_stream(timeout=timeout)  # waits only without a free slot
+        ms = await conn.muxed.open_stream(timeout=timeout)  # waits only without a free slot
         if protocols and protocols[0] in self.peerstore.protocols(peer):
-            stream = NetStream(LazyStream(BufferedStream(ys), protocols[0]), protocols[0], conn)
+            stream = NetStream(LazyStream(BufferedStream(ms), protocols[0]), protocols[0], conn)
             return stream
-        stream = NetStream(ys, "", conn)
+        stream = NetStream(ms, "", conn)
         try:
             stream.protocol = await select_protocol(stream, protocols, timeout=timeout)
         except BaseException:
@@ -552,13 +517,35 @@ def _is_loopback(addr: Multiaddr) -> bool:
     )
 
 
-def _decrement(counts: dict[str, int], key: str) -> None:
-    """Per-address counters drop their key at zero, so they stay as small as the live set."""
-    left = counts[key] - 1
-    if left:
-        counts[key] = left
-    else:
-        del counts[key]
+def _multiaddr(addr: str | Multiaddr) -> Multiaddr:
+    return _parse_multiaddr(addr) if isinstance(addr, str) else addr
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_multiaddr(addr: str) -> Multiaddr:
+    return Multiaddr(addr)  # peers are dialled by the same few strings again and again
+
+
+def _split_p2p(addr: str | Multiaddr) -> tuple[Multiaddr, PeerId | None]:
+    """`<transport address>[/p2p/<peer id>]` -> (transport address, peer ID or None)."""
+    if isinstance(addr, str):
+        return _split_p2p_string(addr)
+    return _split_p2p_ma(addr)
+
+
+@functools.lru_cache(maxsize=512)
+def _split_p2p_string(addr: str) -> tuple[Multiaddr, PeerId | None]:
+    return _split_p2p_ma(Multiaddr(addr))
+
+
+def _split_p2p_ma(ma: Multiaddr) -> tuple[Multiaddr, PeerId | None]:
+    parts = list(ma.items())
+    if not parts or parts[-1][0].name != "p2p":
+        return ma, None
+    if any(proto.name == "p2p" for proto, _ in parts[:-1]):
+        raise DialError(f"unsupported multiaddr (relayed or nested /p2p): {ma}")
+    peer = PeerId.from_string(str(parts[-1][1]))
+    return ma.decapsulate(Multiaddr(f"/p2p/{parts[-1][1]}")), peer
 
 
 async def _guarded(fn: Callable[..., Awaitable[object]], args: tuple) -> None:
@@ -576,4 +563,4 @@ async def _quiet_reset(stream) -> None:
             pass
 
 
-__all__ = ["Host", "NetStream", "Connection", "HostConfig"]
+__all__ = ["DEFAULT_TRANSPORTS", "Connection", "Host", "HostConfig", "NetStream", "TransportFactory"]

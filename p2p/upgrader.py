@@ -4,16 +4,18 @@ outbound: select `/noise` -> Noise XX as initiator (peer ID checked) -> yamux (e
           select `/yamux/1.0.0`) -> yamux client
 inbound:  answer `/noise` (`na` to anything else, e.g. go's `/tls/1.0.0` or v0.24's
           `/libp2p/simultaneous-connect`) -> Noise XX as responder -> yamux server
-Each failure is wrapped in an `UpgradeError` that names its stage.
+Each failure is wrapped in an `UpgradeError` that names its stage. The result is an
+`UpgradedConnection`: the `p2p.connection.MuxedConnection` that TCP hands the Host.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from multiaddr import Multiaddr
 
 from p2p.config import HostConfig
 from p2p.errors import P2PError
 from p2p.identity import PeerId, PrivateKey, PublicKey
+from p2p.mux.yamux import INITIAL_STREAM_WINDOW
 from p2p.mux.yamux_session import YamuxSession
 from p2p.negotiate import handle_protocol, select_protocol
 from p2p.security.noise_stream import NoiseStream, secure_inbound, secure_outbound
@@ -29,13 +31,46 @@ class UpgradeError(P2PError):
         super().__init__(f"{stage}: {cause}")
 
 
-@dataclass
-class Upgraded:
-    session: YamuxSession
-    secure: NoiseStream
-    remote_peer: PeerId
-    remote_public_key: PublicKey
-    early_muxer: bool
+class UpgradedConnection:
+    """A yamux session over a Noise channel, as a `p2p.connection.MuxedConnection`.
+
+    The stream and lifecycle methods are the session's own bound methods (no wrapper call on the
+    per-stream path). `session`, `secure` and `early_muxer` are for tests and diagnostics: the
+    Host does not use them.
+    """
+
+    transport = "tcp"
+
+    def __init__(self, session: YamuxSession, secure: NoiseStream, early_muxer: bool,
+                 local_peer: PeerId, direction: str, local_addr: Multiaddr,
+                 remote_addr: Multiaddr) -> None:
+        self.session = session
+        self.secure = secure
+        self.early_muxer = early_muxer
+        self.local_peer = local_peer
+        self.remote_peer: PeerId = secure.remote_peer
+        self.remote_public_key: PublicKey = secure.remote_public_key
+        self.direction = direction
+        self.local_addr = local_addr
+        self.remote_addr = remote_addr
+        #: yamux's initial stream window (256 KiB): a new stream sends that much without waiting
+        self.initial_send_window = INITIAL_STREAM_WINDOW
+        self.open_stream = session.open_stream
+        self.set_stream_handler = session.set_stream_handler
+        self.run = session.run
+        self.close = session.close
+
+    @property
+    def is_closed(self) -> bool:
+        return self.session.is_closed
+
+    @property
+    def error(self) -> BaseException | None:
+        """Why the connection ended (None: a clean close or still running)."""
+        return self.session.error
+
+    def __repr__(self) -> str:
+        return f"<UpgradedConnection {self.direction} {self.remote_peer} {self.remote_addr}>"
 
 
 async def _stage(stage: str, coro):
@@ -46,8 +81,9 @@ async def _stage(stage: str, coro):
 
 
 async def upgrade_outbound(
-    raw: ByteStream, identity: PrivateKey, expected_peer: PeerId | None, config: HostConfig
-) -> Upgraded:
+    raw: ByteStream, identity: PrivateKey, expected_peer: PeerId | None, config: HostConfig,
+    local_addr: Multiaddr, remote_addr: Multiaddr,
+) -> UpgradedConnection:
     conn = BufferedStream(raw)
     t = config.negotiation_timeout
     await _stage("security negotiation", select_protocol(conn, ["/noise"], timeout=t))
@@ -65,10 +101,12 @@ async def upgrade_outbound(
         await _stage("muxer negotiation", select_protocol(buffered, [YAMUX], timeout=t))
         muxed = buffered
     session = YamuxSession(muxed, is_client=True, config=config.yamux)
-    return Upgraded(session, secure, secure.remote_peer, secure.remote_public_key, early)
+    return UpgradedConnection(session, secure, early, PeerId.from_public_key(identity.public_key),
+                              "outbound", local_addr, remote_addr)
 
 
-async def upgrade_inbound(raw: ByteStream, identity: PrivateKey, config: HostConfig) -> Upgraded:
+async def upgrade_inbound(raw: ByteStream, identity: PrivateKey, config: HostConfig,
+                          local_addr: Multiaddr, remote_addr: Multiaddr) -> UpgradedConnection:
     conn = BufferedStream(raw)
     t = config.negotiation_timeout
     await _stage(
@@ -87,4 +125,5 @@ async def upgrade_inbound(raw: ByteStream, identity: PrivateKey, config: HostCon
         await _stage("muxer negotiation", handle_protocol(buffered, [YAMUX], timeout=t))
         muxed = buffered
     session = YamuxSession(muxed, is_client=False, config=config.yamux)
-    return Upgraded(session, secure, secure.remote_peer, secure.remote_public_key, early)
+    return UpgradedConnection(session, secure, early, PeerId.from_public_key(identity.public_key),
+                              "inbound", local_addr, remote_addr)

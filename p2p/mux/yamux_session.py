@@ -268,7 +268,10 @@ class YamuxStream:
         sess._kick()
 
     async def aclose(self) -> None:
-        """go's Close: FIN if not sent, stop reading (late data is discarded), forget the stream."""
+        """go's Close: FIN if not sent, stop reading (late data is discarded), forget the stream.
+
+        Never waits. The stream's output is complete, so what is queued leaves now from this task
+        when the connection takes it without waiting (`try_flush`), else from the writer."""
         if self._closed:
             return
         sess = self._session
@@ -279,7 +282,7 @@ class YamuxStream:
         sess._wake_openers()
         self._wake_reader()
         self._wake_writer()
-        sess._kick()
+        sess.try_flush()
 
     async def __aenter__(self) -> YamuxStream:
         return self

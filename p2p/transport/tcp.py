@@ -1,4 +1,5 @@
-"""TCP transport on anyio: multiaddr <-> socket address, dial with a timeout, listen on any port.
+"""TCP transport on anyio: multiaddr <-> socket address, dial with a timeout, listen on any port,
+and `TcpTransport`, the TCP + Noise + yamux `Transport` the Host uses by default.
 
 There is no fixed port anywhere: listening on `/tcp/0` asks the OS for one, and the real port is
 read back from the socket so the advertised multiaddr is dialable.
@@ -7,15 +8,24 @@ read back from the socket so the advertised multiaddr is dialable.
 from __future__ import annotations
 
 import functools
+import logging
 import socket
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
 from multiaddr import Multiaddr
 
-from p2p.errors import ConnectionClosed, DialError
+from p2p.errors import ConnectionClosed, DialError, P2PError, PeerIdMismatch
+from p2p.identity import PeerId
 from p2p.transport.aio_stream import adopt
+from p2p.transport.base import OnConnection, TransportContext
+
+if TYPE_CHECKING:
+    from p2p.upgrader import UpgradedConnection
+
+log = logging.getLogger(__name__)
 
 IP_PROTOCOLS = ("ip4", "ip6", "dns", "dns4", "dns6")
 
@@ -119,3 +129,134 @@ def stream_addrs(stream: anyio.abc.SocketStream) -> tuple[Multiaddr, Multiaddr]:
 
 def tune_accepted(stream: anyio.abc.SocketStream) -> None:
     _tune(stream)
+
+
+# ---- the transport: TCP + Noise + yamux behind p2p.transport.base.Transport ---------------------
+
+
+def _is_tcp(addr: Multiaddr) -> bool:
+    try:
+        _parse_tcp(addr)
+    except DialError:
+        return False
+    return True
+
+
+def _ip_of(addr: Multiaddr) -> str:
+    first, value = next(iter(addr.items()))
+    return str(value)
+
+
+class TcpListener:
+    """A bound TCP listener (one socket per address family for a wildcard) and its accept loops."""
+
+    def __init__(self, listener: anyio.abc.Listener, addrs: list[Multiaddr]) -> None:
+        self._listener = listener
+        self.addrs = addrs
+        self.closed = False
+
+    async def aclose(self) -> None:
+        self.closed = True
+        await self._listener.aclose()
+
+
+class TcpTransport:
+    """TCP, then Noise, then yamux (p2p.upgrader): a `p2p.transport.base.Transport`."""
+
+    name = "tcp"
+
+    def __init__(self, ctx: TransportContext) -> None:
+        self._ctx = ctx
+
+    def can_dial(self, addr: Multiaddr) -> bool:
+        return _is_tcp(addr)
+
+    def can_listen(self, addr: Multiaddr) -> bool:
+        return _is_tcp(addr)
+
+    async def dial(self, addr: Multiaddr, expected_peer: PeerId | None,
+                   timeout: float) -> UpgradedConnection:
+        from p2p.upgrader import UpgradeError, upgrade_outbound
+
+        taddr, _ = _parse_tcp(addr)
+        cfg = self._ctx.config
+        where = f"{taddr.host}:{taddr.port}"
+        try:
+            with anyio.fail_after(timeout):
+                raw = await dial(taddr, timeout=min(timeout, cfg.tcp_connect_timeout))
+                try:
+                    local, remote = stream_addrs(raw)  # before the upgrade: raw to close
+                    return await upgrade_outbound(raw, self._ctx.identity, expected_peer, cfg,
+                                                  local, remote)
+                except BaseException:
+                    with anyio.CancelScope(shield=True):
+                        await raw.aclose()
+                    raise
+        except TimeoutError:
+            raise DialError(f"dial {where} timed out after {timeout}s") from None
+        except UpgradeError as exc:
+            if isinstance(exc.cause, PeerIdMismatch):
+                raise exc.cause from None
+            raise DialError(f"dial {where} failed at {exc}") from None
+        except (anyio.EndOfStream, anyio.BrokenResourceError, OSError, ConnectionClosed) as exc:
+            raise DialError(f"dial {where}: connection lost ({exc!r})") from None
+
+    async def listen(self, addr: Multiaddr, on_connection: OnConnection) -> TcpListener:
+        taddr, _ = _parse_tcp(addr)
+        listener = await listen(taddr)
+        bound = TcpListener(listener, listener_multiaddrs(listener))
+        for sub in getattr(listener, "listeners", [listener]):
+            self._ctx.start_soon(self._accept_loop, bound, sub, on_connection)
+        return bound
+
+    async def _accept_loop(self, bound: TcpListener, listener: anyio.abc.SocketListener,
+                           on_connection: OnConnection) -> None:
+        start_soon = self._ctx.start_soon
+        while True:
+            try:
+                raw = await listener.accept()
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                return
+            except OSError as exc:  # e.g. EMFILE under a connection flood: back off, keep serving
+                log.warning("accept failed: %s", exc)
+                await anyio.sleep(0.05)
+                continue
+            start_soon(self._accept, bound, adopt(raw), on_connection)
+
+    async def _accept(self, bound: TcpListener, raw: anyio.abc.SocketStream,
+                      on_connection: OnConnection) -> None:
+        from p2p.upgrader import upgrade_inbound
+
+        try:
+            local, remote = stream_addrs(raw)
+        except ConnectionClosed:  # reset by the peer before we looked: nothing left to serve
+            await raw.aclose()
+            return
+        ticket = None if bound.closed else self._ctx.admission.try_admit(_ip_of(remote))
+        if ticket is None:  # refused before any handshake work
+            log.debug("refusing inbound connection from %s: limits", remote)
+            await raw.aclose()
+            return
+        _tune(raw)
+        cfg = self._ctx.config
+        try:
+            try:
+                with anyio.fail_after(cfg.inbound_upgrade_timeout):
+                    conn = await upgrade_inbound(raw, self._ctx.identity, cfg, local, remote)
+            except TimeoutError:
+                log.debug("inbound upgrade from %s timed out after %.1f s", remote,
+                          cfg.inbound_upgrade_timeout)
+                with anyio.CancelScope(shield=True):
+                    await raw.aclose()
+                return
+            except (P2PError, OSError, anyio.EndOfStream, anyio.BrokenResourceError,
+                    anyio.ClosedResourceError) as exc:
+                log.debug("inbound upgrade from %s failed: %r", remote, exc)
+                with anyio.CancelScope(shield=True):
+                    await raw.aclose()
+                return
+            finally:
+                ticket.handshake_done()
+            await on_connection(conn)
+        finally:
+            ticket.release()

@@ -60,7 +60,7 @@ async def test_key_types_and_muxer_negotiation(kt, early):
             await server.listen()
             peer = await client.connect(server.p2p_addrs()[0])
             conn = client.connection(peer)
-            assert conn is not None and conn.early_muxer is early
+            assert conn is not None and conn.muxed.early_muxer is early
             assert await echo_roundtrip(client, peer, b"hello" * 1000) == b"hello" * 1000
 
 

@@ -70,7 +70,7 @@ async def test_we_dial_go_muxer_negotiation(start_gopeer, go_early, our_early, s
         async with our_host(early=our_early) as host:
             pid = await host.connect(peer.addr)
             conn = host.connection(pid)
-            assert conn is not None and conn.early_muxer is (go_early and our_early)
+            assert conn is not None and conn.muxed.early_muxer is (go_early and our_early)
             assert await echo_roundtrip(host, pid, b"m" * 70000) == b"m" * 70000
 
 
@@ -177,7 +177,7 @@ async def test_go_dials_us_security_and_muxer(gopeer_bin, go_early, our_early, s
             peers = host.connected_peers() or []
             # the connection may already be gone (go closed it); check what we negotiated when present
             for p in peers:
-                assert host.connection(p).early_muxer is (go_early and our_early)
+                assert host.connection(p).muxed.early_muxer is (go_early and our_early)
 
 
 async def test_go_dials_us_echo_ping_halfclose_reset(gopeer_bin):

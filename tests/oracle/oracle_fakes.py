@@ -73,7 +73,9 @@ def memory_stream_pair() -> tuple[MemoryByteStream, MemoryByteStream]:
 
 
 class FakeNetStream(BufferedStream):
-    """BufferedStream + the NetStream attributes (protocol, remote_peer)."""
+    """BufferedStream + the NetStream attributes (protocol, remote_peer, initial_send_window)."""
+
+    initial_send_window = 256 * 1024  # as a yamux stream promises
 
     def __init__(self, inner: MemoryByteStream, protocol: str, remote_peer: Any) -> None:
         super().__init__(inner)

@@ -172,9 +172,14 @@ def test_bad_handler_spec_is_a_json_error(tmp_path: Path) -> None:
     done = run_oracle(tmp_path, "node", "--handler", "nonsense")
     assert done.returncode == 1
     assert json.loads(done.stdout) == {"error": "--handler 'nonsense': expected TYPE=package.module:callable"}
-    done = run_oracle(tmp_path, "node", "--peer", "/ip4/127.0.0.1/udp/4001/quic-v1")
+    # an address no transport of the host dials (plain UDP), and one that is not a multiaddr
+    done = run_oracle(tmp_path, "node", "--peer", "/ip4/127.0.0.1/udp/4001")
     assert done.returncode == 1
-    assert json.loads(done.stdout)["error"].startswith("--peer '/ip4/127.0.0.1/udp/4001/quic-v1': not a TCP")
+    assert json.loads(done.stdout)["error"].startswith(
+        "--peer '/ip4/127.0.0.1/udp/4001': no transport (tcp) can dial it")
+    done = run_oracle(tmp_path, "node", "--listen", "/ip4/1.2.3/tcp/1")
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["error"].startswith("--listen '/ip4/1.2.3/tcp/1': ")
     assert not (tmp_path / "node_key").exists()  # refused before any key file was created
 
 
