@@ -95,7 +95,7 @@ class NodeConfig:
 
 
 class IdentifyProtocol(Protocol):
-    """identify and identify push, served by the Host's own handlers (they need its internals)."""
+    """identify and identify push, served by the Host's identify service."""
 
     @property
     def protocol_id(self) -> str:
@@ -103,8 +103,7 @@ class IdentifyProtocol(Protocol):
 
     def register(self, node: Any) -> None:
         host: Host = getattr(node, "host", node)
-        host.set_stream_handler(idp.IDENTIFY, host.serve_identify)
-        host.set_stream_handler(idp.IDENTIFY_PUSH, host.serve_identify_push)
+        host.identify_service.start()
 
 
 class PingProtocol(Protocol):
@@ -116,14 +115,7 @@ class PingProtocol(Protocol):
 
     def register(self, node: Any) -> None:
         host: Host = getattr(node, "host", node)
-        cfg = host.config
-
-        async def serve(stream: NetStream) -> None:
-            await pingp.serve_ping(
-                stream, gap_timeout=cfg.ping_gap_timeout, stream_timeout=cfg.ping_stream_timeout
-            )
-
-        host.set_stream_handler(pingp.PING, serve)
+        host.ping_service.start()
 
 
 _HOST_BUILTINS = (idp.IDENTIFY, idp.IDENTIFY_PUSH, pingp.PING)

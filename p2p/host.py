@@ -1,4 +1,4 @@
-"""The Host: listen, dial, one connection per peer, streams by protocol, identify and ping.
+"""The Host: listen, dial, one connection per peer, streams by protocol, events for services.
 
 The Host knows connections only through `p2p.connection.MuxedConnection` and makes them through
 its transports (`p2p.transport.base.Transport`; `p2p.transport.defaults` by default): it picks the
@@ -6,9 +6,10 @@ first transport that can dial or listen on an address. Inbound admission is the 
 any handshake), with the policy the Host gives them (`p2p.admission.ConnectionLimits`).
 
 A host owns one task group. Every connection runs in it (`MuxedConnection.run`), handing each
-inbound stream to a task of its own (negotiated, then given to its handler), plus the identify
-request we make on every new connection. Closing the host closes every listener and connection,
-so no task outlives it.
+inbound stream to a task of its own (negotiated, then given to its handler); services (identify
+and ping by default, `p2p.services`) hear of connections through listeners (`p2p.events`) and run
+their tasks in the host's group (`start_soon`). Closing the host closes every listener and
+connection, so no task outlives it.
 
     async with Host(identity) as host:
         await host.listen("/ip4/127.0.0.1/tcp/0")
@@ -36,7 +37,8 @@ from p2p.identity import PeerId, PrivateKey, PublicKey
 from p2p.negotiate import LazyStream, handle_protocol, select_protocol
 from p2p.peerstore import Peerstore
 from p2p.protocols import identify as idp
-from p2p.protocols import ping as pingp
+from p2p.services.identify import IdentifyService
+from p2p.services.ping import PingService
 from p2p.streams import BufferedStream
 from p2p.sync import Flag
 from p2p.tasks import StreamTasks
@@ -119,9 +121,9 @@ class Host:
         self.transports: list[Transport] = [make(ctx) for make in transports]
         self._closed = False
         self._conn_listeners: list[object] = []
-        self.set_stream_handler(idp.IDENTIFY, self.serve_identify)
-        self.set_stream_handler(idp.IDENTIFY_PUSH, self.serve_identify_push)
-        self.set_stream_handler(pingp.PING, self.serve_ping)
+        #: the services every host runs (go's identify and ping services)
+        self.identify_service = IdentifyService(self)
+        self.ping_service = PingService(self)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -333,7 +335,6 @@ class Host:
                 streams = StreamTasks(tg)
                 conn.muxed.set_stream_handler(
                     lambda ms: streams.start_soon(self._handle_inbound_stream, conn, ms))
-                tg.start_soon(self._request_identify, conn)
                 if started is not None:
                     started.set()
                 try:
@@ -419,73 +420,17 @@ class Host:
             raise
         return stream
 
-    # ---- identify and ping -----------------------------------------------------------------
+    # ---- identify (the service reports, the Host keeps the outcome per connection) -----------
 
-    def _identify_info(self, conn: Connection) -> idp.IdentifyInfo:
-        remote_loopback = _is_loopback(conn.remote_addr)
-        addrs = [a.to_bytes() for a in self._listen_addrs if remote_loopback or not _is_loopback(a)]
-        return idp.IdentifyInfo(
-            public_key=self.identity.public_key.to_protobuf(),
-            listen_addrs=addrs,
-            protocols=self.protocols,
-            observed_addr=conn.remote_addr.to_bytes(),
-            protocol_version=self.config.protocol_version,
-            agent_version=self.config.agent_version,
-        )
-
-    async def serve_identify(self, stream: NetStream) -> None:
-        await stream.send(idp.encode_messages(self._identify_info(stream.conn)))
-        await stream.aclose()
-
-    async def serve_identify_push(self, stream: NetStream) -> None:
-        limit = self.config.max_identify_messages * (self.config.max_identify_message + 2)
-        with anyio.fail_after(self.config.identify_timeout):
-            data = await stream.receive_until_eof(limit)
-        info = idp.decode_messages(data, max_message=self.config.max_identify_message,
-                                   max_messages=self.config.max_identify_messages)
-        self._store_identify(stream.conn, info, push=True)
-
-    async def _request_identify(self, conn: Connection) -> None:
-        try:
-            with anyio.fail_after(self.config.identify_timeout):
-                stream = await self.new_stream(conn.peer_id, [idp.IDENTIFY])
-                limit = self.config.max_identify_messages * (self.config.max_identify_message + 2)
-                data = await stream.receive_until_eof(limit)
-                await stream.aclose()
-            info = idp.decode_messages(data, max_message=self.config.max_identify_message,
-                                       max_messages=self.config.max_identify_messages)
-            self._store_identify(conn, info)
-            conn.identify_info = info
-        except (P2PError, TimeoutError, anyio.EndOfStream, anyio.BrokenResourceError,
-                anyio.ClosedResourceError) as exc:
-            log.debug("identify with %s failed: %r", conn.peer_id, exc)
-            conn.identify_error = exc
-        finally:
-            if not conn.identified.is_set():
-                self._set_identified(conn)
-
-    def _store_identify(self, conn: Connection, info: idp.IdentifyInfo, push: bool = False) -> None:
-        peer = conn.peer_id
-        if info.public_key is not None:
-            try:
-                key = PublicKey.from_protobuf(info.public_key)
-            except P2PError:
-                key = None
-            if key is not None and PeerId.from_public_key(key) != peer:
-                log.debug("identify from %s carries another peer's key: ignored", peer)
-                return
-        if info.listen_addrs or not push:
-            self.peerstore.add_addrs(peer, info.multiaddrs())
-        if info.protocols or not push:
-            self.peerstore.set_protocols(peer, info.protocols)
-        entry = self.peerstore._info(peer)
-        if info.agent_version is not None:
-            entry.agent_version = info.agent_version
-        if info.protocol_version is not None:
-            entry.protocol_version = info.protocol_version
-        observed = info.observed_multiaddr()
-        if observed is not None:
-            entry.observed_addr = observed
+    def set_identified(self, conn: Connection, info: idp.IdentifyInfo | None,
+                       error: BaseException | None = None) -> None:
+        """The identify service's report: what identify on `conn` said (None: it failed, `error`
+        says why). The first report counts; it fires the `identified` event."""
+        if conn.identified.is_set():
+            return
+        conn.identify_info = info
+        conn.identify_error = error
+        self._set_identified(conn)
 
     async def identify(self, peer: PeerId, *, timeout: float | None = None) -> idp.IdentifyInfo:
         """Wait for the identify exchange on our connection to `peer` and return what it said."""
@@ -498,23 +443,9 @@ class Host:
             raise P2PError(f"identify with {peer} failed: {conn.identify_error!r}")
         return conn.identify_info
 
-    async def serve_ping(self, stream: NetStream) -> None:
-        await pingp.serve_ping(stream, gap_timeout=self.config.ping_gap_timeout,
-                               stream_timeout=self.config.ping_stream_timeout)
-
     async def ping(self, peer: PeerId, count: int = 1, *, timeout: float = 10.0) -> list[float]:
-        stream = await self.new_stream(peer, [pingp.PING], timeout=timeout)
-        return await pingp.ping_rtts(stream, count, timeout=timeout)
-
-
-def _is_loopback(addr: Multiaddr) -> bool:
-    try:
-        first, value = next(iter(addr.items()))
-    except StopIteration:
-        return False
-    return (first.name == "ip4" and str(value).startswith("127.")) or (
-        first.name == "ip6" and str(value) == "::1"
-    )
+        """Round trips to `peer` in seconds (the ping service's)."""
+        return await self.ping_service.ping(peer, count, timeout=timeout)
 
 
 def _multiaddr(addr: str | Multiaddr) -> Multiaddr:

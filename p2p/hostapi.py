@@ -89,6 +89,9 @@ class HostLike(Protocol):
     peerstore: Peerstore
     config: HostConfig
 
+    @property
+    def protocols(self) -> list[str]: ...  # the protocols we have handlers for (sorted)
+
     def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None: ...
     def remove_stream_handler(self, protocol: str) -> None: ...
     async def new_stream(

@@ -194,5 +194,5 @@ def test_host_is_a_hostlike():
     host: HostLike = Host()  # checked structurally by mypy; here: every name is there
     for name in ("peer_id", "identity", "peerstore", "config", "set_stream_handler",
                  "remove_stream_handler", "new_stream", "connection", "connected_peers",
-                 "add_connection_listener", "start_soon", "listen_addrs", "p2p_addrs"):
+                 "add_connection_listener", "start_soon", "listen_addrs", "p2p_addrs", "protocols"):
         assert hasattr(host, name), name

@@ -133,7 +133,7 @@ async def test_js_connection_monitor_answered_under_bulk(js_peers, direction):
 
             async def counted_ping(stream: NetStream) -> None:
                 started = time.monotonic()
-                await host.serve_ping(stream)
+                await host.ping_service.serve(stream)
                 served.append((started, time.monotonic()))
 
             host.set_stream_handler(PING, counted_ping)

@@ -1,0 +1,141 @@
+"""The identify service: answers `/ipfs/id/1.0.0`, takes `/ipfs/id/push/1.0.0`, and asks every new
+connection's peer who it is (the wire format is `p2p.protocols.identify`).
+
+On `connected` it starts a task (`host.start_soon`) that opens an identify stream, stores what the
+peer said in the peerstore (addresses, protocols, agent, how it sees us) and then reports the
+outcome to the Host (`host.set_identified`), which fires the `identified` event.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+from multiaddr import Multiaddr
+
+from p2p.errors import P2PError
+from p2p.events import ConnectionListenerBase
+from p2p.hostapi import ConnectionLike, HostLike, NetStreamLike
+from p2p.identity import PeerId, PublicKey
+from p2p.protocols import identify as idp
+
+log = logging.getLogger(__name__)
+
+__all__ = ["IdentifyService"]
+
+#: Errors a peer or the network can cause while we ask it (anything else is a bug: raised).
+_NET_ERRORS = (P2PError, TimeoutError, anyio.EndOfStream, anyio.BrokenResourceError,
+               anyio.ClosedResourceError)
+
+
+class IdentifyService(ConnectionListenerBase):
+    """Identify and identify push on `host` (anything with HostLike's words, `protocols` and
+    `set_identified`)."""
+
+    def __init__(self, host: HostLike | Any) -> None:
+        self.host = host
+        cfg = host.config
+        self._max_message = cfg.max_identify_message
+        self._max_messages = cfg.max_identify_messages
+        self._limit = cfg.max_identify_messages * (cfg.max_identify_message + 2)
+        self._unsubscribe: Callable[[], None] | None = None
+        self.start()
+
+    def start(self) -> None:
+        """Register the handlers and the connection listener (done by the constructor)."""
+        self.host.set_stream_handler(idp.IDENTIFY, self.serve_identify)
+        self.host.set_stream_handler(idp.IDENTIFY_PUSH, self.serve_identify_push)
+        if self._unsubscribe is None:
+            self._unsubscribe = self.host.add_connection_listener(self)
+
+    def stop(self) -> None:
+        """Stop answering and asking (connections then stay unidentified)."""
+        self.host.remove_stream_handler(idp.IDENTIFY)
+        self.host.remove_stream_handler(idp.IDENTIFY_PUSH)
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    # ---- what we say ------------------------------------------------------------------------
+
+    def info_for(self, conn: ConnectionLike) -> idp.IdentifyInfo:
+        """Our identify message for the peer on `conn` (no loopback addresses to a remote peer)."""
+        host = self.host
+        remote_loopback = _is_loopback(conn.remote_addr)
+        addrs = [a.to_bytes() for a in host.listen_addrs() if remote_loopback or not _is_loopback(a)]
+        return idp.IdentifyInfo(
+            public_key=host.identity.public_key.to_protobuf(),
+            listen_addrs=addrs,
+            protocols=host.protocols,
+            observed_addr=conn.remote_addr.to_bytes(),
+            protocol_version=host.config.protocol_version,
+            agent_version=host.config.agent_version,
+        )
+
+    async def serve_identify(self, stream: NetStreamLike) -> None:
+        await stream.send(idp.encode_messages(self.info_for(stream.conn)))
+        await stream.aclose()
+
+    async def serve_identify_push(self, stream: NetStreamLike) -> None:
+        with anyio.fail_after(self.host.config.identify_timeout):
+            data = await stream.receive_until_eof(self._limit)
+        info = idp.decode_messages(data, max_message=self._max_message,
+                                   max_messages=self._max_messages)
+        self._store(stream.remote_peer, info, push=True)
+
+    # ---- what we ask ------------------------------------------------------------------------
+
+    def connected(self, conn: ConnectionLike) -> None:
+        self.host.start_soon(self._request, conn)
+
+    async def _request(self, conn: ConnectionLike) -> None:
+        info: idp.IdentifyInfo | None = None
+        error: BaseException | None = None
+        try:
+            with anyio.fail_after(self.host.config.identify_timeout):
+                stream = await self.host.new_stream(conn.remote_peer, [idp.IDENTIFY])
+                data = await stream.receive_until_eof(self._limit)
+                await stream.aclose()
+            info = idp.decode_messages(data, max_message=self._max_message,
+                                       max_messages=self._max_messages)
+            self._store(conn.remote_peer, info)
+        except _NET_ERRORS as exc:
+            log.debug("identify with %s failed: %r", conn.remote_peer, exc)
+            info, error = None, exc
+        finally:
+            self.host.set_identified(conn, info, error)
+
+    def _store(self, peer: PeerId, info: idp.IdentifyInfo, push: bool = False) -> None:
+        if info.public_key is not None:
+            try:
+                key = PublicKey.from_protobuf(info.public_key)
+            except P2PError:
+                key = None
+            if key is not None and PeerId.from_public_key(key) != peer:
+                log.debug("identify from %s carries another peer's key: ignored", peer)
+                return
+        store = self.host.peerstore
+        if info.listen_addrs or not push:
+            store.add_addrs(peer, info.multiaddrs())
+        if info.protocols or not push:
+            store.set_protocols(peer, info.protocols)
+        entry = store._info(peer)
+        if info.agent_version is not None:
+            entry.agent_version = info.agent_version
+        if info.protocol_version is not None:
+            entry.protocol_version = info.protocol_version
+        observed = info.observed_multiaddr()
+        if observed is not None:
+            entry.observed_addr = observed
+
+
+def _is_loopback(addr: Multiaddr) -> bool:
+    try:
+        first, value = next(iter(addr.items()))
+    except StopIteration:
+        return False
+    return (first.name == "ip4" and str(value).startswith("127.")) or (
+        first.name == "ip6" and str(value) == "::1"
+    )
