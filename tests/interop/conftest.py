@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gopeer import GoPeer, build_gopeer
+from gopeer import GoPeer, build_gopeer, build_goquic
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -19,6 +19,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 _build_result: list[Path | RuntimeError] = []
+_goquic_result: list[Path | RuntimeError] = []
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -34,6 +35,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             _build_result.append(build_gopeer())
         except RuntimeError as exc:
             _build_result.append(exc)
+    if any(here in Path(item.fspath).parents and "quic" in Path(item.fspath).name
+           for item in session.items):
+        try:
+            _goquic_result.append(build_goquic())
+        except RuntimeError as exc:
+            _goquic_result.append(exc)
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +63,34 @@ def start_gopeer(gopeer_bin: Path) -> Iterator[Callable[..., GoPeer]]:
 
     def start(*args: str, start_timeout: float = 30.0) -> GoPeer:
         peer = GoPeer.serve(*args, start_timeout=start_timeout, binary=gopeer_bin)
+        peers.append(peer)
+        return peer
+
+    yield start
+    for peer in peers:
+        peer.stop()
+        print(f"--- {peer!r} stderr ---\n{peer.stderr_text()}")
+
+
+@pytest.fixture(scope="session")
+def goquic_bin() -> Path:
+    """The go-libp2p v0.46.0 QUIC listener (tests/interop/goquic); a build failure fails."""
+    try:
+        result = _goquic_result[0] if _goquic_result else build_goquic()
+    except RuntimeError as exc:
+        result = exc
+    if isinstance(result, RuntimeError):
+        pytest.fail(f"cannot build the go QUIC listener:\n{result}", pytrace=False)
+    return result
+
+
+@pytest.fixture
+def start_goquic(goquic_bin: Path) -> Iterator[Callable[..., GoPeer]]:
+    """Factory like `start_gopeer` for `goquic serve` (a Go QUIC listener)."""
+    peers: list[GoPeer] = []
+
+    def start(*args: str, start_timeout: float = 30.0) -> GoPeer:
+        peer = GoPeer.serve(*args, start_timeout=start_timeout, binary=goquic_bin)
         peers.append(peer)
         return peer
 

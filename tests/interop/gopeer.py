@@ -23,9 +23,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GOPEER_SRC", "GoPeer", "GoPeerError", "build_gopeer", "run_gopeer", "source_digest"]
+__all__ = ["GOPEER_SRC", "GOQUIC_SRC", "GoPeer", "GoPeerError", "build_go_program", "build_gopeer",
+           "build_goquic", "run_gopeer", "source_digest"]
 
 GOPEER_SRC = Path(__file__).resolve().parent / "gopeer"
+# The QUIC listener (go-libp2p v0.46.0: v0.36.3's quic-go panics as a server with Go 1.26).
+GOQUIC_SRC = Path(__file__).resolve().parent / "goquic"
 REPO_ROOT = GOPEER_SRC.parents[2]
 CACHE_DIR = REPO_ROOT / ".cache" / "gopeer"
 # The first build downloads go-libp2p's whole module graph (about 35 s here, far more on a
@@ -36,7 +39,7 @@ BUILD_TIMEOUT = 600.0
 _BUILD_ENV = {"GOFLAGS": "-mod=mod -buildvcs=false", "CGO_ENABLED": "0", "GOTOOLCHAIN": "local"}
 _BUILD_ARGS = ["-trimpath", "-ldflags=-s -w"]
 
-_built: dict[str, Path] = {}
+_built: dict[tuple[str, str], Path] = {}
 _build_lock = threading.Lock()
 
 
@@ -51,10 +54,10 @@ class GoPeerError(RuntimeError):
         self.stderr = stderr
 
 
-def source_digest() -> str:
+def source_digest(src: Path = GOPEER_SRC) -> str:
     """SHA-256 over the Go sources, go.mod and go.sum (names and contents, sorted)."""
     h = hashlib.sha256()
-    files = sorted(p for p in GOPEER_SRC.iterdir()
+    files = sorted(p for p in src.iterdir()
                    if p.is_file() and (p.suffix == ".go" or p.name in ("go.mod", "go.sum")))
     for path in files:
         data = path.read_bytes()
@@ -70,40 +73,54 @@ def build_gopeer(*, timeout: float = BUILD_TIMEOUT) -> Path:
     (other processes) never see a half-written file. Raises RuntimeError with go's output
     when go is missing, the build fails or it exceeds ``timeout``.
     """
-    digest = source_digest()
+    return build_go_program(GOPEER_SRC, timeout=timeout, cache=CACHE_DIR, name="gopeer")
+
+
+def build_goquic(*, timeout: float = BUILD_TIMEOUT) -> Path:
+    """The goquic binary (QUIC listener, same contract as ``gopeer serve``), built as gopeer is."""
+    return build_go_program(GOQUIC_SRC, timeout=timeout)
+
+
+def build_go_program(src: Path, *, timeout: float = BUILD_TIMEOUT, cache: Path | None = None,
+                     name: str | None = None) -> Path:
+    """Build the Go program in `src`, cached by source digest under
+    ``<cache or .cache/<dir name>>/<digest>/<name or dir name>``."""
+    digest = source_digest(src)
+    name = name or src.name
+    cache = cache or REPO_ROOT / ".cache" / src.name
     with _build_lock:
-        if digest in _built:
-            return _built[digest]
-        target = CACHE_DIR / digest / "gopeer"
+        if (name, digest) in _built:
+            return _built[(name, digest)]
+        target = cache / digest / name
         if not target.is_file():
-            _compile(target, timeout)
-            _prune_old_builds(keep=target.parent)
-        _built[digest] = target
+            _compile(target, timeout, src)
+            _prune_old_builds(keep=target.parent, cache=cache)
+        _built[(name, digest)] = target
         return target
 
 
-def _compile(target: Path, timeout: float) -> None:
+def _compile(target: Path, timeout: float, src: Path = GOPEER_SRC) -> None:
     go = shutil.which("go")
     if go is None:
         raise RuntimeError("the Go toolchain ('go') is not on PATH: the interop tests need it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f"gopeer.tmp{os.getpid()}")
+    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
     cmd = [go, "build", *_BUILD_ARGS, "-o", str(tmp), "."]
     try:
-        proc = subprocess.run(cmd, cwd=GOPEER_SRC, env={**os.environ, **_BUILD_ENV},
+        proc = subprocess.run(cmd, cwd=src, env={**os.environ, **_BUILD_ENV},
                               capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(f"go build of gopeer exceeded {timeout:.0f} s:\n{exc.stderr or ''}") from exc
+        raise RuntimeError(f"go build of {src.name} exceeded {timeout:.0f} s:\n{exc.stderr or ''}") from exc
     if proc.returncode != 0 or not tmp.is_file():
         tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"go build of gopeer failed (exit {proc.returncode}):\n"
+        raise RuntimeError(f"go build of {src.name} failed (exit {proc.returncode}):\n"
                            f"{proc.stderr}{proc.stdout}")
     os.replace(tmp, target)
 
 
-def _prune_old_builds(keep: Path) -> None:
+def _prune_old_builds(keep: Path, cache: Path = CACHE_DIR) -> None:
     """Drop binaries of earlier source digests (about 25 MB each); best effort."""
-    for entry in CACHE_DIR.iterdir():
+    for entry in cache.iterdir():
         if entry.is_dir() and entry != keep:
             shutil.rmtree(entry, ignore_errors=True)
 

@@ -3,10 +3,11 @@
 //
 // Contract with the Python harness: exactly one JSON line on stdout per run
 // (for "serve": once listening), logs on stderr, and on failure a JSON line
-// {"error": "..."} with a non-zero exit status. Only the TCP transport is
-// configured, security and muxer choices are explicit, and the resource
-// manager has infinite limits so that tests with many streams measure the
-// protocol stack rather than go's default quotas.
+// {"error": "..."} with a non-zero exit status. TCP and QUIC transports are
+// configured (QUIC for dialling only, see newHost), security and muxer
+// choices are explicit, and the resource manager has infinite limits so that
+// tests with many streams measure the protocol stack rather than go's
+// default quotas.
 package main
 
 import (
@@ -27,6 +28,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	tlssec "github.com/libp2p/go-libp2p/p2p/security/tls"
+	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 )
 
@@ -197,8 +199,10 @@ func (o *stackOptions) securityOptions() ([]libp2p.Option, error) {
 	return nil, usageError{fmt.Sprintf("unknown security mode %q", o.security)}
 }
 
-// newHost builds a TCP-only host. With no listen addresses it is a pure
-// dialer (identify still runs, as it does on every go connection).
+// newHost builds a TCP + QUIC host. With no listen addresses it is a pure
+// dialer (identify still runs, as it does on every go connection). Do not
+// listen on QUIC with it: quic-go v0.45 built with Go 1.26 panics on the
+// first inbound QUIC handshake (tests/interop/goquic is the QUIC listener).
 func (o *stackOptions) newHost(listen []string) (host.Host, error) {
 	priv, err := o.identity()
 	if err != nil {
@@ -216,6 +220,7 @@ func (o *stackOptions) newHost(listen []string) (host.Host, error) {
 	opts := []libp2p.Option{
 		libp2p.Identity(priv),
 		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(libp2pquic.NewTransport),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ResourceManager(rm),
 		libp2p.DisableRelay(),

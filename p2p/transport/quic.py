@@ -1,0 +1,851 @@
+"""QUIC v1 transport (`/ip4|ip6/.../udp/PORT/quic-v1`) as go-libp2p v0.36.3 speaks it.
+
+QUIC itself is aioquic's sans-IO `QuicConnection` (through `p2p.transport.quic_core`, which adds
+the libp2p TLS checks, mutual authentication and go's flow-control and stream limits); this
+module is the thin anyio driver around it, so both asyncio and trio run it (aioquic's own asyncio
+layer is not used):
+
+* `QuicEndpoint`: one UDP socket. It hands each datagram to the connection its destination
+  connection ID names; on a listening socket an Initial of a new connection is admitted (per
+  address, ahead of any handshake work, through the Host's admission policy) and a first datagram
+  that does not decrypt is dropped with its connection at once (Initial floods cost no state).
+  Dials leave from a listening socket of the same family when one is bound to the wildcard or to
+  the dialled scope (as go's quicreuse), else from a dial-only socket.
+* `QuicConn` (a `MuxedConnection`): a driver task feeds aioquic's timers, sends what it has to
+  send and pings after 15 s without receiving anything (go's keep-alive); events become stream
+  data, resets and new inbound streams. Each libp2p stream is one bidirectional QUIC stream.
+* `QuicStream` (a `MuxedStream`), mapped as go maps it: `send_eof` = FIN; `aclose` =
+  STOP_SENDING(0) + FIN; `reset` = STOP_SENDING(0) + RESET_STREAM(0); a received RESET_STREAM or
+  STOP_SENDING surfaces as `StreamReset` (reads after a reset, writes after either); a
+  connection's end as `ConnectionClosed`. Received data is credited back to the peer only as it
+  is read, and `send` waits while more than `SEND_HIGH_WATER` bytes are not yet acknowledged, so
+  both directions' buffers are bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import anyio.abc
+from aioquic.buffer import Buffer
+from aioquic.quic import events as qe
+from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE
+from aioquic.quic.packet import (
+    QuicPacketType,
+    QuicProtocolVersion,
+    encode_quic_version_negotiation,
+    pull_quic_header,
+)
+from multiaddr import Multiaddr
+
+from p2p.errors import ConnectionClosed, DialError, P2PError, PeerIdMismatch, StreamReset
+from p2p.identity import PeerId, PrivateKey, PublicKey
+from p2p.security.tls_cert import TlsIdentity, make_certificate
+from p2p.sync import Flag
+from p2p.transport.quic_core import ALPN, Libp2pQuicConnection, QuicLimits, make_configuration
+
+__all__ = ["QuicConn", "QuicListener", "QuicStream", "QuicTransport", "is_quic_multiaddr",
+           "parse_quic_multiaddr", "quic_multiaddr"]
+
+log = logging.getLogger("p2p.quic")
+
+#: `send` waits while a stream has more than this not yet acknowledged by the peer.
+SEND_HIGH_WATER = 1 << 20
+#: Close codes (go-libp2p p2p/transport/quic): a normal close, and a refusal after the handshake.
+CLOSE_NORMAL = 0
+CLOSE_REFUSED = 1
+#: How long `close()` waits for the CONNECTION_CLOSE to leave and the connection to end.
+CLOSE_GRACE = 1.0
+#: UDP socket buffers asked for (quic-go asks for 7 MiB; what the kernel grants is fine too).
+SOCKET_BUFFER = 4 << 20
+_CID_LENGTH = 8  # aioquic's default length of our connection IDs (go uses 4; any length works)
+_SUPPORTED = (QuicProtocolVersion.VERSION_1,)
+
+
+# --- addresses -----------------------------------------------------------------------------------
+def parse_quic_multiaddr(addr: str | Multiaddr) -> tuple[str, int, PeerId | None]:
+    """(host, port, peer) of `/ip4|ip6/HOST/udp/PORT/quic-v1[/p2p/ID]`; ValueError otherwise."""
+    ma = addr if isinstance(addr, Multiaddr) else Multiaddr(addr)
+    parts = list(ma.items())
+    names = [p.name for p, _ in parts]
+    if len(parts) not in (3, 4) or names[0] not in ("ip4", "ip6") or names[1:3] != ["udp", "quic-v1"]:
+        raise ValueError(f"not a QUIC v1 multiaddr: {ma}")
+    peer = None
+    if len(parts) == 4:
+        if names[3] != "p2p":
+            raise ValueError(f"not a QUIC v1 multiaddr: {ma}")
+        peer = PeerId.from_string(str(parts[3][1]))
+    return str(parts[0][1]), int(parts[1][1]), peer
+
+
+def is_quic_multiaddr(addr: str | Multiaddr) -> bool:
+    try:
+        parse_quic_multiaddr(addr)
+    except (ValueError, P2PError):
+        return False
+    return True
+
+
+def quic_multiaddr(host: str, port: int) -> Multiaddr:
+    proto = "ip6" if ":" in host else "ip4"
+    return Multiaddr(f"/{proto}/{host}/udp/{port}/quic-v1")
+
+
+def _clock() -> float:
+    return anyio.current_time()
+
+
+# --- streams -------------------------------------------------------------------------------------
+class QuicStream:
+    """One libp2p stream: one bidirectional QUIC stream (go's stream mapping, see the module)."""
+
+    __slots__ = ("_conn", "stream_id", "_buf", "_eof", "_reset_remote", "_reset_local",
+                 "_stopped", "_closed", "_local_eof", "_rwait", "_wwait", "_read_deadline")
+
+    def __init__(self, conn: QuicConn, stream_id: int) -> None:
+        self._conn = conn
+        self.stream_id = stream_id
+        self._buf = bytearray()
+        self._eof = False  # the peer's FIN arrived
+        self._reset_remote = False  # the peer reset its sending half (RESET_STREAM)
+        self._reset_local = False
+        self._stopped = False  # the peer asked us to stop sending (STOP_SENDING)
+        self._closed = False
+        self._local_eof = False
+        self._rwait: Flag | None = None
+        self._wwait: Flag | None = None
+        self._read_deadline: float | None = None
+
+    def __repr__(self) -> str:
+        return f"<QuicStream {self.stream_id}>"
+
+    # -- driver side --------------------------------------------------------------------------
+    def _on_data(self, data: bytes, end: bool) -> None:
+        if self._closed or self._reset_local or self._reset_remote:
+            self._conn.quic.discard_data(len(data), _clock())
+        else:
+            self._buf += data
+        if end:
+            self._eof = True
+        self._wake_reader()
+
+    def _wake_reader(self) -> None:
+        ev, self._rwait = self._rwait, None
+        if ev is not None:
+            ev.set()
+
+    def _wake_writer(self) -> None:
+        ev, self._wwait = self._wwait, None
+        if ev is not None:
+            ev.set()
+
+    # -- reading ------------------------------------------------------------------------------
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        conn = self._conn
+        while True:
+            if self._reset_local:
+                raise StreamReset(remote=False)
+            if self._closed:
+                raise anyio.ClosedResourceError
+            if self._reset_remote:
+                raise StreamReset(remote=True)
+            if self._buf:
+                out = bytes(self._buf[:max_bytes])
+                del self._buf[:max_bytes]
+                conn.quic.consumed(self.stream_id, len(out), _clock())
+                conn._kick()  # credit may be due (MAX_STREAM_DATA / MAX_DATA)
+                return out
+            if self._eof:
+                raise anyio.EndOfStream
+            if conn.is_closed:
+                raise ConnectionClosed(f"QUIC connection closed: {conn.error!r}")
+            if self._rwait is None:
+                self._rwait = Flag()
+            flag = self._rwait
+            if self._read_deadline is None:
+                await flag.wait()
+            else:
+                if _clock() >= self._read_deadline:
+                    raise TimeoutError("QUIC stream read deadline passed")
+                with anyio.move_on_at(self._read_deadline):
+                    await flag.wait()
+
+    def set_read_deadline(self, deadline: float | None) -> None:
+        """`receive` raises TimeoutError instead of waiting past `deadline` (None lifts it)."""
+        self._read_deadline = deadline
+
+    # -- writing ------------------------------------------------------------------------------
+    def _check_writable(self) -> None:
+        if self._reset_local:
+            raise StreamReset(remote=False)
+        if self._stopped:
+            raise StreamReset(remote=True, message="stream reset by remote (STOP_SENDING)")
+        if self._closed or self._local_eof:
+            raise anyio.ClosedResourceError
+        if self._conn.is_closed:
+            raise ConnectionClosed(f"QUIC connection closed: {self._conn.error!r}")
+
+    async def send(self, item: bytes | bytearray | memoryview) -> None:
+        """Queue `item` (aioquic copies it), waiting while too much is unacknowledged."""
+        conn = self._conn
+        self._check_writable()
+        data = bytes(item)
+        pos, total = 0, len(data)
+        while pos < total:
+            room = SEND_HIGH_WATER - conn._unacked(self.stream_id)
+            if room > 0:
+                chunk = data[pos:pos + room] if pos or room < total else data
+                conn.quic.send_stream_data(self.stream_id, chunk)
+                pos += len(chunk)
+                conn._kick()
+                continue
+            if self._wwait is None:
+                self._wwait = Flag()
+            await self._wwait.wait()
+            self._check_writable()
+
+    async def send_eof(self) -> None:
+        """Half-close: FIN after what was sent; reading goes on."""
+        if self._local_eof or self._closed or self._reset_local or self._stopped:
+            return
+        if self._conn.is_closed:
+            raise ConnectionClosed(f"QUIC connection closed: {self._conn.error!r}")
+        self._local_eof = True
+        self._conn.quic.send_stream_data(self.stream_id, b"", end_stream=True)
+        self._conn._kick()
+
+    async def reset(self) -> None:
+        """go's Reset: STOP_SENDING(0) and RESET_STREAM(0); later calls raise StreamReset."""
+        if self._reset_local or self._closed:
+            return
+        self._reset_local = True
+        conn = self._conn
+        if not conn.is_closed:
+            conn.quic.reset_stream(self.stream_id, 0)
+            self._stop_reading()
+        conn._forget(self)
+        self._wake_reader()
+        self._wake_writer()
+
+    async def aclose(self) -> None:
+        """go's Close: our FIN if not sent and STOP_SENDING(0); never waits for the peer."""
+        if self._closed:
+            return
+        conn = self._conn
+        if not self._reset_local and not conn.is_closed:
+            if not self._local_eof and not self._stopped:
+                self._local_eof = True
+                conn.quic.send_stream_data(self.stream_id, b"", end_stream=True)
+            if not (self._eof or self._reset_remote):
+                self._stop_reading()
+        self._closed = True
+        conn._forget(self)
+        self._wake_reader()
+        self._wake_writer()
+
+    def _stop_reading(self) -> None:
+        conn = self._conn
+        if not (self._eof or self._reset_remote):
+            try:
+                conn.quic.stop_stream(self.stream_id, 0)
+            except ValueError:  # aioquic already forgot the stream: nothing to stop
+                pass
+        self._buf.clear()
+        conn.quic.discard_stream(self.stream_id, _clock())
+        conn._kick()
+
+    async def __aenter__(self) -> QuicStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+# --- connections ---------------------------------------------------------------------------------
+class QuicConn:
+    """A libp2p connection over QUIC (implements `p2p.connection.MuxedConnection`)."""
+
+    transport = "quic"
+    initial_send_window = SEND_HIGH_WATER
+
+    def __init__(self, endpoint: QuicEndpoint, quic: Libp2pQuicConnection, remote: tuple[str, int],
+                 direction: str, local_peer: PeerId) -> None:
+        self._endpoint = endpoint
+        self.quic = quic
+        self._remote = remote
+        self.direction = direction
+        self.local_peer = local_peer
+        self.remote_peer: PeerId | None = None  # type: ignore[assignment]
+        self.remote_public_key: PublicKey | None = None  # type: ignore[assignment]
+        self.local_addr = endpoint.multiaddr
+        self.remote_addr = quic_multiaddr(remote[0], remote[1])
+        self.error: BaseException | None = None
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._streams: dict[int, QuicStream] = {}
+        self._handler: Callable[[QuicStream], None] | None = None
+        self._pending_inbound: list[QuicStream] = []
+        self._wake = Flag()
+        self._handshake = Flag()
+        self._ended = Flag()
+        self._closing = False
+        self._open_waiters: list[Flag] = []
+        self._last_received = _clock()
+        self._keepalive_sent = False
+        self._ping_uid = 0
+        self._started = _clock()
+        self._seen_inbound: set[int] = set()
+
+    def __repr__(self) -> str:
+        return f"<QuicConn {self.direction} {self.remote_addr} {self.remote_peer}>"
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closing or self._ended.is_set()
+
+    @property
+    def is_established(self) -> bool:
+        return self._handshake.is_set() and self.remote_peer is not None
+
+    # -- MuxedConnection ----------------------------------------------------------------------
+    def set_stream_handler(self, handler: Callable[[QuicStream], None] | None) -> None:
+        self._handler = handler
+        if handler is not None:
+            pending, self._pending_inbound = self._pending_inbound, []
+            for st in pending:
+                if not st._closed and not st._reset_local:
+                    handler(st)
+
+    async def open_stream(self, *, timeout: float | None = None) -> QuicStream:
+        """A new bidirectional stream; waits (as go's OpenStreamSync) while the peer's stream
+        limit is reached, at most `timeout`."""
+        with anyio.fail_after(timeout) if timeout is not None else contextlib.nullcontext():
+            while True:
+                if self.is_closed:
+                    raise ConnectionClosed(f"QUIC connection closed: {self.error!r}")
+                sid = self.quic.get_next_available_stream_id()
+                if sid // 4 < self.quic._remote_max_streams_bidi:
+                    break
+                flag = Flag()
+                self._open_waiters.append(flag)
+                await flag.wait()
+        self.quic.send_stream_data(sid, b"")  # creates the stream; it opens with its first data
+        return self._new_stream(sid)
+
+    def try_flush(self) -> bool:
+        """Output leaves from the driver task: wake it (the yamux session's word for this)."""
+        self._kick()
+        return True
+
+    async def run(self) -> None:
+        """Wait until the connection has ended (its driver runs in the transport's task)."""
+        try:
+            await self._ended.wait()
+        finally:
+            if not self._ended.is_set():
+                self._begin_close(CLOSE_NORMAL, "")
+
+    async def close(self) -> None:
+        """CONNECTION_CLOSE with application code 0 (go's normal close), then wait briefly."""
+        self._begin_close(CLOSE_NORMAL, "")
+        with anyio.move_on_after(CLOSE_GRACE, shield=True):
+            await self._ended.wait()
+
+    def _begin_close(self, code: int, reason: str) -> None:
+        if not self._closing and not self._ended.is_set():
+            self._closing = True
+            self.quic.close(error_code=code, reason_phrase=reason)
+            self._fail_streams(ConnectionClosed("QUIC connection closed locally"))
+            self._kick()
+
+    # -- the driver ---------------------------------------------------------------------------
+    def _kick(self) -> None:
+        self._wake.set()
+
+    def _unacked(self, stream_id: int) -> int:
+        stream = self.quic._streams.get(stream_id)
+        if stream is None:
+            return 0
+        sender = stream.sender
+        return sender._buffer_stop - sender._buffer_start
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        now = _clock()
+        self.quic.clock_now = now
+        self._last_received = now
+        self._keepalive_sent = False
+        self.quic.receive_datagram(data, addr, now)
+        self._process_events()
+        self._kick()
+
+    async def drive(self) -> None:
+        """Timers, output and keep-alive until the connection has ended."""
+        quic = self.quic
+        handshake_deadline = self._started + QuicLimits.handshake_idle_timeout
+        try:
+            while True:
+                self._wake = Flag()
+                await self._transmit()
+                self._process_events()
+                if quic.is_ended:
+                    break
+                deadline = quic.get_timer()
+                if not self._handshake.is_set():
+                    deadline = (handshake_deadline if deadline is None
+                                else min(deadline, handshake_deadline))
+                elif not self._keepalive_sent:
+                    ka = self._last_received + QuicLimits.keepalive_interval
+                    deadline = ka if deadline is None else min(deadline, ka)
+                if deadline is None:
+                    await self._wake.wait()
+                else:
+                    with anyio.move_on_at(deadline):
+                        await self._wake.wait()
+                now = _clock()
+                quic.clock_now = now
+                timer = quic.get_timer()
+                if timer is not None and now >= timer:
+                    quic.handle_timer(now)
+                if not self._handshake.is_set() and now >= handshake_deadline:
+                    self.error = self.error or TimeoutError("QUIC handshake timed out")
+                    self._begin_close(CLOSE_REFUSED, "handshake timeout")
+                elif (self._handshake.is_set() and not self._keepalive_sent
+                      and now - self._last_received >= QuicLimits.keepalive_interval):
+                    self._keepalive_sent = True
+                    self._ping_uid += 1
+                    quic.send_ping(self._ping_uid)
+        except BaseException as exc:
+            self.error = self.error or (exc if isinstance(exc, Exception) else ConnectionClosed("cancelled"))
+            raise
+        finally:
+            self._on_ended()
+
+    async def _transmit(self) -> None:
+        now = _clock()
+        self.quic.clock_now = now
+        for data, addr in self.quic.datagrams_to_send(now):
+            await self._endpoint.send(data, addr)
+
+    def _process_events(self) -> None:
+        quic = self.quic
+        while (ev := quic.next_event()) is not None:
+            if isinstance(ev, qe.StreamDataReceived):
+                st = self._streams.get(ev.stream_id)
+                if st is None:
+                    st = self._inbound_stream(ev.stream_id)
+                if st is None:
+                    quic.discard_data(len(ev.data), quic.clock_now)
+                else:
+                    st._on_data(ev.data, ev.end_stream)
+            elif isinstance(ev, qe.StreamReset):
+                st = self._streams.get(ev.stream_id)
+                self._seen_inbound.add(ev.stream_id)  # opened and reset at once: nobody sees it
+                if st is not None:
+                    st._reset_remote = True
+                    st._buf.clear()
+                    st._wake_reader()
+                quic.discard_stream(ev.stream_id, quic.clock_now)
+            elif isinstance(ev, qe.StopSendingReceived):
+                st = self._streams.get(ev.stream_id) or self._inbound_stream(ev.stream_id)
+                if st is not None:
+                    st._stopped = True
+                    st._wake_writer()
+            elif isinstance(ev, qe.HandshakeCompleted):
+                self._on_handshake(ev)
+            elif isinstance(ev, qe.ConnectionIdIssued):
+                self._endpoint.register(ev.connection_id, self)
+            elif isinstance(ev, qe.ConnectionIdRetired):
+                self._endpoint.unregister(ev.connection_id, self)
+            elif isinstance(ev, qe.ConnectionTerminated):
+                self.close_code = ev.error_code
+                self.close_reason = ev.reason_phrase
+                if self.error is None:
+                    self.error = self._termination_error(ev)
+                self._fail_streams(ConnectionClosed(f"QUIC connection closed: {self.error}"))
+        # writers waiting for acknowledgements, openers waiting for MAX_STREAMS
+        for st in self._streams.values():
+            if st._wwait is not None and (st._stopped or self._unacked(st.stream_id) < SEND_HIGH_WATER):
+                st._wake_writer()
+        if self._open_waiters:
+            waiters, self._open_waiters = self._open_waiters, []
+            for flag in waiters:
+                flag.set()
+
+    def _termination_error(self, ev: qe.ConnectionTerminated) -> BaseException:
+        cert_error = self.quic.certificate_error
+        if cert_error is not None:
+            return cert_error
+        return ConnectionClosed(
+            f"QUIC connection closed (code {ev.error_code:#x}{', ' + ev.reason_phrase if ev.reason_phrase else ''})")
+
+    def _on_handshake(self, ev: qe.HandshakeCompleted) -> None:
+        verified = self.quic.verified_peer
+        if ev.alpn_protocol != ALPN:
+            self.error = P2PError(f"peer negotiated ALPN {ev.alpn_protocol!r}, not {ALPN!r}")
+            self._begin_close(CLOSE_REFUSED, "wrong ALPN")
+        elif verified is None:  # cannot happen: the TLS hooks refuse a handshake without one
+            self.error = P2PError("QUIC handshake completed without a verified certificate")
+            self._begin_close(CLOSE_REFUSED, "no certificate")
+        else:
+            self.remote_peer = verified.peer_id
+            self.remote_public_key = verified.public_key
+        self._handshake.set()
+
+    def _new_stream(self, sid: int) -> QuicStream:
+        st = QuicStream(self, sid)
+        self._streams[sid] = st
+        self.quic.window_for(sid)
+        return st
+
+    def _inbound_stream(self, sid: int) -> QuicStream | None:
+        """A stream the peer opened (None for one of ours we already forgot)."""
+        if (sid & 1) == (0 if self.direction == "outbound" else 1):  # initiated by us
+            return None
+        if sid & 2:  # unidirectional: libp2p never uses them; read nothing from them
+            return None
+        if sid in self._seen_inbound:
+            return None
+        self._seen_inbound.add(sid)
+        st = self._new_stream(sid)
+        if self._closing or not self.is_established:
+            return st
+        if self._handler is None:
+            self._pending_inbound.append(st)
+        else:
+            self._handler(st)
+        return st
+
+    def _forget(self, st: QuicStream) -> None:
+        self._streams.pop(st.stream_id, None)
+
+    def _fail_streams(self, exc: BaseException) -> None:
+        for st in list(self._streams.values()):
+            st._wake_reader()
+            st._wake_writer()
+        for flag in self._open_waiters:
+            flag.set()
+        self._open_waiters = []
+
+    def _on_ended(self) -> None:
+        if self._ended.is_set():
+            return
+        self._closing = True
+        # aioquic queues ConnectionTerminated only after its closing period; its reason is known
+        # as soon as it enters it (we stop driving then: nothing more is sent for a dead peer).
+        event = getattr(self.quic, "_close_event", None)
+        if self.close_code is None and event is not None:
+            self.close_code = event.error_code
+            self.close_reason = event.reason_phrase
+            if self.error is None:
+                self.error = self._termination_error(event)
+        if self.error is None:
+            self.error = self.quic.certificate_error or ConnectionClosed("QUIC connection ended")
+        self._ended.set()
+        self._handshake.set()
+        self._fail_streams(ConnectionClosed("QUIC connection ended"))
+        self._endpoint.connection_ended(self)
+
+
+# --- endpoints (one UDP socket each) ------------------------------------------------------------
+class QuicEndpoint:
+    """One UDP socket and the connections using it (see the module docstring)."""
+
+    def __init__(self, transport: QuicTransport, sock: anyio.abc.UDPSocket) -> None:
+        self._transport = transport
+        self._sock = sock
+        host, port = sock.extra(anyio.abc.SocketAttribute.local_address)[:2]
+        self.host = str(host)
+        self.port = int(port)
+        self.multiaddr = quic_multiaddr(self.host, self.port)
+        self.listening = False
+        self._conns: dict[bytes, QuicConn] = {}
+        self._live: set[QuicConn] = set()
+        self._tickets: dict[QuicConn, Any] = {}
+        self.on_connection: Callable[[QuicConn], Awaitable[None]] | None = None
+        self._closed = False
+
+    @property
+    def family(self) -> int:
+        return socket.AF_INET6 if ":" in self.host else socket.AF_INET
+
+    def register(self, cid: bytes, conn: QuicConn) -> None:
+        self._conns[cid] = conn
+
+    def unregister(self, cid: bytes, conn: QuicConn) -> None:
+        if self._conns.get(cid) is conn:
+            del self._conns[cid]
+
+    async def send(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self._closed:
+            return
+        try:
+            await self._sock.sendto(data, addr[0], addr[1])
+        except (OSError, anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
+            log.debug("QUIC send to %s failed: %r", addr, exc)
+
+    async def run(self) -> None:
+        """Receive datagrams until the socket is closed."""
+        sock = self._sock
+        while True:
+            try:
+                data, addr = await sock.receive()
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
+                return
+            except OSError as exc:  # e.g. ICMP port unreachable reported on the socket
+                log.debug("QUIC receive failed: %r", exc)
+                continue
+            try:
+                await self._datagram(data, (str(addr[0]), int(addr[1])))
+            except Exception:  # one bad datagram must never stop the endpoint
+                log.exception("QUIC datagram from %s could not be handled", addr)
+
+    async def _datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            header = pull_quic_header(Buffer(data=data), host_cid_length=_CID_LENGTH)
+        except ValueError:
+            return
+        conn = self._conns.get(header.destination_cid)
+        if conn is not None:
+            conn.datagram_received(data, addr)
+            return
+        if not self.listening or self._closed:
+            return
+        if (header.packet_type != QuicPacketType.VERSION_NEGOTIATION
+                and header.version is not None and header.version not in _SUPPORTED):
+            if len(data) >= SMALLEST_MAX_DATAGRAM_SIZE:  # never answer a short spoofable probe
+                await self.send(encode_quic_version_negotiation(
+                    source_cid=header.destination_cid, destination_cid=header.source_cid,
+                    supported_versions=list(_SUPPORTED)), addr)
+            return
+        if header.packet_type != QuicPacketType.INITIAL or len(data) < SMALLEST_MAX_DATAGRAM_SIZE:
+            return
+        await self._accept(header.destination_cid, data, addr)
+
+    async def _accept(self, original_cid: bytes, data: bytes, addr: tuple[str, int]) -> None:
+        transport = self._transport
+        ticket = transport.admit(addr[0])
+        if ticket is False:
+            log.debug("refusing QUIC connection from %s: limits", addr)
+            return
+        quic = Libp2pQuicConnection(configuration=transport.server_configuration,
+                                    original_destination_connection_id=original_cid)
+        conn = QuicConn(self, quic, addr, "inbound", transport.local_peer)
+        self.register(original_cid, conn)
+        self.register(quic.host_cid, conn)
+        conn.datagram_received(data, addr)
+        if not quic.received_initial:  # nothing decrypted: no state kept for it
+            self._drop(conn)
+            if ticket is not None:
+                ticket.release()
+            return
+        self._live.add(conn)
+        if ticket is not None:
+            self._tickets[conn] = ticket
+        transport.start_soon(conn.drive)
+        transport.start_soon(self._serve_inbound, conn)
+
+    async def _serve_inbound(self, conn: QuicConn) -> None:
+        ticket = self._tickets.get(conn)
+        try:
+            with anyio.move_on_after(self._transport.inbound_timeout):
+                await conn._handshake.wait()
+            if ticket is not None:
+                ticket.handshake_done()
+            if not conn.is_established or conn.is_closed:
+                log.debug("inbound QUIC handshake from %s failed: %r", conn.remote_addr, conn.error)
+                conn._begin_close(CLOSE_REFUSED, "")
+                return
+            handler = self.on_connection
+            if handler is None:
+                conn._begin_close(CLOSE_REFUSED, "closing")
+                return
+            await handler(conn)
+        finally:
+            with anyio.CancelScope(shield=True):
+                if not conn._ended.is_set():
+                    await conn.close()
+            ticket = self._tickets.pop(conn, None)
+            if ticket is not None:
+                ticket.release()
+
+    def _drop(self, conn: QuicConn) -> None:
+        for cid, c in list(self._conns.items()):
+            if c is conn:
+                del self._conns[cid]
+
+    def connection_ended(self, conn: QuicConn) -> None:
+        self._drop(conn)
+        self._live.discard(conn)
+        self._maybe_close()
+
+    def add_connection(self, conn: QuicConn) -> None:
+        self._live.add(conn)
+
+    def stop_listening(self) -> None:
+        self.listening = False
+        self.on_connection = None
+        self._maybe_close()
+
+    def _maybe_close(self) -> None:
+        if not self.listening and not self._live and not self._closed and self._transport.release(self):
+            self._closed = True
+            self._transport.start_soon(self._sock.aclose)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for conn in list(self._live):
+            conn._begin_close(CLOSE_NORMAL, "")
+        await self._sock.aclose()
+
+
+class QuicListener:
+    """What `QuicTransport.listen` returns: the bound address; `aclose` stops accepting."""
+
+    def __init__(self, endpoint: QuicEndpoint) -> None:
+        self._endpoint = endpoint
+        self.addrs = [endpoint.multiaddr]
+
+    async def aclose(self) -> None:
+        self._endpoint.stop_listening()
+
+
+# --- the transport -------------------------------------------------------------------------------
+class QuicTransport:
+    """Dial and listen on `/ip4|ip6/HOST/udp/PORT/quic-v1` (see the module docstring).
+
+    Constructed with the Host's transport context (`identity`, `config`, `admission`,
+    `start_soon`); the TLS certificate is made once, as go makes one per host.
+    """
+
+    name = "quic"
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+        self.identity: PrivateKey = ctx.identity
+        self.local_peer = PeerId.from_public_key(self.identity.public_key)
+        self.tls_identity: TlsIdentity = make_certificate(self.identity)
+        self.server_configuration = make_configuration(self.tls_identity, is_client=False)
+        self.client_configuration = make_configuration(self.tls_identity, is_client=True)
+        config = getattr(ctx, "config", None)
+        self.inbound_timeout = float(getattr(config, "inbound_upgrade_timeout", 0) or
+                                     QuicLimits.handshake_idle_timeout)
+        self._endpoints: list[QuicEndpoint] = []
+        self._dial_endpoints: dict[int, QuicEndpoint] = {}
+        self._endpoint_lock = anyio.Lock()
+
+    # -- context --------------------------------------------------------------------------------
+    def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        self.ctx.start_soon(fn, *args)
+
+    def admit(self, ip: str) -> Any:
+        """An admission ticket, None when no policy is set, or False to refuse."""
+        admission = getattr(self.ctx, "admission", None)
+        if admission is None:
+            return None
+        ticket = admission.try_admit(ip)
+        return False if ticket is None else ticket
+
+    def release(self, endpoint: QuicEndpoint) -> bool:
+        """An idle, non-listening endpoint asks to close: dial endpoints stay for reuse."""
+        if endpoint in self._dial_endpoints.values():
+            return False
+        if endpoint in self._endpoints:
+            self._endpoints.remove(endpoint)
+        return True
+
+    # -- Transport --------------------------------------------------------------------------------
+    def can_dial(self, addr: str | Multiaddr) -> bool:
+        return is_quic_multiaddr(addr)
+
+    def can_listen(self, addr: str | Multiaddr) -> bool:
+        return is_quic_multiaddr(addr)
+
+    async def listen(self, addr: str | Multiaddr,
+                     on_connection: Callable[[QuicConn], Awaitable[None]]) -> QuicListener:
+        host, port, _ = parse_quic_multiaddr(addr)
+        endpoint = await self._open_endpoint(host, port)
+        endpoint.listening = True
+        endpoint.on_connection = on_connection
+        self._endpoints.append(endpoint)
+        return QuicListener(endpoint)
+
+    async def dial(self, addr: str | Multiaddr, expected_peer: PeerId | None,
+                   timeout: float) -> QuicConn:
+        host, port, peer = parse_quic_multiaddr(addr)
+        expected_peer = expected_peer or peer
+        where = f"{host}:{port}/quic-v1"
+        try:
+            endpoint = await self._endpoint_for(host)
+        except OSError as exc:
+            raise DialError(f"dial {where}: no UDP socket ({exc})") from None
+        quic = Libp2pQuicConnection(configuration=self.client_configuration,
+                                    expected_peer=expected_peer)
+        conn = QuicConn(endpoint, quic, (host, port), "outbound", self.local_peer)
+        endpoint.register(quic.host_cid, conn)
+        endpoint.add_connection(conn)
+        now = _clock()
+        quic.clock_now = now
+        quic.connect((host, port), now)
+        self.start_soon(conn.drive)
+        try:
+            with anyio.move_on_after(timeout):
+                await conn._handshake.wait()
+        except BaseException:
+            conn._begin_close(CLOSE_NORMAL, "")
+            raise
+        if conn.is_established and not conn.is_closed:
+            return conn
+        error = quic.certificate_error or conn.error
+        conn._begin_close(CLOSE_NORMAL, "")
+        if isinstance(error, PeerIdMismatch):
+            raise error
+        if not conn._handshake.is_set():
+            raise DialError(f"dial {where} timed out after {timeout}s")
+        raise DialError(f"dial {where} failed: {error}")
+
+    # -- sockets ----------------------------------------------------------------------------------
+    async def _open_endpoint(self, host: str, port: int) -> QuicEndpoint:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = await anyio.create_udp_socket(family=family, local_host=host, local_port=port)
+        raw = sock.extra(anyio.abc.SocketAttribute.raw_socket)
+        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            try:
+                raw.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+            except OSError:
+                pass
+        endpoint = QuicEndpoint(self, sock)
+        self.start_soon(endpoint.run)
+        return endpoint
+
+    async def _endpoint_for(self, host: str) -> QuicEndpoint:
+        """A listening endpoint that can reach `host` (go reuses its listening port), else the
+        dial-only endpoint of that address family."""
+        ip = ipaddress.ip_address(host)
+        for ep in self._endpoints:
+            if not ep.listening or ep._closed:
+                continue
+            bound = ipaddress.ip_address(ep.host)
+            if bound.version != ip.version:
+                continue
+            if bound.is_unspecified or (bound.is_loopback and ip.is_loopback):
+                return ep
+        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        async with self._endpoint_lock:
+            ep = self._dial_endpoints.get(family)
+            if ep is None or ep._closed:
+                ep = await self._open_endpoint("::" if ip.version == 6 else "0.0.0.0", 0)
+                self._dial_endpoints[family] = ep
+            return ep
+
+    async def aclose(self) -> None:
+        """Close every socket (the Host's task group ending does the same)."""
+        for ep in [*self._endpoints, *self._dial_endpoints.values()]:
+            await ep.aclose()
+        self._endpoints.clear()
+        self._dial_endpoints.clear()

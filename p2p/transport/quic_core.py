@@ -1,0 +1,210 @@
+"""aioquic's sans-IO QuicConnection with the hooks libp2p needs and aioquic does not offer.
+
+aioquic (1.x) does QUIC v1 and TLS 1.3; libp2p needs four things it has no public option for, so
+`Libp2pQuicConnection` subclasses it and overrides the smallest private methods that do each:
+
+1. Certificate verification *inside* the handshake. aioquic verifies nothing itself when
+   `verify_mode=CERT_NONE` and has no callback. The TLS context's `_set_peer_certificate` (called
+   for the peer's Certificate message, on both sides) additionally runs the libp2p checks
+   (`p2p.security.tls_cert.verify_certificate_chain`); a failure aborts the handshake with a
+   bad_certificate alert (CRYPTO_ERROR 0x12a), before our Finished or any stream data, and keeps
+   the typed error for the dialler.
+2. Mutual authentication. A server only asks for a client certificate through the test-only flag
+   `_request_client_certificate`, and then accepts an empty Certificate: the flag is set, and
+   finishing a handshake without a peer certificate raises certificate_required (116).
+3. Receive flow control credited on consumption, capped (`p2p.transport.quic_flow`), instead of
+   aioquic's credit-on-arrival doubling without bound: `_write_stream_limits` and
+   `_write_connection_limits` advertise what the `ReceiveWindow`s say.
+4. Go's stream-count limits: 256 concurrent incoming bidirectional streams, 5 unidirectional.
+
+The TLS context is aioquic's own object with its class swapped for a subclass that only overrides
+methods (no new slots), right after aioquic creates it in `_initialize`.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from aioquic import tls
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.packet import QuicProtocolVersion
+
+from p2p.identity import PeerId
+from p2p.security.tls_cert import TlsIdentity, VerifiedPeer, verify_certificate_chain
+from p2p.transport.quic_flow import ReceiveWindow
+
+__all__ = ["ALPN", "Libp2pQuicConnection", "QuicLimits", "make_configuration"]
+
+ALPN = "libp2p"
+
+
+class QuicLimits:
+    """go-libp2p v0.36.3's QUIC settings (p2p/transport/quicreuse/config.go, quic-go defaults)."""
+
+    idle_timeout = 30.0
+    handshake_idle_timeout = 5.0
+    keepalive_interval = 15.0
+    max_incoming_streams = 256
+    max_incoming_uni_streams = 5
+    stream_window = 512 * 1024
+    max_stream_window = 10 * 1024 * 1024
+    connection_window = 768 * 1024  # 1.5 x the stream window
+    max_connection_window = 15 * 1024 * 1024
+
+
+def make_configuration(tls_identity: TlsIdentity, *, is_client: bool,
+                       idle_timeout: float = QuicLimits.idle_timeout) -> QuicConfiguration:
+    """A QUIC v1 configuration with ALPN "libp2p", our certificate and no CA checks (ours run in
+    the handshake instead), go's initial windows, no session tickets."""
+    return QuicConfiguration(
+        alpn_protocols=[ALPN],
+        is_client=is_client,
+        idle_timeout=idle_timeout,
+        certificate=tls_identity.certificate,
+        private_key=tls_identity.private_key,
+        verify_mode=ssl.CERT_NONE,
+        supported_versions=[QuicProtocolVersion.VERSION_1],
+        max_stream_data=QuicLimits.stream_window,
+        max_data=QuicLimits.connection_window,
+        max_datagram_frame_size=65536,  # go enables datagrams (unused): advertise the same
+    )
+
+
+class _CertificateRequired(tls.Alert):
+    description = tls.AlertDescription.certificate_required
+
+
+class _Libp2pTlsContext(tls.Context):
+    """aioquic's TLS context plus the libp2p certificate checks (see the module docstring)."""
+
+    _libp2p_owner: Libp2pQuicConnection
+
+    def _set_peer_certificate(self, certificate: tls.Certificate) -> None:
+        super()._set_peer_certificate(certificate)
+        owner = self._libp2p_owner
+        chain = [self._peer_certificate, *self._peer_certificate_chain]
+        try:
+            owner.verified_peer = verify_certificate_chain(chain, expected_peer=owner.expected_peer)
+        except Exception as exc:  # a typed CertificateError / PeerIdMismatch, kept for the dialler
+            owner.certificate_error = exc
+            raise tls.AlertBadCertificate(str(exc)) from None
+
+    def _server_expect_finished(self) -> None:
+        if self._peer_certificate is None:  # an empty client Certificate: go requires one
+            self._libp2p_owner.certificate_error = _missing_certificate()
+            raise _CertificateRequired("the client sent no certificate")
+        super()._server_expect_finished()
+
+
+def _missing_certificate() -> Exception:
+    from p2p.security.tls_cert import CertificateChainError
+    return CertificateChainError("the peer sent no certificate")
+
+
+class Libp2pQuicConnection(QuicConnection):
+    """A sans-IO QUIC connection speaking libp2p's TLS profile (see the module docstring)."""
+
+    def __init__(self, *, configuration: QuicConfiguration, expected_peer: PeerId | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(configuration=configuration, **kwargs)
+        self.expected_peer = expected_peer
+        self.verified_peer: VerifiedPeer | None = None
+        self.certificate_error: Exception | None = None
+        self._local_max_streams_bidi.value = QuicLimits.max_incoming_streams
+        self._local_max_streams_uni.value = QuicLimits.max_incoming_uni_streams
+        self.stream_windows: dict[int, ReceiveWindow] = {}
+        self.connection_window = ReceiveWindow(QuicLimits.connection_window,
+                                               QuicLimits.max_connection_window)
+        self.clock_now = 0.0  # the driver's clock at its last call (the limit writers need one)
+
+    # -- hooks into aioquic --------------------------------------------------------------------
+    def _initialize(self, peer_cid: bytes) -> None:
+        super()._initialize(peer_cid)
+        context = self.tls
+        context.__class__ = _Libp2pTlsContext
+        context._libp2p_owner = self  # type: ignore[attr-defined]
+        if not self._is_client:
+            context._request_client_certificate = True
+
+    def _write_stream_limits(self, builder: Any, space: Any, stream: Any) -> None:
+        window = self.stream_windows.get(stream.stream_id)
+        if window is None or not stream.max_stream_data_local:  # discarded, or receives nothing
+            return
+        limit = window.update(self.clock_now, self.smoothed_rtt())
+        if limit is not None and limit > stream.max_stream_data_local:
+            stream.max_stream_data_local = limit
+            self.connection_window.ensure_window(int(window.window * 1.5), self.clock_now)
+        # aioquic's own writer sends MAX_STREAM_DATA when the limit moved; its doubling rule
+        # needs highest_offset * 2 > limit, which the hook below keeps from firing.
+        saved = stream.receiver.highest_offset
+        stream.receiver.highest_offset = 0
+        try:
+            super()._write_stream_limits(builder, space, stream)
+        finally:
+            stream.receiver.highest_offset = saved
+
+    def _write_connection_limits(self, builder: Any, space: Any) -> None:
+        max_data = self._local_max_data
+        limit = self.connection_window.update(self.clock_now, self.smoothed_rtt())
+        if limit is not None and limit > max_data.value:
+            max_data.value = limit
+        # aioquic doubles max_data when used * 2 > value: hide `used` from that rule only.
+        saved = max_data.used
+        max_data.used = 0
+        try:
+            super()._write_connection_limits(builder, space)
+        finally:
+            max_data.used = saved
+
+    # -- what the driver uses ------------------------------------------------------------------
+    def smoothed_rtt(self) -> float | None:
+        rtt = getattr(self._loss, "_rtt_smoothed", 0.0)
+        return rtt or None
+
+    def window_for(self, stream_id: int) -> ReceiveWindow:
+        window = self.stream_windows.get(stream_id)
+        if window is None:
+            window = self.stream_windows[stream_id] = ReceiveWindow(
+                QuicLimits.stream_window, QuicLimits.max_stream_window)
+        return window
+
+    def consumed(self, stream_id: int, n: int, now: float) -> None:
+        """The application read (or dropped) `n` bytes of `stream_id`: credit may be due."""
+        self.clock_now = now
+        window = self.stream_windows.get(stream_id)
+        if window is not None:
+            window.add_consumed(n, now)
+        self.connection_window.add_consumed(n, now)
+
+    def discard_stream(self, stream_id: int, now: float) -> None:
+        """Nobody will read `stream_id` any more (reset, or closed by us): whatever it received
+        beyond what was read is credited to the connection now, and so is whatever arrives
+        later (`discard_data`)."""
+        window = self.stream_windows.pop(stream_id, None)
+        stream = self._streams.get(stream_id)
+        if window is not None and stream is not None:
+            unread = stream.receiver.highest_offset - window.consumed
+            if unread > 0:
+                self.connection_window.add_consumed(unread, now)
+
+    def discard_data(self, n: int, now: float) -> None:
+        """Bytes that arrived for a discarded stream: the connection's credit only."""
+        self.connection_window.add_consumed(n, now)
+
+    @property
+    def handshake_complete(self) -> bool:
+        return self._handshake_complete
+
+    @property
+    def received_initial(self) -> bool:
+        """Whether any Initial packet decrypted (a server drops a first datagram that did not)."""
+        from aioquic.tls import Epoch
+        space = self._spaces.get(Epoch.INITIAL) if self._spaces else None
+        return space is not None and space.largest_received_packet >= 0
+
+    @property
+    def is_ended(self) -> bool:
+        from aioquic.quic.connection import END_STATES
+        return self._state in END_STATES

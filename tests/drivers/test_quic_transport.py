@@ -1,0 +1,347 @@
+"""The QUIC transport on both anyio backends: two `QuicTransport`s in one process, over loopback.
+
+What go-libp2p's QUIC transport promises is what is checked: mutual libp2p TLS (the dialler
+learns the listener's peer ID and vice versa, a wrong expected ID is a typed refusal), one
+bidirectional QUIC stream per libp2p stream with go's half-close / close / reset mapping,
+ConnectionClosed on every stream when the connection ends, the peer's stream limit making
+`open_stream` wait, and receive credit given only for what the application read (a peer that
+does not read stops the sender at the window, nothing piles up unbounded).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import pytest
+from readers import read_all, receive_n
+
+from p2p.errors import ConnectionClosed, DialError, PeerIdMismatch, StreamReset
+from p2p.identity import KeyType, PeerId, PrivateKey
+from p2p.transport.quic import QuicConn, QuicStream, QuicTransport, parse_quic_multiaddr
+from p2p.transport.quic_core import QuicLimits
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclass
+class Ctx:
+    """What a Host gives a transport (identity, config, admission, start_soon)."""
+
+    identity: PrivateKey
+    start_soon: Callable[..., Any]
+    config: Any = None
+    admission: Any = None
+
+
+@dataclass
+class Server:
+    transport: QuicTransport
+    addr: str
+    conns: list[QuicConn] = field(default_factory=list)
+    streams: list[QuicStream] = field(default_factory=list)
+    accepted: anyio.Event = field(default_factory=anyio.Event)
+
+
+@asynccontextmanager
+async def pair(listen: str = "/ip4/127.0.0.1/udp/0/quic-v1",
+               handler: Callable[[QuicStream], Awaitable[None]] | None = None,
+               key_types: tuple[KeyType, KeyType] = (KeyType.Ed25519, KeyType.Ed25519),
+               ) -> AsyncIterator[tuple[Server, QuicTransport, Callable[..., Any]]]:
+    """A listening transport (its streams go to `handler`) and a dialling one."""
+    async with anyio.create_task_group() as tg:
+        server_t = QuicTransport(Ctx(PrivateKey.generate(key_types[0]), tg.start_soon))
+        client_t = QuicTransport(Ctx(PrivateKey.generate(key_types[1]), tg.start_soon))
+        server = Server(server_t, "")
+
+        async def on_connection(conn: QuicConn) -> None:
+            server.conns.append(conn)
+
+            def on_stream(st: QuicStream) -> None:
+                server.streams.append(st)
+                if handler is not None:
+                    tg.start_soon(handler, st)
+            conn.set_stream_handler(on_stream)
+            server.accepted.set()
+            await conn.run()
+
+        listener = await server_t.listen(listen, on_connection)
+        server.addr = f"{listener.addrs[0]}/p2p/{server_t.local_peer}"
+        try:
+            yield server, client_t, tg.start_soon
+        finally:
+            await server_t.aclose()
+            await client_t.aclose()
+            tg.cancel_scope.cancel()
+
+
+async def echo(st: QuicStream) -> None:
+    try:
+        while True:
+            await st.send(await st.receive(1 << 20))
+    except anyio.EndOfStream:
+        await st.send_eof()
+    except (StreamReset, ConnectionClosed):
+        pass
+
+
+async def dial(client: QuicTransport, server: Server, start_soon: Callable[..., Any]) -> QuicConn:
+    conn = await client.dial(server.addr, None, 10)
+    start_soon(conn.run)
+    return conn
+
+
+@pytest.mark.parametrize("listen", ["/ip4/127.0.0.1/udp/0/quic-v1", "/ip6/::1/udp/0/quic-v1"])
+async def test_dial_authenticates_both_sides_and_echoes(listen: str) -> None:
+    with anyio.fail_after(30):
+        async with pair(listen, echo, (KeyType.Secp256k1, KeyType.ECDSA)) as (server, client, go):
+            conn = await dial(client, server, go)
+            assert conn.remote_peer == server.transport.local_peer
+            assert conn.transport == "quic" and conn.direction == "outbound"
+            host, port, _ = parse_quic_multiaddr(server.addr)
+            assert port != 0 and str(conn.remote_addr).startswith("/ip6/" if ":" in host else "/ip4/")
+            payload = os.urandom(1 << 20)
+            st = await conn.open_stream()
+            async with anyio.create_task_group() as tg:
+                async def write() -> None:
+                    await st.send(payload)
+                    await st.send_eof()
+                tg.start_soon(write)
+                assert await read_all(st) == payload
+            await server.accepted.wait()
+            inbound = server.conns[0]
+            assert inbound.remote_peer == client.local_peer and inbound.direction == "inbound"
+            assert inbound.remote_public_key == client.identity.public_key
+            await conn.close()
+            assert conn.is_closed
+
+
+async def test_wrong_expected_peer_is_refused_in_the_handshake() -> None:
+    with anyio.fail_after(30):
+        async with pair() as (server, client, go):
+            wrong = PeerId.from_public_key(PrivateKey.generate().public_key)
+            host, port, _ = parse_quic_multiaddr(server.addr)
+            with pytest.raises(PeerIdMismatch) as info:
+                await client.dial(f"/ip4/{host}/udp/{port}/quic-v1", wrong, 10)
+            assert info.value.actual == server.transport.local_peer
+            assert not server.conns  # the listener never saw an established connection
+
+
+async def test_dial_nobody_times_out_as_dial_error() -> None:
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            sock = await anyio.create_udp_socket(local_host="127.0.0.1")  # silent: never answers
+            port = sock.extra(anyio.abc.SocketAttribute.local_port)
+            client = QuicTransport(Ctx(PrivateKey.generate(), tg.start_soon))
+            with pytest.raises(DialError, match="timed out"):
+                await client.dial(f"/ip4/127.0.0.1/udp/{port}/quic-v1", None, 0.5)
+            await sock.aclose()
+            await client.aclose()
+            tg.cancel_scope.cancel()
+
+
+async def test_half_close_then_answer() -> None:
+    async def count(st: QuicStream) -> None:
+        data = await read_all(st)
+        await st.send(f"got {len(data)}".encode())
+        await st.aclose()
+
+    with anyio.fail_after(30):
+        async with pair(handler=count) as (server, client, go):
+            conn = await dial(client, server, go)
+            st = await conn.open_stream()
+            await st.send(b"x" * 70000)
+            await st.send_eof()
+            with pytest.raises(anyio.ClosedResourceError):
+                await st.send(b"late")
+            assert await read_all(st) == b"got 70000"
+
+
+async def test_reset_both_ways() -> None:
+    seen: list[BaseException] = []
+    got_reset = anyio.Event()
+
+    async def reader(st: QuicStream) -> None:
+        if (await st.receive(10)) == b"reset me":
+            await st.reset()
+            return
+        try:
+            while True:
+                await st.receive(10)
+        except StreamReset as exc:
+            seen.append(exc)
+            got_reset.set()
+
+    with anyio.fail_after(30):
+        async with pair(handler=reader) as (server, client, go):
+            conn = await dial(client, server, go)
+            # the listener resets: our read and write fail with a remote reset
+            st = await conn.open_stream()
+            await st.send(b"reset me")
+            with pytest.raises(StreamReset) as info:
+                await st.receive(10)
+            assert info.value.remote
+            # we reset: the listener's read fails with a remote reset; ours with a local one
+            st2 = await conn.open_stream()
+            await st2.send(b"hello")
+            while len(server.streams) < 2:
+                await anyio.sleep(0.01)
+            await st2.reset()
+            with pytest.raises(StreamReset) as info:
+                await st2.receive(10)
+            assert not info.value.remote
+            await got_reset.wait()
+            assert seen[0].remote
+
+
+async def test_close_stops_sending_peer_writes_reset() -> None:
+    """go's Close = STOP_SENDING + FIN: the peer's further writes fail with a reset."""
+    closed = anyio.Event()
+    outcome: list[BaseException] = []
+
+    async def writer(st: QuicStream) -> None:
+        await st.receive(10)
+        await closed.wait()
+        try:
+            for _ in range(200):
+                await st.send(b"y" * 10000)
+                await anyio.sleep(0.01)
+        except StreamReset as exc:
+            outcome.append(exc)
+
+    with anyio.fail_after(30):
+        async with pair(handler=writer) as (server, client, go):
+            conn = await dial(client, server, go)
+            st = await conn.open_stream()
+            await st.send(b"go")
+            while not server.streams:
+                await anyio.sleep(0.01)
+            await st.aclose()
+            closed.set()
+            while not outcome:
+                await anyio.sleep(0.02)
+            assert outcome[0].remote
+
+
+async def test_connection_end_fails_streams_with_connection_closed() -> None:
+    with anyio.fail_after(30):
+        async with pair(handler=echo) as (server, client, go):
+            conn = await dial(client, server, go)
+            st = await conn.open_stream()
+            await st.send(b"a")
+            assert await receive_n(st, 1) == b"a"
+            await server.accepted.wait()
+            waiting: list[BaseException] = []
+
+            async def blocked_read() -> None:
+                try:
+                    await st.receive(10)
+                except ConnectionClosed as exc:
+                    waiting.append(exc)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(blocked_read)
+                await anyio.sleep(0.05)
+                await server.conns[0].close()  # the listener closes (code 0)
+            assert isinstance(waiting[0], ConnectionClosed)
+            with anyio.fail_after(5):
+                while not conn.is_closed:
+                    await anyio.sleep(0.01)
+            assert conn.close_code == 0
+            with pytest.raises(ConnectionClosed):
+                await conn.open_stream()
+            with pytest.raises(ConnectionClosed):
+                await st.send(b"b")
+
+
+async def test_32_concurrent_streams() -> None:
+    with anyio.fail_after(60):
+        async with pair(handler=echo) as (server, client, go):
+            conn = await dial(client, server, go)
+            results: dict[int, bytes] = {}
+
+            async def one(i: int) -> None:
+                st = await conn.open_stream(timeout=20)
+                data = os.urandom(1000) + bytes([i])
+                await st.send(data)
+                await st.send_eof()
+                results[i] = await read_all(st) == data
+
+            async with anyio.create_task_group() as tg:
+                for i in range(32):
+                    tg.start_soon(one, i)
+            assert all(results.values()) and len(results) == 32
+
+
+async def test_stream_limit_makes_open_wait() -> None:
+    limit = QuicLimits.max_incoming_streams
+    with anyio.fail_after(60):
+        async with pair(handler=echo) as (server, client, go):
+            conn = await dial(client, server, go)
+            # open (and never finish) the peer's whole allowance: the next open waits
+            held = []
+            for _ in range(limit):
+                st = await conn.open_stream(timeout=5)
+                await st.send(b"h")
+                held.append(st)
+            with pytest.raises(TimeoutError):
+                await conn.open_stream(timeout=0.5)
+            for st in held[:4]:  # finishing streams gives credit back (MAX_STREAMS)
+                await st.send_eof()
+                await read_all(st)
+            st = await conn.open_stream(timeout=5)
+            await st.send(b"after")
+            await st.send_eof()
+            assert await read_all(st) == b"after"
+
+
+async def test_unread_data_stops_at_the_window() -> None:
+    """The listener does not read: we can send about one stream window, then `send` waits,
+    and the listener buffers no more than that window."""
+    started = anyio.Event()
+
+    async def idle(st: QuicStream) -> None:
+        started.set()
+        await anyio.sleep(3600)
+
+    with anyio.fail_after(30):
+        async with pair(handler=idle) as (server, client, go):
+            conn = await dial(client, server, go)
+            st = await conn.open_stream()
+            sent = 0
+            chunk = b"z" * 65536
+            with anyio.move_on_after(2):
+                while True:
+                    await st.send(chunk)
+                    sent += len(chunk)
+            await started.wait()
+            inbound = server.streams[0]
+            buffered = len(inbound._buf)
+            window = QuicLimits.stream_window
+            assert buffered <= window
+            assert window // 2 <= buffered
+            # we queued at most our own high-water mark beyond what the peer may take
+            from p2p.transport.quic import SEND_HIGH_WATER
+            assert sent <= window + SEND_HIGH_WATER + len(chunk)
+            # reading gives credit: the rest flows
+            got = await receive_n(inbound, buffered + 1)
+            assert len(got) > buffered
+
+
+async def test_peer_credit_follows_reads() -> None:
+    """A reader that takes everything lets 8 MiB through (windows move as it reads)."""
+    with anyio.fail_after(60):
+        async with pair(handler=echo) as (server, client, go):
+            conn = await dial(client, server, go)
+            st = await conn.open_stream()
+            payload = os.urandom(8 << 20)
+            async with anyio.create_task_group() as tg:
+                async def write() -> None:
+                    await st.send(payload)
+                    await st.send_eof()
+                tg.start_soon(write)
+                assert await read_all(st) == payload
