@@ -429,8 +429,9 @@ class QuicConn:
     async def _transmit(self) -> None:
         now = _clock()
         self.quic.clock_now = now
+        send = self._endpoint.send
         for data, addr in self.quic.datagrams_to_send(now):
-            await self._endpoint.send(data, addr)
+            send(data, addr)
 
     def _process_events(self) -> None:
         quic = self.quic
@@ -559,6 +560,12 @@ class QuicEndpoint:
     def __init__(self, transport: QuicTransport, sock: anyio.abc.UDPSocket) -> None:
         self._transport = transport
         self._sock = sock
+        # A socket object of our own on the same file (asyncio only exposes a wrapper without
+        # sendto): sends go straight to the kernel from whichever task has output.
+        raw = sock.extra(anyio.abc.SocketAttribute.raw_socket)
+        self._raw = socket.fromfd(raw.fileno(), raw.family, socket.SOCK_DGRAM)
+        self._raw.setblocking(False)
+        self.dropped = 0  # datagrams the kernel had no room for
         host, port = sock.extra(anyio.abc.SocketAttribute.local_address)[:2]
         self.host = str(host)
         self.port = int(port)
@@ -581,12 +588,17 @@ class QuicEndpoint:
         if self._conns.get(cid) is conn:
             del self._conns[cid]
 
-    async def send(self, data: bytes, addr: tuple[str, int]) -> None:
+    def send(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Send one datagram now. Straight to the non-blocking socket: many connections share
+        it and anyio's UDP socket allows one sending task at a time. A full send buffer drops
+        the datagram, as a congested link would; QUIC's loss recovery resends."""
         if self._closed:
             return
         try:
-            await self._sock.sendto(data, addr[0], addr[1])
-        except (OSError, anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
+            self._raw.sendto(data, addr)
+        except BlockingIOError:
+            self.dropped += 1
+        except OSError as exc:  # e.g. ICMP unreachable reported on the socket
             log.debug("QUIC send to %s failed: %r", addr, exc)
 
     async def run(self) -> None:
@@ -619,7 +631,7 @@ class QuicEndpoint:
         if (header.packet_type != QuicPacketType.VERSION_NEGOTIATION
                 and header.version is not None and header.version not in _SUPPORTED):
             if len(data) >= SMALLEST_MAX_DATAGRAM_SIZE:  # never answer a short spoofable probe
-                await self.send(encode_quic_version_negotiation(
+                self.send(encode_quic_version_negotiation(
                     source_cid=header.destination_cid, destination_cid=header.source_cid,
                     supported_versions=list(_SUPPORTED)), addr)
             return
@@ -629,8 +641,12 @@ class QuicEndpoint:
 
     async def _accept(self, original_cid: bytes, data: bytes, addr: tuple[str, int]) -> None:
         transport = self._transport
+        if not transport.handshake_slot(addr[0]):
+            log.debug("refusing QUIC connection from %s: handshakes in progress", addr)
+            return
         ticket = transport.admit(addr[0])
         if ticket is False:
+            transport.handshake_over(addr[0])
             log.debug("refusing QUIC connection from %s: limits", addr)
             return
         quic = Libp2pQuicConnection(configuration=transport.server_configuration,
@@ -641,6 +657,7 @@ class QuicEndpoint:
         conn.datagram_received(data, addr)
         if not quic.received_initial:  # nothing decrypted: no state kept for it
             self._drop(conn)
+            transport.handshake_over(addr[0])
             if ticket is not None:
                 ticket.release()
             return
@@ -652,9 +669,12 @@ class QuicEndpoint:
 
     async def _serve_inbound(self, conn: QuicConn) -> None:
         ticket = self._tickets.get(conn)
+        in_handshake = True
         try:
             with anyio.move_on_after(self._transport.inbound_timeout):
                 await conn._handshake.wait()
+            in_handshake = False
+            self._transport.handshake_over(conn._remote[0])
             if ticket is not None:
                 ticket.handshake_done()
             if not conn.is_established or conn.is_closed:
@@ -667,6 +687,8 @@ class QuicEndpoint:
                 return
             await handler(conn)
         finally:
+            if in_handshake:
+                self._transport.handshake_over(conn._remote[0])
             with anyio.CancelScope(shield=True):
                 if not conn._ended.is_set():
                     await conn.close()
@@ -695,12 +717,19 @@ class QuicEndpoint:
     def _maybe_close(self) -> None:
         if not self.listening and not self._live and not self._closed and self._transport.release(self):
             self._closed = True
+            self._raw.close()
             self._transport.start_soon(self._sock.aclose)
 
     async def aclose(self) -> None:
-        self._closed = True
+        """Close every connection (their CONNECTION_CLOSE leaves first, briefly), then the socket."""
         for conn in list(self._live):
             conn._begin_close(CLOSE_NORMAL, "")
+        with anyio.move_on_after(0.5, shield=True):
+            while self._live:
+                await anyio.sleep(0.01)
+        if not self._closed:
+            self._closed = True
+            self._raw.close()
         await self._sock.aclose()
 
 
@@ -735,6 +764,12 @@ class QuicTransport:
         config = getattr(ctx, "config", None)
         self.inbound_timeout = float(getattr(config, "inbound_upgrade_timeout", 0) or
                                      QuicLimits.handshake_idle_timeout)
+        # Handshakes in progress, bounded as the TCP upgrades are (also when no admission policy
+        # is given): an Initial flood holds at most this much state.
+        self.max_pending = int(getattr(config, "max_pending_inbound", 64))
+        self.max_pending_per_ip = int(getattr(config, "max_pending_inbound_per_ip", 16))
+        self._pending = 0
+        self._pending_per_ip: dict[str, int] = {}
         self._endpoints: list[QuicEndpoint] = []
         self._dial_endpoints: dict[int, QuicEndpoint] = {}
         self._endpoint_lock = anyio.Lock()
@@ -750,6 +785,22 @@ class QuicTransport:
             return None
         ticket = admission.try_admit(ip)
         return False if ticket is None else ticket
+
+    def handshake_slot(self, ip: str) -> bool:
+        """Take one of the handshake slots (total and per address), or say there is none."""
+        if self._pending >= self.max_pending or self._pending_per_ip.get(ip, 0) >= self.max_pending_per_ip:
+            return False
+        self._pending += 1
+        self._pending_per_ip[ip] = self._pending_per_ip.get(ip, 0) + 1
+        return True
+
+    def handshake_over(self, ip: str) -> None:
+        self._pending -= 1
+        left = self._pending_per_ip.get(ip, 1) - 1
+        if left > 0:
+            self._pending_per_ip[ip] = left
+        else:
+            self._pending_per_ip.pop(ip, None)
 
     def release(self, endpoint: QuicEndpoint) -> bool:
         """An idle, non-listening endpoint asks to close: dial endpoints stay for reuse."""

@@ -199,10 +199,11 @@ class Libp2pQuicConnection(QuicConnection):
 
     @property
     def received_initial(self) -> bool:
-        """Whether any Initial packet decrypted (a server drops a first datagram that did not)."""
+        """Whether any Initial packet decrypted (a server drops a first datagram that did not).
+        One that decrypted but was refused (no common ALPN) leaves a CONNECTION_CLOSE to send."""
         from aioquic.tls import Epoch
         space = self._spaces.get(Epoch.INITIAL) if self._spaces else None
-        return space is not None and space.largest_received_packet >= 0
+        return (space is not None and space.largest_received_packet >= 0) or self._close_pending
 
     @property
     def is_ended(self) -> bool:
