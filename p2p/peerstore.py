@@ -53,6 +53,11 @@ class Peerstore:
                 info.addrs.append(a)
         del info.addrs[:-MAX_ADDRS_PER_PEER]
 
+    def remove_addr(self, peer: PeerId, addr: Multiaddr) -> None:
+        info = self._peers.get(peer)
+        if info is not None and addr in info.addrs:
+            info.addrs.remove(addr)
+
     def addrs(self, peer: PeerId) -> list[Multiaddr]:
         info = self._peers.get(peer)
         return list(info.addrs) if info else []

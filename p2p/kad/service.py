@@ -1,0 +1,472 @@
+"""The Kademlia service on a Host: server handler, client requests, lookups, routing-table upkeep.
+
+    dht = KadService(host, masa_config())
+    await dht.bootstrap(["/ip4/127.0.0.1/tcp/4001/p2p/16Uiu2..."])
+    addrs = await dht.find_peer(peer_id)
+
+Like go-libp2p-kad-dht: a peer enters the routing table once identify says it serves our kad
+protocol and it answered a FIND_NODE for its own ID (go's lookupCheck), or after it answered one of
+our queries. Addresses other peers tell us about are only hints for dialling: they reach the
+peerstore when a dial to them proved the peer ID (Noise), so a peer lying about someone else's
+addresses poisons nothing. A peer whose reply breaks a bound gets its stream reset and is dropped
+from the routing table.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import anyio
+from multiaddr import Multiaddr
+
+from p2p import delimited
+from p2p.errors import ConnectionClosed, DialError, P2PError, PeerIdMismatch, RemoteProtocolError
+from p2p.identity import PeerId
+from p2p.kad.config import KadConfig
+from p2p.kad.lookup import Lookup
+from p2p.kad.messages import Connectedness, KadDecodeError, Message, MessageType, PeerEntry, Record
+from p2p.kad.routing import RoutingTable, kad_key
+from p2p.kad.store import ProviderStore, RecordStore
+from p2p.ratelimit import TokenBucket
+
+log = logging.getLogger("p2p.kad")
+
+MAX_PROVIDER_KEY = 80  # go handleGetProviders: keys over 80 bytes are an error
+_NET_ERRORS = (P2PError, OSError, anyio.EndOfStream, anyio.BrokenResourceError,
+               anyio.ClosedResourceError, TimeoutError)
+
+
+class KadRequestError(RemoteProtocolError):
+    """A request we must not answer (go resets the stream for these)."""
+
+
+class PeerNotFound(P2PError):
+    """A lookup ended without a connection to the peer it was looking for."""
+
+
+@dataclass
+class LookupStats:
+    """What one lookup cost: queries sent, failures, hops to the result, seconds."""
+
+    queries: int = 0
+    failures: int = 0
+    hops: int | None = None
+    seconds: float = 0.0
+    reason: str = ""
+    closest: list[PeerId] = field(default_factory=list)
+
+
+def _is_loopback(addr: Multiaddr) -> bool:
+    text = str(addr)
+    return text.startswith("/ip4/127.") or text.startswith("/ip6/::1/")
+
+
+def _dialable(raw: bytes) -> Multiaddr | None:
+    """A binary multiaddr we would dial: /ip4|ip6/x/tcp/port, nothing else (no DNS, no relays)."""
+    try:
+        ma = Multiaddr(raw)
+        parts = list(ma.items())
+    except Exception:  # the multiaddr package raises several unrelated types on bad bytes
+        return None
+    if len(parts) != 2 or parts[0][0].name not in ("ip4", "ip6") or parts[1][0].name != "tcp":
+        return None
+    return ma
+
+
+class KadService:
+    def __init__(self, host, config: KadConfig | None = None) -> None:
+        self.host = host
+        self.config = config or KadConfig()
+        self.protocol = self.config.protocol
+        self.routing_table = RoutingTable(host.peer_id, self.config.bucket_size)
+        self.providers = ProviderStore()
+        self.records = RecordStore(self.config.validators)
+        self._checking: set[PeerId] = set()
+        self._closed = False
+        self.last_lookup: LookupStats | None = None
+        if self.config.mode == "server":
+            host.set_stream_handler(self.protocol, self._serve)
+        self._unsubscribe = host.add_connection_listener(self)
+
+    def close(self) -> None:
+        """Stop serving and stop listening to connection events."""
+        self._closed = True
+        if self.config.mode == "server":
+            self.host.remove_stream_handler(self.protocol)
+        self._unsubscribe()
+
+    @staticmethod
+    def _now() -> float:
+        return time.monotonic()
+
+    # ---- connection events (called by the Host; must not block) ------------------------------
+
+    def connected(self, conn) -> None:
+        pass
+
+    def identified(self, conn) -> None:
+        peer = conn.remote_peer if hasattr(conn, "remote_peer") else conn.peer_id
+        if self._closed or peer in self.routing_table or peer in self._checking:
+            return
+        if self.protocol not in self.host.peerstore.protocols(peer):
+            return
+        if len(self._checking) >= self.config.max_pending_checks:
+            return
+        self._checking.add(peer)
+        self.host.start_soon(self._check_and_add, peer)
+
+    def disconnected(self, conn) -> None:
+        pass  # go keeps disconnected peers in its table until a refresh finds them dead
+
+    async def _check_and_add(self, peer: PeerId) -> None:
+        """go's lookupCheck: a FIND_NODE for the peer's own ID must be answered in time."""
+        try:
+            await self.request(peer, Message(MessageType.FIND_NODE, key=peer.to_bytes()),
+                               timeout=self.config.check_timeout, dial=False)
+        except _NET_ERRORS as exc:
+            log.debug("kad check of %s failed: %r", peer, exc)
+            return
+        finally:
+            self._checking.discard(peer)
+        if self.routing_table.try_add(peer, self._now()):
+            log.debug("kad: %s added to the routing table", peer)
+
+    # ---- server ------------------------------------------------------------------------------
+
+    async def _serve(self, stream) -> None:
+        cfg = self.config
+        reader = delimited.DelimitedReader(cfg.max_message_size)
+        pending: list[bytes] = []
+        bucket = TokenBucket(cfg.requests_per_second, cfg.request_burst, self._now())
+        while True:
+            try:
+                with anyio.fail_after(cfg.stream_idle_timeout):
+                    data = await delimited.read_message(stream, reader, pending)
+            except anyio.EndOfStream:
+                return
+            except (TimeoutError, RemoteProtocolError) as exc:
+                log.debug("kad stream from %s: %r", stream.remote_peer, exc)
+                await stream.reset()
+                return
+            try:
+                if not bucket.take(self._now()):
+                    raise KadRequestError("request rate over the limit")
+                request = Message.decode(data, max_peers=cfg.max_peers_per_reply)
+                reply = self.handle_request(stream.remote_peer, request, remote_addr=stream.conn.remote_addr)
+            except (KadDecodeError, KadRequestError) as exc:
+                log.debug("kad request from %s refused: %r", stream.remote_peer, exc)
+                await stream.reset()
+                return
+            if reply is not None:
+                await stream.send(delimited.encode(reply.encode()))
+
+    def handle_request(self, sender: PeerId, msg: Message, *,
+                       remote_addr: Multiaddr | None = None) -> Message | None:
+        """The answer go would give to `msg` from `sender` (None: no reply, e.g. ADD_PROVIDER)."""
+        local_only = remote_addr is not None and _is_loopback(remote_addr)
+        now = self._now()
+        t = msg.type
+        if t is MessageType.PING:
+            return Message(MessageType.PING, cluster_level_raw=msg.cluster_level_raw)
+        if t is MessageType.FIND_NODE:
+            if not msg.key:
+                raise KadRequestError("FIND_NODE with an empty key")
+            closest = self._closest_for(msg.key, sender)
+            try:
+                target = PeerId(msg.key)
+            except P2PError:
+                target = None
+            if target is not None and target != sender and target not in closest:
+                closest.append(target)
+            return Message(MessageType.FIND_NODE, cluster_level_raw=msg.cluster_level_raw,
+                           closer_peers=self._entries(closest, local_only))
+        if t is MessageType.GET_PROVIDERS:
+            if not msg.key or len(msg.key) > MAX_PROVIDER_KEY:
+                raise KadRequestError("GET_PROVIDERS key empty or over 80 bytes")
+            provs = self.providers.get(msg.key, now)
+            return Message(MessageType.GET_PROVIDERS, key=msg.key,
+                           cluster_level_raw=msg.cluster_level_raw,
+                           provider_peers=self._entries(provs, local_only),
+                           closer_peers=self._entries(self._closest_for(msg.key, sender), local_only))
+        if t is MessageType.ADD_PROVIDER:
+            if not msg.key or len(msg.key) > MAX_PROVIDER_KEY:
+                raise KadRequestError("ADD_PROVIDER key empty or over 80 bytes")
+            for entry in msg.provider_peers:
+                # go stores only the sender itself, and only with an address
+                if entry.id == sender.to_bytes() and entry.addrs:
+                    self.providers.add(msg.key, sender, now)
+            return None
+        if t is MessageType.PUT_VALUE:
+            rec = msg.record
+            if rec is None or not msg.key or rec.key != msg.key:
+                raise KadRequestError("PUT_VALUE without a record for its key")
+            if not self.records.validate(rec.key, rec.value):
+                raise KadRequestError("PUT_VALUE record refused by the validator")
+            received = time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime())
+            self.records.put(rec.key, rec.value, now, received)
+            return Message(MessageType.PUT_VALUE, key=msg.key, cluster_level_raw=msg.cluster_level_raw,
+                           record=Record(rec.key, rec.value, received))
+        if t is MessageType.GET_VALUE:
+            if not msg.key:
+                raise KadRequestError("GET_VALUE with an empty key")
+            found = self.records.get(msg.key, now)
+            record = Record(msg.key, found[0], found[1]) if found else None
+            return Message(MessageType.GET_VALUE, key=msg.key, record=record,
+                           cluster_level_raw=msg.cluster_level_raw,
+                           closer_peers=self._entries(self._closest_for(msg.key, sender), local_only))
+        raise KadRequestError(f"unsupported kad message type {t}")
+
+    def _closest_for(self, key: bytes, sender: PeerId) -> list[PeerId]:
+        return self.routing_table.nearest(kad_key(key), self.config.bucket_size, exclude=(sender,))
+
+    def _entries(self, peers: Iterable[PeerId], local_only: bool) -> list[PeerEntry]:
+        """Peers with the addresses we know for them; peers without any are left out (go)."""
+        out = []
+        for peer in peers:
+            if peer == self.host.peer_id:
+                addrs = self.host.listen_addrs()
+            else:
+                addrs = self.host.peerstore.addrs(peer)
+            if not local_only:
+                addrs = [a for a in addrs if not _is_loopback(a)]
+            if not addrs:
+                continue
+            connected = peer == self.host.peer_id or self.host.connection(peer) is not None
+            out.append(PeerEntry(peer.to_bytes(), [a.to_bytes() for a in addrs],
+                                 Connectedness.CONNECTED if connected else Connectedness.NOT_CONNECTED))
+        return out
+
+    # ---- client ------------------------------------------------------------------------------
+
+    async def request(self, peer: PeerId, msg: Message, *, timeout: float | None = None,
+                      dial: bool = True) -> Message | None:
+        """Send one request on a new stream and read its one reply (none for ADD_PROVIDER).
+
+        With `dial` false the request only uses a connection that is already open.
+
+        A reply that cannot be decoded or breaks a bound resets the stream, drops `peer` from the
+        routing table and raises KadDecodeError.
+        """
+        timeout = timeout or self.config.request_timeout
+        if not dial and self.host.connection(peer) is None:
+            raise ConnectionClosed(f"not connected to {peer}")
+        with anyio.fail_after(timeout):
+            stream = await self.host.new_stream(peer, [self.protocol], timeout=timeout)
+            try:
+                await stream.send(delimited.encode(msg.encode()))
+                if msg.type is MessageType.ADD_PROVIDER:
+                    await stream.aclose()
+                    return None
+                reader = delimited.DelimitedReader(self.config.max_message_size)
+                data = await delimited.read_message(stream, reader, [])
+                reply = Message.decode(data, max_peers=self.config.max_peers_per_reply)
+            except BaseException as exc:
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await stream.reset()
+                    except Exception:
+                        pass
+                if isinstance(exc, RemoteProtocolError):
+                    self.routing_table.remove(peer)
+                raise
+        try:
+            await stream.aclose()
+        except _NET_ERRORS:
+            pass
+        return reply
+
+    async def ping(self, peer: PeerId, *, timeout: float | None = None) -> None:
+        reply = await self.request(peer, Message(MessageType.PING), timeout=timeout)
+        if reply is None or reply.type is not MessageType.PING:
+            raise RemoteProtocolError("kad PING answered with another message type")
+
+    async def find_node(self, peer: PeerId, key: bytes, *,
+                        timeout: float | None = None) -> list[tuple[PeerId, list[Multiaddr]]]:
+        """Ask one peer for the peers it knows closest to `key`: (peer, dialable addrs) pairs."""
+        reply = await self.request(peer, Message(MessageType.FIND_NODE, key=key), timeout=timeout)
+        assert reply is not None
+        return self._referrals(reply.closer_peers)
+
+    def _referrals(self, entries: list[PeerEntry]) -> list[tuple[PeerId, list[Multiaddr]]]:
+        out = []
+        for entry in entries:
+            try:
+                peer = PeerId(entry.id)
+            except P2PError:
+                continue  # go skips entries it cannot parse
+            addrs = [ma for ma in map(_dialable, entry.addrs) if ma is not None]
+            out.append((peer, addrs[: self.config.max_addrs_tried]))
+        return out
+
+    async def _ensure_connected(self, peer: PeerId, hints: list[Multiaddr], timeout: float) -> None:
+        """Connect to `peer`, trying its peerstore addresses, then the hints of this lookup.
+
+        A hint reaches the peerstore only through a dial that proved the peer ID; one that fails
+        is taken back out, so other peers cannot fill the peerstore with false addresses.
+        """
+        if self.host.connection(peer) is not None:
+            return
+        known = self.host.peerstore.addrs(peer)
+        errors = []
+        for addr in [*known, *(h for h in hints if h not in known)]:
+            try:
+                await self.host.connect(f"{addr}/p2p/{peer}", timeout=timeout)
+                return
+            except (DialError, PeerIdMismatch, OSError) as exc:
+                errors.append(f"{addr}: {exc}")
+                if addr not in known:
+                    self.host.peerstore.remove_addr(peer, addr)
+        raise DialError(f"could not dial {peer}: " + ("; ".join(errors) or "no address"))
+
+    async def _lookup(self, key: bytes, *, timeout: float | None = None,
+                      done: Callable[[], bool] | None = None) -> LookupStats:
+        """Run an iterative FIND_NODE lookup for `key`; `done()` true ends it early."""
+        cfg = self.config
+        start = anyio.current_time()
+        timeout = timeout if timeout is not None else cfg.lookup_timeout
+        seeds = self.routing_table.nearest(kad_key(key), cfg.bucket_size)
+        lookup = Lookup(key, seeds, local=self.host.peer_id, k=cfg.bucket_size, alpha=cfg.alpha,
+                        deadline=start + timeout)
+        hints: dict[PeerId, list[Multiaddr]] = {}
+        wake = anyio.Event()
+        stats = LookupStats()
+        answered_hops: list[int] = []
+
+        async def query(peer: PeerId) -> None:
+            nonlocal wake
+            try:
+                with anyio.fail_after(cfg.request_timeout):
+                    await self._ensure_connected(peer, hints.get(peer, []), cfg.request_timeout)
+                    referrals = await self.find_node(peer, key, timeout=cfg.request_timeout)
+            except _NET_ERRORS as exc:
+                log.debug("kad query to %s failed: %r", peer, exc)
+                lookup.on_failure(peer)
+            else:
+                self.routing_table.try_add(peer, self._now())
+                self.routing_table.mark_useful(peer, self._now())
+                for other, addrs in referrals:
+                    if other not in hints and self.host.connection(other) is None and addrs:
+                        if len(hints) < lookup.max_candidates:
+                            hints[other] = addrs
+                lookup.on_reply(peer, [p for p, _ in referrals])
+                hops = lookup.hops(peer)
+                if hops is not None:
+                    answered_hops.append(hops)
+            finally:
+                wake.set()
+
+        async with anyio.create_task_group() as tg:
+            while True:
+                now = anyio.current_time()
+                if done is not None and done():
+                    lookup.stop("found")
+                for peer in lookup.next_queries(now):
+                    tg.start_soon(query, peer)
+                if lookup.finished(now):
+                    break
+                if lookup.deadline is not None:
+                    with anyio.move_on_after(max(lookup.deadline - now, 0)):
+                        await wake.wait()
+                else:
+                    await wake.wait()
+                wake = anyio.Event()
+            tg.cancel_scope.cancel()
+        stats.queries = lookup.queries
+        stats.failures = lookup.failures
+        stats.seconds = anyio.current_time() - start
+        stats.reason = lookup.stop_reason or ""
+        stats.closest = lookup.closest()
+        stats.hops = max(answered_hops) + 1 if answered_hops else None
+        self._last_lookup_object = lookup
+        self.last_lookup = stats
+        return stats
+
+    async def get_closest_peers(self, key: bytes, *, timeout: float | None = None) -> list[PeerId]:
+        """The (up to K) peers closest to `key` that answered us, closest first."""
+        stats = await self._lookup(key, timeout=timeout)
+        return stats.closest
+
+    async def find_peer(self, peer: PeerId, *, timeout: float | None = None) -> list[Multiaddr]:
+        """The addresses of `peer`: at once when connected, else after a lookup that reached it.
+
+        Raises PeerNotFound when the lookup ends without a connection to the peer (go's
+        `routing: not found`).
+        """
+        if self.host.connection(peer) is not None:
+            return self.host.peerstore.addrs(peer)
+        stats = await self._lookup(peer.to_bytes(), timeout=timeout,
+                                   done=lambda: self.host.connection(peer) is not None)
+        if self.host.connection(peer) is None:
+            lookup = self._last_lookup_object
+            hint_state = lookup.state(peer)
+            raise PeerNotFound(f"{peer} not found ({stats.reason}, {stats.queries} queries"
+                               f"{', heard of' if hint_state is not None else ''})")
+        stats.hops = self._last_lookup_object.hops(peer)
+        return self.host.peerstore.addrs(peer)
+
+    # ---- joining and upkeep ------------------------------------------------------------------
+
+    async def bootstrap(self, bootnodes: Iterable[str | Multiaddr] = (), *,
+                        timeout: float | None = None, self_lookup: bool = True) -> int:
+        """Connect to `bootnodes`, put them in the table, look ourselves up; returns the table size.
+
+        Bootnodes enter the table at once, without the check (masa's TryAddPeer of its bootnodes).
+        The self lookup is what makes the peers closest to us learn of us (and us of them).
+        """
+        timeout = timeout or self.config.request_timeout
+        for addr in bootnodes:
+            try:
+                peer = await self.host.connect(addr, timeout=timeout)
+            except (DialError, PeerIdMismatch, OSError) as exc:
+                log.warning("kad bootnode %s: %s", addr, exc)
+                continue
+            self.routing_table.try_add(peer, self._now(), replaceable=False)
+        if self_lookup and len(self.routing_table):
+            await self._lookup(self.host.peer_id.to_bytes(), timeout=self.config.lookup_timeout)
+        return len(self.routing_table)
+
+    async def refresh(self) -> None:
+        """One refresh round: re-check peers quiet for a refresh period, then look ourselves up."""
+        now = self._now()
+        for peer in self.routing_table.stale(now, self.config.refresh_interval):
+            try:
+                with anyio.fail_after(self.config.check_timeout):
+                    if self.host.connection(peer) is None:
+                        await self._ensure_connected(peer, [], self.config.check_timeout)
+                    await self.request(peer, Message(MessageType.FIND_NODE, key=peer.to_bytes()),
+                                       timeout=self.config.check_timeout)
+            except _NET_ERRORS:
+                self.routing_table.remove(peer)
+                continue
+            self.routing_table.mark_useful(peer, self._now())
+        if len(self.routing_table):
+            await self._lookup(self.host.peer_id.to_bytes())
+
+    async def run_refresh(self) -> None:
+        """Refresh every `refresh_interval` until cancelled (start it with host.start_soon)."""
+        while not self._closed:
+            await anyio.sleep(self.config.refresh_interval)
+            try:
+                await self.refresh()
+            except _NET_ERRORS as exc:
+                log.debug("kad refresh failed: %r", exc)
+
+    async def provide(self, key: bytes, *, timeout: float | None = None) -> int:
+        """ADD_PROVIDER ourselves for `key` at the closest peers; returns how many were told."""
+        closest = await self.get_closest_peers(key, timeout=timeout)
+        me = PeerEntry(self.host.peer_id.to_bytes(),
+                       [a.to_bytes() for a in self.host.listen_addrs()])
+        told = 0
+        for peer in closest:
+            try:
+                await self.request(peer, Message(MessageType.ADD_PROVIDER, key=key, provider_peers=[me]))
+                told += 1
+            except _NET_ERRORS:
+                continue
+        return told
+
+
+__all__ = ["KadService", "KadConfig", "PeerNotFound", "LookupStats", "KadRequestError"]
