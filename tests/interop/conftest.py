@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from godht import build_godht
 from gopeer import GoPeer, build_gopeer, build_goquic
 
 
@@ -20,6 +21,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 _build_result: list[Path | RuntimeError] = []
 _goquic_result: list[Path | RuntimeError] = []
+_godht_result: list[Path | RuntimeError] = []
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -41,6 +43,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             _goquic_result.append(build_goquic())
         except RuntimeError as exc:
             _goquic_result.append(exc)
+    if any(here in Path(item.fspath).parents and any(w in Path(item.fspath).name
+                                                      for w in ("kad", "pubsub"))
+           for item in session.items):
+        try:
+            _godht_result.append(build_godht())
+        except RuntimeError as exc:
+            _godht_result.append(exc)
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +61,18 @@ def gopeer_bin() -> Path:
         result = exc
     if isinstance(result, RuntimeError):
         pytest.fail(f"cannot build the go test peer:\n{result}", pytrace=False)
+    return result
+
+
+@pytest.fixture(scope="session")
+def godht_bin() -> Path:
+    """The compiled Go DHT + GossipSub network program; a build failure fails the tests."""
+    try:
+        result = _godht_result[0] if _godht_result else build_godht()
+    except RuntimeError as exc:
+        result = exc
+    if isinstance(result, RuntimeError):
+        pytest.fail(f"cannot build the go DHT network:\n{result}", pytrace=False)
     return result
 
 

@@ -1,0 +1,404 @@
+// Command godht runs a small network of go-libp2p v0.36.3 nodes, each with
+// go-libp2p-kad-dht v0.26.1 and go-libp2p-pubsub v0.12.0 (GossipSub), in one
+// process, for interop tests of the pure-Python Kademlia and GossipSub.
+//
+// Contract with the Python harness (tests/interop/godht.py): once every node
+// listens and the DHT tables are filled, one JSON line on stdout:
+// {"nodes":[{"peer_id":..,"addrs":[..]},..]}. Then it reads one JSON command
+// per line on stdin and answers each with one JSON line on stdout carrying the
+// command's "id" (commands run concurrently, answers may come out of order).
+// Logs go to stderr. EOF on stdin ends the process.
+//
+// "godht vectors" prints byte vectors of kad and pubsub messages as go encodes
+// them (known-answer tests) and exits.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+var logger = log.New(os.Stderr, "godht: ", log.Lmicroseconds)
+
+var stdout = struct {
+	sync.Mutex
+	w *bufio.Writer
+}{w: bufio.NewWriter(os.Stdout)}
+
+func emit(v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		data, _ = json.Marshal(map[string]string{"error": err.Error()})
+	}
+	stdout.Lock()
+	defer stdout.Unlock()
+	stdout.w.Write(data)
+	stdout.w.WriteByte('\n')
+	stdout.w.Flush()
+}
+
+type message struct {
+	From   string  `json:"from"`
+	Data   string  `json:"data"`
+	Seqno  string  `json:"seqno"`
+	Topic  string  `json:"topic"`
+	Via    string  `json:"via"`
+	AtMs   float64 `json:"at_ms"`
+	Signed bool    `json:"signed"`
+}
+
+type node struct {
+	h      host.Host
+	dht    *dht.IpfsDHT
+	ps     *pubsub.PubSub
+	mu     sync.Mutex
+	topics map[string]*pubsub.Topic
+	subs   map[string]*pubsub.Subscription
+	got    map[string][]message
+}
+
+var start = time.Now()
+
+func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }
+
+func newNode(ctx context.Context, prefix string, bucket int, alpha int) (*node, error) {
+	priv, _, err := crypto.GenerateKeyPair(crypto.Secp256k1, 0)
+	if err != nil {
+		return nil, err
+	}
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(rcmgr.InfiniteLimits))
+	if err != nil {
+		return nil, err
+	}
+	h, err := libp2p.New(
+		libp2p.Identity(priv),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.ResourceManager(rm),
+		libp2p.DisableRelay(),
+		libp2p.DisableMetrics(),
+		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
+	)
+	if err != nil {
+		return nil, err
+	}
+	opts := []dht.Option{dht.Mode(dht.ModeServer), dht.ProtocolPrefix(protocol.ID(prefix))}
+	if prefix != "/ipfs" {
+		opts = append(opts, dht.BucketSize(bucket), dht.Concurrency(alpha))
+	}
+	d, err := dht.New(ctx, h, opts...)
+	if err != nil {
+		return nil, err
+	}
+	ps, err := pubsub.NewGossipSub(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	return &node{h: h, dht: d, ps: ps, topics: map[string]*pubsub.Topic{},
+		subs: map[string]*pubsub.Subscription{}, got: map[string][]message{}}, nil
+}
+
+func (n *node) info() map[string]any {
+	addrs := []string{}
+	for _, a := range n.h.Addrs() {
+		addrs = append(addrs, fmt.Sprintf("%s/p2p/%s", a, n.h.ID()))
+	}
+	return map[string]any{"peer_id": n.h.ID().String(), "addrs": addrs}
+}
+
+func (n *node) join(ctx context.Context, name string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, ok := n.topics[name]; ok {
+		return nil
+	}
+	t, err := n.ps.Join(name)
+	if err != nil {
+		return err
+	}
+	sub, err := t.Subscribe()
+	if err != nil {
+		return err
+	}
+	n.topics[name] = t
+	n.subs[name] = sub
+	go func() {
+		for {
+			m, err := sub.Next(ctx)
+			if err != nil {
+				return
+			}
+			rec := message{
+				From: m.GetFrom().String(), Data: hex.EncodeToString(m.GetData()),
+				Seqno: hex.EncodeToString(m.GetSeqno()), Topic: m.GetTopic(),
+				Via: m.ReceivedFrom.String(), AtMs: msSince(start), Signed: len(m.GetSignature()) > 0,
+			}
+			n.mu.Lock()
+			n.got[name] = append(n.got[name], rec)
+			n.mu.Unlock()
+		}
+	}()
+	return nil
+}
+
+type command struct {
+	ID        int    `json:"id"`
+	Cmd       string `json:"cmd"`
+	Node      int    `json:"node"`
+	Peer      string `json:"peer"`
+	Addr      string `json:"addr"`
+	Key       string `json:"key"`
+	Topic     string `json:"topic"`
+	Data      string `json:"data"`
+	TimeoutMs int    `json:"timeout_ms"`
+}
+
+func run(ctx context.Context, nodes []*node, c command) (map[string]any, error) {
+	if c.Node < 0 || c.Node >= len(nodes) {
+		return nil, fmt.Errorf("no node %d", c.Node)
+	}
+	n := nodes[c.Node]
+	timeout := time.Duration(c.TimeoutMs) * time.Millisecond
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	switch c.Cmd {
+	case "connect":
+		info, err := peer.AddrInfoFromString(c.Addr)
+		if err != nil {
+			return nil, err
+		}
+		if err := n.h.Connect(cctx, *info); err != nil {
+			return nil, err
+		}
+		return map[string]any{}, nil
+	case "disconnect":
+		id, err := peer.Decode(c.Peer)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{}, n.h.Network().ClosePeer(id)
+	case "findpeer":
+		id, err := peer.Decode(c.Peer)
+		if err != nil {
+			return nil, err
+		}
+		wasConnected := n.h.Network().Connectedness(id) == network.Connected
+		t0 := time.Now()
+		info, err := n.dht.FindPeer(cctx, id)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"addrs": addrStrings(info.Addrs), "ms": msSince(t0),
+			"was_connected": wasConnected}, nil
+	case "closest":
+		key, err := hex.DecodeString(c.Key)
+		if err != nil {
+			return nil, err
+		}
+		t0 := time.Now()
+		peers, err := n.dht.GetClosestPeers(cctx, string(key))
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"peers": peerStrings(peers), "ms": msSince(t0)}, nil
+	case "rt":
+		return map[string]any{"peers": peerStrings(n.dht.RoutingTable().ListPeers())}, nil
+	case "connected":
+		return map[string]any{"peers": peerStrings(n.h.Network().Peers())}, nil
+	case "protocols":
+		id, err := peer.Decode(c.Peer)
+		if err != nil {
+			return nil, err
+		}
+		protos, err := n.h.Peerstore().GetProtocols(id)
+		if err != nil {
+			return nil, err
+		}
+		out := []string{}
+		for _, p := range protos {
+			out = append(out, string(p))
+		}
+		return map[string]any{"protocols": out}, nil
+	case "join":
+		return map[string]any{}, n.join(ctx, c.Topic)
+	case "publish":
+		data, err := hex.DecodeString(c.Data)
+		if err != nil {
+			return nil, err
+		}
+		n.mu.Lock()
+		t := n.topics[c.Topic]
+		n.mu.Unlock()
+		if t == nil {
+			return nil, fmt.Errorf("topic %s not joined", c.Topic)
+		}
+		return map[string]any{"at_ms": msSince(start)}, t.Publish(cctx, data)
+	case "messages":
+		n.mu.Lock()
+		got := append([]message{}, n.got[c.Topic]...)
+		n.mu.Unlock()
+		return map[string]any{"messages": got}, nil
+	case "topicpeers":
+		return map[string]any{"peers": peerStrings(n.ps.ListPeers(c.Topic))}, nil
+	}
+	return nil, fmt.Errorf("unknown command %q", c.Cmd)
+}
+
+func addrStrings(addrs []ma.Multiaddr) []string {
+	out := []string{}
+	for _, a := range addrs {
+		out = append(out, a.String())
+	}
+	return out
+}
+
+func peerStrings(ids []peer.ID) []string {
+	out := []string{}
+	for _, id := range ids {
+		out = append(out, id.String())
+	}
+	return out
+}
+
+func serve(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	count := fs.Int("n", 8, "number of nodes")
+	prefix := fs.String("prefix", "/ipfs", "DHT protocol prefix (/ipfs or /masa)")
+	bucket := fs.Int("bucket", 20, "bucket size (not with /ipfs, which must use 20)")
+	alpha := fs.Int("alpha", 10, "lookup concurrency (not with /ipfs)")
+	topics := fs.String("topics", "", "comma-separated topics every node joins")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	nodes := make([]*node, *count)
+	for i := range nodes {
+		n, err := newNode(ctx, *prefix, *bucket, *alpha)
+		if err != nil {
+			return err
+		}
+		nodes[i] = n
+	}
+	// Node i > 0 dials node 0 and node i-1: a connected network whose tables
+	// fill through the lookups of Bootstrap, not by everyone dialling everyone.
+	for i := 1; i < len(nodes); i++ {
+		for _, j := range []int{0, i - 1} {
+			if err := nodes[i].h.Connect(ctx, peer.AddrInfo{ID: nodes[j].h.ID(), Addrs: nodes[j].h.Addrs()}); err != nil {
+				return err
+			}
+		}
+	}
+	for _, t := range strings.Split(*topics, ",") {
+		if t == "" {
+			continue
+		}
+		for _, n := range nodes {
+			if err := n.join(ctx, t); err != nil {
+				return err
+			}
+		}
+	}
+	for _, n := range nodes {
+		if err := n.dht.Bootstrap(ctx); err != nil {
+			return err
+		}
+	}
+	// Wait (bounded) until each table holds at least two peers.
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		ready := true
+		for _, n := range nodes {
+			if n.dht.RoutingTable().Size() < min(2, len(nodes)-1) {
+				ready = false
+			}
+		}
+		if ready {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	infos := []map[string]any{}
+	for _, n := range nodes {
+		infos = append(infos, n.info())
+	}
+	emit(map[string]any{"nodes": infos})
+
+	var wg sync.WaitGroup
+	scanner := bufio.NewScanner(os.Stdin)
+	scanner.Buffer(make([]byte, 1<<20), 1<<20)
+	for scanner.Scan() {
+		var c command
+		if err := json.Unmarshal(scanner.Bytes(), &c); err != nil {
+			emit(map[string]any{"error": "bad command: " + err.Error()})
+			continue
+		}
+		wg.Add(1)
+		go func(c command) {
+			defer wg.Done()
+			res, err := run(ctx, nodes, c)
+			if res == nil {
+				res = map[string]any{}
+			}
+			res["id"] = c.ID
+			if err != nil {
+				res["error"] = err.Error()
+			}
+			emit(res)
+		}(c)
+	}
+	cancel()
+	wg.Wait()
+	for _, n := range nodes {
+		n.dht.Close()
+		n.h.Close()
+	}
+	return nil
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: godht serve [flags] | godht vectors")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "serve":
+		err = serve(os.Args[2:])
+	case "vectors":
+		err = vectors()
+	default:
+		err = fmt.Errorf("unknown command %q", os.Args[1])
+	}
+	if err != nil {
+		emit(map[string]string{"error": err.Error()})
+		os.Exit(1)
+	}
+}
