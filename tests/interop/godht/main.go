@@ -80,9 +80,10 @@ type node struct {
 	got    map[string][]message
 }
 
-var start = time.Now()
-
 func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }
+
+// unixMs is wall-clock time in ms, comparable with the Python side's time.time() on one machine.
+func unixMs() float64 { return float64(time.Now().UnixMicro()) / 1000 }
 
 func newNode(ctx context.Context, prefix string, bucket int, alpha int) (*node, error) {
 	priv, _, err := crypto.GenerateKeyPair(crypto.Secp256k1, 0)
@@ -155,7 +156,7 @@ func (n *node) join(ctx context.Context, name string) error {
 			rec := message{
 				From: m.GetFrom().String(), Data: hex.EncodeToString(m.GetData()),
 				Seqno: hex.EncodeToString(m.GetSeqno()), Topic: m.GetTopic(),
-				Via: m.ReceivedFrom.String(), AtMs: msSince(start), Signed: len(m.GetSignature()) > 0,
+				Via: m.ReceivedFrom.String(), AtMs: unixMs(), Signed: len(m.GetSignature()) > 0,
 			}
 			n.mu.Lock()
 			n.got[name] = append(n.got[name], rec)
@@ -259,7 +260,8 @@ func run(ctx context.Context, nodes []*node, c command) (map[string]any, error) 
 		if t == nil {
 			return nil, fmt.Errorf("topic %s not joined", c.Topic)
 		}
-		return map[string]any{"at_ms": msSince(start)}, t.Publish(cctx, data)
+		t0 := unixMs()
+		return map[string]any{"at_ms": t0}, t.Publish(cctx, data)
 	case "messages":
 		n.mu.Lock()
 		got := append([]message{}, n.got[c.Topic]...)
@@ -344,6 +346,26 @@ func serve(args []string) error {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// With topics, let every node see its peers' subscriptions and run a heartbeat or two,
+	// so the meshes exist before anyone publishes (messages published into a mesh still being
+	// built reach only part of the network: flood publishing is off, as in go's defaults).
+	if *topics != "" {
+		for time.Now().Before(deadline) {
+			ready := true
+			for _, n := range nodes {
+				for _, t := range strings.Split(*topics, ",") {
+					if t != "" && len(n.ps.ListPeers(t)) < len(n.h.Network().Peers()) {
+						ready = false
+					}
+				}
+			}
+			if ready {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(1200 * time.Millisecond)
 	}
 	infos := []map[string]any{}
 	for _, n := range nodes {

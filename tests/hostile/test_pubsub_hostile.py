@@ -1,0 +1,90 @@
+"""Hostile peers against our GossipSub (in-process hosts writing raw RPC bytes).
+
+Oversized and malformed RPCs reset the stream and the node keeps serving honest peers; a flood of
+RPCs to a slow peer is dropped at its bounded queue; IHAVE floods and GRAFTs during backoff are in
+the router's own tests (tests/core/test_pubsub_router.py).
+"""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from p2p import delimited
+from p2p.errors import StreamReset
+from p2p.host import Host
+from p2p.pubsub.router import MESHSUB_11
+from p2p.pubsub.rpc import RPC, SubOpts
+from p2p.pubsub.service import PubSubService
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+async def _reset_seen(stream, timeout: float = 5.0) -> bool:
+    try:
+        with anyio.fail_after(timeout):
+            while True:
+                await stream.receive(65536)
+    except (StreamReset, anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+        return True
+    except TimeoutError:
+        return False
+
+
+@pytest.mark.parametrize("payload", [
+    delimited.varint.encode((1 << 20) + 1),  # over go's 1 MiB: refused before buffering
+    delimited.encode(b"\x0a\x03\x12\x01\xff"),  # topic not UTF-8
+    delimited.encode(b"\x1a\x02\x0a\x09"),  # truncated control entry
+    b"\xff" * 10,  # malformed length
+])
+async def test_bad_rpcs_reset_the_stream(payload):
+    with anyio.fail_after(30):
+        async with Host() as victim, Host() as attacker, Host() as honest:
+            await victim.listen()
+            ps = PubSubService(victim)
+            ps.subscribe("t")
+            peer = await attacker.connect(victim.p2p_addrs()[0])
+            s = await attacker.new_stream(peer, [MESHSUB_11])
+            await s.send(delimited.encode(RPC(subscriptions=[SubOpts(True, "t")]).encode()) + payload)
+            assert await _reset_seen(s)
+            # an honest peer still gets through: it subscribes and receives a message
+            hps = PubSubService(honest)
+            sub = hps.subscribe("t")
+            await honest.connect(victim.p2p_addrs()[0])
+            with anyio.fail_after(10):
+                while honest.peer_id not in ps.mesh_peers("t") or victim.peer_id not in hps.mesh_peers("t"):
+                    await anyio.sleep(0.02)
+                await ps.publish("t", b"still here")
+                assert (await sub.receive()).data == b"still here"
+
+
+async def test_slow_peer_queue_is_bounded():
+    """A peer that never reads: what we send it waits in a queue of 32 RPCs, the rest is dropped."""
+    with anyio.fail_after(30):
+        async with Host() as us, Host() as sink:
+            await us.listen()
+            ps = PubSubService(us, outbound_queue_size=32)
+            ps.subscribe("t")
+
+            async def never_read(stream):
+                await anyio.sleep(3600)
+            sink.set_stream_handler(MESHSUB_11, never_read)
+            peer = await sink.connect(us.p2p_addrs()[0])
+            s = await sink.new_stream(peer, [MESHSUB_11])
+            await s.send(delimited.encode(RPC(subscriptions=[SubOpts(True, "t")]).encode()))
+            with anyio.fail_after(10):
+                while sink.peer_id not in ps.topic_peers("t") or sink.peer_id not in ps._outbound \
+                        or not ps._outbound[sink.peer_id].ready:
+                    await anyio.sleep(0.02)
+            for i in range(3000):
+                await ps.publish("t", bytes(2000) + i.to_bytes(4, "big"))
+                if i % 100 == 0:
+                    await anyio.sleep(0)
+            out = ps._outbound[sink.peer_id]
+            assert out.dropped > 0
+            assert out.send.statistics().current_buffer_used <= 32
