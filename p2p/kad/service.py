@@ -24,6 +24,8 @@ from multiaddr import Multiaddr
 
 from p2p import delimited
 from p2p.errors import ConnectionClosed, DialError, P2PError, PeerIdMismatch, RemoteProtocolError
+from p2p.events import ConnectionListenerBase
+from p2p.hostapi import HostLike
 from p2p.identity import PeerId
 from p2p.kad.config import KadConfig
 from p2p.kad.lookup import Lookup
@@ -37,6 +39,11 @@ log = logging.getLogger("p2p.kad")
 MAX_PROVIDER_KEY = 80  # go handleGetProviders: keys over 80 bytes are an error
 _NET_ERRORS = (P2PError, OSError, anyio.EndOfStream, anyio.BrokenResourceError,
                anyio.ClosedResourceError, TimeoutError)
+
+
+def _tcp_only(addr: Multiaddr) -> bool:
+    parts = list(addr.items())
+    return len(parts) == 2 and parts[1][0].name == "tcp"
 
 
 class KadRequestError(RemoteProtocolError):
@@ -64,21 +71,21 @@ def _is_loopback(addr: Multiaddr) -> bool:
     return text.startswith("/ip4/127.") or text.startswith("/ip6/::1/")
 
 
-def _dialable(raw: bytes) -> Multiaddr | None:
-    """A binary multiaddr we would dial: /ip4|ip6/x/tcp/port, nothing else (no DNS, no relays)."""
+def _dialable(raw: bytes, can_dial: Callable[[Multiaddr], bool]) -> Multiaddr | None:
+    """A binary multiaddr we would dial: an IP address (no DNS name: another peer must not make us
+    resolve names) that one of the host's transports can dial."""
     try:
         ma = Multiaddr(raw)
-        parts = list(ma.items())
+        first = next(iter(ma.items()))[0].name
+        return ma if first in ("ip4", "ip6") and can_dial(ma) else None
     except Exception:  # the multiaddr package raises several unrelated types on bad bytes
         return None
-    if len(parts) != 2 or parts[0][0].name not in ("ip4", "ip6") or parts[1][0].name != "tcp":
-        return None
-    return ma
 
 
-class KadService:
-    def __init__(self, host, config: KadConfig | None = None) -> None:
+class KadService(ConnectionListenerBase):
+    def __init__(self, host: HostLike, config: KadConfig | None = None) -> None:
         self.host = host
+        self._can_dial = getattr(host, "can_dial", None) or _tcp_only
         self.config = config or KadConfig()
         self.protocol = self.config.protocol
         self.routing_table = RoutingTable(host.peer_id, self.config.bucket_size)
@@ -104,11 +111,8 @@ class KadService:
 
     # ---- connection events (called by the Host; must not block) ------------------------------
 
-    def connected(self, conn) -> None:
-        pass
-
     def identified(self, conn) -> None:
-        peer = conn.remote_peer if hasattr(conn, "remote_peer") else conn.peer_id
+        peer = conn.remote_peer
         if self._closed or peer in self.routing_table or peer in self._checking:
             return
         if self.protocol not in self.host.peerstore.protocols(peer):
@@ -297,7 +301,7 @@ class KadService:
                 peer = PeerId(entry.id)
             except P2PError:
                 continue  # go skips entries it cannot parse
-            addrs = [ma for ma in map(_dialable, entry.addrs) if ma is not None]
+            addrs = [ma for ma in (_dialable(a, self._can_dial) for a in entry.addrs) if ma is not None]
             out.append((peer, addrs[: self.config.max_addrs_tried]))
         return out
 

@@ -27,6 +27,8 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from p2p import delimited
 from p2p.errors import P2PError, RemoteProtocolError
+from p2p.events import ConnectionListenerBase
+from p2p.hostapi import HostLike
 from p2p.identity import PeerId
 from p2p.pubsub.router import PROTOCOLS, GossipSubParams, Router
 from p2p.pubsub.rpc import MAX_RPC_SIZE, RPC, PubMessage, RpcDecodeError
@@ -96,8 +98,8 @@ class _Outbound:
         self.ready = False
 
 
-class PubSubService:
-    def __init__(self, host, params: GossipSubParams | None = None, *,
+class PubSubService(ConnectionListenerBase):
+    def __init__(self, host: HostLike, params: GossipSubParams | None = None, *,
                  outbound_queue_size: int = 32, subscription_queue_size: int = 32,
                  protocols: tuple[str, ...] = PROTOCOLS, rng: random.Random | None = None) -> None:
         self.host = host
@@ -128,14 +130,11 @@ class PubSubService:
 
     # ---- connection events -------------------------------------------------------------------
 
-    def connected(self, conn) -> None:
-        pass
-
     def identified(self, conn) -> None:
-        self._maybe_open(conn.remote_peer if hasattr(conn, "remote_peer") else conn.peer_id)
+        self._maybe_open(conn.remote_peer)
 
     def disconnected(self, conn) -> None:
-        peer = conn.remote_peer if hasattr(conn, "remote_peer") else conn.peer_id
+        peer = conn.remote_peer
         if self.host.connection(peer) is None:
             self._drop_peer(peer)
 
