@@ -1,4 +1,4 @@
-"""The oracle command line: `python -m oracle node|work|demo`.
+"""The oracle command line: `python -m oracle node|work|peers|demo`.
 
 Same contract as `python -m p2p`: results are JSON lines on stdout, logs go to stderr, an expected
 failure exits 1 with `{"error": "..."}` and no traceback.
@@ -7,6 +7,11 @@ failure exits 1 with `{"error": "..."}` and no traceback.
   worker protocol until SIGINT/SIGTERM, then prints `{"stopped": true, "metrics": ...}` and exits 0.
   Its identity persists like a masa node's: `--key-file`, else env PRIVATE_KEY (hex), else the file
   named by env MASA_PRIV_KEY_FILE or ~/.masa/masa_oracle_key (created with a new secp256k1 key).
+- `node` announces its node data (staked unless `--no-staked`, category flags from its handlers) to
+  every peer serving masa's oracle protocol and keeps its `--peer`/`--bootnode`s connected: a Go
+  masa node connected to it selects it for work of those categories.
+- `peers` connects to its `--peer`s, waits for their node data (a masa node pushes its view of the
+  network through nodeDataSync) and prints the network as JSON.
 - `work` starts a client node, connects, runs DistributeWork and prints the WorkResponse as Go's
   encoding/json writes it; exit 0 only when the response carries no error.
 - `demo` runs several nodes on this machine and distributes work across them (oracle/demo.py).
@@ -30,13 +35,13 @@ from p2p.cli import CliError as P2PCliError
 from p2p.cli import parse_limits
 from p2p.config import HostConfig
 from p2p.errors import P2PError
-from p2p.identity import KeyType, PrivateKey, load_private_key_file, parse_key_type, save_private_key_file
+from p2p.identity import KeyType, PeerId, PrivateKey, load_private_key_file, parse_key_type, save_private_key_file
 from p2p.host import Host
 
 from oracle.handlers import HandlerLoadError, default_handlers, handle_test, load_handler
 from oracle.manager import WorkerConfig, WorkHandler
 from oracle.messages import WorkResponse
-from oracle.node import NodeConfig, OracleNode
+from oracle.node import NodeConfig, OracleNode, SelfConnectError
 from oracle.protocol import PROTOCOL_VERSION
 
 __all__ = ["CliError", "build_handlers", "build_parser", "main", "resolve_identity"]
@@ -143,10 +148,10 @@ def build_handlers(workers: Sequence[str], specs: Sequence[str], *, default_test
 
 # ---- config file --------------------------------------------------------------------------------
 
-_LIST_KEYS = {"listen", "worker", "peer", "allow", "handler"}
+_LIST_KEYS = {"listen", "worker", "peer", "bootnode", "allow", "handler"}
 _SCALAR_KEYS = {
     "key_type", "key_file", "protocol_version", "env", "connect_timeout",
-    "max_concurrent_per_peer", "max_concurrent_total", "limits",
+    "max_concurrent_per_peer", "max_concurrent_total", "limits", "staked",
 }
 
 
@@ -160,6 +165,8 @@ def apply_config_file(args: argparse.Namespace, path: str) -> None:
         raise CliError(f"config file {path}: expected a JSON object")
     for raw_key, value in data.items():
         key = str(raw_key).replace("-", "_")
+        if key == "bootnode":
+            key = "peer"  # masa's name for the peers a node joins through
         if key == "handler" and isinstance(value, dict):
             value = [f"{k}={v}" for k, v in value.items()]
         if key in _LIST_KEYS:
@@ -213,6 +220,17 @@ def _host_config(limits: Any) -> HostConfig:
         raise CliError(str(exc)) from None
 
 
+def _refuse_own_peer_id(identity: PrivateKey, addrs: Sequence[str]) -> None:
+    """A --peer with our own peer ID: two processes share a key file, or a copy-paste slip."""
+    own = PeerId.from_public_key(identity.public_key)
+    for addr in addrs:
+        peer = addr.rsplit("/p2p/", 1)[1].split("/")[0] if "/p2p/" in addr else ""
+        if peer and peer == str(own):
+            raise CliError(str(SelfConnectError(
+                f"--peer {addr} is this node's own peer ID {own}: refusing to connect to ourselves "
+                "(is another process using the same key file?)")))
+
+
 def _node_config(args: argparse.Namespace, **overrides: Any) -> NodeConfig:
     _check_addrs("--peer", args.peer or [])
     _check_addrs("--listen", args.listen or [])
@@ -222,6 +240,7 @@ def _node_config(args: argparse.Namespace, **overrides: Any) -> NodeConfig:
         protocol_version=args.protocol_version or PROTOCOL_VERSION,
         env=args.env or "",
         allowed_peers=allowed,
+        is_staked=args.staked is not False,
     )
     fields.update(overrides)
     try:
@@ -240,16 +259,16 @@ async def cmd_node(args: argparse.Namespace) -> int:
     )
     handlers = build_handlers(args.worker or [], args.handler or [])
     identity, source = resolve_identity(args.key_type, args.key_file)  # last: may create the key file
+    _refuse_own_peer_id(identity, args.peer or [])
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with OracleNode(identity, config, handlers=handlers) as node:
             log.info("identity from %s", source)
-            emit({**node.info(), "protocol": node.worker.protocol_id, "work_types": node.manager.work_types()})
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(node.connect_all, list(args.peer or []))
-                async for signum in signals:
-                    log.info("signal %s: shutting down", signum)
-                    break
-                tg.cancel_scope.cancel()
+            emit({**node.info(), "protocol": node.worker.protocol_id, "work_types": node.manager.work_types(),
+                  "membership": list(node.membership.protocols)})
+            node.keep_connected(list(args.peer or []))  # connects in the background, redials
+            async for signum in signals:
+                log.info("signal %s: shutting down", signum)
+                break
             emit({"stopped": True, "peer_id": str(node.peer_id), "metrics": node.metrics()})
     return 0
 
@@ -263,7 +282,9 @@ async def cmd_work(args: argparse.Namespace) -> int:
     worker = WorkerConfig(
         worker_timeout=timeout, worker_response_timeout=timeout, connection_timeout=min(5.0, timeout)
     )
-    config = _node_config(args, listen=(), worker=worker, connect_timeout=timeout, identify_timeout=timeout)
+    config = _node_config(args, listen=(), worker=worker, connect_timeout=timeout, identify_timeout=timeout,
+                          keep_connected=False)
+    _refuse_own_peer_id(identity, args.peer or [])
     response: WorkResponse | None = None
     with anyio.move_on_after(timeout):
         async with OracleNode(identity, config, handlers=handlers) as node:
@@ -274,6 +295,28 @@ async def cmd_work(args: argparse.Namespace) -> int:
     sys.stdout.write(response.to_go_json().decode("utf-8") + "\n")
     sys.stdout.flush()
     return 1 if response.error else 0
+
+
+async def cmd_peers(args: argparse.Namespace) -> int:
+    """Join through --peer, wait for node data, print the network as our tracker knows it."""
+    wait = float(args.wait)
+    if not wait > 0:
+        raise CliError("--wait must be > 0")
+    if not args.peer:
+        raise CliError("peers needs at least one --peer (or --bootnode)")
+    identity, _ = resolve_identity(args.key_type, args.key_file, persistent=False)
+    config = _node_config(args, listen=(), keep_connected=False, node_data_wait=wait, is_staked=False)
+    _refuse_own_peer_id(identity, args.peer or [])
+    async with OracleNode(identity, config) as node:
+        await node.connect_all(list(args.peer))  # each waits (bounded) for that peer's node data
+        connected = list(node.host.connected_peers())
+        if not connected:
+            raise CliError("could not connect to any --peer")
+        # a masa node pushes its view (nodeDataSync) about 1 s after our announce: give it time
+        await node.membership.wait_for(lambda: node.membership.stats["sync_entries"] > 0, wait)
+        emit({"peer_id": str(node.peer_id), "connected": [str(p) for p in connected],
+              "peers": node.network()})
+    return 0
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:
@@ -299,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
         keys = sp.add_mutually_exclusive_group()
         keys.add_argument("--key-type", choices=KEY_TYPES, help="use a new ephemeral key of this type")
         keys.add_argument("--key-file", help="masa key file (hex of the protobuf key); created if missing")
-        sp.add_argument("--peer", action="append", metavar="MULTIADDR", help="connect to this peer")
+        sp.add_argument("--peer", "--bootnode", action="append", dest="peer", metavar="MULTIADDR",
+                        help="connect to this peer (a node keeps it connected)")
         sp.add_argument("--worker", action="append", metavar="TYPE", help="serve this built-in work type")
         sp.add_argument("--handler", action="append", metavar="TYPE=MODULE:CALLABLE",
                         help="serve TYPE with a plug-in handler")
@@ -308,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--allow", action="append", metavar="PEER_ID",
                         help="only these peers may submit work (default: any)")
         sp.add_argument("--log-level", default=argparse.SUPPRESS)
+        sp.add_argument("--staked", action=argparse.BooleanOptionalAction, default=None,
+                        help="announce isStaked (default: yes, as every masa node does)")
 
     n = sub.add_parser("node", help="run a worker node until SIGINT/SIGTERM")
     common(n)
@@ -326,6 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--request-id", default="")
     w.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")
 
+    ps = sub.add_parser("peers", help="print the masa network as a peer's node data shows it (JSON)")
+    common(ps)
+    ps.add_argument("--wait", type=float, default=5.0, metavar="SECONDS",
+                    help="how long to wait for node data (default 5)")
+
     d = sub.add_parser("demo", help="several local nodes, a batch of work, a failover, metrics")
     d.add_argument("--workers", type=int, default=4)
     d.add_argument("--items", type=int, default=48)
@@ -335,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-COMMANDS = {"node": cmd_node, "work": cmd_work, "demo": cmd_demo}
+COMMANDS = {"node": cmd_node, "work": cmd_work, "peers": cmd_peers, "demo": cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -344,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not hasattr(args, name):
             setattr(args, name, None)
     for name in ("config", "key_type", "key_file", "protocol_version", "env", "connect_timeout",
-                 "max_concurrent_per_peer", "max_concurrent_total"):
+                 "max_concurrent_per_peer", "max_concurrent_total", "staked"):
         if not hasattr(args, name):
             setattr(args, name, None)
     logging.basicConfig(level=str(args.log_level).upper(), stream=sys.stderr,

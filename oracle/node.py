@@ -2,9 +2,11 @@
 
 A node is a thin `async with` object, like the Host under it. At start-up it registers every
 configured `Protocol` (identify, ping, the worker protocol, and whatever the user adds), listens,
-then connects to its bootstrap peers. Connecting includes identify, because identify is how a node
-learns which peers serve the worker protocol (the Go node learns it from gossip, which this stack
-does not run): `HostWorkerDirectory` reads the peerstore that identify fills.
+then connects to its bootstrap peers and keeps them connected (redial with backoff). A node is a
+member of the masa network (oracle/membership.py): it announces its NodeData (staked, the category
+flags of its handlers, its addresses) on the oracle protocol to every peer that serves it, takes in
+the node data others send, and picks workers from its node tracker by masa's rules
+(oracle/selection.py) - a Go masa node selects our workers the same way.
 
 Identify and ping are built into the Host (p2p/host.py installs their handlers itself). The node
 takes those handlers down at start-up and puts back only the ones in its protocol list, so the list
@@ -18,6 +20,8 @@ ping, as a masa node does not.
 from __future__ import annotations
 
 import logging
+import math
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,16 +39,18 @@ from p2p.protocols import ping as pingp
 
 from oracle.gating import WorkerPolicy
 from oracle.manager import WorkerConfig, WorkHandler, WorkHandlerManager
+from oracle.membership import MembershipConfig, MembershipService
 from oracle.messages import WorkRequest, WorkResponse
-from oracle.protocol import (
-    PROTOCOL_VERSION,
-    HostWorkerDirectory,
-    Protocol,
-    WorkerProtocol,
-)
+from oracle.nodedata import NodeData, pretty_duration
+from oracle.protocol import PROTOCOL_VERSION, Protocol, WorkerProtocol
+from oracle.selection import TrackerWorkerDirectory
+from oracle.tracker import TWITTER_WORK_TYPES, NodeTracker, category_of
+from oracle.worktypes import prepare_work_data
 
 __all__ = [
     "IdentifyProtocol",
+    "MembershipProtocol",
+    "SelfConnectError",
     "NodeConfig",
     "OracleNode",
     "PingProtocol",
@@ -55,6 +61,11 @@ log = logging.getLogger(__name__)
 
 # Errors a connect/identify may end with for network reasons.
 _CONNECT_ERRORS = (P2PError, OSError, TimeoutError, anyio.BrokenResourceError, anyio.EndOfStream)
+_WILDCARDS = ("/ip4/0.0.0.0/", "/ip6/::/")
+
+
+class SelfConnectError(P2PError):
+    """A peer address names our own peer ID (e.g. two processes sharing one key file)."""
 
 
 def default_worker_config() -> WorkerConfig:
@@ -81,12 +92,21 @@ class NodeConfig:
     serve_ping: bool = True  # masa nodes disable ping; ours answers unless told not to
     connect_timeout: float = 10.0  # per bootstrap peer: dial + upgrade
     identify_timeout: float = 10.0
+    is_staked: bool = True  # masa nodes self-declare it; True is what makes us selectable
+    keep_connected: bool = True  # redial `peers` with backoff when a connection drops
+    redial_min: float = 1.0
+    redial_max: float = 30.0
+    node_data_wait: float = 5.0  # after connecting: how long to wait for the peer's node data
+    tracker_size: int = 4096
+    membership: MembershipConfig = field(default_factory=MembershipConfig)
     worker: WorkerConfig = field(default_factory=default_worker_config)
     host: HostConfig = field(default_factory=HostConfig)
 
     def __post_init__(self) -> None:
         if not (self.connect_timeout > 0 and self.identify_timeout > 0):
             raise ValueError("NodeConfig timeouts must be > 0")
+        if not (0 < self.redial_min <= self.redial_max) or self.node_data_wait < 0:
+            raise ValueError("NodeConfig redial/node-data timings must be > 0 (min <= max)")
         if self.max_concurrent_per_peer < 1 or self.max_concurrent_total < 1:
             raise ValueError("NodeConfig concurrency limits must be >= 1")
         if self.allowed_peers is not None:
@@ -116,6 +136,20 @@ class PingProtocol(Protocol):
     def register(self, node: Any) -> None:
         host: Host = getattr(node, "host", node)
         host.ping_service.start()
+
+
+class MembershipProtocol(Protocol):
+    """The masa membership protocols (oracle, nodeDataSync, gossip) of a node's MembershipService."""
+
+    def __init__(self, service: MembershipService) -> None:
+        self.service = service
+
+    @property
+    def protocol_id(self) -> str:
+        return self.service.oracle_protocol
+
+    def register(self, node: Any) -> None:
+        self.service.register()
 
 
 _HOST_BUILTINS = (idp.IDENTIFY, idp.IDENTIFY_PUSH, pingp.PING)
@@ -154,13 +188,23 @@ class OracleNode:
             version=cfg.protocol_version,
             env=cfg.env,
         )
-        self.directory = HostWorkerDirectory(self.host, protocol_id=self.worker.protocol_id)
+        self._started_at = time.monotonic()
+        self.tracker = NodeTracker(self.node_data(), version=cfg.protocol_version,
+                                   max_entries=cfg.tracker_size)
+        self.membership = MembershipService(
+            self.host, self.tracker, self.node_data, version=cfg.protocol_version, env=cfg.env,
+            has_bootnodes=bool(cfg.peers), config=cfg.membership,
+        )
+        self.directory = TrackerWorkerDirectory(self.host, self.tracker, protocol_id=self.worker.protocol_id,
+                                                rng=rng)
         self.manager.directory = self.directory
         builtin: list[Protocol] = [IdentifyProtocol()]
         if cfg.serve_ping:
             builtin.append(PingProtocol())
-        self.protocols: list[Protocol] = [*builtin, self.worker, *protocols]
+        self.protocols: list[Protocol] = [*builtin, self.worker, MembershipProtocol(self.membership),
+                                          *protocols]
         self._started = False
+        self._kept: set[str] = set()
 
     # ---- HostLike, so that protocols can register on the node ---------------------------------
 
@@ -200,7 +244,100 @@ class OracleNode:
         self._started = True
         if self.config.listen:
             await self.host.listen(*self.config.listen)
-        await self.connect_all(self.config.peers)
+        self.tracker.set_self(self.node_data())
+        results = await self.connect_all(self.config.peers)
+        if self.config.keep_connected:
+            self.keep_connected(self.config.peers, results)
+
+    async def listen(self, *addrs: str) -> list[Multiaddr]:
+        """Listen on more addresses; peers are told (announce) since our node data changed."""
+        bound = await self.host.listen(*addrs)
+        self.membership.announce_all()
+        return bound
+
+    def add_handler(self, work_type: str, handler: WorkHandler) -> None:
+        """Serve one more work type; peers are told at once (our categories may have changed)."""
+        self.manager.add_handler(work_type, handler)
+        if self._started:
+            self.membership.announce_all()
+
+    # ---- membership -------------------------------------------------------------------------
+
+    def categories(self) -> list[str]:
+        """The masa categories we announce (from our handlers): `web`, `twitter`."""
+        types = self.manager.work_types()
+        out = []
+        if any(t in TWITTER_WORK_TYPES for t in types):
+            out.append("twitter")
+        if "web" in types:
+            out.append("web")
+        return out
+
+    def _announce_addrs(self) -> tuple[str, ...]:
+        addrs = [str(a) for a in self.host.listen_addrs()]
+        concrete = [a for a in addrs if not a.startswith(_WILDCARDS)]
+        return tuple(concrete or addrs)
+
+    def node_data(self) -> NodeData:
+        """Our NodeData as we announce it (masa's getNodeData: no join times, lastUpdated = now)."""
+        types = sorted(self.manager.work_types())
+        addrs = self._announce_addrs()
+        uptime = int((time.monotonic() - self._started_at) * 1e9)
+        categories = self.categories()
+        return NodeData(
+            multiaddrs=addrs,
+            multiaddrs_string=NodeData.join_multiaddrs(addrs),
+            peer_id=str(self.host.peer_id),
+            last_updated=int(time.time()),
+            uptime=uptime,
+            uptime_str=pretty_duration(uptime),
+            accumulated_uptime=uptime,
+            accumulated_uptime_str=pretty_duration(uptime),
+            is_active=True,
+            is_staked=self.config.is_staked,
+            is_twitter_scraper="twitter" in categories,
+            is_web_scraper="web" in categories,
+            # our extension: work types masa has no category for (Go nodes store and ignore it)
+            records={"workTypes": types} if any(category_of(t) == -1 for t in types) else None,
+            version=self.config.protocol_version,
+        )
+
+    def keep_connected(self, addrs: Iterable[str | Multiaddr],
+                       first: Mapping[str, PeerId | BaseException] | None = None) -> None:
+        """Keep these peers connected (masa's bootnodes): redial with backoff whenever a connection drops."""
+        for addr in addrs:
+            key = str(addr)
+            if key in self._kept:
+                continue
+            self._kept.add(key)
+            self.membership.has_bootnodes = True
+            self.host.start_soon(self._keeper, key, (first or {}).get(key))
+
+    async def _keeper(self, addr: str, first: PeerId | BaseException | None) -> None:
+        cfg = self.config
+        backoff = cfg.redial_min
+        peer = first if isinstance(first, PeerId) else None
+        if isinstance(first, SelfConnectError):
+            return
+        if first is not None and peer is None:
+            await anyio.sleep(backoff)
+        while True:
+            if peer is None or self.host.connection(peer) is None:
+                try:
+                    peer = await self.connect(addr)
+                    backoff = cfg.redial_min
+                    log.info("connected to %s (%s)", addr, peer)
+                except SelfConnectError as exc:
+                    log.error("%s", exc)
+                    return
+                except _CONNECT_ERRORS as exc:
+                    log.info("redial %s failed (%s); next try in %.0f s", addr, exc, backoff)
+                    await anyio.sleep(backoff)
+                    backoff = min(backoff * 2, cfg.redial_max)
+                    continue
+            current = peer
+            await self.membership.wait_for(lambda: self.host.connection(current) is None, math.inf)
+            log.info("connection to %s dropped: redialling", addr)
 
     def add_protocol(self, protocol: Protocol) -> None:
         """Add a protocol; registered at once if the node runs (peers learn it on their next identify)."""
@@ -213,16 +350,37 @@ class OracleNode:
 
     # ---- peers ------------------------------------------------------------------------------
 
+    def _refuse_self(self, peer: PeerId | None, addr: str | Multiaddr) -> None:
+        if peer is not None and peer == self.peer_id:
+            raise SelfConnectError(
+                f"{addr} is this node's own peer ID {self.peer_id}: refusing to connect to "
+                "ourselves (is another process using the same key file?)")
+
     async def connect(self, addr: str | Multiaddr) -> PeerId:
-        """Connect to `addr` and wait for identify, so we know whether the peer is a worker."""
+        """Connect to `addr`, wait for identify and (bounded) for the peer's node data."""
+        text = str(addr)
+        if "/p2p/" in text:
+            try:
+                self._refuse_self(PeerId.from_string(text.rsplit("/p2p/", 1)[1].split("/")[0]), addr)
+            except SelfConnectError:
+                raise
+            except P2PError:
+                pass  # a malformed ID: the host's own parse reports it
         peer = await self.host.connect(addr, timeout=self.config.connect_timeout)
+        if peer == self.peer_id:
+            await self.host.disconnect(peer)
+            self._refuse_self(peer, addr)
         try:
             await self.host.identify(peer, timeout=self.config.identify_timeout)
         except (P2PError, TimeoutError) as exc:
             log.warning("identify with %s failed (%s): it will not be used as a worker", peer, exc)
-        else:
-            if not self.serves_worker(peer):
-                log.info("peer %s does not serve %s", peer, self.worker.protocol_id)
+            return peer
+        if self.membership.oracle_protocol in self.host.peerstore.protocols(peer):
+            if not await self.membership.wait_for_entry(peer, self.config.node_data_wait):
+                log.info("no node data from %s within %s s: not selectable until it announces",
+                         peer, self.config.node_data_wait)
+        elif not self.serves_worker(peer):
+            log.info("peer %s does not serve %s", peer, self.worker.protocol_id)
         return peer
 
     async def connect_all(self, addrs: Iterable[str | Multiaddr]) -> dict[str, PeerId | BaseException]:
@@ -258,6 +416,7 @@ class OracleNode:
     async def submit(self, work_type: str, data: bytes | str = b"", *, request_id: str = "") -> WorkResponse:
         """Distribute one piece of work; the request ID defaults to a fresh UUID, as masa's does."""
         payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        payload = prepare_work_data(work_type, payload)  # WorkDataError: a Go worker would crash
         request = WorkRequest(work_type=work_type, request_id=request_id or str(uuid.uuid4()), data=payload)
         return await self.distribute_work(request)
 
@@ -265,7 +424,29 @@ class OracleNode:
 
     def info(self) -> dict[str, Any]:
         """The JSON-able line the CLI prints once listening."""
-        return {"peer_id": str(self.peer_id), "addrs": self.host.p2p_addrs()}
+        return {"peer_id": str(self.peer_id), "addrs": self.host.p2p_addrs(),
+                "staked": self.config.is_staked, "categories": self.categories()}
+
+    def network(self) -> list[dict[str, Any]]:
+        """The network as our tracker knows it (ourselves excluded), JSON-able."""
+        out = []
+        for data in self.tracker.all_node_data():
+            if data.peer_id == str(self.peer_id):
+                continue
+            categories = [name for name, flag in (("twitter", data.is_twitter_scraper),
+                                                  ("web", data.is_web_scraper)) if flag]
+            out.append({
+                "peer_id": data.peer_id,
+                "addrs": list(data.multiaddrs),
+                "staked": data.is_staked,
+                "active": data.is_active,
+                "categories": categories,
+                "validator": data.is_validator,
+                "version": data.version,
+                "last_updated": data.last_updated,
+                "connected": any(str(p) == data.peer_id for p in self.host.connected_peers()),
+            })
+        return out
 
     def metrics(self) -> dict[str, Any]:
         """Per-handler counters of the manager and the policy's refusals."""

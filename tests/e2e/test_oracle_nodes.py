@@ -202,7 +202,11 @@ async def test_handler_not_found_on_the_worker() -> None:
             worker = await start(stack, kb, handlers={"test": handle_test})
             requester = await start(stack, ka)
             await link(requester, worker)
-            response = await requester.submit("twitter", "x")
+            # by masa's rules nobody is eligible for a type no one announced...
+            assert (await requester.submit("llm", "x")).error == "no eligible workers found"
+            # ...but a worker named explicitly is asked, and answers as Go's handler does
+            requester.directory.add_worker(b)
+            response = await requester.submit("llm", "x")
             assert response.error == f"All workers failed. Errors: Worker {b}: work handler not found"
 
 
