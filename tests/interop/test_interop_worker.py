@@ -35,8 +35,11 @@ async def test_go_worker_answers_our_distribute_work(start_gopeer, env):
     go_worker: GoPeer = start_gopeer("--worker", "--key-type", "secp256k1", *(["--env", env] if env else []))
     with anyio.fail_after(60):
         async with OracleNode(PrivateKey.generate(KeyType.Secp256k1), NodeConfig(env=env), handlers={}) as node:
-            await node.connect(go_worker.addr)
+            peer = await node.connect(go_worker.addr)
             assert [str(p) for p in node.workers()] == [go_worker.peer_id]  # found through identify
+            # it announces no node data, so masa's rules find no worker for it...
+            assert (await node.submit("test", b"x")).error == "no eligible workers found"
+            node.directory.add_worker(peer)  # ...until it is named as a worker explicitly
             resp = await node.submit("test", TRICKY.encode())
             assert resp.error == ""
             assert resp.data == TRICKY
