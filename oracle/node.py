@@ -361,11 +361,10 @@ class OracleNode:
         text = str(addr)
         if "/p2p/" in text:
             try:
-                self._refuse_self(PeerId.from_string(text.rsplit("/p2p/", 1)[1].split("/")[0]), addr)
-            except SelfConnectError:
-                raise
+                named: PeerId | None = PeerId.from_string(text.rsplit("/p2p/", 1)[1].split("/")[0])
             except P2PError:
-                pass  # a malformed ID: the host's own parse reports it
+                named = None  # malformed: the host's own parse reports it
+            self._refuse_self(named, addr)
         peer = await self.host.connect(addr, timeout=self.config.connect_timeout)
         if peer == self.peer_id:
             await self.host.disconnect(peer)

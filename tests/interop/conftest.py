@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from godht import build_godht
+from gomasa import build_gomasa
 from gopeer import GoPeer, build_gopeer, build_goquic
 
 
@@ -22,6 +23,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 _build_result: list[Path | RuntimeError] = []
 _goquic_result: list[Path | RuntimeError] = []
 _godht_result: list[Path | RuntimeError] = []
+_gomasa_result: list[Path | RuntimeError] = []
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -50,6 +52,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             _godht_result.append(build_godht())
         except RuntimeError as exc:
             _godht_result.append(exc)
+    if any(here in Path(item.fspath).parents and "membership" in Path(item.fspath).name
+           for item in session.items):
+        try:
+            _gomasa_result.append(build_gomasa())
+        except RuntimeError as exc:
+            _gomasa_result.append(exc)
 
 
 @pytest.fixture(scope="session")
@@ -119,3 +127,15 @@ def start_goquic(goquic_bin: Path) -> Iterator[Callable[..., GoPeer]]:
     for peer in peers:
         peer.stop()
         print(f"--- {peer!r} stderr ---\n{peer.stderr_text()}")
+
+
+@pytest.fixture(scope="session")
+def gomasa_bin() -> Path:
+    """The compiled masa-like Go peer (tests/interop/gomasa); a build failure fails the tests."""
+    try:
+        result = _gomasa_result[0] if _gomasa_result else build_gomasa()
+    except RuntimeError as exc:
+        result = exc
+    if isinstance(result, RuntimeError):
+        pytest.fail(f"cannot build the masa-like Go peer:\n{result}", pytrace=False)
+    return result

@@ -21,7 +21,7 @@ import anyio
 import anyio.to_thread
 import pytest
 
-from gomasa import GoMasa, build_gomasa, run_gomasa
+from gomasa import GoMasa, run_gomasa
 from oracle.handlers import handle_test
 from oracle.nodedata import NodeData, NodeDataError
 from oracle.node import NodeConfig, OracleNode
@@ -29,14 +29,6 @@ from p2p.identity import KeyType, PeerId, PrivateKey
 
 REPO = Path(__file__).resolve().parents[2]
 OTHER = str(PeerId.from_public_key(PrivateKey.generate(KeyType.Secp256k1).public_key))
-
-
-@pytest.fixture(scope="module")
-def gomasa_bin() -> Path:
-    try:
-        return build_gomasa()
-    except RuntimeError as exc:
-        pytest.fail(f"cannot build the masa-like Go peer:\n{exc}", pytrace=False)
 
 
 @pytest.fixture
@@ -307,3 +299,46 @@ def test_peers_command_prints_the_network(gomasa) -> None:
         assert any("/tcp/" in a for a in by_id[go.peer_id]["addrs"])
     finally:
         worker.stop()
+
+
+@pytest.mark.anyio
+async def test_go_node_with_us_as_bootnode_pushes_its_node_data(gomasa) -> None:
+    """masa's EnableDHT push: a Go node started with our node as a bootnode announces itself to us
+    on oracle_protocol (and would exit if we did not serve it); we then select it for web work."""
+    async with OracleNode(PrivateKey.generate(KeyType.Secp256k1)) as node:
+        addr = node.host.p2p_addrs()[0]
+        go = await anyio.to_thread.run_sync(lambda: gomasa("--web", "--bootnode", addr))
+        with anyio.fail_after(15):
+            await node.membership.wait_for(lambda: go.peer_id in node.tracker, 15)
+        entry = node.tracker.get(go.peer_id)
+        assert entry.is_staked and entry.is_web_scraper and entry.is_active
+        response = await node.submit("web", '{"url": "http://example.invalid/", "depth": 2}')
+        assert response.worker_peer_id == go.peer_id and response.data["depth"] == 2
+
+
+def test_go_node_exits_when_its_bootnode_lacks_the_oracle_protocol(gomasa) -> None:
+    """Why serving the exact protocol ID matters: masa calls Fatalf on `protocols not supported`."""
+    node = OracleCli("--worker", "web", "--env", "other")
+    try:
+        go = gomasa("--bootnode", node.info["addrs"][0])
+        deadline = time.monotonic() + 20
+        while go.returncode is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert go.returncode not in (None, 0)
+        assert "protocols not supported" in go.stderr_text()
+    finally:
+        node.stop()
+
+
+@pytest.mark.anyio
+async def test_new_listen_address_is_announced_again(gomasa) -> None:
+    go = gomasa()
+    async with OracleNode(PrivateKey.generate(KeyType.Secp256k1), NodeConfig(peers=(go.addr,)),
+                          handlers={"web": handle_test}) as node:
+        me = str(node.peer_id)
+        await anyio.to_thread.run_sync(lambda: go.wait_until(announced(me), what="first announce"))
+        extra = await node.listen("/ip4/127.0.0.1/tcp/0")
+        state = await anyio.to_thread.run_sync(
+            lambda: go.wait_until(announced(me, 2), what="announce after listening on a new address"))
+        entry = next(n for n in state["nodes"] if n["peerId"] == me)
+        assert str(extra[0]) in entry["multiaddrs"]

@@ -8,7 +8,8 @@
 //
 // Contract with tests/interop/gomasa.py: "serve" prints one JSON line
 // {"peer_id", "addrs"} once listening, then reads JSON commands on stdin, one
-// per line, and answers each with one JSON line on stdout. Logs go to stderr.
+// per line, and answers each with one JSON line on stdout (tracker, distribute,
+// connect, disconnect, announce, sync). Logs go to stderr.
 // "nodedata" and "decode" are one-shot commands for byte-level checks.
 package main
 
@@ -677,7 +678,6 @@ type command struct {
 	Staked  *bool  `json:"staked"`
 	Web     bool   `json:"web"`
 	Twitter bool   `json:"twitter"`
-	Raw     string `json:"raw"`
 }
 
 func (n *node) control() {
@@ -756,19 +756,6 @@ func (n *node) run(c command) any {
 		}
 		n.sendNodeData(p)
 		return map[string]bool{"ok": true}
-	case "raw":
-		// write c.Raw on a new stream of protocol c.Type to c.Peer, then close.
-		p, err := peer.Decode(c.Peer)
-		if err != nil {
-			return map[string]string{"error": err.Error()}
-		}
-		s, err := n.h.NewStream(n.ctx, p, n.proto(c.Type))
-		if err != nil {
-			return map[string]string{"error": err.Error()}
-		}
-		_, err = s.Write([]byte(c.Raw))
-		s.Close()
-		return map[string]any{"ok": err == nil}
 	}
 	return map[string]string{"error": "unknown command " + c.Cmd}
 }
