@@ -6,9 +6,14 @@ inbound:  answer `/noise` (`na` to anything else, e.g. go's `/tls/1.0.0` or v0.2
           `/libp2p/simultaneous-connect`) -> Noise XX as responder -> yamux server
 Each failure is wrapped in an `UpgradeError` that names its stage. The result is an
 `UpgradedConnection`: the `p2p.connection.MuxedConnection` that TCP hands the Host.
+
+A traced connection (`trace`, a `p2p.trace.hooks.ConnTrace`) differs in two objects only: the raw
+stream is wrapped so its bytes are reported, and the Noise core is the one that reports.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from multiaddr import Multiaddr
 
@@ -82,16 +87,17 @@ async def _stage(stage: str, coro):
 
 async def upgrade_outbound(
     raw: ByteStream, identity: PrivateKey, expected_peer: PeerId | None, config: HostConfig,
-    local_addr: Multiaddr, remote_addr: Multiaddr,
+    local_addr: Multiaddr, remote_addr: Multiaddr, trace: Any = None,
 ) -> UpgradedConnection:
-    conn = BufferedStream(raw)
+    conn = BufferedStream(raw if trace is None else trace.wrap(raw))
     t = config.negotiation_timeout
     await _stage("security negotiation", select_protocol(conn, ["/noise"], timeout=t))
     muxers = config.muxer_protocols if config.early_muxer_negotiation else ()
     secure = await _stage(
         "noise handshake",
         secure_outbound(
-            conn, identity, expected_peer=expected_peer, muxers=muxers, timeout=config.dial_timeout
+            conn, identity, expected_peer=expected_peer, muxers=muxers, timeout=config.dial_timeout,
+            trace=trace,
         ),
     )
     muxed: ByteStream = secure
@@ -106,8 +112,9 @@ async def upgrade_outbound(
 
 
 async def upgrade_inbound(raw: ByteStream, identity: PrivateKey, config: HostConfig,
-                          local_addr: Multiaddr, remote_addr: Multiaddr) -> UpgradedConnection:
-    conn = BufferedStream(raw)
+                          local_addr: Multiaddr, remote_addr: Multiaddr, trace: Any = None,
+                          ) -> UpgradedConnection:
+    conn = BufferedStream(raw if trace is None else trace.wrap(raw))
     t = config.negotiation_timeout
     await _stage(
         "security negotiation",
@@ -116,7 +123,8 @@ async def upgrade_inbound(raw: ByteStream, identity: PrivateKey, config: HostCon
     muxers = config.muxer_protocols if config.early_muxer_negotiation else ()
     secure = await _stage(
         "noise handshake",
-        secure_inbound(conn, identity, muxers=muxers, timeout=config.inbound_upgrade_timeout),
+        secure_inbound(conn, identity, muxers=muxers, timeout=config.inbound_upgrade_timeout,
+                       trace=trace),
     )
     muxed: ByteStream = secure
     early = secure.early_muxer == YAMUX

@@ -13,6 +13,7 @@ order on the wire always matches nonce order.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import anyio
 
@@ -223,9 +224,12 @@ async def secure_outbound(
     expected_peer: PeerId | None,
     muxers: Sequence[str] = ("/yamux/1.0.0",),
     timeout: float = 15.0,
+    trace: Any = None,
 ) -> NoiseStream:
-    """Dialer side (Noise initiator); raises PeerIdMismatch if the peer is not `expected_peer`."""
-    hs = NoiseHandshake(identity, initiator=True, expected_peer=expected_peer, muxers=muxers)
+    """Dialer side (Noise initiator); raises PeerIdMismatch if the peer is not `expected_peer`.
+    `trace` (a `p2p.trace.hooks.ConnTrace`) swaps in the core that reports what it does."""
+    make = NoiseHandshake if trace is None else trace.noise_handshake
+    hs = make(identity, initiator=True, expected_peer=expected_peer, muxers=muxers)
     return await _run(conn, hs, timeout)
 
 
@@ -235,7 +239,9 @@ async def secure_inbound(
     *,
     muxers: Sequence[str] = ("/yamux/1.0.0",),
     timeout: float = 15.0,
+    trace: Any = None,
 ) -> NoiseStream:
     """Listener side (Noise responder); the remote identity is whatever the peer proves."""
-    hs = NoiseHandshake(identity, initiator=False, muxers=muxers)
+    make = NoiseHandshake if trace is None else trace.noise_handshake
+    hs = make(identity, initiator=False, muxers=muxers)
     return await _run(conn, hs, timeout)
