@@ -81,16 +81,25 @@ def parse_multistream_message(buf: bytes | bytearray) -> tuple[str, int] | None:
 
 
 class MultistreamDissector:
-    """One negotiation seen from outside; calls `on_agreed(protocol, rest)` once it succeeds,
-    with `rest` the bytes each direction sent past the negotiation ({"out": b, "in": b}).
-    `on_agreed(None, rest)` when the bytes stopped looking like multistream."""
+    """One negotiation seen from outside.
+
+    Calls `on_agreed(protocol, rest)` once the listener accepts, with `rest` the bytes each
+    direction sent past the negotiation ({"out": b, "in": b}); `on_agreed(None, rest)` when the
+    bytes stop looking like multistream. Bytes the dialer sends after a proposal and before the
+    answer (a lazy dialer's first data) go to `on_early(protocol, dir, data)` as they cross, and
+    `on_rejected(protocol)` says they were wasted when the answer is `na`.
+    """
 
     def __init__(self, scope: Scope, dialer_dir: str,
-                 on_agreed: Callable[[str | None, dict[str, bytes]], None]) -> None:
+                 on_agreed: Callable[[str | None, dict[str, bytes]], None],
+                 on_early: Callable[[str, str, bytes], None] | None = None,
+                 on_rejected: Callable[[str], None] | None = None) -> None:
         self.scope = scope
         self.dialer_dir = dialer_dir
         self.listener_dir = OTHER[dialer_dir]
         self._on_agreed = on_agreed
+        self._on_early = on_early
+        self._on_rejected = on_rejected
         self._buf = {"out": bytearray(), "in": bytearray()}
         self._proposal: str | None = None  # the dialer's proposal awaiting an answer
         self.done = False
@@ -101,18 +110,28 @@ class MultistreamDissector:
         buf = self._buf[dir]
         buf += data
         if len(buf) > MAX_HELD:
-            self._give_up(f"more than {MAX_HELD} bytes without a complete negotiation")
+            self._give_up(f"more than {MAX_HELD} bytes without a complete message")
             return
         try:
             while not self.done and (self._step(self.dialer_dir) or self._step(self.listener_dir)):
                 pass
         except DecodeError as exc:
             self._give_up(str(exc))
+            return
+        proposal = self._proposal
+        dialer_buf = self._buf[self.dialer_dir]
+        if (not self.done and proposal is not None and proposal != "ls" and dialer_buf
+                and self._on_early is not None):
+            # A dialer never sends a second proposal before the answer to the first: what
+            # follows a proposal is application data (lazy negotiation) for that protocol.
+            early = bytes(dialer_buf)
+            dialer_buf.clear()
+            self._on_early(proposal, self.dialer_dir, early)
 
     def _step(self, dir: str) -> bool:
         """Decode one message from `dir` if it is that side's turn and it is all here."""
         if dir == self.dialer_dir and self._proposal is not None:
-            return False  # held until the listener answers (lazy dialers pipeline data here)
+            return False  # the dialer's next bytes wait for the listener's answer
         buf = self._buf[dir]
         parsed = parse_multistream_message(buf)
         if parsed is None:
@@ -125,9 +144,12 @@ class MultistreamDissector:
                         hex=self.scope.hex(wire))
         if kind == "accept":
             self._agree(text)
+        elif kind == "na" and self._rejected is not None and self._on_rejected is not None:
+            self._on_rejected(self._rejected)
         return True
 
     def _classify(self, dir: str, text: str) -> str:
+        self._rejected: str | None = None
         if text == _MS_HEADER:
             return "header"
         if dir == self.dialer_dir:
@@ -135,6 +157,7 @@ class MultistreamDissector:
             return "ls" if text == "ls" else "proposal"
         proposal, self._proposal = self._proposal, None
         if text == "na":
+            self._rejected = proposal
             return "na"
         if proposal is not None and text == proposal and proposal != "ls":
             return "accept"
@@ -263,17 +286,20 @@ class YamuxDissector:
 
 
 class StreamDissector:
-    """One muxed stream: multistream-select, then the negotiated protocol's decoder."""
+    """One muxed stream: multistream-select, then the negotiated protocol's decoder (created at
+    the proposal, so a lazy dialer's first bytes are decoded as they cross)."""
 
     def __init__(self, scope: Scope, opener_dir: str) -> None:
         self.scope = scope
         self.opener_dir = opener_dir
         self.protocol: str | None = None
         self._decoder: Any = None
-        self._ms = MultistreamDissector(scope, opener_dir, self._agreed)
+        self._agreed_on = False
+        self._ms = MultistreamDissector(scope, opener_dir, self._agreed, self._early,
+                                        self._rejected)
 
     def feed(self, dir: str, data: bytes | bytearray | memoryview) -> None:
-        if self._decoder is not None:
+        if self._agreed_on:
             self._decoder.feed(dir, data)
         else:
             self._ms.feed(dir, data)
@@ -282,12 +308,27 @@ class StreamDissector:
         if self._decoder is not None:
             self._decoder.end(dir)
 
-    def _agreed(self, protocol: str | None, rest: dict[str, bytes]) -> None:
+    def _make(self, protocol: str | None) -> Any:
         from p2p.trace.protocols import AppDecoder
 
-        self.protocol = protocol
         factory = self.scope.tracer.decoder_for(protocol) if protocol else None
-        self._decoder = (factory or AppDecoder)(self.scope, protocol or "", self.opener_dir)
+        return (factory or AppDecoder)(self.scope, protocol or "", self.opener_dir)
+
+    def _early(self, protocol: str, dir: str, data: bytes) -> None:
+        if self._decoder is None or self.protocol != protocol:
+            self.protocol = protocol
+            self._decoder = self._make(protocol)
+        self._decoder.feed(dir, data)
+
+    def _rejected(self, protocol: str) -> None:
+        self._decoder = None
+        self.protocol = None
+
+    def _agreed(self, protocol: str | None, rest: dict[str, bytes]) -> None:
+        if self._decoder is None or self.protocol != protocol:
+            self.protocol = protocol
+            self._decoder = self._make(protocol)
+        self._agreed_on = True
         for dir in (self.opener_dir, OTHER[self.opener_dir]):
             if rest[dir]:
                 self._decoder.feed(dir, rest[dir])

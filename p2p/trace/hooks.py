@@ -93,10 +93,18 @@ class ConnTrace:
         if early_muxer == YAMUX:
             self._plain = self._start_yamux()
         else:
-            self._plain = MultistreamDissector(self.scope, self.dialer_dir, self._muxer_agreed)
+            self._plain = MultistreamDissector(self.scope, self.dialer_dir, self._muxer_agreed,
+                                               self._muxer_early)
+
+    def _muxer_early(self, protocol: str, dir: str, data: bytes) -> None:
+        if protocol == YAMUX:
+            if self.yamux is None:
+                self._start_yamux()
+            assert self.yamux is not None
+            self.yamux.feed(dir, data)
 
     def _muxer_agreed(self, protocol: str | None, rest: dict[str, bytes]) -> None:
-        self._plain = self._start_yamux() if protocol == YAMUX else None
+        self._plain = (self.yamux or self._start_yamux()) if protocol == YAMUX else None
         if self._plain is not None:
             for dir in (self.dialer_dir, OTHER[self.dialer_dir]):
                 if rest[dir]:

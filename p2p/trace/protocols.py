@@ -17,12 +17,11 @@ bounded buffers, no exceptions on bad input.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
 from p2p import varint
-from p2p.errors import DecodeError
+from p2p.errors import DecodeError, P2PError
 from p2p.trace.dissect import OTHER, Scope
 
 #: A message body larger than this is reported by its length only (its bytes are skipped).
@@ -117,7 +116,7 @@ class IdentifyDecoder(_Framed):
         fields: dict[str, Any] = {"protocol": self.protocol, "length": len(body)}
         try:
             info.merge(body)
-        except DecodeError as exc:
+        except P2PError as exc:  # IdentifyError: not a protobuf, or strings that are not UTF-8
             self.scope.emit(dir, self.layer, "undecodable", reason=str(exc),
                             hex=self.scope.hex(body))
             return
@@ -140,7 +139,7 @@ def _describe_key(protobuf_key: bytes) -> dict[str, Any]:
 
     try:
         key = PublicKey.from_protobuf(protobuf_key)
-    except DecodeError as exc:
+    except P2PError as exc:
         return {"public_key_error": str(exc), "public_key": protobuf_key.hex()}
     return {"public_key_type": KeyType(key.key_type).name, "public_key": key.raw().hex(),
             "peer_id": str(PeerId.from_public_key(key))}
@@ -150,12 +149,11 @@ class PingDecoder(AppDecoder):
     layer = "ping"
     SIZE = 32
 
-    def __init__(self, scope: Scope, protocol: str, opener_dir: str,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, scope: Scope, protocol: str, opener_dir: str) -> None:
         super().__init__(scope, protocol, opener_dir)
         self._buf = {"out": bytearray(), "in": bytearray()}
         self._sent: list[tuple[bytes, float]] = []  # pings awaiting their pong (bounded below)
-        self._clock = clock
+        self._clock = scope.tracer.now
 
     def feed(self, dir: str, data: bytes | bytearray | memoryview) -> None:
         buf = self._buf[dir]
@@ -191,7 +189,7 @@ class JsonFrameDecoder(_Framed):
                                   "length": len(body), "prefix": prefix.hex()}
         try:
             fields["json"] = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON (or nested past the parser's depth)
             fields["text"] = body[: self.scope.tracer.max_hex].decode("utf-8", "replace")
         self.scope.emit(dir, self.layer, "frame", **fields)
 

@@ -93,6 +93,10 @@ def format_record(record: Record, *, colour: bool = False) -> list[str]:
             continue
         if key != "hex":
             lines.append(f"{indent}{key}:")
+        shown = len(value) // 2
+        total = record.get("length") if key == "hex" else None
+        if isinstance(total, int) and total > shown and record["layer"] != "yamux":
+            dump.append(f"{indent}... {total - shown} more bytes")
         if colour:
             dump = [f"\x1b[2m{line}\x1b[0m" for line in dump]
         lines.extend(dump)

@@ -67,10 +67,14 @@ class Tracer:
 
     # ---- output ------------------------------------------------------------------------------
 
+    def now(self) -> float:
+        """Seconds since the trace began (the records' `t`)."""
+        return round(self._clock() - self._start, 6)
+
     def emit(self, conn: str, stream: int | None, dir: str | None, layer: str, event: str,
              **fields: Any) -> Record:
         record: Record = {
-            "t": round(self._clock() - self._start, 6),
+            "t": self.now(),
             "conn": conn,
             "stream": stream,
             "dir": dir,
