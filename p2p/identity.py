@@ -1,6 +1,7 @@
 """Peer identities: libp2p keys, signatures and peer IDs, byte-compatible with go core/crypto.
 
-Theory of operation (wire facts §2; libp2p specs peer-ids/peer-ids.md):
+Theory of operation (https://github.com/libp2p/specs/blob/master/peer-ids/peer-ids.md,
+"Keys" and "Peer Ids"):
 
 * A key travels as a protobuf `{1: KeyType, 2: Data}`. We parse any valid protobuf encoding of
   it, but always re-encode canonically (`08 <type> 12 <len> <data>`, `Data` itself in its canonical

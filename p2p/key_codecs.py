@@ -1,10 +1,11 @@
 """Per-key-type behaviour of libp2p keys: how each type's `Data` is parsed, re-encoded, used.
 
-One `KeyKind` row per `KeyType` (wire facts §2.2, §2.3; go core/crypto ed25519.go, secp256k1.go,
-ecdsa.go, rsa_common.go). `p2p.identity` holds the public API on top of this table, so adding a key
-type is one row here. Loaders take the protobuf `Data`, validate it as go does (plus a few stricter
-checks noted inline) and return (canonical Data, cryptography key object); they raise only
-`KeyDecodeError`. Verifiers raise on a bad signature; the caller turns any exception into False.
+One `KeyKind` row per `KeyType` (https://github.com/libp2p/specs/blob/master/peer-ids/peer-ids.md,
+"Key Types"; go core/crypto ed25519.go, secp256k1.go, ecdsa.go, rsa_common.go). `p2p.identity`
+holds the public API on top of this table, so adding a key type is one row here. Loaders take the
+protobuf `Data`, validate it as go does (plus a few stricter checks noted inline) and return
+(canonical Data, cryptography key object); they raise only `KeyDecodeError`. Verifiers raise on a
+bad signature; the caller turns any exception into False.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""multistream-select 1.0 as a sans-IO core (wire facts §1.1-§1.6, limits §8.2).
+"""multistream-select 1.0 as a sans-IO core.
+
+Specs: https://github.com/multiformats/multistream-select ("Protocol") and
+https://github.com/libp2p/specs/blob/master/connections/README.md ("Protocol Negotiation").
 
 Theory of operation. Every message is `uvarint(L) + text + "\\n"` with `L` counting the newline and
 capped at 1024 (go's reader limit). `MessageReader` is the incremental parser: it is fed bytes and
@@ -8,15 +11,16 @@ may follow the proposal) is handed back untouched as `leftover` for the driver t
 
 Two machines share the h11 shape: `receive_data(data) -> list[Event]`, `data_to_send() -> bytes`.
 
-* `Dialer` (go `SelectOneOf`, §1.4): queues header + first proposal as one write without waiting for
-  the listener's header; on `na` proposes the next protocol, one at a time (never pipelining a second
-  proposal: a go listener would feed it to the agreed protocol as data). `na` on every protocol ->
-  `NegotiationFailed(tried)`; any other reply -> `UnrecognizedResponse`.
-* `Listener` (go `Negotiate`, §1.3): queues its header at once, requires the dialer's header first,
-  echoes a supported proposal, answers `na` otherwise. It never echoes
-  `/libp2p/simultaneous-connect` (§1.5: echoing it would start go's tie-break exchange). `ls` is
+* `Dialer` (go-multistream `SelectOneOf`): queues header + first proposal as one write without
+  waiting for the listener's header; on `na` proposes the next protocol, one at a time (never
+  pipelining a second proposal: a go listener would feed it to the agreed protocol as data). `na`
+  on every protocol -> `NegotiationFailed(tried)`; any other reply -> `UnrecognizedResponse`.
+* `Listener` (go-multistream `Negotiate`): queues its header at once, requires the dialer's header
+  first, echoes a supported proposal, answers `na` otherwise. It never echoes
+  `/libp2p/simultaneous-connect` (echoing it would start go's tie-break exchange,
+  https://github.com/libp2p/specs/blob/master/connections/simopen.md). `ls` is
   answered with the list when the listener knows its protocols as a collection, `na` when it only
-  has a predicate. go puts no bound on `na` rounds; we cap them (§8.4).
+  has a predicate. go puts no bound on `na` rounds; we cap them.
 * `ListRequester`: dialer side of `ls`, reading the reply as rust-libp2p writes it (each protocol
   length-prefixed and newline-terminated, a final lone `\\n`) and tolerating the older variants.
 
@@ -40,7 +44,7 @@ LS = "ls"
 SIMOPEN = "/libp2p/simultaneous-connect"
 # go-multistream reader: "incoming message was too large" above 1024 bytes including the newline.
 MAX_MESSAGE_LEN = 1024
-# Our own bound on rejected proposals (go has none; §8.4 asks us to bound them).
+# Our own bound on rejected proposals (go has none: a peer could keep us answering `na`).
 DEFAULT_MAX_NA_ROUNDS = 32
 # An `ls` reply is one message holding many; rust-libp2p frames allow 16 KiB, so we accept that much.
 MAX_LS_RESPONSE_LEN = 16 * 1024

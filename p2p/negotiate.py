@@ -1,13 +1,13 @@
 """anyio driver for multistream-select: pumps bytes between a BufferedStream and the core machines.
 
-Each negotiation runs under `anyio.fail_after(timeout)` (go bounds stream negotiation at 10 s, §8.1),
-reads in chunks, and gives any bytes past the final message back to the stream with `unread`, so the
-next layer (Noise, yamux, the application) sees them first. The drivers never close the stream on
-failure: the caller owns it and decides between reset and close.
+Each negotiation runs under `anyio.fail_after(timeout)` (go-libp2p bounds stream negotiation at
+10 s), reads in chunks, and gives any bytes past the final message back to the stream with
+`unread`, so the next layer (Noise, yamux, the application) sees them first. The drivers never
+close the stream on failure: the caller owns it and decides between reset and close.
 
-`LazyStream` is go's optimistic dialer (§1.6): nothing is sent until the application writes (or
-half-closes, or closes); then header + proposal + data go out in one write, and the two replies are
-checked on the first read.
+`LazyStream` is go-multistream's lazy client (`NewMSSelect`): nothing is sent until the
+application writes (or half-closes, or closes); then header + proposal + data go out in one write,
+and the two replies are checked on the first read.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Sans-IO yamux core: frame parsing, stream states and flow control (wire-facts §4, §8.3, §8.4).
+"""Sans-IO yamux core: frame parsing, stream states and flow control.
+
+Spec: https://github.com/hashicorp/yamux/blob/master/spec.md ("Framing", "Message Flow", "Flow
+Control", "Session termination"); go-yamux v4's behaviour where the spec leaves a choice.
 
 Theory of operation. `YamuxConnection` is fed raw bytes with `receive_data(data, now)` and returns
 events; commands (`open_stream`, `accept`, `send`, `read`, `send_eof`, `reset`, `close_stream`,
@@ -58,7 +61,8 @@ _MAX_OUTSTANDING_PINGS = 256
 
 @dataclass(frozen=True)
 class YamuxConfig:
-    """Session settings; defaults are go-libp2p's (§4.8) except where a comment says otherwise."""
+    """Session settings; defaults are go-libp2p's (go-yamux `DefaultConfig` as go-libp2p sets
+    it) except where a comment says otherwise."""
 
     accept_backlog: int = 256
     ping_backlog: int = 32

@@ -1,6 +1,6 @@
 """Yamux wire constants and the 12-byte frame header (go-yamux `const.go`).
 
-Header layout (wire-facts §4.1, all big-endian):
+Header layout (https://github.com/hashicorp/yamux/blob/master/spec.md, "Framing"; all big-endian):
 
     version:u8 | type:u8 | flags:u16 | stream_id:u32 | length:u32
 
@@ -20,7 +20,8 @@ PROTOCOL_ID = "/yamux/1.0.0"
 VERSION = 0
 HEADER_SIZE = 12
 
-#: Every stream starts with this window in each direction; go assumes it for its peer (§4.5).
+#: Every stream starts with this window in each direction; go assumes it for its peer
+#: (yamux spec, "Flow Control").
 INITIAL_STREAM_WINDOW = 256 * 1024
 MAX_UINT32 = 0xFFFFFFFF
 

@@ -1,6 +1,8 @@
 """Noise_XX_25519_ChaChaPoly_SHA256 with the libp2p handshake payload: a sans-IO core.
 
-Theory of operation (libp2p-wire-facts §3; Noise spec rev 34 §5, §7.5; libp2p/specs noise):
+Theory of operation (Noise spec rev 34 §5, §7.5, https://noiseprotocol.org/noise.html; libp2p
+noise, https://github.com/libp2p/specs/blob/master/noise/README.md, "Wire Format" and
+"Encryption and I/O"):
 
 * `CipherState`, `SymmetricState`, `HandshakeState` are the Noise spec objects, XX pattern only,
   empty prologue. Static and ephemeral X25519 keys may be injected so published vectors replay.

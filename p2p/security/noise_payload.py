@@ -1,13 +1,15 @@
 """The libp2p Noise handshake payload: who we are, proof that we own the Noise static key, muxers.
 
-Wire format (libp2p-wire-facts §3.4, go-libp2p p2p/security/noise/pb/payload.proto, proto2):
+Wire format (https://github.com/libp2p/specs/blob/master/noise/README.md, "The libp2p Handshake
+Payload" and "Noise Extensions"; go-libp2p p2p/security/noise/pb/payload.proto, proto2):
 `NoiseHandshakePayload { bytes identity_key = 1; bytes identity_sig = 2; NoiseExtensions
 extensions = 4; }`, `NoiseExtensions { repeated bytes webtransport_certhashes = 1; repeated string
 stream_muxers = 2; }`. The signature covers "noise-libp2p-static-key:" || X25519 static public key.
 
-`verify_payload` follows go's order exactly (§3.6): decode, identity key, peer id, expected-id
-check, signature, and only then the extensions, so we never spend a signature verification on a
-peer we did not dial and never act on extensions from an unauthenticated one.
+`verify_payload` follows go's order exactly (go-libp2p p2p/security/noise/handshake.go): decode,
+identity key, peer id, expected-id check, signature, and only then the extensions, so we never
+spend a signature verification on a peer we did not dial and never act on extensions from an
+unauthenticated one.
 """
 
 from __future__ import annotations
