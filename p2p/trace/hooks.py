@@ -86,6 +86,7 @@ class ConnTrace:
     # ---- noise -------------------------------------------------------------------------------
 
     def noise_handshake(self, identity: Any, **kwargs: Any) -> TracedNoiseHandshake:
+        self._raw = None  # security is agreed (or was never negotiated): Noise reports from here
         return TracedNoiseHandshake(self, identity, **kwargs)
 
     def secured(self, early_muxer: str | None) -> None:
