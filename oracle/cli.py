@@ -25,7 +25,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from p2p.config import HostConfig
 from p2p.errors import P2PError
 from p2p.identity import KeyType, PeerId, PrivateKey, load_private_key_file, parse_key_type, save_private_key_file
 from p2p.host import Host
+from p2p.trace.cli import add_trace_options, tracer_from_args
 
 from oracle.handlers import HandlerLoadError, default_handlers, handle_test, load_handler
 from oracle.manager import WorkerConfig, WorkHandler
@@ -261,7 +262,7 @@ async def cmd_node(args: argparse.Namespace) -> int:
     identity, source = resolve_identity(args.key_type, args.key_file)  # last: may create the key file
     _refuse_own_peer_id(identity, args.peer or [])
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with OracleNode(identity, config, handlers=handlers) as node:
+        async with OracleNode(identity, config, handlers=handlers, trace=args.tracer) as node:
             log.info("identity from %s", source)
             emit({**node.info(), "protocol": node.worker.protocol_id, "work_types": node.manager.work_types(),
                   "membership": list(node.membership.protocols)})
@@ -287,7 +288,7 @@ async def cmd_work(args: argparse.Namespace) -> int:
     _refuse_own_peer_id(identity, args.peer or [])
     response: WorkResponse | None = None
     with anyio.move_on_after(timeout):
-        async with OracleNode(identity, config, handlers=handlers) as node:
+        async with OracleNode(identity, config, handlers=handlers, trace=args.tracer) as node:
             await node.connect_all(list(args.peer or []))
             response = await node.submit(args.type, args.data, request_id=args.request_id or "")
     if response is None:
@@ -323,7 +324,8 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     from oracle.demo import DemoOptions, run_demo
 
     options = DemoOptions(
-        workers=args.workers, items=args.items, concurrency=args.concurrency, kill=not args.no_kill
+        workers=args.workers, items=args.items, concurrency=args.concurrency, kill=not args.no_kill,
+        trace=args.tracer,
     )
     return await run_demo(options)
 
@@ -354,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--log-level", default=argparse.SUPPRESS)
         sp.add_argument("--staked", action=argparse.BooleanOptionalAction, default=None,
                         help="announce isStaked (default: yes, as every masa node does)")
+        add_trace_options(sp)
 
     n = sub.add_parser("node", help="run a worker node until SIGINT/SIGTERM")
     common(n)
@@ -383,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--concurrency", type=int, default=4)
     d.add_argument("--no-kill", action="store_true", help="do not kill a worker midway")
     d.add_argument("--log-level", default=argparse.SUPPRESS)
+    add_trace_options(d)
     return p
 
 
@@ -400,9 +404,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             setattr(args, name, None)
     logging.basicConfig(level=str(args.log_level).upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    close_trace: Callable[[], None] = lambda: None
     try:
         if args.config:
             apply_config_file(args, args.config)
+        args.tracer, close_trace = tracer_from_args(args)
         return anyio.run(COMMANDS[args.command], args, backend=args.backend)
     except KeyboardInterrupt:
         return 130
@@ -414,6 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.error("unexpected failure", exc_info=err)
         emit({"error": str(err) or type(err).__name__})
         return 1
+    finally:
+        close_trace()
 
 
 def _flatten(exc: BaseException) -> BaseException:

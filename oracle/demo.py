@@ -57,6 +57,7 @@ class DemoOptions:
     kill: bool = True
     startup_timeout: float = 30.0
     item_timeout: float = 20.0
+    trace: Any = None  # a p2p.trace.Tracer for the requester's connections (`demo --trace`)
 
 
 # ---- worker subprocesses ------------------------------------------------------------------------
@@ -257,7 +258,7 @@ async def run_demo(options: DemoOptions = DemoOptions(), out: TextIO | None = No
 async def _run_with_workers(options: DemoOptions, workers: list[WorkerProcess], say: Any, out: TextIO) -> int:
     by_peer = {w.peer_id: w for w in workers}
     config = NodeConfig(listen=())
-    async with Host() as bystander, OracleNode(config=config, rng=random.Random(7)) as node:
+    async with Host() as bystander, OracleNode(config=config, rng=random.Random(7), trace=options.trace) as node:
         await bystander.listen("/ip4/127.0.0.1/tcp/0")
         labels = {**{w.peer_id: w.label for w in workers}, str(bystander.peer_id): "bystander"}
         say("\ndiscovery (connect + identify):")

@@ -170,10 +170,13 @@ class OracleNode:
         handlers: Mapping[str, WorkHandler] | None = None,
         protocols: Iterable[Protocol] = (),
         rng: Any = None,
+        trace: Any = None,
     ) -> None:
+        """`trace` (a `p2p.trace.Tracer`) records every layer of the node's connections, the
+        worker protocol's frames decoded (length prefix and JSON)."""
         self.config = config or NodeConfig()
         cfg = self.config
-        self.host = Host(identity, cfg.host)
+        self.host = Host(identity, cfg.host, trace=trace)
         self.worker_policy = WorkerPolicy(
             allowed_peers=cfg.allowed_peers,
             max_concurrent_per_peer=cfg.max_concurrent_per_peer,
@@ -188,6 +191,10 @@ class OracleNode:
             version=cfg.protocol_version,
             env=cfg.env,
         )
+        if trace is not None:
+            from p2p.trace.protocols import json_frames
+
+            trace.register_protocol(self.worker.protocol_id, json_frames("worker"))
         self._started_at = time.monotonic()
         self.tracker = NodeTracker(self.node_data(), version=cfg.protocol_version,
                                    max_entries=cfg.tracker_size)

@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import anyio
 from multiaddr import Multiaddr
@@ -21,6 +21,7 @@ from multiaddr import Multiaddr
 from p2p.config import HostConfig
 from p2p.errors import P2PError
 from p2p.host import Host
+from p2p.trace.cli import add_trace_options, tracer_from_args
 from p2p.protocols.echo import CHUNK, ECHO, echo_handler
 from p2p.identity import KeyType, PeerId, PrivateKey, load_private_key_file, parse_key_type, save_private_key_file
 
@@ -90,7 +91,7 @@ def raise_fd_limit(config: HostConfig) -> int:
 async def cmd_serve(args: argparse.Namespace) -> int:
     config = parse_limits(args.limits)
     fd_limit = raise_fd_limit(config)
-    async with Host(load_identity(args), config) as host:
+    async with Host(load_identity(args), config, trace=args.tracer) as host:
         if args.echo:
             host.set_stream_handler(ECHO, echo_handler)
         await host.listen(*(args.listen or ["/ip4/127.0.0.1/tcp/0"]))
@@ -114,7 +115,7 @@ async def _connect(host: Host, addr: str, timeout: float) -> tuple[PeerId, float
 
 
 async def cmd_ping(args: argparse.Namespace) -> int:
-    async with Host(load_identity(args)) as host:
+    async with Host(load_identity(args), trace=args.tracer) as host:
         peer, connect_ms = await _connect(host, args.addr, args.timeout)
         rtts = await host.ping(peer, args.count, timeout=args.timeout)
         emit({"peer_id": str(peer), "rtt_ms": [round(r * 1000, 3) for r in rtts],
@@ -161,7 +162,7 @@ async def _echo_one(host: Host, peer: PeerId, payload: bytes, timeout: float) ->
 
 async def cmd_echo(args: argparse.Namespace) -> int:
     payload = os.urandom(args.size)
-    async with Host(load_identity(args)) as host:
+    async with Host(load_identity(args), trace=args.tracer) as host:
         peer, connect_ms = await _connect(host, args.addr, args.timeout)
         start = time.perf_counter()
         with anyio.fail_after(args.timeout + args.size * args.streams / 5e6):
@@ -177,7 +178,7 @@ async def cmd_echo(args: argparse.Namespace) -> int:
 
 
 async def cmd_identify(args: argparse.Namespace) -> int:
-    async with Host(load_identity(args)) as host:
+    async with Host(load_identity(args), trace=args.tracer) as host:
         peer, connect_ms = await _connect(host, args.addr, args.timeout)
         info = await host.identify(peer, timeout=args.timeout)
         key_type = None
@@ -226,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="listen, serve identify and ping (and echo), until a signal")
     s.add_argument("--listen", action="append")
     s.add_argument("--echo", action="store_true")
+    add_trace_options(s)
     s.add_argument("--limits", metavar="JSON",
                    help="HostConfig fields as a JSON object (or @file), e.g. "
                         "'{\"max_connections\": 100, \"negotiation_timeout\": 2}'")
@@ -235,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         c = sub.add_parser(name)
         c.add_argument("addr")
         c.add_argument("--timeout", type=float, default=30.0)
+        add_trace_options(c)
         key_opts(c)
         if extra == "count":
             c.add_argument("--count", type=int, default=1)
@@ -257,9 +260,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("multiaddr").setLevel(logging.INFO)  # its DEBUG traces every address parse
+    close_trace: Callable[[], None] = lambda: None
     try:
         if args.command == "keygen":
             return cmd_keygen(args)
+        args.tracer, close_trace = tracer_from_args(args)
         backend_options = {"use_uvloop": True} if args.uvloop and args.backend == "asyncio" else {}
         return anyio.run(COMMANDS[args.command], args, backend=args.backend,
                          backend_options=backend_options)
@@ -274,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             msg = f"timeout: {msg}" if str(err) else "timeout"
         emit({"error": msg})
         return 1
+    finally:
+        close_trace()
 
 
 def _flatten(exc: BaseException) -> BaseException:

@@ -23,6 +23,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -101,11 +102,13 @@ class Connection:
 class Host:
     """A libp2p host. `transports` are transport classes (default: `DEFAULT_TRANSPORTS`), each
     constructed with the host's `TransportContext`; `admission` decides which inbound
-    connections may start a handshake (default: `ConnectionLimits` with the config's limits)."""
+    connections may start a handshake (default: `ConnectionLimits` with the config's limits);
+    `trace` (a `p2p.trace.Tracer`) records every layer of every connection (see docs/tour.md):
+    without one, connections run no tracing code at all."""
 
     def __init__(self, identity: PrivateKey | None = None, config: HostConfig | None = None, *,
                  transports: Sequence[TransportFactory] = DEFAULT_TRANSPORTS,
-                 admission: Admission | None = None) -> None:
+                 admission: Admission | None = None, trace: Any = None) -> None:
         self.identity = identity or PrivateKey.generate()
         self.peer_id = PeerId.from_public_key(self.identity.public_key)
         self.config = config or HostConfig()
@@ -117,7 +120,9 @@ class Host:
         self._listen_addrs: list[Multiaddr] = []
         self._tg: anyio.abc.TaskGroup | None = None
         self.admission = admission or ConnectionLimits(self.config, self._total_conns)
-        ctx = TransportContext(self.identity, self.config, self.admission, self._start_internal)
+        self.tracer = trace
+        ctx = TransportContext(self.identity, self.config, self.admission, self._start_internal,
+                               trace)
         self.transports: list[Transport] = [make(ctx) for make in transports]
         self._closed = False
         self._conn_listeners: list[object] = []

@@ -103,3 +103,6 @@ class TransportContext:
     admission: Admission
     #: run `await fn(*args)` in the Host's task group (accept loops, per-connection tasks)
     start_soon: Callable[..., Any]
+    #: a `p2p.trace.Tracer` when the Host traces its connections: a transport asks it for a
+    #: `ConnTrace` per connection (`tracer.connection(...)`) and hands that to its layers
+    tracer: Any = None

@@ -186,8 +186,10 @@ class TcpTransport:
                 raw = await dial(taddr, timeout=min(timeout, cfg.tcp_connect_timeout))
                 try:
                     local, remote = stream_addrs(raw)  # before the upgrade: raw to close
+                    tracer = self._ctx.tracer
+                    trace = None if tracer is None else tracer.connection("outbound", local, remote)
                     return await upgrade_outbound(raw, self._ctx.identity, expected_peer, cfg,
-                                                  local, remote)
+                                                  local, remote, trace)
                 except BaseException:
                     with anyio.CancelScope(shield=True):
                         await raw.aclose()
@@ -241,8 +243,10 @@ class TcpTransport:
         cfg = self._ctx.config
         try:
             try:
+                tracer = self._ctx.tracer
+                trace = None if tracer is None else tracer.connection("inbound", local, remote)
                 with anyio.fail_after(cfg.inbound_upgrade_timeout):
-                    conn = await upgrade_inbound(raw, self._ctx.identity, cfg, local, remote)
+                    conn = await upgrade_inbound(raw, self._ctx.identity, cfg, local, remote, trace)
             except TimeoutError:
                 log.debug("inbound upgrade from %s timed out after %.1f s", remote,
                           cfg.inbound_upgrade_timeout)
