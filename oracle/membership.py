@@ -1,6 +1,7 @@
 """masa membership on a libp2p host: announce our NodeData, take in others', keep the tracker.
 
-Three stream protocols, as masa-oracle serves them (masa-network.md §1.5, §1.6):
+Three stream protocols, as masa-oracle serves them (https://github.com/masa-finance/masa-oracle at
+e90264a: node/oracle_node.go handleStream, node/oracle_node_listener.go, pkg/pubsub):
 
 - `/masa/oracle_protocol/<version>[-env]`: one NodeData JSON about the *sender*, to EOF. Data whose
   `peerId` is not the connection's remote peer is refused (typed error, reset, a log line); else the

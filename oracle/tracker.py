@@ -2,7 +2,7 @@
 
 Sans-IO (a clock is injected, nothing waits): the membership service (oracle/membership.py) feeds
 it and acts on what it returns. It follows masa-oracle's NodeEventTracker (pkg/pubsub/
-node_event_tracker.go at e90264a, described in masa-network.md §1.2-§1.8):
+node_event_tracker.go and node_data.go, https://github.com/masa-finance/masa-oracle at e90264a):
 
 - `add_or_update` is the `oracle_protocol` path: a new peer is Joined and stored; a known peer takes
   the incoming staked/scraper flags, records, multiaddrs and eth address, and (when the incoming
