@@ -191,10 +191,6 @@ class OracleNode:
             version=cfg.protocol_version,
             env=cfg.env,
         )
-        if trace is not None:
-            from p2p.trace.protocols import json_frames
-
-            trace.register_protocol(self.worker.protocol_id, json_frames("worker"))
         self._started_at = time.monotonic()
         self.tracker = NodeTracker(self.node_data(), version=cfg.protocol_version,
                                    max_entries=cfg.tracker_size)
@@ -202,6 +198,14 @@ class OracleNode:
             self.host, self.tracker, self.node_data, version=cfg.protocol_version, env=cfg.env,
             has_bootnodes=bool(cfg.peers), config=cfg.membership,
         )
+        if trace is not None:  # the trace decodes our protocols' messages, not just their bytes
+            from p2p.trace.protocols import json_documents, json_frames
+
+            trace.register_protocol(self.worker.protocol_id, json_frames("worker"))
+            trace.register_protocol(self.membership.oracle_protocol, json_documents("membership"))
+            trace.register_protocol(self.membership.gossip_protocol, json_documents("membership"))
+            trace.register_protocol(self.membership.sync_protocol,
+                                    json_documents("membership", lines=True))
         self.directory = TrackerWorkerDirectory(self.host, self.tracker, protocol_id=self.worker.protocol_id,
                                                 rng=rng)
         self.manager.directory = self.directory

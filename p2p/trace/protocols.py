@@ -11,6 +11,8 @@ bounded buffers, no exceptions on bad input.
   are `ping`, the other side's `pong`, with the round trip the trace saw.
 * u32-length-prefixed JSON (the masa worker protocol registers it as layer `worker`): one `frame`
   record per message with the 4-byte prefix and the parsed JSON.
+* a JSON document to EOF, or JSON lines (masa's membership protocols register them as layer
+  `membership`): one `message` (or `line`) record per document.
 * anything else: `data` records with the length and the first bytes.
 """
 
@@ -194,6 +196,63 @@ class JsonFrameDecoder(_Framed):
         self.scope.emit(dir, self.layer, "frame", **fields)
 
 
+class JsonDocumentDecoder(AppDecoder):
+    """One JSON document per direction, ended by that direction's FIN (masa's oracle_protocol and
+    gossip streams); with `lines`, one JSON document per newline-terminated line instead (masa's
+    nodeDataSync)."""
+
+    layer = "json"
+    lines = False
+
+    def __init__(self, scope: Scope, protocol: str, opener_dir: str) -> None:
+        super().__init__(scope, protocol, opener_dir)
+        self._buf = {"out": bytearray(), "in": bytearray()}
+        self._too_long = {"out": False, "in": False}
+
+    def feed(self, dir: str, data: bytes | bytearray | memoryview) -> None:
+        buf = self._buf[dir]
+        if self._too_long[dir]:
+            return
+        buf += data
+        if self.lines:
+            while (end := buf.find(b"\n")) >= 0:
+                line = bytes(buf[:end])
+                del buf[: end + 1]
+                if line.strip():
+                    self._document(dir, line, "line")
+        if len(buf) > MAX_DECODED_MESSAGE:
+            self._too_long[dir] = True
+            self.scope.emit(dir, self.layer, "undecodable", protocol=self.protocol,
+                            reason=f"more than {MAX_DECODED_MESSAGE} bytes in one document")
+            buf.clear()
+
+    def end(self, dir: str) -> None:
+        buf = self._buf[dir]
+        if buf.strip():
+            self._document(dir, bytes(buf), "line" if self.lines else "message")
+        buf.clear()
+
+    def _document(self, dir: str, body: bytes, event: str) -> None:
+        fields: dict[str, Any] = {"protocol": self.protocol, "length": len(body)}
+        try:
+            fields["json"] = json.loads(body)
+        except (ValueError, RecursionError):
+            fields["text"] = body[: self.scope.tracer.max_hex].decode("utf-8", "replace")
+        self.scope.emit(dir, self.layer, event, **fields)
+
+
+def json_documents(layer: str, *, lines: bool = False) -> Callable[[Scope, str, str], Any]:
+    """A JsonDocumentDecoder factory reporting under `layer` (`lines`: one document per line)."""
+
+    def make(scope: Scope, protocol: str, opener_dir: str) -> JsonDocumentDecoder:
+        decoder = JsonDocumentDecoder(scope, protocol, opener_dir)
+        decoder.layer = layer
+        decoder.lines = lines
+        return decoder
+
+    return make
+
+
 def json_frames(layer: str) -> Callable[[Scope, str, str], JsonFrameDecoder]:
     """A JsonFrameDecoder factory reporting under `layer`."""
 
@@ -213,5 +272,5 @@ def default_decoders() -> dict[str, Callable[..., Any]]:
     }
 
 
-__all__ = ["AppDecoder", "IdentifyDecoder", "JsonFrameDecoder", "PingDecoder", "OTHER",
-           "default_decoders", "json_frames"]
+__all__ = ["AppDecoder", "IdentifyDecoder", "JsonDocumentDecoder", "JsonFrameDecoder",
+           "PingDecoder", "OTHER", "default_decoders", "json_documents", "json_frames"]

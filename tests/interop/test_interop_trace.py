@@ -47,7 +47,9 @@ async def test_trace_of_a_dial_to_go_from_tcp_to_the_worker_answer(start_gopeer)
     with anyio.fail_after(60):
         async with OracleNode(PrivateKey.generate(KeyType.Ed25519), NodeConfig(), handlers={},
                               trace=Tracer(JsonLinesWriter(out))) as node:
-            await node.connect(go.addr)
+            peer = await node.connect(go.addr)
+            # a plain go-libp2p worker announces no masa node data: name it as the worker
+            node.directory.add_worker(peer)
             response = await node.submit("test", b"hello go")
     assert response.error == "" and response.worker_peer_id == go.peer_id
     records = parsed(out)

@@ -56,7 +56,8 @@ def test_excerpt_lines_are_trace_lines_that_format_back_the_same():
     records = excerpt_records()
     assert len(records) >= 30
     layers = {r["layer"] for r in records}
-    assert layers == {"tcp", "multistream", "noise", "yamux", "identify", "ping", "worker"}
+    assert layers == {"tcp", "multistream", "noise", "yamux", "identify", "ping", "worker",
+                      "membership"}
     for body in blocks("text"):
         for line in body.splitlines():
             record = parse_line(line)

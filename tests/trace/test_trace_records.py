@@ -236,3 +236,27 @@ def test_protocol_decoders_never_raise_on_garbage(protocol, chunks):
         stream.end(dir)
     for r in tracer.records:
         json.dumps(r)
+
+
+def test_json_documents_to_eof_and_json_lines():
+    from p2p.trace.protocols import json_documents
+
+    tracer = Tracer(clock=FakeClock())
+    tracer.register_protocol("/doc/1", json_documents("membership"))
+    tracer.register_protocol("/lines/1", json_documents("membership", lines=True))
+    doc = StreamDissector(Scope(tracer, "c1", 1), "out")
+    doc.feed("out", ms("/multistream/1.0.0") + ms("/doc/1") + b'{"peerId": ')
+    doc.feed("out", b'"x", "isStaked": true}')
+    assert find(tracer.records, layer="membership") == []  # a document ends at the FIN
+    doc.end("out")
+    (message,) = find(tracer.records, layer="membership")
+    assert (message["dir"], message["event"], message["protocol"], message["json"]) == (
+        "out", "message", "/doc/1", {"peerId": "x", "isStaked": True})
+    lines = StreamDissector(Scope(tracer, "c1", 2), "in")
+    lines.feed("in", ms("/multistream/1.0.0") + ms("/lines/1") + b'{"page": 0}\n{"pa')
+    lines.feed("in", b'ge": 1}\nnot json\n')
+    lines.end("in")
+    got = [(r["event"], r.get("json"), r.get("text")) for r in find(tracer.records, stream=2,
+                                                                     layer="membership")]
+    assert got == [("line", {"page": 0}, None), ("line", {"page": 1}, None),
+                   ("line", None, "not json")]
