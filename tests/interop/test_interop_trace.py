@@ -146,4 +146,6 @@ async def test_go_dialing_us_tls_first_is_answered_na_then_noise(start_gopeer, g
     assert done["remote_peer"] == hs[2]["peer_id"]
     pings = find(records, layer="ping", event="ping", dir="in")
     pongs = find(records, layer="ping", event="pong", dir="out")
-    assert len(pings) >= 2 and len(pongs) == len(pings)
+    # go's ping loop may send one more ping before it stops: that one can meet a closed connection
+    assert len(pongs) >= 2 and len(pings) - len(pongs) in (0, 1)
+    assert all(p["matches"] for p in pongs)
