@@ -18,7 +18,8 @@ Each of these returns the "channel item" masa would queue (the entry to act upon
 
 Where we differ, on purpose: the tracker is bounded (`max_entries`; the least recently updated
 entry that is neither ours nor connected goes first; masa never deletes), our own entry is never
-overwritten by what others say about us, and multiaddr lists are capped.
+overwritten by what others say about us, and what one entry may hold is capped (32 addresses, text
+fields of 256 characters, `records` of 1 KiB as JSON) so the whole tracker stays within a few MiB.
 
 Eligibility is masa's CanDoWork: staked, and the category flag of the work type (twitter types ->
 isTwitterScraper, web -> isWebScraper, anything else -> nobody). For work types masa does not know
@@ -34,6 +35,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
+from oracle.gojson import GoJSONEncodeError, go_json_dumps
 from oracle.nodedata import ACTIVITY_JOINED, ACTIVITY_LEFT, NodeData, pretty_duration
 
 __all__ = [
@@ -52,6 +54,10 @@ CATEGORY_DISCORD, CATEGORY_TELEGRAM, CATEGORY_TWITTER, CATEGORY_WEB = 0, 1, 2, 3
 TWITTER_WORK_TYPES = ("twitter", "twitter-followers", "twitter-profile")
 _NS = 1_000_000_000
 MAX_ADDRS_PER_ENTRY = 32
+MAX_ADDRS_STRING = 2048  # `multiaddrsString` of 32 addresses fits
+MAX_TEXT_FIELD = 256  # eth address, version, uptime strings
+MAX_RECORDS_JSON = 1024  # `records` (masa never sets it; we list work types in it)
+_TEXT_FIELDS = ("eth_address", "version", "uptime_str", "accumulated_uptime_str")
 CONNECT_BUFFER_DELAY = 60.0  # masa: a buffered connect is handled after 1 min
 MAX_REMOTE_WORKERS = 10
 
@@ -92,10 +98,26 @@ def can_do_work(data: NodeData, work_type: str) -> bool:
     return False  # discord and telegram: masa has no flag for them, nobody is eligible
 
 
-def _cap_addrs(data: NodeData) -> NodeData:
-    if len(data.multiaddrs) <= MAX_ADDRS_PER_ENTRY:
-        return data
-    return replace(data, multiaddrs=data.multiaddrs[:MAX_ADDRS_PER_ENTRY])
+def _records_fit(records: Any) -> bool:
+    try:
+        return len(go_json_dumps(records)) <= MAX_RECORDS_JSON
+    except GoJSONEncodeError:
+        return False
+
+
+def _bounded(data: NodeData) -> NodeData:
+    """What one entry may cost us: addresses, text fields and `records` are capped (masa keeps all)."""
+    changes: dict[str, Any] = {}
+    if len(data.multiaddrs) > MAX_ADDRS_PER_ENTRY:
+        changes["multiaddrs"] = data.multiaddrs[:MAX_ADDRS_PER_ENTRY]
+    if len(data.multiaddrs_string) > MAX_ADDRS_STRING:
+        changes["multiaddrs_string"] = data.multiaddrs_string[:MAX_ADDRS_STRING]
+    for attr in _TEXT_FIELDS:
+        if len(getattr(data, attr)) > MAX_TEXT_FIELD:
+            changes[attr] = getattr(data, attr)[:MAX_TEXT_FIELD]
+    if data.records is not None and not _records_fit(data.records):
+        changes["records"] = None
+    return replace(data, **changes) if changes else data
 
 
 class NodeTracker:
@@ -138,7 +160,7 @@ class NodeTracker:
         return str(peer) in self._connected
 
     def _store(self, data: NodeData) -> None:
-        self._entries[data.peer_id] = _cap_addrs(data)
+        self._entries[data.peer_id] = _bounded(data)
         if len(self._entries) > self.max_entries:
             self._evict()
 

@@ -156,6 +156,19 @@ async def test_sync_hostile(case: str) -> None:
             await still_serves(node, attacker)
 
 
+async def test_fat_entries_are_capped_in_the_tracker() -> None:
+    """Entries whose text fields and records fill a 64 KiB line each: stored, but capped."""
+    with anyio.fail_after(30):
+        async with target_and_attacker() as (node, attacker):
+            fat = [NodeData(peer_id=new_id(), last_updated=10**6, eth_address="e" * 20_000,
+                            uptime_str="u" * 20_000, records={"r": "x" * 20_000}) for _ in range(4)]
+            body = b"".join(_page([entry]) for entry in fat)
+            assert await send(attacker, node, node.membership.sync_protocol, body) == "closed"
+            stored = [node.tracker.get(entry.peer_id) for entry in fat]
+            assert all(s is not None for s in stored)
+            assert max(len(s.to_go_json()) for s in stored) < 2048
+
+
 async def test_many_streams_at_once_do_not_break_the_node() -> None:
     """A burst of concurrent bad announces: every one refused, the node answers afterwards."""
     with anyio.fail_after(60):

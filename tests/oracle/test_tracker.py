@@ -159,6 +159,15 @@ def test_bounded_keeps_self_and_connected() -> None:
     many = NodeData(peer_id=B, last_updated=10**6, multiaddrs=tuple(f"/ip4/1.1.1.1/tcp/{i}" for i in range(100)))
     t.refresh_from_boot(many)
     assert len(t.get(B).multiaddrs) == 32
+    fat = NodeData(peer_id=B, last_updated=10**6, eth_address="x" * 10_000, version="v" * 300,
+                   multiaddrs_string=" " * 5000, records={"big": "y" * 2000})
+    t.refresh_from_boot(fat)
+    kept = t.get(B)
+    assert (len(kept.eth_address), len(kept.version), len(kept.multiaddrs_string)) == (256, 256, 2048)
+    assert kept.records is None
+    small = NodeData(peer_id=B, last_updated=10**6, records={"workTypes": ["test"]})
+    t.refresh_from_boot(small)
+    assert t.get(B) == small
 
 
 def test_twitter_order_pool_and_shuffle() -> None:
