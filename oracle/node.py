@@ -44,7 +44,7 @@ from oracle.messages import WorkRequest, WorkResponse
 from oracle.nodedata import NodeData, pretty_duration
 from oracle.protocol import PROTOCOL_VERSION, Protocol, WorkerProtocol
 from oracle.selection import TrackerWorkerDirectory
-from oracle.tracker import TWITTER_WORK_TYPES, NodeTracker, category_of
+from oracle.tracker import TWITTER_WORK_TYPES, NodeTracker, category_of, records_work_types
 from oracle.worktypes import prepare_work_data
 
 __all__ = [
@@ -451,6 +451,7 @@ class OracleNode:
                 "staked": data.is_staked,
                 "active": data.is_active,
                 "categories": categories,
+                "work_types": sorted(records_work_types(data.records)),
                 "validator": data.is_validator,
                 "version": data.version,
                 "last_updated": data.last_updated,

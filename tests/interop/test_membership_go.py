@@ -295,7 +295,7 @@ def test_peers_command_prints_the_network(gomasa) -> None:
         out = json.loads(proc.stdout.strip().splitlines()[-1])
         by_id = {p["peer_id"]: p for p in out["peers"]}
         assert by_id[go.peer_id]["categories"] == ["web"] and by_id[go.peer_id]["staked"]
-        assert by_id[worker.peer_id]["categories"] == ["web"]
+        assert by_id[worker.peer_id]["categories"] == ["web"] and by_id[worker.peer_id]["work_types"] == []
         assert any("/tcp/" in a for a in by_id[go.peer_id]["addrs"])
     finally:
         worker.stop()
