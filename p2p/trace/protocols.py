@@ -13,6 +13,8 @@ bounded buffers, no exceptions on bad input.
   record per message with the 4-byte prefix and the parsed JSON.
 * a JSON document to EOF, or JSON lines (masa's membership protocols register them as layer
   `membership`): one `message` (or `line`) record per document.
+* Kademlia (`*/kad/1.0.0`) and GossipSub/FloodSub RPCs: uvarint-delimited protobufs, decoded with
+  the stack's own codecs (`p2p.kad.messages`, `p2p.pubsub.rpc`).
 * anything else: `data` records with the length and the first bytes.
 """
 
@@ -102,14 +104,18 @@ class _Framed(AppDecoder):
             self.message(dir, prefix, body)
 
 
-class IdentifyDecoder(_Framed):
-    layer = "identify"
+class _Delimited(_Framed):
+    """uvarint-delimited messages (protobufs, as identify, kad and pubsub write them)."""
 
     def prefix(self, buf: bytearray) -> tuple[int, int] | None:
         res = varint.decode(buf)
         if res is None:
             return None
         return res[0], res[1]
+
+
+class IdentifyDecoder(_Delimited):
+    layer = "identify"
 
     def message(self, dir: str, prefix: bytes, body: bytes) -> None:
         from p2p.protocols.identify import IdentifyInfo, decode_multiaddr
@@ -253,6 +259,103 @@ def json_documents(layer: str, *, lines: bool = False) -> Callable[[Scope, str, 
     return make
 
 
+def _peer(raw: bytes) -> str:
+    from p2p.identity import PeerId
+
+    try:
+        return str(PeerId.from_bytes(raw))
+    except P2PError:
+        return raw.hex()
+
+
+def _addr(raw: bytes) -> str:
+    from p2p.protocols.identify import decode_multiaddr
+
+    return str(decode_multiaddr(raw) or raw.hex())
+
+
+def _bytes_text(raw: bytes, limit: int) -> str:
+    """Printable ASCII as it is (record keys like /pk/..., topics), anything else as hex."""
+    if raw and all(32 <= b < 127 for b in raw):
+        return raw[:limit].decode("ascii")
+    return raw[:limit].hex()
+
+
+class KadDecoder(_Delimited):
+    """Kademlia RPCs (https://github.com/libp2p/specs/blob/master/kad-dht/README.md, "RPC
+    messages"): uvarint-delimited `Message`s, the opener's a request, the other's a response."""
+
+    layer = "kad"
+
+    def message(self, dir: str, prefix: bytes, body: bytes) -> None:
+        from p2p.kad.messages import Message, MessageType
+
+        try:
+            msg = Message.decode(body)
+        except P2PError as exc:
+            self.scope.emit(dir, self.layer, "undecodable", reason=str(exc), hex=self.scope.hex(body))
+            return
+        limit = self.scope.tracer.max_hex
+        try:
+            type_name = MessageType(msg.type).name
+        except ValueError:
+            type_name = str(int(msg.type))
+        fields: dict[str, Any] = {
+            "role": "request" if dir == self.opener_dir else "response",
+            "type": type_name, "length": len(body),
+            "key": _bytes_text(msg.key, limit),
+            "closer_peers": [{"id": _peer(p.id), "addrs": [_addr(a) for a in p.addrs]}
+                             for p in msg.closer_peers],
+            "provider_peers": [{"id": _peer(p.id), "addrs": [_addr(a) for a in p.addrs]}
+                               for p in msg.provider_peers],
+        }
+        if msg.record is not None:
+            fields["record"] = {"key": _bytes_text(msg.record.key, limit),
+                                "value_length": len(msg.record.value),
+                                "value": _bytes_text(msg.record.value, limit)}
+        self.scope.emit(dir, self.layer, "message", **fields)
+
+
+class PubsubDecoder(_Delimited):
+    """GossipSub / FloodSub RPCs (https://github.com/libp2p/specs/blob/master/pubsub/README.md,
+    "The RPC"; control messages: pubsub/gossipsub/gossipsub-v1.0.md and v1.1): uvarint-delimited
+    `RPC`s, each side writing on the stream it opened."""
+
+    layer = "pubsub"
+
+    def message(self, dir: str, prefix: bytes, body: bytes) -> None:
+        from p2p.pubsub.rpc import RPC
+
+        try:
+            rpc = RPC.decode(body)
+        except P2PError as exc:
+            self.scope.emit(dir, self.layer, "undecodable", reason=str(exc), hex=self.scope.hex(body))
+            return
+        limit = self.scope.tracer.max_hex
+        fields: dict[str, Any] = {"length": len(body)}
+        if rpc.subscriptions:
+            fields["subscriptions"] = [{"subscribe": s.subscribe, "topic": s.topic}
+                                       for s in rpc.subscriptions]
+        if rpc.publish:
+            fields["publish"] = [
+                {"topic": m.topic, "from": _peer(m.from_peer) if m.from_peer else None,
+                 "seqno": m.seqno.hex() if m.seqno else None,
+                 "data_length": len(m.data or b""), "data": _bytes_text(m.data or b"", limit),
+                 "signed": m.signature is not None}
+                for m in rpc.publish]
+        control = rpc.control
+        if control:
+            fields["control"] = {
+                "ihave": [{"topic": h.topic, "ids": len(h.ids)} for h in control.ihave],
+                "iwant": sum(len(ids) for ids in control.iwant),
+                "graft": list(control.graft),
+                "prune": [{"topic": p.topic, "peers": len(p.peers), "backoff": p.backoff}
+                          for p in control.prune],
+                "idontwant": sum(len(ids) for ids in control.idontwant),
+            }
+        self.scope.emit(dir, self.layer, "rpc", **fields)
+
+
 def json_frames(layer: str) -> Callable[[Scope, str, str], JsonFrameDecoder]:
     """A JsonFrameDecoder factory reporting under `layer`."""
 
@@ -265,12 +368,17 @@ def json_frames(layer: str) -> Callable[[Scope, str, str], JsonFrameDecoder]:
 
 
 def default_decoders() -> dict[str, Callable[..., Any]]:
+    """By protocol ID; a key starting with "*" matches IDs ending with the rest (any DHT prefix)."""
     return {
         "/ipfs/id/1.0.0": IdentifyDecoder,
         "/ipfs/id/push/1.0.0": IdentifyDecoder,
         "/ipfs/ping/1.0.0": PingDecoder,
+        "*/kad/1.0.0": KadDecoder,
+        "/meshsub/1.1.0": PubsubDecoder,
+        "/meshsub/1.0.0": PubsubDecoder,
+        "/floodsub/1.0.0": PubsubDecoder,
     }
 
 
-__all__ = ["AppDecoder", "IdentifyDecoder", "JsonDocumentDecoder", "JsonFrameDecoder",
-           "PingDecoder", "OTHER", "default_decoders", "json_documents", "json_frames"]
+__all__ = ["AppDecoder", "IdentifyDecoder", "JsonDocumentDecoder", "JsonFrameDecoder", "KadDecoder",
+           "PingDecoder", "PubsubDecoder", "OTHER", "default_decoders", "json_documents", "json_frames"]

@@ -26,7 +26,8 @@ DUMPED = ("hex", "ephemeral_key", "encrypted_static_key", "identity_key", "ident
           "public_key", "payload")
 
 _COLOURS = {"tcp": "37", "quic": "37", "multistream": "33", "noise": "35", "yamux": "36",
-            "identify": "32", "ping": "34", "worker": "1;32", "app": "39"}
+            "identify": "32", "ping": "34", "kad": "34", "pubsub": "34", "membership": "32",
+            "worker": "1;32", "app": "39"}
 _FIXED = ("t", "conn", "stream", "dir", "layer", "event")
 
 

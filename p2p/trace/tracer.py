@@ -30,7 +30,8 @@ Record = dict[str, Any]
 #: Raw bytes shown per record ("hex" field); the record keeps the full length in "length".
 DEFAULT_MAX_HEX = 64
 
-LAYERS = ("tcp", "quic", "multistream", "noise", "yamux", "identify", "ping", "worker", "app")
+LAYERS = ("tcp", "quic", "multistream", "noise", "yamux", "identify", "ping", "kad", "pubsub",
+          "membership", "worker", "app")
 
 
 class JsonLinesWriter:
@@ -103,7 +104,8 @@ class Tracer:
                          transport=transport)
 
     def register_protocol(self, protocol: str, factory: Callable[..., Any]) -> None:
-        """Decode streams of `protocol` (exact ID, or a prefix ending in "/") with `factory`."""
+        """Decode streams of `protocol` (exact ID, a prefix ending in "/", or "*" and a suffix)
+        with `factory`."""
         self.decoders[protocol] = factory
 
     def decoder_for(self, protocol: str) -> Callable[..., Any] | None:
@@ -113,6 +115,8 @@ class Tracer:
         best = ""
         for key in self.decoders:
             if key.endswith("/") and protocol.startswith(key) and len(key) > len(best):
+                best = key
+            elif key.startswith("*") and protocol.endswith(key[1:]) and len(key) > len(best):
                 best = key
         return self.decoders.get(best) if best else None
 

@@ -221,7 +221,8 @@ def test_dissectors_never_raise_on_garbage(chunks):
         json.dumps(r)
 
 
-@given(st.sampled_from(["/ipfs/id/1.0.0", "/ipfs/ping/1.0.0", "/masa/worker/1", "/other"]),
+@given(st.sampled_from(["/ipfs/id/1.0.0", "/ipfs/ping/1.0.0", "/masa/worker/1", "/other",
+                        "/ipfs/kad/1.0.0", "/meshsub/1.1.0"]),
        st.lists(st.tuples(st.sampled_from(["in", "out"]), st.binary(max_size=80)), max_size=12))
 def test_protocol_decoders_never_raise_on_garbage(protocol, chunks):
     from p2p.trace.protocols import json_frames
@@ -260,3 +261,32 @@ def test_json_documents_to_eof_and_json_lines():
                                                                      layer="membership")]
     assert got == [("line", {"page": 0}, None), ("line", {"page": 1}, None),
                    ("line", None, "not json")]
+
+
+def test_kad_and_pubsub_rpcs_decoded():
+    from p2p import varint
+    from p2p.kad.messages import Message, MessageType, PeerEntry
+    from p2p.pubsub.rpc import RPC, PubMessage, SubOpts
+
+    tracer = Tracer(clock=FakeClock())
+    kad = StreamDissector(Scope(tracer, "c1", 1), "out")
+    request = Message(MessageType.FIND_NODE, key=PEER_B.to_bytes()).encode()
+    peer = PeerEntry(PEER_A.to_bytes(), [bytes.fromhex("047f000001060fa1")])
+    response = Message(MessageType.FIND_NODE, closer_peers=[peer]).encode()
+    kad.feed("out", ms("/multistream/1.0.0") + ms("/masa/kad/1.0.0") + varint.encode(len(request)) + request)
+    kad.feed("in", ms("/multistream/1.0.0") + ms("/masa/kad/1.0.0") + varint.encode(len(response))
+             + response)
+    req, resp = find(tracer.records, layer="kad")
+    assert (req["dir"], req["role"], req["type"], req["key"]) == (
+        "out", "request", "FIND_NODE", PEER_B.to_bytes().hex())
+    assert (resp["role"], resp["closer_peers"]) == (
+        "response", [{"id": str(PEER_A), "addrs": ["/ip4/127.0.0.1/tcp/4001"]}])
+    sub = StreamDissector(Scope(tracer, "c1", 3), "in")
+    rpc = RPC(subscriptions=[SubOpts(True, "blocks")],
+              publish=[PubMessage(from_peer=PEER_B.to_bytes(), data=b"hi", seqno=b"\x01",
+                                  topic="blocks")]).encode()
+    sub.feed("in", ms("/multistream/1.0.0") + ms("/meshsub/1.1.0") + varint.encode(len(rpc)) + rpc)
+    (got,) = find(tracer.records, layer="pubsub")
+    assert got["subscriptions"] == [{"subscribe": True, "topic": "blocks"}]
+    assert got["publish"] == [{"topic": "blocks", "from": str(PEER_B), "seqno": "01",
+                               "data_length": 2, "data": "hi", "signed": False}]
