@@ -40,7 +40,7 @@ class ConnTrace:
     """The trace of one connection: the label, the dissectors, the wrappers' entry points."""
 
     def __init__(self, tracer: Any, label: str, direction: str, local: str, remote: str,
-                 *, transport: str = "tcp") -> None:
+                 *, transport: str = "tcp", negotiates: bool = True) -> None:
         self.tracer = tracer
         self.label = label
         self.direction = direction
@@ -48,7 +48,7 @@ class ConnTrace:
         self.scope = Scope(tracer, label)
         self.dialer_dir = "out" if direction == "outbound" else "in"
         self._raw: MultistreamDissector | None = MultistreamDissector(
-            self.scope, self.dialer_dir, self._security_agreed)
+            self.scope, self.dialer_dir, self._security_agreed) if negotiates else None
         self._plain: Any = None
         self.yamux: YamuxDissector | None = None
         self._closed = False

@@ -95,13 +95,15 @@ class Tracer:
 
     # ---- connections and protocols -----------------------------------------------------------
 
-    def connection(self, direction: str, local: Any, remote: Any, *, transport: str = "tcp"):
-        """Start tracing a new connection: returns its `ConnTrace` (see `p2p.trace.hooks`)."""
+    def connection(self, direction: str, local: Any, remote: Any, *, transport: str = "tcp",
+                   negotiates: bool = True):
+        """Start tracing a new connection: returns its `ConnTrace` (see `p2p.trace.hooks`).
+        `negotiates`: the raw bytes start with a multistream negotiation (not so for QUIC)."""
         from p2p.trace.hooks import ConnTrace
 
         self._next_conn += 1
         return ConnTrace(self, f"c{self._next_conn}", direction, str(local), str(remote),
-                         transport=transport)
+                         transport=transport, negotiates=negotiates)
 
     def register_protocol(self, protocol: str, factory: Callable[..., Any]) -> None:
         """Decode streams of `protocol` (exact ID, a prefix ending in "/", or "*" and a suffix)

@@ -651,7 +651,7 @@ class QuicEndpoint:
             return
         quic = Libp2pQuicConnection(configuration=transport.server_configuration,
                                     original_destination_connection_id=original_cid)
-        conn = QuicConn(self, quic, addr, "inbound", transport.local_peer)
+        conn = transport.new_conn(self, quic, addr, "inbound", transport.local_peer)
         self.register(original_cid, conn)
         self.register(quic.host_cid, conn)
         conn.datagram_received(data, addr)
@@ -826,6 +826,16 @@ class QuicTransport:
         self._endpoints.append(endpoint)
         return QuicListener(endpoint)
 
+    def new_conn(self, *args: Any) -> QuicConn:
+        """A QuicConn; with a tracer in the context, its traced subclass (`p2p.trace.quic`):
+        the one check tracing costs a connection."""
+        tracer = getattr(self.ctx, "tracer", None)
+        if tracer is None:
+            return QuicConn(*args)
+        from p2p.trace.quic import traced_conn_class
+
+        return traced_conn_class()(*args, tracer=tracer)
+
     async def dial(self, addr: str | Multiaddr, expected_peer: PeerId | None,
                    timeout: float) -> QuicConn:
         host, port, peer = parse_quic_multiaddr(addr)
@@ -837,7 +847,7 @@ class QuicTransport:
             raise DialError(f"dial {where}: no UDP socket ({exc})") from None
         quic = Libp2pQuicConnection(configuration=self.client_configuration,
                                     expected_peer=expected_peer)
-        conn = QuicConn(endpoint, quic, (host, port), "outbound", self.local_peer)
+        conn = self.new_conn(endpoint, quic, (host, port), "outbound", self.local_peer)
         endpoint.register(quic.host_cid, conn)
         endpoint.add_connection(conn)
         now = _clock()
