@@ -342,3 +342,22 @@ async def test_new_listen_address_is_announced_again(gomasa) -> None:
             lambda: go.wait_until(announced(me, 2), what="announce after listening on a new address"))
         entry = next(n for n in state["nodes"] if n["peerId"] == me)
         assert str(extra[0]) in entry["multiaddrs"]
+
+
+@pytest.mark.anyio
+async def test_go_node_sends_work_only_while_connected(gomasa) -> None:
+    """masa keeps a left worker's entry (eligible) but FindPeer fails for a peer it is not
+    connected to: the work is not sent, and the error names the worker."""
+    go = gomasa()
+    config = NodeConfig(peers=(go.addr,), keep_connected=False)
+    async with OracleNode(PrivateKey.generate(KeyType.Secp256k1), config, handlers={"web": handle_test}) as node:
+        me = str(node.peer_id)
+        await anyio.to_thread.run_sync(lambda: go.wait_until(announced(me), what="announce"))
+    # our node is gone: the Go tracker still lists it as eligible, inactive
+    state = go.wait_until(lambda t: me not in t["connected"] and not next(
+        n for n in t["nodes"] if n["peerId"] == me)["isActive"], what="our node marked as left")
+    result = go.command(cmd="distribute", type="web", data=json.dumps({"url": "http://x.invalid/", "depth": 1}))
+    assert result["eligible"] == [me] and result["worker"] == ""
+    assert result["response"]["error"] == (
+        f"All workers failed. Errors: Worker {me}: failed to find peer: context deadline exceeded")
+    assert state["work_done"] == 0
