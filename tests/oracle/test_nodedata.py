@@ -1,7 +1,8 @@
-"""NodeData / NodeDataPage as masa's Go code writes and reads them (masa-network.md §1.3, §1.4).
+"""NodeData / NodeDataPage as masa's Go code writes and reads them (masa-oracle pkg/pubsub/node_data.go
+NodeData, node/oracle_node_listener.go NodeDataPage).
 
-The full-record vectors are the bytes masa's own types produce (the facts document's examples, with
-a real peer ID and eth address in place of the shortened ones); tests/interop/test_membership_go.py
+The full-record vectors are the bytes masa's own types produce (its getNodeData body and a tracker
+copy, with a real peer ID and eth address); tests/interop/test_membership_go.py
 also compares our encoding with the Go test peer's json.Marshal byte for byte.
 """
 
@@ -18,7 +19,7 @@ from p2p.errors import RemoteProtocolError
 PID = "16Uiu2HAmUDQndrYJCSLz2PfnwpKZxhbtQGtCgoHdmrrUcJHSSWKE"
 PID2 = "16Uiu2HAm2E77hejXzQGit9gP2H2Y8JSiGscQ6sUdwzSUt2GQ6cTx"
 
-# masa's getNodeData body, as it pushes it to its bootnodes (§1.3, second example).
+# masa's getNodeData body, as it pushes it to its bootnodes (node/oracle_node.go getNodeData).
 FULL = (
     b'{"multiaddrs":["/ip4/127.0.0.1/udp/4001/quic-v1","/ip4/192.168.1.5/udp/4001/quic-v1"],'
     b'"multiaddrsString":" /ip4/127.0.0.1/udp/4001/quic-v1 /ip4/192.168.1.5/udp/4001/quic-v1",'
@@ -41,7 +42,7 @@ MINIMAL = (
     b'"notFoundCount":0}'
 )
 
-# A tracker copy with every omitempty field set (nodeDataSync line of §1.3, made complete).
+# A tracker copy with every omitempty field set (as in a nodeDataSync line, made complete).
 TRACKER_COPY = (
     b'{"multiaddrs":["/ip4/127.0.0.1/tcp/4001"],"multiaddrsString":" /ip4/127.0.0.1/tcp/4001",'
     b'"peerId":"' + PID2.encode() + b'","firstJoined":1795935834,"lastJoined":1795935834,'
@@ -71,7 +72,7 @@ def test_minimal_record_known_answer() -> None:
     data = NodeData(peer_id=PID)
     assert data.to_go_json() == MINIMAL
     assert NodeData.from_json(MINIMAL) == data
-    # the minimal body masa accepts on oracle_protocol (§1.3)
+    # the minimal body masa accepts on oracle_protocol
     short = NodeData.from_json(b'{"peerId":"' + PID.encode() + b'","isStaked":true,"isWebScraper":true}')
     assert short == NodeData(peer_id=PID, is_staked=True, is_web_scraper=True)
 

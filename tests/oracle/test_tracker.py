@@ -1,4 +1,4 @@
-"""The node tracker: masa's merge rules (masa-network.md §1.2, §1.5, §1.7), CanDoWork (§1.8), bounds."""
+"""The node tracker: masa's merge rules (pkg/pubsub/node_event_tracker.go), CanDoWork (node_data.go), bounds."""
 
 from __future__ import annotations
 
