@@ -6,7 +6,7 @@ from hypothesis import given, strategies as st
 from p2p.protocols.identify import IdentifyError, IdentifyInfo, decode_messages, encode_messages
 
 ED25519_PUB = bytes.fromhex("080112201ed1e8fae2c4a144b8be8fd4b47bf3d3b34b871c3cacf6010f0e42d474fce27e")
-ADDR = bytes.fromhex("047f000001060fa1")  # /ip4/127.0.0.1/tcp/4001 (wire-facts §2.7)
+ADDR = bytes.fromhex("047f000001060fa1")  # /ip4/127.0.0.1/tcp/4001 (binary multiaddr: 04 ip4, 06 tcp)
 
 EXPECTED = bytes.fromhex(
     "0a24" + ED25519_PUB.hex()

@@ -1,8 +1,8 @@
 """Known-answer and property tests for p2p.identity (keys, signatures, peer IDs, key files).
 
 Vectors are copied from the libp2p peer-id spec (peer-ids/peer-ids.md), go-libp2p's
-core/crypto/test_data fixtures and RFC 8032; expected peer IDs are the go-confirmed values of the
-wire-facts sheet. Nothing here is checked against the module's own constants.
+core/crypto/test_data fixtures and RFC 8032; expected peer IDs are values go-libp2p computed for the
+same keys. Nothing here is checked against the module's own constants.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Sans-IO multistream-select core: known-answer bytes, hostile input, state machines back to back.
 
-Byte vectors are copied from the wire-facts sheet §1.2 / §1.5 (go-multistream v0.3.3 / v0.5.0).
+Byte vectors are as go-multistream v0.3.3 / v0.5.0 write them.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ IDENTIFY = H("0f 2f697066732f69642f312e302e30 0a")
 PING = H("11 2f697066732f70696e672f312e302e30 0a")
 MASA_KAD = H("10 2f6d6173612f6b61642f312e302e30 0a")
 
-# §1.5: go v0.24.2 dialer, security negotiation with the simultaneous-open extension.
+# go v0.24.2 dialer, security negotiation with the simultaneous-open extension.
 GO_SIMOPEN_IN = HEADER + SIMOPEN + NOISE
 PY_SIMOPEN_OUT = HEADER + NA + NOISE
 
@@ -162,7 +162,7 @@ def test_dialer_go_listener_separate_writes() -> None:
 
 
 def test_dialer_na_then_next_proposal_alone() -> None:
-    # §1.7 C: go proposes /tls/1.0.0, Python says na, go sends /noise alone. Here we are the dialer.
+    # go proposes /tls/1.0.0, Python says na, go sends /noise alone. Here we are the dialer.
     dialer = Dialer(["/tls/1.0.0", "/noise"])
     dialer.data_to_send()
     events = dialer.receive_data(HEADER + NA)
@@ -254,7 +254,7 @@ def test_listener_never_echoes_simopen(supported: object) -> None:
 
 
 def test_listener_pipelined_proposal_app_data_and_fin() -> None:
-    # §1.6: go's lazy dialer sends header + proposal + application data in one write.
+    # go's lazy dialer sends header + proposal + application data in one write.
     app = H("0a0b0c") + b"\x13not-a-multistream-message"
     listener = Listener(["/ipfs/id/1.0.0", "/masa/kad/1.0.0"])
     listener.data_to_send()

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from p2p.multistream import Listener, quick_listen
 
-# Wire facts §1.2 (hex including the length prefix).
+# Byte constants as go-multistream writes them (hex including the length prefix).
 HEADER = bytes.fromhex("13 2f6d756c746973747265616d2f312e302e30 0a")
 PING = bytes.fromhex("11 2f697066732f70696e672f312e302e30 0a")
 IDENTIFY = bytes.fromhex("0f 2f697066732f69642f312e302e30 0a")

@@ -5,7 +5,7 @@ of the protocol, and hostile ones: bad varints, oversize prefixes, missing newli
 partial messages); only the typed errors may escape, and a failed machine stays failed. A
 RuleBasedStateMachine then runs a Dialer and a Listener back to back with arbitrary partial
 deliveries and injected garbage, checking the outcome against a model of go's SelectOneOf/Negotiate.
-Wire bytes are from the wire-facts sheet §1.2.
+Wire bytes are go-multistream's.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def test_every_state_times_every_input(kind, state, make, name):
 
 
 def test_listener_state_table_spot_checks():
-    """A few cells of the table with their exact output bytes (wire facts §1.2/§1.5)."""
+    """A few cells of the table with their exact output bytes (as go writes them)."""
     lst = listener_in("await-proposal")
     assert lst.receive_data(SIMOPEN) == [ProtocolRejected("/libp2p/simultaneous-connect")]
     assert lst.data_to_send() == NA  # never echoes simultaneous-connect

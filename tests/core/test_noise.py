@@ -1,7 +1,9 @@
 """Noise core: published and derived vectors, hostile payloads, framing, nonces, early muxers.
 
-Every expected byte string below is copied from libp2p-wire-facts §3.9 (flynn/noise v1.1.0
-vectors.txt and the DERIVED libp2p vector) or §2.6, never from the module's own constants.
+Every expected byte string below is copied from flynn/noise v1.1.0's vectors.txt
+(https://github.com/flynn/noise), from a libp2p vector derived from the same X25519 keys and the
+peer-ids spec's test keys, or from those keys (peer-ids.md, "Test vectors"), never from the
+module's own constants.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ FLYNN_MSG3 = h(
 FLYNN_I2R = h("a52ef02ba60e12696d1d6b9ef4245c88fca757b6134ad6e76b56e310a6adf6")  # "yellowsubmarine"
 FLYNN_R2I = h("2445aa438ebd649281c636cc7269ca82f1d9023d72520943aeabf909cdf521")  # "submarineyellow"
 
-# --- DERIVED libp2p vector (wire-facts §3.9): same X25519 keys, identities from §2.6 ---
+# --- DERIVED libp2p vector: flynn/noise's X25519 keys, identities from the peer-ids spec's test keys ---
 ED25519_PRIV = h(
     "080112407e0830617c4a7de83925dfb2694556b12936c477a0e1feb2e148ec9da60fee7d1ed1e8fae2c4a144"
     "b8be8fd4b47bf3d3b34b871c3cacf6010f0e42d474fce27e"
@@ -195,7 +197,8 @@ def test_nonce_limit_is_typed_and_final() -> None:
 
 
 def test_nonce_is_little_endian_after_four_zero_bytes() -> None:
-    # Cross-check against the AEAD called with the layout from wire-facts §3.7 written out by hand.
+    # Cross-check against the AEAD called with the Noise spec's nonce layout (section 5.1: 32 zero
+    # bits, then the little-endian counter) written out by hand.
     from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
     key = bytes(range(32))
@@ -246,7 +249,8 @@ def test_libp2p_vector_payloads_decode() -> None:
     init = NoiseHandshakePayload.decode(INIT_PAYLOAD)
     assert init.identity_sig == INIT_SIG
     assert init.encode() == INIT_PAYLOAD
-    # the signed input is the 24-byte prefix and the static key (wire-facts §3.5)
+    # the signed input is the 24-byte prefix and the static key (libp2p noise spec, "Static Key
+    # Authentication")
     signed = h("6e6f6973652d6c69627032702d7374617469632d6b65793a") + RESP_STATIC_PUB
     assert PublicKey.from_protobuf(SECP_PUB).verify(signed, RESP_SIG)
 
@@ -264,7 +268,7 @@ def test_libp2p_vector_wire_bytes() -> None:
     [done_r] = resp.receive_data(msg3)
     assert init.handshake_hash == resp.handshake_hash == HANDSHAKE_HASH
     assert str(done_r.remote_peer) == ED25519_PEER
-    assert done_i.remote_peer.to_bytes() == h("0025") + SECP_PUB  # identity multihash, §2.4
+    assert done_i.remote_peer.to_bytes() == h("0025") + SECP_PUB  # identity multihash (peer-ids.md)
     assert done_i.remote_public_key == PublicKey.from_protobuf(SECP_PUB)
     assert done_i.selected_muxer == done_r.selected_muxer == YAMUX
     assert init.leftover == resp.leftover == b""

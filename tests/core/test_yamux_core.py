@@ -1,4 +1,4 @@
-"""Sans-IO yamux core: go's wire behaviour (§4), flow control, and hostile frames (§4.9, §8.4)."""
+"""Sans-IO yamux core: go's wire behaviour (go-yamux v4), flow control, and hostile frames."""
 
 import ast
 import pathlib
@@ -25,7 +25,7 @@ from p2p.mux.yamux import (
 )
 
 KIB = 1024
-WINDOW = 262144  # 256 KiB, the spec's initial window (§4.5)
+WINDOW = 262144  # 256 KiB, the spec's initial window (spec.md, "Flow Control")
 GOAWAY_PROTO = bytes.fromhex("000300000000000000000001")
 GOAWAY_NORMAL = bytes.fromhex("000300000000000000000000")
 

@@ -1,4 +1,4 @@
-"""Yamux header: constants pinned by the byte examples in wire-facts §4.1/§4.2 (go's own frames)."""
+"""Yamux header: constants pinned by byte examples of go-yamux's own frames (spec.md, "Framing")."""
 
 import pytest
 from hypothesis import given

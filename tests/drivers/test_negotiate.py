@@ -1,6 +1,7 @@
 """anyio multistream driver over in-memory stream pairs, on asyncio and trio.
 
-The "go" peers here are scripted byte exchanges taken from the wire-facts sheet §1.3-§1.6.
+The "go" peers here are scripted byte exchanges as go-multistream writes them (listener, dialer,
+simultaneous open, lazy client).
 """
 
 from __future__ import annotations
@@ -74,13 +75,13 @@ async def test_handle_go_v0242_simopen_exchange() -> None:
     a, b, server, peer = pair()
 
     async def go_dialer() -> None:
-        await peer.send(HEADER + SIMOPEN + NOISE)  # one write, §1.5
+        await peer.send(HEADER + SIMOPEN + NOISE)  # one write, as go v0.24's simultaneous-open dialer
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(go_dialer)
         assert await handle_protocol(server, ["/noise", "/tls/1.0.0"]) == "/noise"
     assert await peer.receive_exactly(len(HEADER + NA + NOISE)) == HEADER + NA + NOISE
-    assert a.sent == HEADER + NA + NOISE  # exactly the py->go bytes of §1.5, nothing more
+    assert a.sent == HEADER + NA + NOISE  # exactly our answer to go's simultaneous open, nothing more
     assert b.writes == [HEADER + SIMOPEN + NOISE]
 
 
@@ -267,7 +268,7 @@ async def test_lazy_na_fails_on_first_read_and_stays_failed() -> None:
     await lazy.send(b"\x00data")
 
     async def serve() -> None:
-        # The pipelined data now looks like a malformed proposal (§1.6).
+        # The pipelined data now looks like a malformed proposal (go's lazy client).
         with pytest.raises(RemoteProtocolError):
             await handle_protocol(server, ["/noise"])
 

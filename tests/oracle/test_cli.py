@@ -25,7 +25,7 @@ from oracle import cli
 
 REPO = Path(__file__).resolve().parents[2]
 
-# libp2p-wire-facts.md §2.6 (libp2p spec key fixtures) and its peer ID confirmed against go-libp2p.
+# The secp256k1 test key of the peer-ids spec (peer-ids.md, "Test vectors"); its peer ID confirmed against go-libp2p.
 SECP256K1_PRIVATE_HEX = "0802122053dadf1d5a164d6b4acdb15e24aa4c5b1d3461bdbd42abedb0a4404d56ced8fb"
 SECP256K1_PEER_ID = "16Uiu2HAmLhLvBoYaoZfaMUKuibM6ac163GwKY74c5kiSLg5KvLpY"
 

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.anyio
 
 KEY_TYPES = ["ed25519", "secp256k1", "ecdsa", "rsa"]
 
-# Wire facts §1.2/§1.5 (go-multistream v0.3.3 SelectWithSimopenOrFail), written out here:
+# go-multistream v0.3.3 SelectWithSimopenOrFail's bytes (libp2p specs connections/simopen.md), written out here:
 HEADER = bytes.fromhex("13" "2f6d756c746973747265616d2f312e302e30" "0a")
 SIMOPEN = bytes.fromhex("1d" "2f6c69627032702f73696d756c74616e656f75732d636f6e6e656374" "0a")
 NOISE = bytes.fromhex("07" "2f6e6f697365" "0a")
