@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+BASE   := $(VENV)/.installed-base
 
 .PHONY: install demo test bench gopeer clean
 
@@ -11,11 +12,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
 	$(BIN)/python -m compileall -q p2p oracle bench >/dev/null
-	touch $(STAMP)
+	touch $(STAMP) $(BASE)
 
 install: $(STAMP)
 
-demo: install
+# The demo needs the library only: no test or fuzzing tools.
+$(BASE): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m compileall -q p2p oracle >/dev/null
+	touch $(BASE)
+
+demo: $(BASE)
 	$(BIN)/python -m oracle demo
 
 test: install
