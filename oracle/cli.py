@@ -25,22 +25,33 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
 
 from p2p.cli import CliError as P2PCliError
-from p2p.cli import parse_limits
+from p2p.cli import (
+    LOG_LEVELS,
+    JsonArgumentParser,
+    error_text,
+    log_level,
+    parse_limits,
+    peer_id_arg,
+    positive_float,
+    positive_int,
+    prog_name,
+    setup_logging,
+)
 from p2p.config import HostConfig
-from p2p.errors import P2PError
+from p2p.errors import P2PError, PeerIdMismatch
 from p2p.identity import KeyType, PeerId, PrivateKey, load_private_key_file, parse_key_type, save_private_key_file
 from p2p.host import Host
 from p2p.trace.cli import add_trace_options, tracer_from_args
 
 from oracle.handlers import HandlerLoadError, default_handlers, handle_test, load_handler
-from oracle.manager import WorkerConfig, WorkHandler
+from oracle.manager import ERR_NO_WORKERS, WorkerConfig, WorkHandler
 from oracle.messages import WorkResponse
 from oracle.node import NodeConfig, OracleNode, SelfConnectError
 from oracle.protocol import PROTOCOL_VERSION
@@ -265,7 +276,7 @@ async def cmd_node(args: argparse.Namespace) -> int:
         async with OracleNode(identity, config, handlers=handlers, trace=args.tracer) as node:
             log.info("identity from %s", source)
             emit({**node.info(), "protocol": node.worker.protocol_id, "work_types": node.manager.work_types(),
-                  "membership": list(node.membership.protocols)})
+                  "membership": list(node.membership.protocols), "identity": source})
             node.keep_connected(list(args.peer or []))  # connects in the background, redials
             async for signum in signals:
                 log.info("signal %s: shutting down", signum)
@@ -283,19 +294,63 @@ async def cmd_work(args: argparse.Namespace) -> int:
     worker = WorkerConfig(
         worker_timeout=timeout, worker_response_timeout=timeout, connection_timeout=min(5.0, timeout)
     )
-    config = _node_config(args, listen=(), worker=worker, connect_timeout=timeout, identify_timeout=timeout,
-                          keep_connected=False)
+    # Connecting gets a share of the budget, so that a peer that never answers is reported as such
+    # (a timeout, named) before the whole command's deadline ends everything.
+    config = _node_config(args, listen=(), worker=worker, connect_timeout=0.4 * timeout,
+                          identify_timeout=0.4 * timeout, keep_connected=False)
     _refuse_own_peer_id(identity, args.peer or [])
     response: WorkResponse | None = None
+    peers = list(args.peer or [])
+    connected: dict[str, PeerId | BaseException] = {}
+    protocol_id = ""
+    not_workers: set[str] = set()
     with anyio.move_on_after(timeout):
         async with OracleNode(identity, config, handlers=handlers, trace=args.tracer) as node:
-            await node.connect_all(list(args.peer or []))
+            protocol_id = node.worker.protocol_id
+            connected = await node.connect_all(peers)
+            not_workers = {str(p) for p in connected.values()
+                           if isinstance(p, PeerId) and not node.serves_worker(p)}
             response = await node.submit(args.type, args.data, request_id=args.request_id or "")
     if response is None:
-        response = WorkResponse(error=f"no response within {timeout} s")
+        emit({"error": f"no response within {timeout} s" + _peer_report(peers, connected, set(), protocol_id)})
+        return 1
+    if response.error:
+        text = response.error
+        if text == ERR_NO_WORKERS:
+            text += _peer_report(peers, connected, not_workers, protocol_id) if peers else (
+                ": no --peer given (name a worker node with --peer /ip4/HOST/tcp/PORT/p2p/PEER_ID)")
+        # Human-facing: plain JSON, not Go's \u003c escapes (a success prints Go's bytes below).
+        emit({"error": " ".join(text.split())})
+        return 1
     sys.stdout.write(response.to_go_json().decode("utf-8") + "\n")
     sys.stdout.flush()
-    return 1 if response.error else 0
+    return 0
+
+
+def _peer_report(peers: Sequence[str], connected: Mapping[str, PeerId | BaseException],
+                 not_workers: set[str], protocol_id: str) -> str:
+    """Why each --peer is not a worker we could use: `: worker <id> (<addr>): connection refused; ...`."""
+    parts = []
+    for addr in peers:
+        result = connected.get(str(addr))
+        where, _, claimed = addr.partition("/p2p/")
+        if isinstance(result, BaseException):
+            who = f"worker {claimed} ({where})" if claimed else f"worker at {addr}"
+            parts.append(f"{who}: {_connect_reason(result)}")
+        elif result is None:
+            parts.append(f"worker at {addr}: not reached in time")
+        elif str(result) in not_workers:
+            parts.append(f"peer {result} at {addr}: does not serve {protocol_id}")
+    return (": " + "; ".join(parts)) if parts else ""
+
+
+def _connect_reason(exc: BaseException) -> str:
+    if isinstance(exc, PeerIdMismatch):
+        return f"peer ID mismatch: the node there is {exc.actual}"
+    text = error_text(exc)
+    if isinstance(exc, TimeoutError) or "timed out" in text:
+        return f"timeout ({text})" if not text.startswith("timeout") else text
+    return text
 
 
 async def cmd_peers(args: argparse.Namespace) -> int:
@@ -327,65 +382,117 @@ async def cmd_demo(args: argparse.Namespace) -> int:
         workers=args.workers, items=args.items, concurrency=args.concurrency, kill=not args.no_kill,
         trace=args.tracer,
     )
-    return await run_demo(options)
+    result = 1
+    # SIGINT/SIGTERM cancel the demo, whose clean-up kills its worker processes (a SIGKILL of the
+    # demo itself reaches them through PR_SET_PDEATHSIG, see exit_with_parent).
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with anyio.create_task_group() as tg:
+
+            async def stop_on_signal() -> None:
+                nonlocal result
+                async for signum in signals:
+                    sys.stderr.write(f"demo stopped by {signal.Signals(signum).name}: stopping its workers\n")
+                    result = 128 + signum
+                    tg.cancel_scope.cancel()
+                    return
+
+            tg.start_soon(stop_on_signal)
+            result = await run_demo(options)
+            tg.cancel_scope.cancel()
+    return result
+
+
+def exit_with_parent(environ: Mapping[str, str] = os.environ) -> None:
+    """A demo worker (env ORACLE_PARENT_PID) asks Linux for SIGTERM when its parent dies, so even a
+    SIGKILL of the demo leaves no node behind. Elsewhere, or without the variable, nothing happens."""
+    parent = environ.get("ORACLE_PARENT_PID", "")
+    if not parent.isdigit() or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(parent):  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 # ---- plumbing -----------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m oracle", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--log-level", default=os.environ.get("ORACLE_LOG", "WARNING"))
-    p.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = JsonArgumentParser(prog=prog_name("python -m oracle"), description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    level_help = f"stderr log level: {', '.join(LOG_LEVELS)} (default: $ORACLE_LOG or warning)"
+    p.add_argument("--log-level", type=log_level, default=os.environ.get("ORACLE_LOG", "warning"),
+                   metavar="LEVEL", help=level_help)
+    p.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio",
+                   help="event loop the stack runs on (default asyncio)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do")
 
     def common(sp: argparse.ArgumentParser) -> None:
         keys = sp.add_mutually_exclusive_group()
         keys.add_argument("--key-type", choices=KEY_TYPES, help="use a new ephemeral key of this type")
-        keys.add_argument("--key-file", help="masa key file (hex of the protobuf key); created if missing")
+        keys.add_argument("--key-file", metavar="PATH",
+                          help="masa key file (hex of the protobuf key); created if missing")
         sp.add_argument("--peer", "--bootnode", action="append", dest="peer", metavar="MULTIADDR",
-                        help="connect to this peer (a node keeps it connected)")
-        sp.add_argument("--worker", action="append", metavar="TYPE", help="serve this built-in work type")
+                        help="connect to this peer, repeatable (/ip4/HOST/tcp/PORT/p2p/PEER_ID; "
+                             "a node keeps it connected)")
+        sp.add_argument("--worker", action="append", metavar="TYPE",
+                        help="serve this built-in work type, repeatable (test, web)")
         sp.add_argument("--handler", action="append", metavar="TYPE=MODULE:CALLABLE",
-                        help="serve TYPE with a plug-in handler")
-        sp.add_argument("--protocol-version", metavar="VERSION", help=f"default {PROTOCOL_VERSION}")
-        sp.add_argument("--env", help="environment suffix of the protocol IDs")
-        sp.add_argument("--allow", action="append", metavar="PEER_ID",
-                        help="only these peers may submit work (default: any)")
-        sp.add_argument("--log-level", default=argparse.SUPPRESS)
+                        help="serve TYPE with a plug-in handler, repeatable")
+        sp.add_argument("--protocol-version", metavar="VERSION",
+                        help=f"worker protocol version (default {PROTOCOL_VERSION})")
+        sp.add_argument("--env", help="environment suffix of the protocol IDs (default none)")
+        sp.add_argument("--allow", action="append", metavar="PEER_ID", type=peer_id_arg,
+                        help="only these peers may submit work, repeatable (default: any)")
+        sp.add_argument("--log-level", type=log_level, default=argparse.SUPPRESS, metavar="LEVEL",
+                        help=level_help)
         sp.add_argument("--staked", action=argparse.BooleanOptionalAction, default=None,
                         help="announce isStaked (default: yes, as every masa node does)")
         add_trace_options(sp)
 
     n = sub.add_parser("node", help="run a worker node until SIGINT/SIGTERM")
     common(n)
-    n.add_argument("--listen", action="append", metavar="MULTIADDR", help=f"default {DEFAULT_LISTEN}")
-    n.add_argument("--connect-timeout", type=float, help="per --peer, seconds (default 10)")
-    n.add_argument("--max-concurrent-per-peer", type=int, help="work requests per peer at once (default 4)")
-    n.add_argument("--max-concurrent-total", type=int, help="work requests at once (default 32)")
+    n.add_argument("--listen", action="append", metavar="MULTIADDR",
+                   help=f"address to listen on, repeatable (default {DEFAULT_LISTEN})")
+    n.add_argument("--connect-timeout", type=positive_float, metavar="SECONDS",
+                   help="per --peer, seconds (default 10)")
+    n.add_argument("--max-concurrent-per-peer", type=positive_int, metavar="N",
+                   help="work requests per peer at once (default 4)")
+    n.add_argument("--max-concurrent-total", type=positive_int, metavar="N",
+                   help="work requests at once (default 32)")
     n.add_argument("--limits", metavar="JSON",
                    help="host limits and timeouts: a JSON object of p2p HostConfig fields, or @FILE")
     n.add_argument("--config", metavar="FILE", help="JSON file with the same keys as the options")
 
     w = sub.add_parser("work", help="distribute one piece of work and print the WorkResponse")
     common(w)
-    w.add_argument("--type", required=True, metavar="TYPE")
-    w.add_argument("--data", default="", metavar="TEXT")
-    w.add_argument("--request-id", default="")
-    w.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")
+    w.add_argument("--type", required=True, metavar="TYPE", help="work type, e.g. test")
+    w.add_argument("--data", default="", metavar="TEXT", help="the request's data (default empty)")
+    w.add_argument("--request-id", default="", metavar="ID", help="request ID (default a new UUID)")
+    w.add_argument("--timeout", type=positive_float, default=60.0, metavar="SECONDS",
+                   help="bound on the whole exchange (default 60)")
 
     ps = sub.add_parser("peers", help="print the masa network as a peer's node data shows it (JSON)")
     common(ps)
-    ps.add_argument("--wait", type=float, default=5.0, metavar="SECONDS",
+    ps.add_argument("--wait", type=positive_float, default=5.0, metavar="SECONDS",
                     help="how long to wait for node data (default 5)")
 
     d = sub.add_parser("demo", help="several local nodes, a batch of work, a failover, metrics")
-    d.add_argument("--workers", type=int, default=4)
-    d.add_argument("--items", type=int, default=48)
-    d.add_argument("--concurrency", type=int, default=4)
+    d.add_argument("--workers", type=positive_int, default=4, metavar="N",
+                   help="worker node subprocesses (default 4, at least 2)")
+    d.add_argument("--items", type=positive_int, default=48, metavar="N",
+                   help="work items to distribute (default 48, at least 2)")
+    d.add_argument("--concurrency", type=positive_int, default=4, metavar="N",
+                   help="items in flight at once (default 4)")
     d.add_argument("--no-kill", action="store_true", help="do not kill a worker midway")
-    d.add_argument("--log-level", default=argparse.SUPPRESS)
+    d.add_argument("--log-level", type=log_level, default=argparse.SUPPRESS, metavar="LEVEL",
+                   help=level_help)
     add_trace_options(d)
     return p
 
@@ -394,6 +501,7 @@ COMMANDS = {"node": cmd_node, "work": cmd_work, "peers": cmd_peers, "demo": cmd_
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    exit_with_parent()
     args = build_parser().parse_args(argv)
     for name in ("listen", "allow", "peer", "worker", "handler"):
         if not hasattr(args, name):
@@ -402,8 +510,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                  "max_concurrent_per_peer", "max_concurrent_total", "staked"):
         if not hasattr(args, name):
             setattr(args, name, None)
-    logging.basicConfig(level=str(args.log_level).upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.log_level)
     close_trace: Callable[[], None] = lambda: None
     try:
         if args.config:
@@ -418,7 +525,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise err
         if not isinstance(err, (P2PError, CliError, TimeoutError, OSError, ValueError)):
             log.error("unexpected failure", exc_info=err)
-        emit({"error": str(err) or type(err).__name__})
+        emit({"error": error_text(err)})
         return 1
     finally:
         close_trace()

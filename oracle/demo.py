@@ -83,7 +83,8 @@ async def start_worker(label: str, workdir: Path, timeout: float) -> WorkerProce
     """Start `python -m oracle node` and wait (bounded) for its listening line."""
     stderr_path = workdir / f"{label}.log"
     package_root = str(Path(__file__).resolve().parent.parent)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+               ORACLE_PARENT_PID=str(os.getpid()))  # the node exits when this process dies
     cmd = [
         sys.executable, "-m", "oracle", "--log-level", "WARNING", "node",
         "--listen", "/ip4/127.0.0.1/tcp/0", "--key-type", "secp256k1",

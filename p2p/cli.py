@@ -14,6 +14,8 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
 
 import anyio
 from multiaddr import Multiaddr
@@ -23,23 +25,113 @@ from p2p.errors import P2PError
 from p2p.host import Host
 from p2p.trace.cli import add_trace_options, tracer_from_args
 from p2p.protocols.echo import CHUNK, ECHO, echo_handler
-from p2p.identity import KeyType, PeerId, PrivateKey, load_private_key_file, parse_key_type, save_private_key_file
+from p2p.identity import (
+    InvalidPeerId,
+    KeyType,
+    PeerId,
+    PrivateKey,
+    load_private_key_file,
+    parse_key_type,
+    save_private_key_file,
+)
 
+KEY_TYPES = ("ed25519", "secp256k1", "ecdsa", "rsa")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 class CliError(Exception):
     """An expected failure: printed as {"error": ...}, exit status 1."""
 
 
-def emit(obj: dict) -> None:
+def emit(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
 
 
-def load_identity(args: argparse.Namespace) -> PrivateKey:
+# ---- argument parsing shared by `python -m p2p` and `python -m oracle` ------------------------
+
+
+class JsonArgumentParser(argparse.ArgumentParser):
+    """argparse under the conformance contract: a bad argument is one JSON line and exit status 1
+    (argparse's own is usage text on stderr and status 2). Subcommand parsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        emit({"error": f"{message} (see {self.prog} --help)"})
+        raise SystemExit(1)
+
+
+def prog_name(default: str) -> str:
+    """`python -m p2p` when run as a module, else the console script's own name (`masa-p2p`)."""
+    argv0 = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return default if not argv0 or argv0 == "__main__.py" or argv0.endswith(".py") else argv0
+
+
+def log_level(text: str) -> str:
+    """`--log-level` value: a logging level name, any case."""
+    name = text.strip().lower()
+    if name not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"unknown log level {text!r}: use one of {', '.join(LOG_LEVELS)}")
+    return name
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number of seconds > 0")
+    return value
+
+
+def peer_id_arg(text: str) -> str:
+    """A peer ID option value, checked at parse time (`--allow notapeerid` says what is wrong)."""
+    try:
+        PeerId.from_string(text)
+    except (InvalidPeerId, ValueError) as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a peer ID ({exc}): expected base58 like 12D3KooW... / 16Uiu2HAm... / "
+            "Qm..., or a CIDv1 like bafz..."
+        ) from None
+    return text
+
+
+def setup_logging(level: str) -> None:
+    """Logs to stderr; the multiaddr package's DEBUG lines (one per address parse) stay out."""
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("multiaddr").setLevel(max(logging.INFO, logging.getLogger().level))
+
+
+def error_text(err: BaseException) -> str:
+    """One line saying what failed and why, for `{"error": ...}`."""
+    msg = str(err) or type(err).__name__
+    if isinstance(err, TimeoutError):
+        msg = f"timeout: {msg}" if str(err) else "timeout"
+    return " ".join(msg.split())
+
+
+def load_identity(args: argparse.Namespace) -> tuple[PrivateKey, str]:
+    """The host's key and where it came from (for the start-up line)."""
     if getattr(args, "key_file", None):
-        return load_private_key_file(args.key_file)
-    return PrivateKey.generate(parse_key_type(getattr(args, "key_type", None) or "ed25519"))
+        try:
+            return load_private_key_file(args.key_file), f"key file {args.key_file}"
+        except OSError as exc:
+            raise CliError(f"--key-file {args.key_file}: {exc.strerror or exc}") from None
+        except P2PError as exc:
+            raise CliError(f"--key-file {args.key_file}: not a key file ({exc})") from None
+    key_type = getattr(args, "key_type", None) or "ed25519"
+    return PrivateKey.generate(parse_key_type(key_type)), f"new {key_type} key"
 
 
 # ---- commands ------------------------------------------------------------------------------
@@ -91,17 +183,19 @@ def raise_fd_limit(config: HostConfig) -> int:
 async def cmd_serve(args: argparse.Namespace) -> int:
     config = parse_limits(args.limits)
     fd_limit = raise_fd_limit(config)
-    async with Host(load_identity(args), config, trace=args.tracer) as host:
-        if args.echo:
-            host.set_stream_handler(ECHO, echo_handler)
-        await host.listen(*(args.listen or ["/ip4/127.0.0.1/tcp/0"]))
-        emit({"peer_id": str(host.peer_id), "addrs": host.p2p_addrs(), "pid": os.getpid(),
-              "fd_limit": fd_limit})
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    identity, source = load_identity(args)
+    # Signals are ours from before the start-up line: a SIGTERM right after it stops us cleanly.
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with Host(identity, config, trace=args.tracer) as host:
+            if args.echo:
+                host.set_stream_handler(ECHO, echo_handler)
+            await host.listen(*(args.listen or ["/ip4/127.0.0.1/tcp/0"]))
+            emit({"peer_id": str(host.peer_id), "addrs": host.p2p_addrs(), "pid": os.getpid(),
+                  "fd_limit": fd_limit, "identity": source})
             async for signum in signals:
                 logging.getLogger("p2p.cli").info("signal %s: shutting down", signum)
                 break
-        await host.close()
+            await host.close()
     return 0
 
 
@@ -115,7 +209,7 @@ async def _connect(host: Host, addr: str, timeout: float) -> tuple[PeerId, float
 
 
 async def cmd_ping(args: argparse.Namespace) -> int:
-    async with Host(load_identity(args), trace=args.tracer) as host:
+    async with Host(load_identity(args)[0], trace=args.tracer) as host:
         peer, connect_ms = await _connect(host, args.addr, args.timeout)
         rtts = await host.ping(peer, args.count, timeout=args.timeout)
         emit({"peer_id": str(peer), "rtt_ms": [round(r * 1000, 3) for r in rtts],
@@ -162,7 +256,7 @@ async def _echo_one(host: Host, peer: PeerId, payload: bytes, timeout: float) ->
 
 async def cmd_echo(args: argparse.Namespace) -> int:
     payload = os.urandom(args.size)
-    async with Host(load_identity(args), trace=args.tracer) as host:
+    async with Host(load_identity(args)[0], trace=args.tracer) as host:
         peer, connect_ms = await _connect(host, args.addr, args.timeout)
         start = time.perf_counter()
         with anyio.fail_after(args.timeout + args.size * args.streams / 5e6):
@@ -178,7 +272,7 @@ async def cmd_echo(args: argparse.Namespace) -> int:
 
 
 async def cmd_identify(args: argparse.Namespace) -> int:
-    async with Host(load_identity(args), trace=args.tracer) as host:
+    async with Host(load_identity(args)[0], trace=args.tracer) as host:
         peer, connect_ms = await _connect(host, args.addr, args.timeout)
         info = await host.identify(peer, timeout=args.timeout)
         key_type = None
@@ -202,8 +296,19 @@ async def cmd_identify(args: argparse.Namespace) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise CliError(f"--out {args.out}: folder {folder} does not exist")
+    if out.exists() and not args.force:
+        raise CliError(f"--out {args.out}: the file exists; not replacing a key without --force")
+    if out.is_dir():
+        raise CliError(f"--out {args.out}: is a folder")
     key = PrivateKey.generate(parse_key_type(args.key_type))
-    save_private_key_file(args.out, key, hex_text=args.hex)
+    try:
+        save_private_key_file(out, key, hex_text=args.hex)
+    except OSError as exc:
+        raise CliError(f"--out {args.out}: {exc.strerror or exc}") from None
     emit({"peer_id": str(PeerId.from_public_key(key.public_key)), "key_type": args.key_type,
           "path": args.out})
     return 0
@@ -213,42 +318,55 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m p2p", description=__doc__)
-    p.add_argument("--log-level", default=os.environ.get("P2P_LOG", "WARNING"))
-    p.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
+    p = JsonArgumentParser(prog=prog_name("python -m p2p"), description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--log-level", type=log_level, default=os.environ.get("P2P_LOG", "warning"),
+                   metavar="LEVEL", help=f"stderr log level: {', '.join(LOG_LEVELS)} (default: $P2P_LOG "
+                                         "or warning)")
+    p.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio",
+                   help="event loop the stack runs on (default asyncio)")
     p.add_argument("--uvloop", action="store_true", help="asyncio backend with uvloop, if installed")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do")
 
-    def key_opts(sp: argparse.ArgumentParser) -> None:
+    def key_opts(sp: argparse.ArgumentParser, default_help: str) -> None:
         g = sp.add_mutually_exclusive_group()
-        g.add_argument("--key-type", choices=["ed25519", "secp256k1", "ecdsa", "rsa"])
-        g.add_argument("--key-file")
+        g.add_argument("--key-type", choices=KEY_TYPES, help=f"a new key of this type ({default_help})")
+        g.add_argument("--key-file", metavar="PATH",
+                       help="load the identity from this key file (go's protobuf bytes or masa's hex)")
 
     s = sub.add_parser("serve", help="listen, serve identify and ping (and echo), until a signal")
-    s.add_argument("--listen", action="append")
-    s.add_argument("--echo", action="store_true")
+    s.add_argument("--listen", action="append", metavar="MULTIADDR",
+                   help="address to listen on, repeatable (default /ip4/127.0.0.1/tcp/0)")
+    s.add_argument("--echo", action="store_true", help="also serve /echo/1.0.0")
     add_trace_options(s)
     s.add_argument("--limits", metavar="JSON",
                    help="HostConfig fields as a JSON object (or @file), e.g. "
                         "'{\"max_connections\": 100, \"negotiation_timeout\": 2}'")
-    key_opts(s)
+    key_opts(s, "default: a new ed25519 key")
 
+    helps = {"ping": "connect, ping, print the round-trip times",
+             "echo": "connect, send bytes to /echo/1.0.0, check they come back",
+             "identify": "connect, print what the peer's identify says"}
     for name, extra in (("ping", "count"), ("echo", "size"), ("identify", None)):
-        c = sub.add_parser(name)
-        c.add_argument("addr")
-        c.add_argument("--timeout", type=float, default=30.0)
+        c = sub.add_parser(name, help=helps[name])
+        c.add_argument("addr", metavar="MULTIADDR", help="the peer, e.g. /ip4/127.0.0.1/tcp/4001/p2p/12D3KooW...")
+        c.add_argument("--timeout", type=positive_float, default=30.0, metavar="SECONDS",
+                       help="bound on each step: connect, each ping, each stream (default 30)")
         add_trace_options(c)
-        key_opts(c)
+        key_opts(c, "default: a new ed25519 key")
         if extra == "count":
-            c.add_argument("--count", type=int, default=1)
+            c.add_argument("--count", type=positive_int, default=1, metavar="N", help="pings to send (default 1)")
         if extra == "size":
-            c.add_argument("--size", type=int, default=1 << 20)
-            c.add_argument("--streams", type=int, default=1)
+            c.add_argument("--size", type=positive_int, default=1 << 20, metavar="BYTES",
+                           help="bytes per stream (default 1 MiB)")
+            c.add_argument("--streams", type=positive_int, default=1, metavar="K",
+                           help="streams at once (default 1)")
 
-    k = sub.add_parser("keygen")
-    k.add_argument("--key-type", choices=["ed25519", "secp256k1", "ecdsa", "rsa"], default="ed25519")
-    k.add_argument("--out", required=True)
+    k = sub.add_parser("keygen", help="write a new private key file and print its peer ID")
+    k.add_argument("--key-type", choices=KEY_TYPES, default="ed25519", help="key type (default ed25519)")
+    k.add_argument("--out", required=True, metavar="PATH", help="key file to write (mode 0600)")
     k.add_argument("--hex", action="store_true", help="masa's format: hex text of the protobuf")
+    k.add_argument("--force", action="store_true", help="replace PATH if it exists")
     return p
 
 
@@ -257,9 +375,7 @@ COMMANDS = {"serve": cmd_serve, "ping": cmd_ping, "echo": cmd_echo, "identify": 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("multiaddr").setLevel(logging.INFO)  # its DEBUG traces every address parse
+    setup_logging(args.log_level)
     close_trace: Callable[[], None] = lambda: None
     try:
         if args.command == "keygen":
@@ -272,12 +388,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BaseException as exc:  # expected failures become one JSON line
         err = _flatten(exc)
+        if isinstance(err, SystemExit):
+            raise err
         if not isinstance(err, (P2PError, CliError, TimeoutError, OSError, ValueError)):
             logging.getLogger("p2p.cli").debug("unexpected failure", exc_info=err)
-        msg = str(err) or type(err).__name__
-        if isinstance(err, TimeoutError):
-            msg = f"timeout: {msg}" if str(err) else "timeout"
-        emit({"error": msg})
+        emit({"error": error_text(err)})
         return 1
     finally:
         close_trace()

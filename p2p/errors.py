@@ -59,3 +59,7 @@ class ConnectionClosed(P2PError):
 
 class DialError(P2PError):
     """A dial failed; the message says at which stage."""
+
+
+class ListenError(P2PError):
+    """Listening failed; the message names the address and the reason (e.g. address in use)."""

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -135,7 +136,7 @@ class YamuxStream:
                 sess._forget_if_done(self)
                 raise anyio.EndOfStream
             if sess.is_closed:
-                raise ConnectionClosed(f"yamux session closed: {sess.error!r}")
+                raise _session_closed(sess.error)
             if conn.pending_output:  # about to wait: what this task queued leaves now
                 sess.try_flush()
             if self._rwait is None:
@@ -244,7 +245,7 @@ class YamuxStream:
         if self._closed or self._local_eof:
             raise anyio.ClosedResourceError
         if self._session.is_closed:
-            raise ConnectionClosed(f"yamux session closed: {self._session.error!r}")
+            raise _session_closed(self._session.error)
 
     async def send_eof(self) -> None:
         """Half-close (FIN); reading continues until the peer's FIN."""
@@ -805,7 +806,7 @@ class YamuxSession:
 
     def _open_now(self) -> int:
         if self.is_closed:
-            raise ConnectionClosed(f"yamux session closed: {self.error!r}")
+            raise _session_closed(self.error)
         try:
             return self._core.open_stream(self._clock())
         except SessionGoingAway as exc:
@@ -829,7 +830,7 @@ class YamuxSession:
                     self._kick()
                     return st
             if self.is_closed:
-                raise ConnectionClosed(f"yamux session closed: {self.error!r}")
+                raise _session_closed(self.error)
             if self._accept_wait is None:
                 self._accept_wait = Flag()
             await self._accept_wait.wait()
@@ -865,3 +866,14 @@ class YamuxSession:
     @property
     def num_streams(self) -> int:
         return len(self._streams)
+
+
+def _session_closed(error: BaseException | None) -> ConnectionClosed:
+    """`yamux session closed: <why>`, or just `yamux session closed` after a clean close (no `: None`)."""
+    if error is None:
+        return ConnectionClosed("yamux session closed")
+    if isinstance(error, (anyio.BrokenResourceError, anyio.EndOfStream, anyio.ClosedResourceError)):
+        cause = error.__cause__
+        detail = f" ({os.strerror(cause.errno).lower()})" if isinstance(cause, OSError) and cause.errno else ""
+        return ConnectionClosed(f"yamux session closed: connection lost{detail}")
+    return ConnectionClosed(f"yamux session closed: {str(error) or type(error).__name__}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -17,7 +18,7 @@ import anyio
 import anyio.abc
 from multiaddr import Multiaddr
 
-from p2p.errors import ConnectionClosed, DialError, P2PError, PeerIdMismatch
+from p2p.errors import ConnectionClosed, DialError, ListenError, P2PError, PeerIdMismatch
 from p2p.identity import PeerId
 from p2p.transport.aio_stream import adopt
 from p2p.transport.base import OnConnection, TransportContext
@@ -91,16 +92,36 @@ async def dial(addr: TcpAddress, *, timeout: float) -> anyio.abc.SocketStream:
     except TimeoutError:
         raise DialError(f"tcp connect to {addr.host}:{addr.port} timed out") from None
     except OSError as exc:
-        raise DialError(f"tcp connect to {addr.host}:{addr.port} failed: {exc.strerror or exc}") from None
+        raise DialError(f"tcp connect to {addr.host}:{addr.port} failed: {os_reason(exc)}") from None
     _tune(stream)
     return adopt(stream)  # asyncio: our leaner stream on the same transport
 
 
+def os_reason(exc: OSError) -> str:
+    """`connection refused` rather than anyio's `All connection attempts failed` (its cause says why)."""
+    causes = [exc.__cause__] if isinstance(exc.__cause__, OSError) else []
+    if isinstance(exc.__cause__, BaseExceptionGroup):
+        causes = [e for e in exc.__cause__.exceptions if isinstance(e, OSError)]
+    reasons = []
+    for err in causes or [exc]:
+        # asyncio's "Connect call failed ('127.0.0.1', 1)" hides the reason that errno names
+        text = os.strerror(err.errno) if err.errno else (err.strerror or str(err) or type(err).__name__)
+        text = text.strip()
+        text = text[:1].lower() + text[1:]
+        if text not in reasons:
+            reasons.append(text)
+    return "; ".join(reasons)
+
+
 async def listen(addr: TcpAddress) -> anyio.abc.SocketListener:
     family = socket.AF_INET6 if addr.family == "ip6" else socket.AF_INET
-    listener = await anyio.create_tcp_listener(
-        local_host=addr.host, local_port=addr.port, family=family, reuse_port=False
-    )
+    try:
+        listener = await anyio.create_tcp_listener(
+            local_host=addr.host, local_port=addr.port, family=family, reuse_port=False
+        )
+    except OSError as exc:
+        where = tcp_multiaddr(addr.host, addr.port)
+        raise ListenError(f"cannot listen on {where}: {os_reason(exc)}") from None
     return listener  # type: ignore[return-value]
 
 

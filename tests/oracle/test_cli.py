@@ -163,7 +163,7 @@ def test_node_with_config_file_plugin_handler_and_allowlist(tmp_path: Path, node
 def test_work_without_workers_fails_with_go_text(tmp_path: Path) -> None:
     done = run_oracle(tmp_path, "work", "--type", "test", "--data", "x", "--timeout", "10")
     assert done.returncode == 1
-    assert done.stdout == '{"error":"no eligible workers found"}\n'
+    assert json.loads(done.stdout)["error"].startswith("no eligible workers found: no --peer given")
 
 
 def test_bad_handler_spec_is_a_json_error(tmp_path: Path) -> None:
@@ -190,6 +190,7 @@ def test_demo_runs_to_completion_with_a_failover(tmp_path: Path) -> None:
     assert "bystander" in out and "not a worker" in out
     assert "24/24 100%" in out
     assert "demo finished: every item was served" in out
+    assert ": None" not in out and "\\u003c" not in out  # human text: no `closed: None`, no Go escapes
 
 
 # ---- in-process: identity, handlers, config -----------------------------------------------------
