@@ -63,3 +63,12 @@ class DialError(P2PError):
 
 class ListenError(P2PError):
     """Listening failed; the message names the address and the reason (e.g. address in use)."""
+
+
+class InvalidMultiaddr(P2PError, ValueError):
+    """A multiaddr given to the host (listen, connect) is not valid; the message says why."""
+
+    def __init__(self, addr: object, reason: str) -> None:
+        self.addr = addr
+        self.reason = reason
+        super().__init__(f"bad multiaddr {str(addr)!r}: {reason}")

@@ -28,13 +28,14 @@ from typing import Any
 import anyio
 import anyio.abc
 from multiaddr import Multiaddr
+from multiaddr.exceptions import Error as MultiaddrError
 
 from p2p.admission import ConnectionLimits
 from p2p.config import HostConfig
 from p2p.connection import MuxedConnection, MuxedStream
-from p2p.errors import ConnectionClosed, DialError, P2PError, PeerIdMismatch
+from p2p.errors import ConnectionClosed, DialError, InvalidMultiaddr, P2PError, PeerIdMismatch
 from p2p.events import ConnectionListener
-from p2p.identity import PeerId, PrivateKey, PublicKey
+from p2p.identity import InvalidPeerId, PeerId, PrivateKey, PublicKey
 from p2p.negotiate import LazyStream, handle_protocol, select_protocol
 from p2p.peerstore import Peerstore
 from p2p.protocols import identify as idp
@@ -133,15 +134,37 @@ class Host:
     # ---- lifecycle -------------------------------------------------------------------------
 
     async def __aenter__(self) -> Host:
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
+        """Start the host's task group; `listen` and `connect` work from here on."""
+        if self._tg is not None or self._closed:
+            raise P2PError("a Host runs once: create a new one")
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
         return self
 
-    async def __aexit__(self, *exc_info) -> bool | None:
-        await self.close()
-        assert self._tg is not None
-        self._tg.cancel_scope.cancel()
-        return await self._tg.__aexit__(*exc_info)
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: object) -> bool:
+        """Close everything and wait for the host's tasks, whatever ended the block.
+
+        The block's own exception goes on as itself: it is not handed to the task group, which
+        would wrap it in an ExceptionGroup (the host's tasks are guarded and end by cancellation,
+        so the group has nothing of theirs to add). A failure of the host's own machinery is
+        raised unwrapped when it is the only one.
+        """
+        tg = self._tg
+        assert tg is not None, "__aexit__ without __aenter__"
+        try:
+            await self.close()
+        finally:
+            tg.cancel_scope.cancel()
+            try:
+                await tg.__aexit__(None, None, None)
+            except BaseExceptionGroup as group:
+                inner = _unwrap(group)
+                if exc is None:
+                    raise inner from None
+                log.error("host task failed while the block raised %r", exc, exc_info=inner)
+        return False
 
     async def close(self) -> None:
         """Stop listening and close every connection (GoAway, then the socket)."""
@@ -459,7 +482,19 @@ def _multiaddr(addr: str | Multiaddr) -> Multiaddr:
 
 @functools.lru_cache(maxsize=512)
 def _parse_multiaddr(addr: str) -> Multiaddr:
-    return Multiaddr(addr)  # peers are dialled by the same few strings again and again
+    try:
+        return Multiaddr(addr)  # peers are dialled by the same few strings again and again
+    except (ValueError, MultiaddrError) as exc:
+        raise InvalidMultiaddr(addr, _multiaddr_reason(exc)) from None
+
+
+def _multiaddr_reason(exc: BaseException) -> str:
+    """The multiaddr library's reason without its repetitions of the address."""
+    text = str(exc)
+    if text.startswith("Invalid MultiAddr '") and "': " in text:
+        text = text.split("': ", 1)[1]
+    text = text.split(" (string: ", 1)[0]
+    return text[:1].lower() + text[1:] if text else type(exc).__name__
 
 
 def _split_p2p(addr: str | Multiaddr) -> tuple[Multiaddr, PeerId | None]:
@@ -471,7 +506,7 @@ def _split_p2p(addr: str | Multiaddr) -> tuple[Multiaddr, PeerId | None]:
 
 @functools.lru_cache(maxsize=512)
 def _split_p2p_string(addr: str) -> tuple[Multiaddr, PeerId | None]:
-    return _split_p2p_ma(Multiaddr(addr))
+    return _split_p2p_ma(_parse_multiaddr(addr))
 
 
 def _split_p2p_ma(ma: Multiaddr) -> tuple[Multiaddr, PeerId | None]:
@@ -480,8 +515,19 @@ def _split_p2p_ma(ma: Multiaddr) -> tuple[Multiaddr, PeerId | None]:
         return ma, None
     if any(proto.name == "p2p" for proto, _ in parts[:-1]):
         raise DialError(f"unsupported multiaddr (relayed or nested /p2p): {ma}")
-    peer = PeerId.from_string(str(parts[-1][1]))
+    try:
+        peer = PeerId.from_string(str(parts[-1][1]))
+    except InvalidPeerId as exc:
+        raise InvalidMultiaddr(ma, f"bad peer ID: {exc}") from None
     return ma.decapsulate(Multiaddr(f"/p2p/{parts[-1][1]}")), peer
+
+
+def _unwrap(group: BaseExceptionGroup) -> BaseException:
+    """The one exception inside (nested) groups, or the group itself when there are several."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 async def _guarded(fn: Callable[..., Awaitable[object]], args: tuple) -> None:

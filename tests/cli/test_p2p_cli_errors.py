@@ -155,3 +155,8 @@ def test_debug_log_is_ours_not_the_multiaddr_librarys() -> None:
     assert done.returncode == 1
     assert " DEBUG " in done.stderr  # debug is on ...
     assert "multiaddr" not in done.stderr  # ... without the address parser's per-parse lines
+
+
+def test_bad_multiaddr_is_named(capsys) -> None:
+    assert run_main(capsys, "ping", "/ip4/127.0.0.1/tcp/1/p2p/xyz") == (1, [json.dumps(
+        {"error": "bad multiaddr '/ip4/127.0.0.1/tcp/1/p2p/xyz': invalid CID: xyz"})])

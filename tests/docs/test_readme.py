@@ -60,3 +60,25 @@ def test_readme_python_block_runs(index: int, echo_peer: str, tmp_path: Path) ->
     assert done.stdout.strip(), "every example prints its result"
     if PLACEHOLDER.search(python_blocks()[index]):
         assert done.stdout.strip().splitlines()[-1] == "b'hello'"  # echoed by the local peer
+
+
+def test_first_example_as_is_prints_one_clear_error(tmp_path: Path) -> None:
+    done = run_block(python_blocks()[0], tmp_path, "readme_as_is")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "error: bad multiaddr '/ip4/127.0.0.1/tcp/4001/p2p/16Uiu2HAm...': invalid CID: 16Uiu2HAm..."]
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert done.stderr.strip() in readme  # the README quotes what it prints
+
+
+def test_first_example_against_nobody_prints_one_clear_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))  # bound, never listening: refused
+        port = s.getsockname()[1]
+        code = PLACEHOLDER.sub(f"/ip4/127.0.0.1/tcp/{port}", python_blocks()[0])
+        done = run_block(code.replace("/ip4/0.0.0.0/", "/ip4/127.0.0.1/"), tmp_path, "readme_nobody")
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [f"error: tcp connect to 127.0.0.1:{port} failed: connection refused"]
