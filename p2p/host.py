@@ -36,6 +36,7 @@ from p2p.connection import MuxedConnection, MuxedStream
 from p2p.errors import ConnectionClosed, DialError, InvalidMultiaddr, P2PError, PeerIdMismatch
 from p2p.events import ConnectionListener
 from p2p.identity import InvalidPeerId, PeerId, PrivateKey, PublicKey
+from p2p.interfaces import expand_wildcards
 from p2p.negotiate import LazyStream, handle_protocol, select_protocol
 from p2p.peerstore import Peerstore
 from p2p.protocols import identify as idp
@@ -254,10 +255,14 @@ class Host:
         return out
 
     def listen_addrs(self) -> list[Multiaddr]:
-        return list(self._listen_addrs)
+        """The addresses peers can dial us on: as bound, except that a wildcard (`0.0.0.0`, `::`)
+        stands for each interface address of its family, as go advertises (p2p/interfaces.py).
+        Identify leaves the loopback ones out for a peer that is not on loopback."""
+        return expand_wildcards(self._listen_addrs)
 
     def p2p_addrs(self) -> list[str]:
-        return [f"{a}/p2p/{self.peer_id}" for a in self._listen_addrs]
+        """`listen_addrs()` with our `/p2p/<peer id>`: what to give another peer to dial us."""
+        return [f"{a}/p2p/{self.peer_id}" for a in self.listen_addrs()]
 
     def can_dial(self, addr: str | Multiaddr) -> bool:
         """True when one of the host's transports can dial `addr` (a `/p2p/<id>` tail allowed);
