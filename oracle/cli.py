@@ -20,6 +20,7 @@ failure exits 1 with `{"error": "..."}` and no traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -35,8 +36,10 @@ from p2p.cli import CliError as P2PCliError
 from p2p.cli import (
     LOG_LEVELS,
     JsonArgumentParser,
+    MetricsEndpoint,
     error_text,
     log_level,
+    metrics_address,
     parse_limits,
     peer_id_arg,
     positive_float,
@@ -163,7 +166,7 @@ def build_handlers(workers: Sequence[str], specs: Sequence[str], *, default_test
 _LIST_KEYS = {"listen", "worker", "peer", "bootnode", "allow", "handler"}
 _SCALAR_KEYS = {
     "key_type", "key_file", "protocol_version", "env", "connect_timeout",
-    "max_concurrent_per_peer", "max_concurrent_total", "limits", "staked",
+    "max_concurrent_per_peer", "max_concurrent_total", "limits", "staked", "metrics",
 }
 
 
@@ -272,11 +275,22 @@ async def cmd_node(args: argparse.Namespace) -> int:
     handlers = build_handlers(args.worker or [], args.handler or [])
     identity, source = resolve_identity(args.key_type, args.key_file)  # last: may create the key file
     _refuse_own_peer_id(identity, args.peer or [])
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with OracleNode(identity, config, handlers=handlers, trace=args.tracer) as node:
+    try:
+        endpoint = MetricsEndpoint(args.metrics)
+    except P2PCliError as exc:
+        raise CliError(str(exc)) from None
+    with contextlib.ExitStack() as stack:
+        stack.callback(endpoint.close)
+        signals = stack.enter_context(anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM))
+        async with OracleNode(identity, config, handlers=handlers, trace=args.tracer,
+                              metrics=endpoint.metrics) as node:
             log.info("identity from %s", source)
-            emit({**node.info(), "protocol": node.worker.protocol_id, "work_types": node.manager.work_types(),
-                  "membership": list(node.membership.protocols), "identity": source})
+            line = {**node.info(), "protocol": node.worker.protocol_id,
+                    "work_types": node.manager.work_types(),
+                    "membership": list(node.membership.protocols), "identity": source}
+            if endpoint.url:
+                line["metrics"] = endpoint.url
+            emit(line)
             node.keep_connected(list(args.peer or []))  # connects in the background, redials
             async for signum in signals:
                 log.info("signal %s: shutting down", signum)
@@ -469,6 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--limits", metavar="JSON",
                    help="host limits and timeouts: a JSON object of p2p HostConfig fields, or @FILE")
     n.add_argument("--config", metavar="FILE", help="JSON file with the same keys as the options")
+    n.add_argument("--metrics", type=metrics_address, metavar="HOST:PORT",
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics (default: off)")
 
     w = sub.add_parser("work", help="distribute one piece of work and print the WorkResponse")
     common(w)
@@ -507,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not hasattr(args, name):
             setattr(args, name, None)
     for name in ("config", "key_type", "key_file", "protocol_version", "env", "connect_timeout",
-                 "max_concurrent_per_peer", "max_concurrent_total", "staked"):
+                 "max_concurrent_per_peer", "max_concurrent_total", "staked", "metrics"):
         if not hasattr(args, name):
             setattr(args, name, None)
     setup_logging(args.log_level)

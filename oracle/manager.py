@@ -135,6 +135,9 @@ class WorkHandlerManager:
         self._handlers: dict[str, _Entry] = {}
         self._failures: dict[str, float] = {}  # peer (str) -> clock time of its last failure
         self._limiter: anyio.CapacityLimiter | None = None
+        # Metrics (p2p.metrics.Metrics.work_done) when asked for: called once per request, never
+        # per byte; None costs one test per request.
+        self.observer: Callable[[str, str, float, str | None], None] | None = None
 
     # --- registry ---------------------------------------------------------------------------------
 
@@ -167,6 +170,8 @@ class WorkHandlerManager:
         """Run the handler of `request.work_type` under `timeout` (default: worker_response_timeout)."""
         entry = self._handlers.get(request.work_type)
         if entry is None:
+            if self.observer is not None:
+                self.observer("executed", request.work_type, 0.0, ERR_HANDLER_NOT_FOUND)
             return WorkResponse(error=ERR_HANDLER_NOT_FOUND)
         limit = self.config.worker_response_timeout if timeout is None else timeout
         metrics = entry.metrics
@@ -181,9 +186,11 @@ class WorkHandlerManager:
         if response is None:
             metrics.timeouts += 1
             metrics.errors += 1
-            return WorkResponse(error=ERR_TIMED_OUT)
-        if response.error:
+            response = WorkResponse(error=ERR_TIMED_OUT)
+        elif response.error:
             metrics.errors += 1
+        if self.observer is not None:
+            self.observer("executed", request.work_type, self._clock() - start, response.error)
         return response
 
     async def _call(self, entry: _Entry, data: bytes) -> WorkResponse:
@@ -231,6 +238,14 @@ class WorkHandlerManager:
         return peers
 
     async def _try_remote(self, peer: Any, request: WorkRequest) -> WorkResponse:
+        if self.observer is None:
+            return await self._send_remote(peer, request)
+        start = self._clock()
+        response = await self._send_remote(peer, request)
+        self.observer("sent", request.work_type, self._clock() - start, response.error)
+        return response
+
+    async def _send_remote(self, peer: Any, request: WorkRequest) -> WorkResponse:
         assert self.directory is not None
         cfg = self.config
         try:

@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from multiaddr import Multiaddr
@@ -46,6 +46,9 @@ from oracle.protocol import PROTOCOL_VERSION, Protocol, WorkerProtocol
 from oracle.selection import TrackerWorkerDirectory
 from oracle.tracker import TWITTER_WORK_TYPES, NodeTracker, category_of, records_work_types
 from oracle.worktypes import prepare_work_data
+
+if TYPE_CHECKING:  # prometheus_client is imported only by a node that reports metrics
+    from p2p.metrics import Metrics
 
 __all__ = [
     "IdentifyProtocol",
@@ -171,12 +174,13 @@ class OracleNode:
         protocols: Iterable[Protocol] = (),
         rng: Any = None,
         trace: Any = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """`trace` (a `p2p.trace.Tracer`) records every layer of the node's connections, the
         worker protocol's frames decoded (length prefix and JSON)."""
         self.config = config or NodeConfig()
         cfg = self.config
-        self.host = Host(identity, cfg.host, trace=trace)
+        self.host = Host(identity, cfg.host, trace=trace, metrics=metrics)
         self.worker_policy = WorkerPolicy(
             allowed_peers=cfg.allowed_peers,
             max_concurrent_per_peer=cfg.max_concurrent_per_peer,
@@ -191,6 +195,11 @@ class OracleNode:
             version=cfg.protocol_version,
             env=cfg.env,
         )
+        if metrics is not None:
+            self.manager.observer = metrics.work_done
+            policy = self.worker_policy
+            metrics.add_scrape_counter("oracle_work_refused", "Work requests the worker policy refused "
+                                       "(not allowed, concurrency limits hit)", lambda: policy.refused)
         self._started_at = time.monotonic()
         self.tracker = NodeTracker(self.node_data(), version=cfg.protocol_version,
                                    max_entries=cfg.tracker_size)

@@ -23,6 +23,7 @@ from p2p.config import HostConfig
 from p2p.errors import P2PError
 from p2p.host import Host
 from p2p.trace.cli import add_trace_options, tracer_from_args
+from p2p.transport.tcp import os_reason
 from p2p.protocols.echo import CHUNK, ECHO, echo_handler
 from p2p.identity import (
     InvalidPeerId,
@@ -105,6 +106,41 @@ def peer_id_arg(text: str) -> str:
     return text
 
 
+def metrics_address(text: str) -> str:
+    """`--metrics` value: HOST:PORT ([V6]:PORT for IPv6; port 0 picks a free one)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:9100)")
+    return text
+
+
+class MetricsEndpoint:
+    """`--metrics`: the node's Metrics and their HTTP endpoint (prometheus_client imported only here)."""
+
+    def __init__(self, address: str | None) -> None:
+        self.metrics: Any = None
+        self.server: Any = None
+        if address:
+            from p2p.metrics import Metrics, serve_metrics
+
+            self.metrics = Metrics()
+            try:
+                self.server = serve_metrics(self.metrics, address)
+            except ValueError as exc:
+                raise CliError(f"--metrics {address}: {exc}") from None
+            except OSError as exc:
+                raise CliError(f"--metrics {address}: cannot serve metrics there: {os_reason(exc)}") from None
+
+    @property
+    def url(self) -> str | None:
+        return self.server.url if self.server is not None else None
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+
+
 def setup_logging(level: str) -> None:
     """Logs to stderr; the multiaddr package's DEBUG lines (one per address parse) stay out."""
     logging.basicConfig(level=level.upper(), stream=sys.stderr,
@@ -183,18 +219,25 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     config = parse_limits(args.limits)
     fd_limit = raise_fd_limit(config)
     identity, source = load_identity(args)
-    # Signals are ours from before the start-up line: a SIGTERM right after it stops us cleanly.
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with Host(identity, config, trace=args.tracer) as host:
-            if args.echo:
-                host.set_stream_handler(ECHO, echo_handler)
-            await host.listen(*(args.listen or ["/ip4/127.0.0.1/tcp/0"]))
-            emit({"peer_id": str(host.peer_id), "addrs": host.p2p_addrs(), "pid": os.getpid(),
-                  "fd_limit": fd_limit, "identity": source})
-            async for signum in signals:
-                logging.getLogger("p2p.cli").info("signal %s: shutting down", signum)
-                break
-            await host.close()
+    endpoint = MetricsEndpoint(args.metrics)
+    try:
+        # Signals are ours from before the start-up line: a SIGTERM right after it stops us cleanly.
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with Host(identity, config, trace=args.tracer, metrics=endpoint.metrics) as host:
+                if args.echo:
+                    host.set_stream_handler(ECHO, echo_handler)
+                await host.listen(*(args.listen or ["/ip4/127.0.0.1/tcp/0"]))
+                line = {"peer_id": str(host.peer_id), "addrs": host.p2p_addrs(), "pid": os.getpid(),
+                        "fd_limit": fd_limit, "identity": source}
+                if endpoint.url:
+                    line["metrics"] = endpoint.url
+                emit(line)
+                async for signum in signals:
+                    logging.getLogger("p2p.cli").info("signal %s: shutting down", signum)
+                    break
+                await host.close()
+    finally:
+        endpoint.close()
     return 0
 
 
@@ -338,6 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address to listen on, repeatable (default /ip4/127.0.0.1/tcp/0)")
     s.add_argument("--echo", action="store_true", help="also serve /echo/1.0.0")
     add_trace_options(s)
+    s.add_argument("--metrics", type=metrics_address, metavar="HOST:PORT",
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics (default: off)")
     s.add_argument("--limits", metavar="JSON",
                    help="HostConfig fields as a JSON object (or @file), e.g. "
                         "'{\"max_connections\": 100, \"negotiation_timeout\": 2}'")

@@ -23,7 +23,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -48,6 +48,9 @@ from p2p.tasks import StreamTasks
 from p2p.transport.base import Admission, Listener, Transport, TransportContext
 from p2p.transport.defaults import DEFAULT_TRANSPORTS, TransportFactory
 
+if TYPE_CHECKING:  # prometheus_client is imported only by a host that reports metrics
+    from p2p.metrics import Metrics
+
 log = logging.getLogger("p2p.host")
 
 StreamHandler = Callable[["NetStream"], Awaitable[None]]
@@ -68,6 +71,35 @@ class NetStream(BufferedStream):
     def initial_send_window(self) -> int:
         """Bytes a new stream sends without waiting for the peer (see p2p.connection)."""
         return self.conn.muxed.initial_send_window
+
+
+class MeteredNetStream(NetStream):
+    """An outbound NetStream of a host with metrics: counted open from `count_open` (once the
+    protocol is known) until closed or reset. Hosts without metrics never make one."""
+
+    __slots__ = ("_metrics",)
+
+    def __init__(self, inner: Any, protocol: str, conn: Connection) -> None:
+        super().__init__(inner, protocol, conn)
+        self._metrics: Metrics | None = None
+
+    def count_open(self, metrics: Metrics) -> MeteredNetStream:
+        self._metrics = metrics
+        metrics.stream_opened("outbound", self.protocol)
+        return self
+
+    def _ended(self) -> None:
+        if self._metrics is not None:
+            self._metrics.stream_closed("outbound", self.protocol)
+            self._metrics = None
+
+    async def aclose(self) -> None:
+        self._ended()
+        await super().aclose()
+
+    async def reset(self) -> None:
+        self._ended()
+        await super().reset()
 
 
 @dataclass(eq=False)
@@ -110,7 +142,8 @@ class Host:
 
     def __init__(self, identity: PrivateKey | None = None, config: HostConfig | None = None, *,
                  transports: Sequence[TransportFactory] = DEFAULT_TRANSPORTS,
-                 admission: Admission | None = None, trace: Any = None) -> None:
+                 admission: Admission | None = None, trace: Any = None,
+                 metrics: Metrics | None = None) -> None:
         self.identity = identity or PrivateKey.generate()
         self.peer_id = PeerId.from_public_key(self.identity.public_key)
         self.config = config or HostConfig()
@@ -123,8 +156,12 @@ class Host:
         self._tg: anyio.abc.TaskGroup | None = None
         self.admission = admission or ConnectionLimits(self.config, self._total_conns)
         self.tracer = trace
+        #: Prometheus metrics (p2p.metrics) when asked for; None counts nothing
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.watch_connections(self._all_connections)
         ctx = TransportContext(self.identity, self.config, self.admission, self._start_internal,
-                               trace)
+                               trace, metrics)
         self.transports: list[Transport] = [make(ctx) for make in transports]
         self._closed = False
         self._conn_listeners: list[object] = []
@@ -288,6 +325,8 @@ class Host:
     async def _serve_inbound(self, muxed: MuxedConnection) -> None:
         """A transport's callback for an upgraded inbound connection; returns when it ended."""
         if len(self._conns.get(muxed.remote_peer, ())) >= self.config.max_connections_per_peer:
+            if self.metrics is not None:
+                self.metrics.limit_hit("connections per peer")
             await muxed.close()
             return
         await self._run_connection(Connection(muxed))
@@ -299,6 +338,9 @@ class Host:
             if not conn.is_closed:
                 return conn
         return None
+
+    def _all_connections(self) -> list[Connection]:
+        return [c for conns in list(self._conns.values()) for c in conns if not c.is_closed]
 
     def connected_peers(self) -> list[PeerId]:
         return [p for p in self._conns if self.connection(p) is not None]
@@ -411,6 +453,9 @@ class Host:
         if handler is None:  # removed while negotiating
             await _quiet_reset(stream)
             return
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.stream_opened("inbound", proto)
         try:
             await handler(stream)
         except Exception as exc:  # a handler's failure must not take the connection down
@@ -421,6 +466,9 @@ class Host:
                 log.exception("handler for %s from %s raised", proto, conn.peer_id)
             await _quiet_reset(stream)
             return
+        finally:
+            if metrics is not None:
+                metrics.stream_closed("inbound", proto)
         try:  # no shield needed: a MuxedStream's close only queues its FIN, it never waits
             await stream.aclose()
         except (P2PError, anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -442,15 +490,20 @@ class Host:
             with anyio.fail_after(timeout):
                 conn = await self._connection_for(peer, timeout)
         ms = await conn.muxed.open_stream(timeout=timeout)  # waits only without a free slot
+        metrics = self.metrics
+        cls = NetStream if metrics is None else MeteredNetStream
         if protocols and protocols[0] in self.peerstore.protocols(peer):
-            stream = NetStream(LazyStream(BufferedStream(ms), protocols[0]), protocols[0], conn)
-            return stream
-        stream = NetStream(ms, "", conn)
-        try:
-            stream.protocol = await select_protocol(stream, protocols, timeout=timeout)
-        except BaseException:
-            await _quiet_reset(stream)
-            raise
+            stream = cls(LazyStream(BufferedStream(ms), protocols[0]), protocols[0], conn)
+        else:
+            stream = cls(ms, "", conn)
+            try:
+                stream.protocol = await select_protocol(stream, protocols, timeout=timeout)
+            except BaseException:
+                await _quiet_reset(stream)
+                raise
+        if metrics is not None:
+            assert isinstance(stream, MeteredNetStream)
+            stream.count_open(metrics)
         return stream
 
     # ---- identify (the service reports, the Host keeps the outcome per connection) -----------

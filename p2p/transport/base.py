@@ -106,3 +106,5 @@ class TransportContext:
     #: a `p2p.trace.Tracer` when the Host traces its connections: a transport asks it for a
     #: `ConnTrace` per connection (`tracer.connection(...)`) and hands that to its layers
     tracer: Any = None
+    #: `p2p.metrics.Metrics` when the host reports metrics, else None (then nothing is counted)
+    metrics: Any = None

@@ -201,7 +201,9 @@ class TcpTransport:
 
         taddr, _ = _parse_tcp(addr)
         cfg = self._ctx.config
+        metrics = self._ctx.metrics
         where = f"{taddr.host}:{taddr.port}"
+        raw = None
         try:
             with anyio.fail_after(timeout):
                 raw = await dial(taddr, timeout=min(timeout, cfg.tcp_connect_timeout))
@@ -209,19 +211,28 @@ class TcpTransport:
                     local, remote = stream_addrs(raw)  # before the upgrade: raw to close
                     tracer = self._ctx.tracer
                     trace = None if tracer is None else tracer.connection("outbound", local, remote)
-                    return await upgrade_outbound(raw, self._ctx.identity, expected_peer, cfg,
+                    conn = await upgrade_outbound(raw, self._ctx.identity, expected_peer, cfg,
                                                   local, remote, trace)
                 except BaseException:
                     with anyio.CancelScope(shield=True):
                         await raw.aclose()
                     raise
+                if metrics is not None:
+                    metrics.track_socket(raw.extra(anyio.abc.SocketAttribute.raw_socket, None))
+                return conn
         except TimeoutError:
+            if metrics is not None:
+                metrics.handshake_failed("outbound", "timeout" if raw is not None else "tcp")
             raise DialError(f"dial {where} timed out after {timeout}s") from None
         except UpgradeError as exc:
+            if metrics is not None:
+                metrics.handshake_failed("outbound", exc.stage)
             if isinstance(exc.cause, PeerIdMismatch):
                 raise exc.cause from None
             raise DialError(f"dial {where} failed at {exc}") from None
         except (anyio.EndOfStream, anyio.BrokenResourceError, OSError, ConnectionClosed) as exc:
+            if metrics is not None and raw is not None:
+                metrics.handshake_failed("outbound", "connection lost")
             raise DialError(f"dial {where}: connection lost ({exc!r})") from None
 
     async def listen(self, addr: Multiaddr, on_connection: OnConnection) -> TcpListener:
@@ -256,8 +267,11 @@ class TcpTransport:
             await raw.aclose()
             return
         ticket = None if bound.closed else self._ctx.admission.try_admit(_ip_of(remote))
+        metrics = self._ctx.metrics
         if ticket is None:  # refused before any handshake work
             log.debug("refusing inbound connection from %s: limits", remote)
+            if metrics is not None and not bound.closed:
+                metrics.limit_hit("inbound connection admission")
             await raw.aclose()
             return
         _tune(raw)
@@ -271,17 +285,23 @@ class TcpTransport:
             except TimeoutError:
                 log.debug("inbound upgrade from %s timed out after %.1f s", remote,
                           cfg.inbound_upgrade_timeout)
+                if metrics is not None:
+                    metrics.handshake_failed("inbound", "timeout")
                 with anyio.CancelScope(shield=True):
                     await raw.aclose()
                 return
             except (P2PError, OSError, anyio.EndOfStream, anyio.BrokenResourceError,
                     anyio.ClosedResourceError) as exc:
                 log.debug("inbound upgrade from %s failed: %r", remote, exc)
+                if metrics is not None:
+                    metrics.handshake_failed("inbound", getattr(exc, "stage", "connection lost"))
                 with anyio.CancelScope(shield=True):
                     await raw.aclose()
                 return
             finally:
                 ticket.handshake_done()
+            if metrics is not None:
+                metrics.track_socket(raw.extra(anyio.abc.SocketAttribute.raw_socket, None))
             await on_connection(conn)
         finally:
             ticket.release()
