@@ -176,7 +176,10 @@ class OracleNode:
         trace: Any = None,
         metrics: Metrics | None = None,
     ) -> None:
-        """`trace` (a `p2p.trace.Tracer`) records every layer of the node's connections, the
+        """A node with `identity` (default: a new key), `config`, the work `handlers` it serves,
+        extra `protocols` to register at start-up and optional `metrics` (p2p.metrics); `rng`
+        orders the workers it tries (tests pass a seeded one). It starts with `async with`.
+        `trace` (a `p2p.trace.Tracer`) records every layer of the node's connections, the
         worker protocol's frames decoded (length prefix and JSON)."""
         self.config = config or NodeConfig()
         cfg = self.config
@@ -230,20 +233,26 @@ class OracleNode:
 
     @property
     def peer_id(self) -> PeerId:
+        """The node's peer ID (its host's)."""
         return self.host.peer_id
 
     def set_stream_handler(self, protocol: str, handler: Callable[[NetStream], Awaitable[None]]) -> None:
+        """Serve `protocol` with `handler` (the Host's, so a Protocol can register on a node)."""
         self.host.set_stream_handler(protocol, handler)
 
     def remove_stream_handler(self, protocol: str) -> None:
+        """Stop serving `protocol`."""
         self.host.remove_stream_handler(protocol)
 
     async def new_stream(self, peer: PeerId, protocols: Sequence[str], *, timeout: float = 10.0) -> NetStream:
+        """Open a stream to `peer` speaking the first of `protocols` it accepts (the Host's)."""
         return await self.host.new_stream(peer, protocols, timeout=timeout)
 
     # ---- lifecycle --------------------------------------------------------------------------
 
     async def __aenter__(self) -> OracleNode:
+        """Start the host, register the protocols, listen and connect to the bootstrap peers; if
+        any of that fails, the host is closed again and the error comes out as itself."""
         await self.host.__aenter__()
         try:
             await self.start()
@@ -253,6 +262,7 @@ class OracleNode:
         return self
 
     async def __aexit__(self, *exc_info: Any) -> bool | None:
+        """Close the node (its host); the block's exception, if any, goes on unwrapped."""
         return await self.host.__aexit__(*exc_info)
 
     async def start(self) -> None:
@@ -366,6 +376,7 @@ class OracleNode:
             protocol.register(self)
 
     async def close(self) -> None:
+        """Stop listening and close every connection (the `async with` exit does this too)."""
         await self.host.close()
 
     # ---- peers ------------------------------------------------------------------------------

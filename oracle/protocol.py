@@ -103,7 +103,8 @@ class Protocol(abc.ABC):
 
     @property
     @abc.abstractmethod
-    def protocol_id(self) -> str: ...
+    def protocol_id(self) -> str:
+        """The libp2p protocol ID this protocol serves, e.g. `/masa/worker_protocol/v0.8.4`."""
 
     @abc.abstractmethod
     def register(self, node: HostLike) -> None:

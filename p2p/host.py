@@ -144,6 +144,9 @@ class Host:
                  transports: Sequence[TransportFactory] = DEFAULT_TRANSPORTS,
                  admission: Admission | None = None, trace: Any = None,
                  metrics: Metrics | None = None) -> None:
+        """A host with `identity` (default: a new Ed25519 key) and `config` (go's defaults); it
+        does nothing until entered with `async with`. `trace` (a `p2p.trace.Tracer`) records
+        every layer of its connections; `metrics` (p2p.metrics) counts for Prometheus."""
         self.identity = identity or PrivateKey.generate()
         self.peer_id = PeerId.from_public_key(self.identity.public_key)
         self.config = config or HostConfig()
@@ -267,13 +270,18 @@ class Host:
     # ---- handlers --------------------------------------------------------------------------
 
     def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
+        """Serve `protocol`: each inbound stream that negotiates it runs `await handler(stream)` in
+        a task of its own (the stream is closed after it returns, reset if it raises). Identify
+        advertises the protocol from the next exchange on."""
         self._handlers[protocol] = handler
 
     def remove_stream_handler(self, protocol: str) -> None:
+        """Stop serving `protocol` (streams already running go on)."""
         self._handlers.pop(protocol, None)
 
     @property
     def protocols(self) -> list[str]:
+        """The protocols this host serves, sorted (what identify tells peers)."""
         return sorted(self._handlers)
 
     # ---- listening -------------------------------------------------------------------------
@@ -334,6 +342,7 @@ class Host:
     # ---- dialing ---------------------------------------------------------------------------
 
     def connection(self, peer: PeerId) -> Connection | None:
+        """A live connection to `peer`, or None."""
         for conn in self._conns.get(peer, ()):
             if not conn.is_closed:
                 return conn
@@ -343,6 +352,7 @@ class Host:
         return [c for conns in list(self._conns.values()) for c in conns if not c.is_closed]
 
     def connected_peers(self) -> list[PeerId]:
+        """Peers with at least one live connection."""
         return [p for p in self._conns if self.connection(p) is not None]
 
     async def disconnect(self, peer: PeerId) -> None:
