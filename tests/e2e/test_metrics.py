@@ -94,17 +94,15 @@ async def test_worker_metrics_scraped_during_and_after_an_exchange() -> None:
                 assert results[0].data == "ABC"
                 async with OracleNode(config=config) as requester:
                     assert (await requester.submit("boom", b"x")).error
-                    assert (await requester.submit("nope", b"x")).error
                 after = await ascrape(url)
     finally:
         server.close()
     assert value(after, "p2p_streams_open", direction="inbound", protocol=WORKER) == 0
-    assert value(after, "p2p_streams_total", direction="inbound", protocol=WORKER) == 3
+    assert value(after, "p2p_streams_total", direction="inbound", protocol=WORKER) == 2
     assert value(after, "oracle_work_requests_total", role="executed", work_type="slow", outcome="ok") == 1
     assert value(after, "oracle_work_latency_seconds_count", role="executed", work_type="slow") == 1
     assert value(after, "oracle_work_latency_seconds_sum", role="executed", work_type="slow") > 0
     assert value(after, "oracle_work_errors_total", role="executed", work_type="boom") == 1
-    assert value(after, "oracle_work_errors_total", role="executed", work_type="nope") == 1
     assert value(after, "oracle_work_errors_total", work_type="slow") == 0
     assert value(after, "p2p_tcp_bytes_total", direction="in") >= value(during, "p2p_tcp_bytes_total",
                                                                         direction="in")
