@@ -155,7 +155,7 @@ async def read_message(
     `timeout=None` is for a stream whose read deadline already bounds the wait (its TimeoutError
     passes through): no cancel scope of its own.
     """
-    reader: _ExactReader = stream if hasattr(stream, "receive_exactly") else BufferedStream(stream)  # type: ignore[assignment,arg-type]
+    reader: _ExactReader = stream if hasattr(stream, "receive_exactly") else BufferedStream(stream)  # type: ignore[assignment]
     length: int | None = None
     if isinstance(reader, BufferedStream) and reader.buffered >= HEADER_SIZE:
         # The usual request arrived with the stream's first bytes: what is buffered is read

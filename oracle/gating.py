@@ -72,9 +72,10 @@ class WorkerPolicy:
         self.refused = 0
 
     @classmethod
-    def open(cls, **limits: int) -> WorkerPolicy:
+    def open(cls, *, max_concurrent_per_peer: int = 4, max_concurrent_total: int = 32) -> WorkerPolicy:
         """Any peer may submit work, within the concurrency limits."""
-        return cls(allowed_peers=None, **limits)
+        return cls(allowed_peers=None, max_concurrent_per_peer=max_concurrent_per_peer,
+                   max_concurrent_total=max_concurrent_total)
 
     @property
     def active(self) -> int:

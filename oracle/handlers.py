@@ -221,7 +221,7 @@ def make_web_handler(config: WebConfig = WebConfig()) -> Callable[[bytes], WorkR
         if not isinstance(params, dict):
             return WorkResponse(error="unable to parse web data: expected a JSON object")
         url, depth = params.get("url"), params.get("depth", 0)
-        if not _valid_url(url):
+        if not isinstance(url, str) or not _valid_url(url):
             return WorkResponse(error="unable to parse web data: url must be an http(s) URL")
         if isinstance(depth, bool) or not isinstance(depth, (int, float)) or not math.isfinite(depth):
             return WorkResponse(error="unable to parse web data: depth must be a number")

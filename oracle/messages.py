@@ -163,7 +163,7 @@ class WorkRequest:
     @classmethod
     def _from_value(cls, value: Any, current: WorkRequest | None = None) -> WorkRequest | None:
         """Go decodes a repeated key into the struct the pointer already holds (merge)."""
-        fields = {
+        fields: dict[str, tuple[str, Callable[..., Any]]] = {
             "workType": ("work_type", _as_str),
             "requestId": ("request_id", _as_str),
             "data": ("data", _as_bytes),
@@ -198,7 +198,7 @@ class LoginEvent:
     @classmethod
     def _from_value(cls, value: Any, current: LoginEvent | None = None) -> LoginEvent | None:
         """Go decodes a repeated key into the struct the pointer already holds (merge)."""
-        fields = {
+        fields: dict[str, tuple[str, Callable[..., Any]]] = {
             "peer_id": ("peer_id", _as_str),
             "user_id": ("user_id", _as_str),
             "success": ("success", _as_bool),
@@ -255,7 +255,7 @@ class WorkResponse:
     @classmethod
     def from_json(cls, body: bytes) -> WorkResponse:
         """Decode like json.Unmarshal into a WorkResponse; JSON objects in `data` become dicts."""
-        fields = {
+        fields: dict[str, tuple[str, Callable[..., Any]]] = {
             "workRequest": ("work_request", _as_request),
             "data": ("data", _as_any),
             "error": ("error", _as_str),

@@ -11,6 +11,7 @@ import anyio
 
 from p2p import varint
 from p2p.errors import RemoteProtocolError
+from p2p.streams import ByteStream
 
 
 class FrameTooLarge(RemoteProtocolError):
@@ -56,7 +57,7 @@ class DelimitedReader:
         return out
 
 
-async def read_message(stream, reader: DelimitedReader, pending: list[bytes]) -> bytes:
+async def read_message(stream: ByteStream, reader: DelimitedReader, pending: list[bytes]) -> bytes:
     """Return the next message from `stream`, using `pending` for messages already parsed.
 
     Raises anyio.EndOfStream on a clean end between messages and RemoteProtocolError on a

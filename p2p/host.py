@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import anyio.abc
@@ -61,7 +61,7 @@ class NetStream(BufferedStream):
 
     __slots__ = ("protocol", "remote_peer", "conn")
 
-    def __init__(self, inner, protocol: str, conn: Connection) -> None:
+    def __init__(self, inner: Any, protocol: str, conn: Connection) -> None:
         super().__init__(inner)
         self.protocol = protocol
         self.conn = conn
@@ -227,7 +227,8 @@ class Host:
 
     def _start_internal(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
         """The transports' way into the host's task group (accept loops, inbound connections)."""
-        self._task_group().start_soon(fn, *args)
+        # the transports pass coroutine functions (anyio's start_soon takes nothing else)
+        self._task_group().start_soon(cast("Callable[..., Coroutine[Any, Any, object]]", fn), *args)
 
     def start_soon(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
         """Run `await fn(*args)` in the host's task group, for services reacting to events.
@@ -598,14 +599,14 @@ def _unwrap(group: BaseExceptionGroup) -> BaseException:
     return exc
 
 
-async def _guarded(fn: Callable[..., Awaitable[object]], args: tuple) -> None:
+async def _guarded(fn: Callable[..., Awaitable[object]], args: tuple[object, ...]) -> None:
     try:
         await fn(*args)
     except Exception:
         log.exception("host task %r failed", fn)
 
 
-async def _quiet_reset(stream) -> None:
+async def _quiet_reset(stream: NetStream) -> None:
     with anyio.CancelScope(shield=True):
         try:
             await stream.reset()

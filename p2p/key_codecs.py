@@ -149,9 +149,10 @@ def _secp256k1_private(raw: bytes) -> tuple[bytes, Any]:
 
 
 def traditional_der(key: Any) -> bytes:
-    return key.private_bytes(
+    der: bytes = key.private_bytes(
         _DER, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
     )
+    return der
 
 
 def _ecdsa_private(raw: bytes) -> tuple[bytes, Any]:

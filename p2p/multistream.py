@@ -214,7 +214,8 @@ class Machine(abc.ABC):
         self._reader.feed(data)
         events: list[Event] = []
         try:
-            while self.state is not State.DONE:
+            # mypy narrows self.state from the checks above; handling a message changes it
+            while self.state is not State.DONE:  # type: ignore[comparison-overlap]
                 body = self._reader.next_message(self._limit())
                 if body is None:
                     break

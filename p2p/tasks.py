@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import anyio
@@ -45,11 +45,11 @@ class StreamTasks:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+    def start_soon(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
         if self._loop is None:
             self._tg.start_soon(fn, *args)
             return
-        task = self._loop.create_task(fn(*args))
+        task: asyncio.Task[Any] = self._loop.create_task(fn(*args))
         self._tasks.add(task)
         task.add_done_callback(self._done)
 

@@ -13,14 +13,15 @@ stream is wrapped so its bytes are reported, and the Noise core is the one that 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from multiaddr import Multiaddr
 
 from p2p.config import HostConfig
 from p2p.errors import P2PError
 from p2p.identity import PeerId, PrivateKey, PublicKey
-from p2p.mux.yamux import INITIAL_STREAM_WINDOW
+from p2p.mux.yamux_frame import INITIAL_STREAM_WINDOW
 from p2p.mux.yamux_session import YamuxSession
 from p2p.negotiate import handle_protocol, select_protocol
 from p2p.security.noise_stream import NoiseStream, secure_inbound, secure_outbound
@@ -78,7 +79,10 @@ class UpgradedConnection:
         return f"<UpgradedConnection {self.direction} {self.remote_peer} {self.remote_addr}>"
 
 
-async def _stage(stage: str, coro):
+_T = TypeVar("_T")
+
+
+async def _stage(stage: str, coro: Awaitable[_T]) -> _T:
     try:
         return await coro
     except P2PError as exc:

@@ -37,14 +37,14 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.lowlevel
 import sniffio
 from anyio.abc import TaskGroup
 
-from p2p.errors import ConnectionClosed, StreamReset
+from p2p.errors import ConnectionClosed, LocalProtocolError, StreamReset
 from p2p.mux import yamux as core
 from p2p.mux.yamux import SessionGoingAway, StreamLimitReached, YamuxConfig, YamuxConnection
 from p2p.mux.yamux_frame import YamuxProtocolError
@@ -233,7 +233,7 @@ class YamuxStream:
             return 0
         try:
             n = sess._core.send(self.stream_id, data)
-        except (core.LocalProtocolError, SessionGoingAway):
+        except (LocalProtocolError, SessionGoingAway):
             return 0
         if n:
             sess._kick()
@@ -297,7 +297,8 @@ class YamuxSession:
 
     def __init__(self, conn: ByteStream, *, is_client: bool,
                  config: YamuxConfig = YamuxConfig()) -> None:
-        self._conn = conn
+        # a ByteStream; in push mode also set_receiver / pause_receiving / resume_receiving
+        self._conn: Any = conn
         self.config = config
         self.is_client = is_client
         self._core = YamuxConnection(is_client, config)
@@ -629,15 +630,17 @@ class YamuxSession:
             elif kind is core.StreamAcked:
                 self._wake_openers()
             elif kind is core.PongReceived:
-                if ev.opaque == self._ka_ping:
+                pong = cast(core.PongReceived, ev)  # rare events: the type tells mypy, not a check
+                if pong.opaque == self._ka_ping:
                     self._ka_ping = None
-                waiter = self._pings.get(ev.opaque)
+                waiter = self._pings.get(pong.opaque)
                 if waiter is not None:
-                    waiter[1] = ev.rtt
+                    waiter[1] = pong.rtt
                     waiter[0].set()
             elif kind is core.GoAwayReceived:
-                if ev.code != 0:
-                    self.error = ConnectionClosed(f"remote sent GoAway({ev.code})")
+                code = cast(core.GoAwayReceived, ev).code
+                if code != 0:
+                    self.error = ConnectionClosed(f"remote sent GoAway({code})")
                     return False
                 self._wake_openers()
         return True

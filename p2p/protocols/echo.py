@@ -5,13 +5,21 @@ Not a libp2p standard protocol: the conformance CLI and the benchmarks use it to
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import anyio
+
+from p2p.streams import ByteStream
+
+if TYPE_CHECKING:
+    from p2p.hostapi import HostLike
+    from p2p.identity import PeerId
 
 ECHO = "/echo/1.0.0"
 CHUNK = 256 * 1024
 
 
-async def echo_handler(stream) -> None:
+async def echo_handler(stream: ByteStream) -> None:
     while True:
         try:
             data = await stream.receive(CHUNK)
@@ -21,7 +29,7 @@ async def echo_handler(stream) -> None:
     await stream.aclose()
 
 
-async def echo_roundtrip(host, peer, payload: bytes, *, chunk: int = CHUNK) -> bytes:
+async def echo_roundtrip(host: HostLike, peer: PeerId, payload: bytes, *, chunk: int = CHUNK) -> bytes:
     """Client side: send `payload` while reading the echo, half-close, return what came back."""
     stream = await host.new_stream(peer, [ECHO])
     got = bytearray()

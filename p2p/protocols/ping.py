@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Protocol
 
 import anyio
 
 from p2p.errors import RemoteProtocolError
+from p2p.streams import ResettableStream
+
+
+class PingStream(ResettableStream, Protocol):
+    """What ping needs of a stream (a host stream has it)."""
+
+    async def receive_exactly(self, n: int) -> bytes: ...
 
 PING = "/ipfs/ping/1.0.0"
 PING_SIZE = 32
@@ -21,7 +29,7 @@ class PingMismatch(RemoteProtocolError):
     """The echo did not match what we sent."""
 
 
-async def serve_ping(stream, *, gap_timeout: float = 10.0, stream_timeout: float = 30.0) -> None:
+async def serve_ping(stream: PingStream, *, gap_timeout: float = 10.0, stream_timeout: float = 30.0) -> None:
     """Echo 32-byte pings until EOF; reset on a partial ping or a timeout."""
     try:
         with anyio.fail_after(stream_timeout):
@@ -40,7 +48,7 @@ async def serve_ping(stream, *, gap_timeout: float = 10.0, stream_timeout: float
     await stream.aclose()
 
 
-async def ping_rtts(stream, count: int, *, timeout: float = 10.0) -> list[float]:
+async def ping_rtts(stream: PingStream, count: int, *, timeout: float = 10.0) -> list[float]:
     """Send `count` pings on one stream; return each round trip in seconds."""
     rtts = []
     try:

@@ -438,7 +438,8 @@ class NoiseHandshake:
             raise LocalProtocolError("handshake already failed")
         self._in += data
         try:
-            while self.phase is not Phase.COMPLETE and len(self._in) >= 2:
+            # mypy narrows self.phase from the check above; _process changes it
+            while self.phase is not Phase.COMPLETE and len(self._in) >= 2:  # type: ignore[comparison-overlap]
                 size = self._in[0] << 8 | self._in[1]
                 if len(self._in) < 2 + size:
                     break
@@ -450,7 +451,7 @@ class NoiseHandshake:
         except ValueError as exc:  # defensive: a crypto library complaint about peer bytes
             self.phase = Phase.FAILED
             raise HandshakeError(f"noise handshake failed: {exc}") from exc
-        if self.phase is Phase.COMPLETE:
+        if self.phase is Phase.COMPLETE:  # type: ignore[comparison-overlap]  # set by _process
             self.leftover, self._in = self._in, b""
             assert self.remote_peer is not None and self.remote_public_key is not None
             done = HandshakeComplete(self.remote_peer, self.remote_public_key, self.selected_muxer)

@@ -141,11 +141,11 @@ class NoiseStream:
         return True
 
     def pause_receiving(self) -> None:
-        raw = getattr(self.conn, "inner", self.conn)
+        raw: Any = getattr(self.conn, "inner", self.conn)
         raw.pause_receiving()
 
     def resume_receiving(self) -> None:
-        raw = getattr(self.conn, "inner", self.conn)
+        raw: Any = getattr(self.conn, "inner", self.conn)
         raw.resume_receiving()
 
     def send_ready(self) -> bool:
@@ -161,7 +161,7 @@ class NoiseStream:
         if not self.send_ready():
             return False
         if item:
-            raw = getattr(self.conn, "inner", self.conn)
+            raw: Any = getattr(self.conn, "inner", self.conn)
             raw.try_send(self._transport.encrypt(item))
         return True
 

@@ -264,7 +264,7 @@ def _find_extension(cert: x509.Certificate) -> x509.Extension[x509.ExtensionType
         extensions = cert.extensions
     except (ValueError, x509.DuplicateExtension) as exc:
         raise CertificateParseError(f"certificate extensions do not parse: {exc}") from None
-    found = None
+    found: x509.Extension[x509.ExtensionType] | None = None
     for ext in extensions:
         if ext.oid == LIBP2P_EXTENSION_OID:
             if found is None:
@@ -275,7 +275,7 @@ def _find_extension(cert: x509.Certificate) -> x509.Extension[x509.ExtensionType
         raise MissingExtension("certificate lacks the libp2p public key extension")
     for ext in extensions:
         if ext.oid == x509.oid.ExtensionOID.EXTENDED_KEY_USAGE:
-            usages = list(ext.value)  # type: ignore[call-overload]
+            usages = list(ext.value)
             if not (ExtendedKeyUsageOID.SERVER_AUTH in usages
                     or ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in usages):
                 raise CertificateRejected("extended key usage does not allow serverAuth")

@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import anyio.abc
@@ -94,7 +94,8 @@ async def dial(addr: TcpAddress, *, timeout: float) -> anyio.abc.SocketStream:
     except OSError as exc:
         raise DialError(f"tcp connect to {addr.host}:{addr.port} failed: {os_reason(exc)}") from None
     _tune(stream)
-    return adopt(stream)  # asyncio: our leaner stream on the same transport
+    adopted: anyio.abc.SocketStream = adopt(stream)  # asyncio: our leaner stream on the same transport
+    return adopted
 
 
 def os_reason(exc: OSError) -> str:
@@ -114,7 +115,8 @@ def os_reason(exc: OSError) -> str:
 
 
 async def listen(addr: TcpAddress) -> anyio.abc.SocketListener:
-    family = socket.AF_INET6 if addr.family == "ip6" else socket.AF_INET
+    family: Literal[socket.AddressFamily.AF_INET, socket.AddressFamily.AF_INET6] = (
+        socket.AF_INET6 if addr.family == "ip6" else socket.AF_INET)
     try:
         listener = await anyio.create_tcp_listener(
             local_host=addr.host, local_port=addr.port, family=family, reuse_port=False
@@ -125,7 +127,7 @@ async def listen(addr: TcpAddress) -> anyio.abc.SocketListener:
     return listener  # type: ignore[return-value]
 
 
-def listener_multiaddrs(listener: anyio.abc.Listener) -> list[Multiaddr]:
+def listener_multiaddrs(listener: anyio.abc.Listener[Any]) -> list[Multiaddr]:
     listeners = getattr(listener, "listeners", [listener])
     out = []
     for lst in listeners:
@@ -141,8 +143,10 @@ def stream_addrs(stream: anyio.abc.SocketStream) -> tuple[Multiaddr, Multiaddr]:
     (ENOTCONN) and anyio reports the attribute as missing, which a remote must not turn into a crash.
     """
     try:
-        lh, lp = stream.extra(anyio.abc.SocketAttribute.local_address)[:2]
-        rh, rp = stream.extra(anyio.abc.SocketAttribute.remote_address)[:2]
+        local: Any = stream.extra(anyio.abc.SocketAttribute.local_address)  # (host, port[, ...])
+        remote: Any = stream.extra(anyio.abc.SocketAttribute.remote_address)
+        lh, lp = local[:2]
+        rh, rp = remote[:2]
     except (anyio.TypedAttributeLookupError, OSError):
         raise ConnectionClosed("tcp connection reset before its addresses could be read") from None
     return tcp_multiaddr(lh, lp), tcp_multiaddr(rh, rp)
@@ -171,7 +175,7 @@ def _ip_of(addr: Multiaddr) -> str:
 class TcpListener:
     """A bound TCP listener (one socket per address family for a wildcard) and its accept loops."""
 
-    def __init__(self, listener: anyio.abc.Listener, addrs: list[Multiaddr]) -> None:
+    def __init__(self, listener: anyio.abc.Listener[Any], addrs: list[Multiaddr]) -> None:
         self._listener = listener
         self.addrs = addrs
         self.closed = False
