@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from p2p.kad.messages import MAX_MESSAGE_SIZE, MAX_PEERS
 from p2p.kad.store import Validator
@@ -45,9 +46,9 @@ class KadConfig:
         return f"{self.protocol_prefix}/kad/1.0.0"
 
 
-def masa_config(**overrides) -> KadConfig:
+def masa_config(**overrides: Any) -> KadConfig:
     """The DHT as masa-oracle runs it: `/masa/kad/1.0.0`, K = 100, refresh 5 min, `db` records."""
-    settings = dict(protocol_prefix="/masa", bucket_size=100, alpha=100, refresh_interval=300.0,
+    settings: dict[str, Any] = dict(protocol_prefix="/masa", bucket_size=100, alpha=100, refresh_interval=300.0,
                     validators={"db": accept_any})
     settings.update(overrides)
     return KadConfig(**settings)

@@ -25,7 +25,7 @@ from multiaddr import Multiaddr
 from p2p import delimited
 from p2p.errors import ConnectionClosed, DialError, P2PError, PeerIdMismatch, RemoteProtocolError
 from p2p.events import ConnectionListenerBase
-from p2p.hostapi import HostLike
+from p2p.hostapi import ConnectionLike, HostLike, NetStreamLike
 from p2p.identity import PeerId
 from p2p.kad.config import KadConfig
 from p2p.kad.lookup import Lookup
@@ -111,7 +111,7 @@ class KadService(ConnectionListenerBase):
 
     # ---- connection events (called by the Host; must not block) ------------------------------
 
-    def identified(self, conn) -> None:
+    def identified(self, conn: ConnectionLike) -> None:
         peer = conn.remote_peer
         if self._closed or peer in self.routing_table or peer in self._checking:
             return
@@ -122,7 +122,7 @@ class KadService(ConnectionListenerBase):
         self._checking.add(peer)
         self.host.start_soon(self._check_and_add, peer)
 
-    def disconnected(self, conn) -> None:
+    def disconnected(self, conn: ConnectionLike) -> None:
         pass  # go keeps disconnected peers in its table until a refresh finds them dead
 
     async def _check_and_add(self, peer: PeerId) -> None:
@@ -140,7 +140,7 @@ class KadService(ConnectionListenerBase):
 
     # ---- server ------------------------------------------------------------------------------
 
-    async def _serve(self, stream) -> None:
+    async def _serve(self, stream: NetStreamLike) -> None:
         cfg = self.config
         reader = delimited.DelimitedReader(cfg.max_message_size)
         pending: list[bytes] = []

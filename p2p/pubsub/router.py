@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from p2p.identity import PeerId
@@ -196,7 +197,7 @@ class Router:
             if not members:
                 del self.topic_peers[topic]
 
-    def _peers_for(self, topic: str, count: int, accept) -> list[PeerId]:
+    def _peers_for(self, topic: str, count: int, accept: Callable[[PeerId], bool]) -> list[PeerId]:
         """go getPeers: gossipsub peers subscribed to `topic` passing `accept`, shuffled."""
         cands = [p for p in self.topic_peers.get(topic, ()) if self._is_mesh_peer(p) and accept(p)]
         self.rng.shuffle(cands)

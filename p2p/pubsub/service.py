@@ -23,12 +23,13 @@ import time
 from dataclasses import dataclass
 
 import anyio
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.abc import ObjectReceiveStream
+from anyio.streams.memory import MemoryObjectSendStream
 
 from p2p import delimited
 from p2p.errors import P2PError, RemoteProtocolError
 from p2p.events import ConnectionListenerBase
-from p2p.hostapi import HostLike
+from p2p.hostapi import ConnectionLike, HostLike, NetStreamLike
 from p2p.identity import PeerId
 from p2p.pubsub.router import PROTOCOLS, GossipSubParams, Router
 from p2p.pubsub.rpc import MAX_RPC_SIZE, RPC, PubMessage, RpcDecodeError
@@ -75,7 +76,7 @@ class Subscription:
     async def receive(self) -> Message:
         return await self._recv.receive()
 
-    def __aiter__(self):
+    def __aiter__(self) -> Subscription:
         return self
 
     async def __anext__(self) -> Message:
@@ -91,7 +92,7 @@ class Subscription:
 
 class _Outbound:
     def __init__(self, size: int) -> None:
-        self.send: ObjectSendStream[bytes]
+        self.send: MemoryObjectSendStream[bytes]
         self.recv: ObjectReceiveStream[bytes]
         self.send, self.recv = anyio.create_memory_object_stream[bytes](size)
         self.dropped = 0
@@ -109,7 +110,7 @@ class PubSubService(ConnectionListenerBase):
         self.outbound_queue_size = outbound_queue_size
         self.subscription_queue_size = subscription_queue_size
         self._outbound: dict[PeerId, _Outbound] = {}
-        self._inbound: dict[PeerId, object] = {}
+        self._inbound: dict[PeerId, NetStreamLike] = {}
         self._subs: dict[str, list[Subscription]] = {}
         self._seqno = time.time_ns()  # go: start time in ns, +1 per message
         self._closed = False
@@ -130,10 +131,10 @@ class PubSubService(ConnectionListenerBase):
 
     # ---- connection events -------------------------------------------------------------------
 
-    def identified(self, conn) -> None:
+    def identified(self, conn: ConnectionLike) -> None:
         self._maybe_open(conn.remote_peer)
 
-    def disconnected(self, conn) -> None:
+    def disconnected(self, conn: ConnectionLike) -> None:
         peer = conn.remote_peer
         if self.host.connection(peer) is None:
             self._drop_peer(peer)
@@ -198,7 +199,7 @@ class PubSubService(ConnectionListenerBase):
 
     # ---- reading -----------------------------------------------------------------------------
 
-    async def _handle_inbound(self, stream) -> None:
+    async def _handle_inbound(self, stream: NetStreamLike) -> None:
         peer = stream.remote_peer
         older = self._inbound.get(peer)
         self._inbound[peer] = stream

@@ -41,9 +41,10 @@ def verify(msg: PubMessage) -> PeerId:
             if not author.matches(key):
                 raise SignatureError("message key does not match its author")
         else:
-            key = author.extract_public_key()
-            if key is None:
+            inlined = author.extract_public_key()
+            if inlined is None:
                 raise SignatureError("no key in the message and none inlined in its author's ID")
+            key = inlined
     except P2PError as exc:
         if isinstance(exc, SignatureError):
             raise

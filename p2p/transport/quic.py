@@ -29,11 +29,11 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import anyio.abc
-from aioquic.buffer import Buffer
+from aioquic.buffer import Buffer  # type: ignore[attr-defined]  # re-exported from aioquic._buffer
 from aioquic.quic import events as qe
 from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE
 from aioquic.quic.packet import (
@@ -281,8 +281,8 @@ class QuicConn:
         self._remote = remote
         self.direction = direction
         self.local_peer = local_peer
-        self.remote_peer: PeerId | None = None  # type: ignore[assignment]
-        self.remote_public_key: PublicKey | None = None  # type: ignore[assignment]
+        self.remote_peer: PeerId | None = None
+        self.remote_public_key: PublicKey | None = None
         self.local_addr = endpoint.multiaddr
         self.remote_addr = quic_multiaddr(remote[0], remote[1])
         self.error: BaseException | None = None
@@ -566,7 +566,8 @@ class QuicEndpoint:
         self._raw = socket.fromfd(raw.fileno(), raw.family, socket.SOCK_DGRAM)
         self._raw.setblocking(False)
         self.dropped = 0  # datagrams the kernel had no room for
-        host, port = sock.extra(anyio.abc.SocketAttribute.local_address)[:2]
+        local: Any = sock.extra(anyio.abc.SocketAttribute.local_address)  # (host, port[, ...])
+        host, port = local[:2]
         self.host = str(host)
         self.port = int(port)
         self.multiaddr = quic_multiaddr(self.host, self.port)
@@ -872,7 +873,8 @@ class QuicTransport:
 
     # -- sockets ----------------------------------------------------------------------------------
     async def _open_endpoint(self, host: str, port: int) -> QuicEndpoint:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        family: Literal[socket.AddressFamily.AF_INET, socket.AddressFamily.AF_INET6] = (
+            socket.AF_INET6 if ":" in host else socket.AF_INET)
         sock = await anyio.create_udp_socket(family=family, local_host=host, local_port=port)
         raw = sock.extra(anyio.abc.SocketAttribute.raw_socket)
         for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
@@ -898,11 +900,11 @@ class QuicTransport:
                 return ep
         family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
         async with self._endpoint_lock:
-            ep = self._dial_endpoints.get(family)
-            if ep is None or ep._closed:
-                ep = await self._open_endpoint("::" if ip.version == 6 else "0.0.0.0", 0)
-                self._dial_endpoints[family] = ep
-            return ep
+            dial_ep = self._dial_endpoints.get(family)
+            if dial_ep is None or dial_ep._closed:
+                dial_ep = await self._open_endpoint("::" if ip.version == 6 else "0.0.0.0", 0)
+                self._dial_endpoints[family] = dial_ep
+            return dial_ep
 
     async def aclose(self) -> None:
         """Close every socket (the Host's task group ending does the same)."""

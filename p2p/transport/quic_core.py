@@ -84,6 +84,7 @@ class _Libp2pTlsContext(tls.Context):
     def _set_peer_certificate(self, certificate: tls.Certificate) -> None:
         super()._set_peer_certificate(certificate)
         owner = self._libp2p_owner
+        assert self._peer_certificate is not None  # aioquic sets it before calling us
         chain = [self._peer_certificate, *self._peer_certificate_chain]
         try:
             owner.verified_peer = verify_certificate_chain(chain, expected_peer=owner.expected_peer)
