@@ -138,7 +138,7 @@ class TracedStream:
         import anyio
 
         try:
-            data = await self.inner.receive(max_bytes)
+            data: bytes = await self.inner.receive(max_bytes)
         except anyio.EndOfStream:
             self._trace.raw_event("in", "eof")
             raise
@@ -290,7 +290,7 @@ class TracedNoiseHandshake(NoiseHandshake):
         for out in deferred:
             self._record("out", out, self._payload)
 
-    def receive_data(self, data: bytes) -> list:
+    def receive_data(self, data: bytes) -> list[Any]:
         events = super().receive_data(data)
         if events:
             done = events[0]

@@ -46,6 +46,7 @@ def _build() -> type:
 
     class TracedQuicStream(QuicStream):
         __slots__ = ("_dissector",)
+        _dissector: StreamDissector
 
         def _on_data(self, data: bytes, end: bool) -> None:
             if data:
@@ -81,13 +82,13 @@ def _build() -> type:
             quic = self.quic
             original = quic.datagrams_to_send
 
-            def traced(now: float) -> list:
+            def traced(now: float) -> list[Any]:
                 out = original(now)
                 for data, _addr in out:
                     self._datagram("out", data)
                 return out
 
-            quic.datagrams_to_send = traced
+            quic.datagrams_to_send = traced  # type: ignore[method-assign]  # undone below
             try:
                 await super()._transmit()
             finally:

@@ -23,7 +23,10 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from p2p.trace.hooks import ConnTrace
 
 Record = dict[str, Any]
 
@@ -96,7 +99,7 @@ class Tracer:
     # ---- connections and protocols -----------------------------------------------------------
 
     def connection(self, direction: str, local: Any, remote: Any, *, transport: str = "tcp",
-                   negotiates: bool = True):
+                   negotiates: bool = True) -> ConnTrace:
         """Start tracing a new connection: returns its `ConnTrace` (see `p2p.trace.hooks`).
         `negotiates`: the raw bytes start with a multistream negotiation (not so for QUIC)."""
         from p2p.trace.hooks import ConnTrace

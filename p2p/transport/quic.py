@@ -835,7 +835,8 @@ class QuicTransport:
             return QuicConn(*args)
         from p2p.trace.quic import traced_conn_class
 
-        return traced_conn_class()(*args, tracer=tracer)
+        traced: QuicConn = traced_conn_class()(*args, tracer=tracer)
+        return traced
 
     async def dial(self, addr: str | Multiaddr, expected_peer: PeerId | None,
                    timeout: float) -> QuicConn:
