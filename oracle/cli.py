@@ -377,7 +377,7 @@ async def cmd_peers(args: argparse.Namespace) -> int:
     identity, _ = resolve_identity(args.key_type, args.key_file, persistent=False)
     config = _node_config(args, listen=(), keep_connected=False, node_data_wait=wait, is_staked=False)
     _refuse_own_peer_id(identity, args.peer or [])
-    async with OracleNode(identity, config) as node:
+    async with OracleNode(identity, config, trace=args.tracer) as node:
         await node.connect_all(list(args.peer))  # each waits (bounded) for that peer's node data
         connected = list(node.host.connected_peers())
         if not connected:

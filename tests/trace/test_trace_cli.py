@@ -112,7 +112,8 @@ def test_oracle_work_and_node_trace_the_worker_protocol(tmp_path, servers):
     node = Server(tmp_path, "oracle", "node", "--worker", "test", "--key-type", "ed25519",
                   "--trace-format", "jsonl", "--trace-file", str(node_trace))
     servers.append(node)
-    addr = node.first_json()["addrs"][0]
+    started = node.first_json()
+    addr, node_id = started["addrs"][0], started["peer_id"]
     work_trace = tmp_path / "work.jsonl"
     work = run(tmp_path, "oracle", "work", "--type", "test", "--data", "hello", "--peer", addr,
                "--timeout", "30", "--trace-format", "jsonl", "--trace-file", str(work_trace))
@@ -124,6 +125,13 @@ def test_oracle_work_and_node_trace_the_worker_protocol(tmp_path, servers):
     assert request["json"]["data"] == "aGVsbG8="  # Go's encoding/json writes []byte as base64
     assert int(request["prefix"], 16) == request["length"]
     assert (response["dir"], response["role"], response["json"]["data"]) == ("in", "response", "hello")
+    peers_trace = tmp_path / "peers.jsonl"
+    peers = run(tmp_path, "oracle", "peers", "--peer", addr, "--wait", "3", "--trace-format", "jsonl",
+                "--trace-file", str(peers_trace))
+    assert peers.returncode == 0, peers.stdout + peers.stderr
+    announced = [r for r in jsonl(peers_trace) if r["layer"] == "membership"]
+    assert any(r["dir"] == "in" and r["json"].get("peerId") == node_id for r in announced
+               if isinstance(r.get("json"), dict))
     node.stop()
     served = [r for r in jsonl(node_trace) if r["layer"] == "worker"]
     assert [(r["dir"], r["role"]) for r in served] == [("in", "request"), ("out", "response")]
