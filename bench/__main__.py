@@ -22,7 +22,7 @@ from pathlib import Path
 from bench import report
 from bench.procs import PeerError, stop_all
 from bench.scenarios import SCENARIO_NAMES, Runner, sizes
-from bench.stacks import ROOT, Stack, chacha_bound, go_libp2p, ours, py_libp2p
+from bench.stacks import ROOT, Stack, aead_bound, go_libp2p, ours, py_libp2p
 
 STACK_NAMES = ("ours", "py", "go")
 
@@ -41,7 +41,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="comma list of " + ",".join(SCENARIO_NAMES) + " (and `load`: ours only, "
                    "200 connections x 5,000 streams held for a minute; not run by default)")
     p.add_argument("--uvloop", action="store_true", help="also run ours with uvloop, if installed")
-    p.add_argument("--no-bound", action="store_true", help="skip the ChaCha bound in bulk")
+    p.add_argument("--no-bound", action="store_true",
+                   help="skip the AEAD bound (ChaCha20-Poly1305's own speed) in bulk and echo")
     p.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
     args = p.parse_args(argv)
     args.stacks = [s for s in args.stacks.split(",") if s]
@@ -67,8 +68,8 @@ def build_stacks(args: argparse.Namespace) -> list[Stack]:
         stacks.append(py_libp2p(log))
     if "go" in args.stacks:
         stacks.append(go_libp2p(log))
-    if "bulk" in args.scenarios and not args.no_bound:
-        stacks.append(chacha_bound())
+    if {"bulk", "echo"} & set(args.scenarios) and not args.no_bound:
+        stacks.append(aead_bound())
     return stacks
 
 
@@ -141,6 +142,7 @@ def main(argv=None) -> int:
         "rounds": rounds,
         "summary": summary,
         "targets": verdicts,
+        "echo_runs": runner.echo_runs,
         "errors": errors,
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -153,6 +155,9 @@ def main(argv=None) -> int:
     print(report.table(summary, names, base, others, na))
     if "py" in names and any(m.startswith("worker") for m in summary["values"]):
         print("(worker: py-libp2p has no masa worker protocol: n/a)")
+    best = report.echo_best_chunks(runner.echo_runs)
+    if best:
+        print("echo: best read/write size per stack (KiB, by median MB/s over rounds): " + best)
     print("\ntargets (median of same-round ratios):")
     for v in verdicts:
         extra = "" if v["ratio"] is None else f"  ({report._fmt(v['ratio'])})"

@@ -16,11 +16,12 @@ from dataclasses import replace
 
 import anyio
 
-from bench.peer_common import ECHO, SINK, emit, latency_result, parse_args, wait_for_go_ahead
+from bench.peer_common import (ECHO, SINK, echo_result, emit, latency_result, listener_chunk,
+                               parse_args, split_evenly, wait_for_go_ahead)
 from p2p.config import HostConfig
 from p2p.host import Host, NetStream
 from p2p.identity import PeerId
-from p2p.protocols.echo import echo_handler
+from p2p.protocols.echo import make_echo_handler
 
 CHUNK = 256 * 1024
 #: Every request of the request/response scenarios is bounded by this (seconds).
@@ -50,7 +51,7 @@ async def listen() -> None:
     from oracle.protocol import WorkerProtocol
 
     async with Host(config=LISTENER_CONFIG) as host:
-        host.set_stream_handler(ECHO, echo_handler)
+        host.set_stream_handler(ECHO, make_echo_handler(listener_chunk(CHUNK)))
         host.set_stream_handler(SINK, handle_sink)
         manager = WorkHandlerManager()
         manager.add_handler("test", handle_test)
@@ -102,6 +103,44 @@ async def bulk(host: Host, peer: PeerId, p: dict) -> dict:
     if count != size:
         raise ValueError(f"sink counted {count} of {size} bytes")
     return {"bytes": size, "seconds": round(seconds, 6), "mb_per_s": round(size / seconds / 1e6, 3)}
+
+
+async def echo(host: Host, peer: PeerId, p: dict) -> dict:
+    """`streams` echo streams at once, each writing its share while a reader takes the echo."""
+    chunk = p.get("chunk", CHUNK)
+    block = memoryview(bytes(chunk))
+    shares = split_evenly(p["size"], p.get("streams", 1))
+
+    async def one(share: int) -> None:
+        stream = await host.new_stream(peer, [ECHO])
+        stream.set_read_deadline(anyio.current_time() + REQUEST_TIMEOUT * 10)
+        got = 0
+
+        async def reader() -> None:
+            nonlocal got
+            while True:
+                try:
+                    got += len(await stream.receive(chunk))
+                except anyio.EndOfStream:
+                    return
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reader)
+            sent = 0
+            while sent < share:
+                n = min(chunk, share - sent)
+                await stream.send(block if n == chunk else block[:n])
+                sent += n
+            await stream.send_eof()
+        await stream.aclose()
+        if got != share:
+            raise ValueError(f"echo returned {got} of {share} bytes")
+
+    start = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for share in shares:
+            tg.start_soon(one, share)
+    return echo_result(sum(shares), time.perf_counter() - start)
 
 
 async def handshakes(host: Host, addr: str, p: dict) -> dict:
@@ -215,6 +254,8 @@ async def dial(scenario: str, addr: str, p: dict) -> dict:
         peer = await host.connect(addr)
         if scenario == "bulk":
             return await bulk(host, peer, p)
+        if scenario == "echo":
+            return await echo(host, peer, p)
         if scenario == "rr":
             payload = b"r" * p.get("size", 1024)
             return await run_requests(lambda _i: echo_once(host, peer, payload), p)

@@ -13,9 +13,12 @@ The contract, the same for every stack (ours, py-libp2p, go):
         Memory scenarios (conns, streams) first print {"phase": "warm"} and {"phase": "ready"},
         each time waiting for a line on stdin, so the harness can read the listener's RSS in
         between without any sleeps.
+        The echo scenario ({"size", "streams", "chunk"}) opens `streams` echo streams and on each
+        writes its share of `size` in `chunk`-byte writes while reading the echo back in
+        `chunk`-byte reads (both directions at once), half-closes, checks the byte count at EOF.
 
 Protocols served by a listener:
-    /bench/echo/1.0.0   echo every byte until EOF, then close.
+    /bench/echo/1.0.0   echo every byte until EOF, then close (reads of BENCH_CHUNK bytes when set).
     /bench/sink/1.0.0   read until EOF, then answer the byte count (8 bytes, big endian), close.
     /masa/worker_protocol/v0.8.4   masa's worker protocol with the "test" handler (ours and go).
 """
@@ -31,7 +34,25 @@ from collections.abc import Sequence
 ECHO = "/bench/echo/1.0.0"
 SINK = "/bench/sink/1.0.0"
 WORKER = "/masa/worker_protocol/v0.8.4"
-SCENARIOS = ("bulk", "handshakes", "rr", "worker", "conns", "streams")
+SCENARIOS = ("bulk", "echo", "handshakes", "rr", "worker", "conns", "streams")
+
+
+def listener_chunk(default: int) -> int:
+    """The echo listener's read size: the harness sets BENCH_CHUNK to the dialer's chunk."""
+    import os
+
+    return int(os.environ.get("BENCH_CHUNK") or default)
+
+
+def split_evenly(size: int, streams: int) -> list[int]:
+    """`size` bytes over `streams` streams (the first ones carry the remainder)."""
+    base, extra = divmod(size, streams)
+    return [base + (i < extra) for i in range(streams)]
+
+
+def echo_result(total: int, seconds: float) -> dict:
+    """The echo scenario's result: payload bytes sent (each also came back) per second."""
+    return {"bytes": total, "seconds": round(seconds, 6), "mb_per_s": round(total / seconds / 1e6, 3)}
 
 
 def emit(obj: dict) -> None:

@@ -25,9 +25,12 @@ from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
-from peer_common import ECHO, SINK, emit, latency_result, parse_args, wait_for_go_ahead
+from peer_common import (ECHO, SINK, echo_result, emit, latency_result, listener_chunk, parse_args,
+                         split_evenly, wait_for_go_ahead)
 
 CHUNK = 64 * 1024
+#: The echo listener's read size (the harness sets BENCH_CHUNK to the dialer's chunk).
+ECHO_CHUNK = listener_chunk(CHUNK)
 
 
 def make_host(max_conns: int = 1024):
@@ -76,7 +79,7 @@ async def read_to_eof(stream, limit: int) -> bytes:
 
 async def handle_echo(stream) -> None:
     try:
-        while data := await read_some(stream, CHUNK):
+        while data := await read_some(stream, ECHO_CHUNK):
             await stream.write(data)
         await stream.close()
     except Exception:
@@ -138,6 +141,45 @@ async def bulk(host, peer, p: dict) -> dict:
     if count != size:
         raise ValueError(f"sink counted {count} of {size} bytes")
     return {"bytes": size, "seconds": round(seconds, 6), "mb_per_s": round(size / seconds / 1e6, 3)}
+
+
+async def echo(host, peer, p: dict) -> dict:
+    """`streams` echo streams at once, each writing its share while a reader takes the echo."""
+    chunk = p.get("chunk", CHUNK)
+    block = bytes(chunk)
+    shares = split_evenly(p["size"], p.get("streams", 1))
+
+    async def one(share: int) -> None:
+        stream = await host.new_stream(peer, [ECHO])
+        got = 0
+
+        async def reader() -> None:
+            nonlocal got
+            while data := await read_some(stream, chunk):
+                got += len(data)
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(reader)
+                sent = 0
+                while sent < share:
+                    n = min(chunk, share - sent)
+                    await stream.write(block if n == chunk else block[:n])
+                    sent += n
+                await stream.close_write()
+        except BaseException:
+            await stream.reset()
+            raise
+        await stream.close()
+        if got != share:
+            raise ValueError(f"echo returned {got} of {share} bytes")
+
+    start = time.perf_counter()
+    with trio.fail_after(300):
+        async with trio.open_nursery() as nursery:
+            for share in shares:
+                nursery.start_soon(one, share)
+    return echo_result(sum(shares), time.perf_counter() - start)
 
 
 async def handshakes(host, info, p: dict) -> dict:
@@ -254,6 +296,8 @@ async def dial(scenario: str, addr: str, p: dict) -> dict:
         await host.connect(info)
         if scenario == "bulk":
             return await bulk(host, info.peer_id, p)
+        if scenario == "echo":
+            return await echo(host, info.peer_id, p)
         if scenario == "rr":
             return await request_response(host, info.peer_id, p)
         if scenario == "streams":

@@ -55,12 +55,19 @@ class Target:
 
 TARGETS = (
     Target("bulk >= 3x py-libp2p", "bulk", "py", ">=", 3.0),
-    Target("bulk >= 70% of the ChaCha bound", "bulk", "bound", ">=", 0.7),
-    Target("bulk within 3x of go", "bulk", "go", ">=", 1 / 3),
+    Target("bulk >= 1.0x go", "bulk", "go", ">=", 1.0),
+    Target("echo 1 stream >= 3x py-libp2p", "echo 1", "py", ">=", 3.0),
+    Target("echo 1 stream >= 1.0x go", "echo 1", "go", ">=", 1.0),
+    Target("echo 16 streams >= 3x py-libp2p", "echo 16", "py", ">=", 3.0),
+    Target("echo 16 streams >= 1.0x go", "echo 16", "go", ">=", 1.0),
     Target("handshakes >= 10x py-libp2p", "handshakes", "py", ">=", 10.0),
-    Target("handshakes within 3x of go", "handshakes", "go", ">=", 1 / 3),
+    Target("handshakes >= 1.0x go", "handshakes", "go", ">=", 1.0),
     Target("request/response seq >= 10x py-libp2p", "rr seq", "py", ">=", 10.0),
+    Target("request/response seq >= 1.0x go", "rr seq", "go", ">=", 1.0),
     Target("request/response 64 in flight >= 10x py-libp2p", "rr 64", "py", ">=", 10.0),
+    Target("request/response 64 in flight >= 1.0x go", "rr 64", "go", ">=", 1.0),
+    Target("worker seq >= 1.0x go", "worker seq", "go", ">=", 1.0),
+    Target("worker 64 in flight >= 1.0x go", "worker 64", "go", ">=", 1.0),
     Target("memory per idle conn <= 1/2 of py-libp2p", "mem/conn", "py", "<=", 0.5),
     Target("start-up <= 1/3 of py-libp2p", "startup", "py", "<=", 1 / 3),
 )
@@ -82,6 +89,18 @@ def judge(summary: dict, base: str = "ours") -> list[dict]:
                      "result": "n/a" if fails is None else ("pass" if fails["max"] == 0 else "miss"),
                      "ratio": None if fails is None else fails["max"]})
     return verdicts
+
+
+def echo_best_chunks(runs: list[dict]) -> str:
+    """`stack: row=KiB ...` for the chunk size with the best median echo rate per stack and row."""
+    by: dict[tuple[str, str], dict[int, list[float]]] = {}
+    for r in runs:
+        by.setdefault((r["stack"], r["metric"]), {}).setdefault(r["chunk"], []).append(r["mb_per_s"])
+    parts = []
+    for (stack, metric), chunks in sorted(by.items()):
+        best = max(chunks, key=lambda c: statistics.median(chunks[c]))
+        parts.append(f"{stack} {metric}={best >> 10}")
+    return ", ".join(parts)
 
 
 def _fmt(v: float | None) -> str:

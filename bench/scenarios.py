@@ -19,7 +19,12 @@ from pathlib import Path
 from bench.procs import PeerError, rss_kib, run_dialer, start_peer, environ
 from bench.stacks import ROOT, Stack
 
-SCENARIO_NAMES = ("bulk", "handshakes", "rr", "worker", "memory", "startup")
+SCENARIO_NAMES = ("bulk", "echo", "handshakes", "rr", "worker", "memory", "startup")
+
+
+#: The read and write sizes a user would reasonably pick: each stack's echo is run with each, and
+#: its best is its figure (every peer in its best configuration).
+ECHO_CHUNKS = (64 << 10, 256 << 10, 1 << 20)
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,8 @@ class Metric:
 
 METRICS = {m.name: m for m in (
     Metric("bulk", "MB/s", True),
+    Metric("echo 1", "MB/s", True),
+    Metric("echo 16", "MB/s", True),
     Metric("handshakes", "conn/s", True),
     Metric("rr seq", "req/s", True),
     Metric("rr seq p50", "ms", False),
@@ -54,6 +61,9 @@ def sizes(quick: bool) -> dict:
     if quick:
         return {
             "bulk": {"size": 8 << 20},
+            "echo 1": {"size": 2 << 20, "streams": 1},
+            "echo 16": {"size": 2 << 20, "streams": 16},
+            "echo chunks": (64 << 10, 256 << 10),
             "handshakes": {"count": 20, "budget_s": 2.0},
             "rr seq": {"count": 100, "concurrency": 1, "budget_s": 2.0, "size": 1024},
             "rr 64": {"count": 256, "concurrency": 64, "budget_s": 3.0, "size": 1024},
@@ -64,6 +74,9 @@ def sizes(quick: bool) -> dict:
         }
     return {
         "bulk": {"size": 256 << 20},
+        "echo 1": {"size": 64 << 20, "streams": 1},
+        "echo 16": {"size": 64 << 20, "streams": 16},
+        "echo chunks": ECHO_CHUNKS,
         "handshakes": {"count": 2000, "budget_s": 8.0},
         "rr seq": {"count": 20000, "concurrency": 1, "budget_s": 8.0, "size": 1024},
         "rr 64": {"count": 50000, "concurrency": 64, "budget_s": 8.0, "size": 1024},
@@ -82,10 +95,12 @@ class Runner:
         self.log_dir = log_dir
         self.timeout = self.size["timeout"]
         self.errors: list[str] = []  # failures of part of a scenario (the rest was measured)
+        #: Per echo measurement: stack, metric, chunk, MB/s (what the best was chosen from).
+        self.echo_runs: list[dict] = []
 
-    def _listener(self, stack: Stack):
+    def _listener(self, stack: Stack, env: dict[str, str] | None = None):
         peer = start_peer(f"{stack.name}-listen", stack.listen_argv(), cwd=ROOT,
-                          env=environ(stack.env), log_dir=self.log_dir)
+                          env=environ({**stack.env, **(env or {})}), log_dir=self.log_dir)
         try:
             hello = peer.next_json(60.0)
         except BaseException:
@@ -94,9 +109,6 @@ class Runner:
         return peer, hello, time.perf_counter() - peer.started
 
     def _dial(self, stack: Stack, scenario: str, hello: dict, params: dict, on_phase=None) -> dict:
-        params = dict(params)
-        if "key" in hello:  # the ChaCha bound's listener hands out its key
-            params["key"] = hello["key"]
         dialer = start_peer(f"{stack.name}-{scenario}", stack.dial_argv(
             scenario, hello["addr"], json.dumps(params)), cwd=ROOT, env=environ(stack.env),
             log_dir=self.log_dir)
@@ -105,6 +117,8 @@ class Runner:
     def run(self, stack: Stack, scenario: str) -> dict[str, float]:
         if scenario == "startup":
             return {"startup": self._startup(stack)}
+        if scenario == "echo":
+            return self._echo(stack)
         listener, hello, _ = self._listener(stack)
         try:
             return getattr(self, "_" + scenario)(stack, listener, hello)
@@ -121,6 +135,33 @@ class Runner:
 
     def _bulk(self, stack: Stack, _listener, hello: dict) -> dict[str, float]:
         return {"bulk": self._dial(stack, "bulk", hello, self.size["bulk"])["mb_per_s"]}
+
+    def _echo(self, stack: Stack) -> dict[str, float]:
+        """One stream and 16 streams echoing at once, with each chunk size (the dialer's writes
+        and reads and the listener's reads, through BENCH_CHUNK): the best per row counts.
+        A fresh listener per chunk size; a failed size is reported and the others still count."""
+        out: dict[str, float] = {}
+        for chunk in self.size["echo chunks"]:
+            try:
+                listener, hello, _ = self._listener(stack, {"BENCH_CHUNK": str(chunk)})
+            except PeerError as exc:
+                self.errors.append(f"{stack.name} echo chunk {chunk}: {exc}")
+                continue
+            try:
+                for metric in ("echo 1", "echo 16"):
+                    try:
+                        r = self._dial(stack, "echo", hello, {**self.size[metric], "chunk": chunk})
+                    except PeerError as exc:
+                        self.errors.append(f"{stack.name} {metric} chunk {chunk}: {exc}")
+                        continue
+                    self.echo_runs.append({"stack": stack.name, "metric": metric, "chunk": chunk,
+                                           "mb_per_s": r["mb_per_s"]})
+                    out[metric] = max(out.get(metric, 0.0), r["mb_per_s"])
+            finally:
+                listener.stop()
+        if not out:
+            raise PeerError("; ".join(self.errors[-2:]) or "no echo measurement")
+        return out
 
     def _handshakes(self, stack: Stack, _listener, hello: dict) -> dict[str, float]:
         return {"handshakes": self._dial(stack, "handshakes", hello, self.size["handshakes"])["per_s"]}

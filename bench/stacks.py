@@ -1,4 +1,4 @@
-"""The stacks under test and how each is set up: ours, py-libp2p, go-libp2p, the ChaCha bound.
+"""The stacks under test and how each is set up: ours, py-libp2p, go-libp2p, the AEAD bound.
 
 Set-up is part of the bench (one command does everything): py-libp2p gets its own virtual
 environment under .cache/bench (it is trio-based and pins other versions of our dependencies), the
@@ -19,8 +19,8 @@ CACHE = ROOT / ".cache" / "bench"
 PY_LIBP2P = "libp2p==0.8.1"
 PY_VENV = CACHE / "pylibp2p-venv"
 
-# Scenarios each stack can run (py-libp2p has no masa worker protocol; the bound is bulk only).
-ALL = frozenset({"bulk", "handshakes", "rr", "worker", "conns", "streams", "startup"})
+# Scenarios each stack can run (py-libp2p has no masa worker protocol; the bound: bulk and echo).
+ALL = frozenset({"bulk", "echo", "handshakes", "rr", "worker", "conns", "streams", "startup"})
 
 
 @dataclass
@@ -49,9 +49,10 @@ def ours(uvloop: bool = False) -> Stack:
     return Stack("ours", [sys.executable, "-m", "bench.ours_peer"], version="working tree")
 
 
-def chacha_bound() -> Stack:
-    return Stack("bound", [sys.executable, "-m", "bench.chacha_bound"], scenarios=frozenset({"bulk"}),
-                 version="asyncio + ChaCha20-Poly1305, no muxer")
+def aead_bound() -> Stack:
+    return Stack("bound", [sys.executable, "-m", "bench.aead_bound"],
+                 scenarios=frozenset({"bulk", "echo"}),
+                 version="ChaCha20-Poly1305 on 65519-byte frames, one core per peer (bench/aead_bound.py)")
 
 
 def py_libp2p(log) -> Stack:

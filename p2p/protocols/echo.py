@@ -5,6 +5,7 @@ Not a libp2p standard protocol: the conformance CLI and the benchmarks use it to
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -19,14 +20,22 @@ ECHO = "/echo/1.0.0"
 CHUNK = 256 * 1024
 
 
-async def echo_handler(stream: ByteStream) -> None:
-    while True:
-        try:
-            data = await stream.receive(CHUNK)
-        except anyio.EndOfStream:
-            break
-        await stream.send(data)
-    await stream.aclose()
+def make_echo_handler(chunk: int = CHUNK) -> Callable[[ByteStream], Awaitable[None]]:
+    """An echo handler reading at most `chunk` bytes at a time (the benchmarks vary it)."""
+
+    async def echo_handler(stream: ByteStream) -> None:
+        while True:
+            try:
+                data = await stream.receive(chunk)
+            except anyio.EndOfStream:
+                break
+            await stream.send(data)
+        await stream.aclose()
+
+    return echo_handler
+
+
+echo_handler = make_echo_handler()
 
 
 async def echo_roundtrip(host: HostLike, peer: PeerId, payload: bytes, *, chunk: int = CHUNK) -> bytes:

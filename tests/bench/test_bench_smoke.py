@@ -1,7 +1,7 @@
-"""Smoke test of the benchmark harness, so it cannot rot: one quick round of ours only.
+"""Smoke tests of the benchmark harness, so it cannot rot: quick rounds, seconds each.
 
-Not a timed test: it asserts that the harness runs the scenarios end to end and writes well-formed
-results, never how fast anything is.
+Not timed tests: they assert that the harness runs the scenarios end to end on each peer and
+writes well-formed results, never how fast anything is.
 """
 
 from __future__ import annotations
@@ -11,26 +11,68 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
+PY_VENV_PYTHON = ROOT / ".cache" / "bench" / "pylibp2p-venv" / "bin" / "python"
 
 
-def test_quick_round_of_ours_writes_results(tmp_path: Path) -> None:
+def run_bench(tmp_path: Path, *args: str, timeout: float = 120) -> tuple[dict, str]:
     out = tmp_path / "results"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--rounds", "1", "--stacks", "ours",
-         "--scenarios", "bulk,rr,memory,startup", "--results-dir", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=90,
+        [sys.executable, "-m", "bench", "--quick", "--rounds", "1", *args, "--results-dir", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     latest = json.loads((out / "latest.json").read_text())
     stamped = [p for p in out.glob("*.json") if p.name != "latest.json"]
     assert len(stamped) == 1 and json.loads(stamped[0].read_text()) == latest
+    return latest, proc.stdout
+
+
+def test_quick_round_of_ours_writes_results(tmp_path: Path) -> None:
+    latest, stdout = run_bench(tmp_path, "--stacks", "ours",
+                               "--scenarios", "bulk,echo,rr,memory,startup")
     assert latest["errors"] == []
     values = latest["summary"]["values"]
-    for metric in ("bulk", "rr seq", "rr 64", "mem/conn", "mem/stream", "startup"):
+    for metric in ("bulk", "echo 1", "echo 16", "rr seq", "rr 64", "mem/conn", "mem/stream",
+                   "startup"):
         assert values[metric]["ours"]["median"] > 0, metric
-    assert values["bulk"]["bound"]["median"] > 0  # the ChaCha bound ran beside ours
+    for metric in ("bulk", "echo 1", "echo 16"):  # the AEAD bound ran beside ours
+        assert values[metric]["bound"]["median"] > 0, metric
+        assert latest["summary"]["ratios"][metric]["ours/bound"]["median"] > 0, metric
     assert values["rr 64 failures"]["ours"]["max"] == 0
-    assert 0 < latest["summary"]["ratios"]["bulk"]["ours/bound"]["median"]
-    assert {t["target"] for t in latest["targets"]} >= {"bulk >= 70% of the ChaCha bound"}
-    assert "ours/bound" in proc.stdout and "targets" in proc.stdout
+    # Every echo row ran at each of the quick chunk sizes, and the figure is the best of them.
+    runs = [r for r in latest["echo_runs"] if r["stack"] == "ours"]
+    assert {(r["metric"], r["chunk"]) for r in runs} == {
+        (m, c) for m in ("echo 1", "echo 16") for c in latest["options"]["sizes"]["echo chunks"]}
+    for metric in ("echo 1", "echo 16"):
+        assert values[metric]["ours"]["median"] == max(r["mb_per_s"] for r in runs
+                                                       if r["metric"] == metric)
+    targets = {t["target"] for t in latest["targets"]}
+    assert {"echo 1 stream >= 3x py-libp2p", "echo 16 streams >= 1.0x go"} <= targets
+    assert not any("ChaCha" in t for t in targets)
+    assert "ours/bound" in stdout and "targets" in stdout and "echo: best read/write size" in stdout
+
+
+def _echo_rows_of(tmp_path: Path, stack: str) -> None:
+    latest, stdout = run_bench(tmp_path, "--stacks", f"ours,{stack}", "--scenarios", "echo",
+                               "--no-bound", timeout=300)
+    assert latest["errors"] == []
+    for metric in ("echo 1", "echo 16"):
+        assert latest["summary"]["values"][metric][stack]["median"] > 0, metric
+        assert latest["summary"]["ratios"][metric][f"ours/{stack}"]["median"] > 0, metric
+    assert {r["chunk"] for r in latest["echo_runs"] if r["stack"] == stack} == set(
+        latest["options"]["sizes"]["echo chunks"])
+    assert f"ours/{stack}" in stdout
+
+
+def test_go_peer_echo_rows(tmp_path: Path) -> None:
+    """The go bench peer's echo (built like the interop tests' go peer: a failed build fails)."""
+    _echo_rows_of(tmp_path, "go")
+
+
+@pytest.mark.skipif(not PY_VENV_PYTHON.exists(),
+                    reason="py-libp2p's bench venv is made by `make bench` (pip install from PyPI)")
+def test_py_libp2p_peer_echo_rows(tmp_path: Path) -> None:
+    _echo_rows_of(tmp_path, "py")

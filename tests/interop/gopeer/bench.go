@@ -19,6 +19,7 @@ import (
 	"math"
 	"os"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -35,6 +36,7 @@ const (
 
 type benchParams struct {
 	Size        int     `json:"size"`
+	Streams     int     `json:"streams"`
 	Chunk       int     `json:"chunk"`
 	Count       int     `json:"count"`
 	Concurrency int     `json:"concurrency"`
@@ -64,7 +66,7 @@ func benchListen() error {
 		return err
 	}
 	defer h.Close()
-	h.SetStreamHandler(benchEcho, handleEcho)
+	h.SetStreamHandler(benchEcho, benchEchoHandler())
 	h.SetStreamHandler(benchSink, handleSink)
 	h.SetStreamHandler(workerProtocol("v0.8.4", ""), handleWorkerStream)
 	p2p, err := ma.NewComponent("p2p", h.ID().String())
@@ -74,6 +76,25 @@ func benchListen() error {
 	emit(map[string]string{"addr": h.Network().ListenAddresses()[0].Encapsulate(p2p).String()})
 	io.Copy(io.Discard, os.Stdin) // serve until the harness closes our stdin
 	return nil
+}
+
+// benchEchoHandler is handleEcho, with BENCH_CHUNK (when set) as the size of each read: io.Copy
+// on a yamux stream otherwise reads into its own 32 KiB buffer.
+func benchEchoHandler() network.StreamHandler {
+	chunk, err := strconv.Atoi(os.Getenv("BENCH_CHUNK"))
+	if err != nil || chunk <= 0 {
+		return handleEcho
+	}
+	return func(s network.Stream) {
+		buf := make([]byte, chunk)
+		// Plain Reader/Writer wrappers, so io.CopyBuffer uses buf rather than WriterTo/ReaderFrom.
+		if _, err := io.CopyBuffer(struct{ io.Writer }{s}, struct{ io.Reader }{s}, buf); err != nil {
+			s.Reset()
+			return
+		}
+		s.CloseWrite()
+		s.Close()
+	}
 }
 
 // handleSink counts bytes until EOF, then answers the count (8 bytes, big endian).
@@ -140,6 +161,8 @@ func benchDial(args []string) error {
 	switch pos[0] {
 	case "bulk":
 		return benchBulk(ctx, h, info.ID, p)
+	case "echo":
+		return benchEchoRun(ctx, h, info.ID, p)
 	case "rr":
 		payload := make([]byte, max(p.Size, 1))
 		return benchRequests(p, func() error { return echoOnce(ctx, h, info.ID, payload) })
@@ -184,6 +207,79 @@ func benchBulk(ctx context.Context, h host.Host, id peer.ID, p benchParams) erro
 		return fmt.Errorf("sink counted %d of %d bytes", got, p.Size)
 	}
 	emit(map[string]any{"bytes": p.Size, "seconds": seconds, "mb_per_s": float64(p.Size) / seconds / 1e6})
+	return nil
+}
+
+// benchEchoRun opens p.Streams echo streams at once; on each a goroutine writes its share of
+// p.Size in p.Chunk-byte writes while the stream's own goroutine reads the echo back.
+func benchEchoRun(ctx context.Context, h host.Host, id peer.ID, p benchParams) error {
+	chunk := p.Chunk
+	if chunk == 0 {
+		chunk = 256 << 10
+	}
+	streams := max(p.Streams, 1)
+	block := make([]byte, chunk)
+	errs := make(chan error, streams)
+	start := time.Now()
+	for i := 0; i < streams; i++ {
+		share := p.Size / streams
+		if i < p.Size%streams {
+			share++
+		}
+		go func() { errs <- echoShare(ctx, h, id, block, share) }()
+	}
+	var first error
+	for i := 0; i < streams; i++ {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		return first
+	}
+	seconds := time.Since(start).Seconds()
+	emit(map[string]any{"bytes": p.Size, "seconds": seconds, "mb_per_s": float64(p.Size) / seconds / 1e6})
+	return nil
+}
+
+func echoShare(ctx context.Context, h host.Host, id peer.ID, block []byte, share int) error {
+	s, err := h.NewStream(ctx, id, benchEcho)
+	if err != nil {
+		return err
+	}
+	written := make(chan error, 1)
+	go func() {
+		for sent := 0; sent < share; {
+			n := min(len(block), share-sent)
+			if _, err := s.Write(block[:n]); err != nil {
+				written <- err
+				return
+			}
+			sent += n
+		}
+		written <- s.CloseWrite()
+	}()
+	buf := make([]byte, len(block))
+	got := 0
+	for {
+		n, err := s.Read(buf)
+		got += n
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			s.Reset()
+			return err
+		}
+	}
+	if err := <-written; err != nil {
+		s.Reset()
+		return err
+	}
+	s.Close()
+	if got != share {
+		return fmt.Errorf("echo returned %d of %d bytes", got, share)
+	}
 	return nil
 }
 
