@@ -1,0 +1,119 @@
+"""Count what the two-way (echo) path costs against the one-way sink, per MiB of payload.
+
+    python -m bench.profile_twoway [--mib 64] [--chunk 262144]
+
+Runs our listener and dialer (bench.ours_peer) for bulk (a sink), echo on one stream and echo on
+16 streams, each side in turn under cProfile, and prints per MiB of payload: Python calls, event
+loop turns, socket sends and receives, AEAD calls (open, seal), `bytes.join` calls (payload copies
+outside the kernel and the AEAD) and futures created (task wake-ups), minus a 64 KiB run of the
+same scenario (start-up, handshake, imports). Counts do not depend on the machine's load the way
+times do, so they can be compared on a shared machine; times are printed for completeness only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pstats
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: label -> substring of the profiled function's name ("" = every call, from the total).
+COUNTED = {
+    "py calls": "",
+    "loop turns": "(_run_once)",
+    "sock send": "method 'send' of '_socket.socket'",
+    "sock recv": "method 'recv' of '_socket.socket'",
+    "AEAD open": "method 'decrypt' of",
+    "AEAD seal": "method 'encrypt_into' of",
+    "bytes.join": "method 'join' of 'bytes'",
+    "futures": "(create_future)",
+}
+SCENARIOS = (("bulk", 1), ("echo", 1), ("echo", 16))
+
+
+def _counts(path: Path) -> dict[str, float]:
+    st = pstats.Stats(str(path))
+    out = {"py calls": float(st.total_calls), "profiled s": st.total_tt}  # type: ignore[attr-defined]
+    for (fn, line, name), (_cc, nc, _tt, _ct, _callers) in st.stats.items():  # type: ignore[attr-defined]
+        label = name if fn == "~" else f"{fn}:{line}({name})"
+        for key, pattern in COUNTED.items():
+            if pattern and pattern in label:
+                out[key] = out.get(key, 0) + nc
+    return out
+
+
+def profile_once(scenario: str, size: int, streams: int, side: str, chunk: int,
+                 tmp: Path) -> tuple[dict[str, float], dict[str, Any]]:
+    """One listener + dialer run with `side` ("listen" or "dial") under cProfile."""
+    py = sys.executable
+    env = dict(os.environ, BENCH_CHUNK=str(chunk))
+    prof = tmp / f"{scenario}-{streams}-{side}-{size}.prof"
+    peer = ["-m", "bench.ours_peer"]
+    profiled = ["-m", "cProfile", "-o", str(prof), *peer]
+    listener = subprocess.Popen([py, *(profiled if side == "listen" else peer), "listen"], cwd=ROOT,
+                                env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert listener.stdout is not None and listener.stdin is not None
+        addr = json.loads(listener.stdout.readline())["addr"]
+        params = json.dumps({"size": size, "streams": streams, "chunk": chunk})
+        dialer = subprocess.run([py, *(profiled if side == "dial" else peer), "dial", scenario,
+                                 "--addr", addr, "--params", params], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=600)
+        result = json.loads(dialer.stdout.strip().splitlines()[-1])
+        if "error" in result:
+            raise RuntimeError(f"{scenario} dialer: {result['error']}")
+        listener.stdin.close()
+        listener.wait(60)
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+    return _counts(prof), result
+
+
+def measure(mib: int, chunk: int,
+            scenarios: tuple[tuple[str, int], ...] = SCENARIOS) -> dict[str, dict[str, float]]:
+    """{"<scenario> x<streams> <side>": {label: per MiB}} for each scenario and side."""
+    rows: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        for scenario, streams in scenarios:
+            for side in ("listen", "dial"):
+                big, result = profile_once(scenario, mib << 20, streams, side, chunk, tmp)
+                small, _ = profile_once(scenario, 64 << 10, streams, side, chunk, tmp)
+                per = {k: (big.get(k, 0) - small.get(k, 0)) / mib for k in (*COUNTED, "profiled s")}
+                per["profiled ms"] = per.pop("profiled s") * 1000
+                per["wall MB/s"] = result["mb_per_s"]
+                rows[f"{scenario} x{streams} {side}"] = per
+    return rows
+
+
+def table(rows: dict[str, dict[str, float]]) -> str:
+    labels = [*COUNTED, "profiled ms", "wall MB/s"]
+    head = ["per MiB of payload", *labels]
+    lines = [head] + [[name, *(f"{v[k]:.1f}" for k in labels)] for name, v in rows.items()]
+    widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
+    return "\n".join("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
+                               enumerate(zip(r, widths))) for r in lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.profile_twoway", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mib", type=int, default=64, help="payload per run (MiB)")
+    p.add_argument("--chunk", type=int, default=256 << 10, help="read/write size (bytes)")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON instead")
+    args = p.parse_args(argv)
+    rows = measure(args.mib, args.chunk)
+    print(json.dumps(rows, indent=1) if args.json else table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+"""bench.profile_twoway finds what it counts (a renamed function would silently count zero)."""
+
+from __future__ import annotations
+
+from bench import profile_twoway
+
+
+def test_counts_per_mib_find_the_frames_of_each_direction() -> None:
+    scenarios = (("bulk", 1), ("echo", 1))
+    rows = profile_twoway.measure(mib=2, chunk=256 << 10, scenarios=scenarios)
+    assert set(rows) == {f"{s} x{n} {side}" for s, n in scenarios for side in ("listen", "dial")}
+    # 1 MiB is 16 full Noise frames: each direction opens/seals at least that many per MiB.
+    assert rows["bulk x1 listen"]["AEAD open"] >= 15 and rows["bulk x1 dial"]["AEAD seal"] >= 15
+    for side in ("listen", "dial"):
+        echo = rows[f"echo x1 {side}"]
+        assert echo["AEAD open"] >= 15 and echo["AEAD seal"] >= 15, echo
+        assert echo["sock send"] > 0 and echo["sock recv"] > 0 and echo["loop turns"] > 0, echo
+    assert rows["bulk x1 listen"]["AEAD seal"] < 2  # a sink seals only its window updates
+    assert "per MiB of payload" in profile_twoway.table(rows)
