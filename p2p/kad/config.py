@@ -25,6 +25,7 @@ class KadConfig:
     lookup_timeout: float = 60.0  # ours: an upper bound for a lookup with no deadline of its own
     stream_idle_timeout: float = 60.0  # go server: a stream without a message for 1 min is reset
     refresh_interval: float = 600.0  # go 10 min; masa 5 min
+    auto_refresh: bool = True  # go: refresh the table every `refresh_interval` in the background
     max_message_size: int = MAX_MESSAGE_SIZE  # go network.MessageSizeMax (4 MiB)
     max_peers_per_reply: int = MAX_PEERS  # ours: a reply naming more peers is a lie
     max_addrs_tried: int = 4  # ours: addresses of one referred peer we dial during a lookup

@@ -97,6 +97,8 @@ class KadService(ConnectionListenerBase):
         if self.config.mode == "server":
             host.set_stream_handler(self.protocol, self._serve)
         self._unsubscribe = host.add_connection_listener(self)
+        if self.config.auto_refresh:
+            host.start_soon(self.run_refresh)
 
     def close(self) -> None:
         """Stop serving and stop listening to connection events."""

@@ -170,9 +170,12 @@ class PubSubService(ConnectionListenerBase):
         out.ready = True
         self._flush()
         try:
-            async with out.recv:
-                async for data in out.recv:
-                    await stream.send(data)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._watch_outbound, stream, tg.cancel_scope)
+                async with out.recv:
+                    async for data in out.recv:
+                        await stream.send(data)
+                tg.cancel_scope.cancel()
         except _NET_ERRORS as exc:
             log.debug("pubsub stream to %s ended: %r", peer, exc)
         finally:
@@ -183,6 +186,16 @@ class PubSubService(ConnectionListenerBase):
                     pass
             if self._outbound.get(peer) is out:
                 self._drop_peer(peer)
+
+    @staticmethod
+    async def _watch_outbound(stream, scope: anyio.CancelScope) -> None:
+        """go never writes on the stream we opened: a byte, an EOF or a reset there means the
+        peer is gone (go treats its own outbound stream the same way)."""
+        try:
+            await stream.receive(1)
+        except _NET_ERRORS:
+            pass
+        scope.cancel()
 
     def _flush(self) -> None:
         for peer, rpc in self.router.take_outgoing():

@@ -88,3 +88,25 @@ async def test_slow_peer_queue_is_bounded():
             out = ps._outbound[sink.peer_id]
             assert out.dropped > 0
             assert out.send.statistics().current_buffer_used <= 32
+
+
+async def test_peer_writing_on_our_outbound_stream_is_dropped():
+    """We only write on the stream we open (go likewise): bytes coming back on it end the peer."""
+    with anyio.fail_after(30):
+        async with Host() as us, Host() as odd:
+            await us.listen()
+            ps = PubSubService(us)
+            ps.subscribe("t")
+            got_stream = anyio.Event()
+
+            async def talk_back(stream):
+                await stream.send(b"\x00")  # writes on the stream we opened to it
+                got_stream.set()
+                await anyio.sleep(3600)
+            odd.set_stream_handler(MESHSUB_11, talk_back)
+            await odd.connect(us.p2p_addrs()[0])
+            await got_stream.wait()
+            with anyio.fail_after(10):
+                while odd.peer_id in ps._outbound:
+                    await anyio.sleep(0.02)
+            assert odd.peer_id not in ps.router.peers

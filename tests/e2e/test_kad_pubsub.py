@@ -1,0 +1,94 @@
+"""Kademlia and GossipSub between our own hosts, on both anyio backends."""
+
+from __future__ import annotations
+
+import contextlib
+
+import anyio
+import pytest
+
+from p2p.host import Host
+from p2p.kad.config import KadConfig
+from p2p.kad.service import KadService, PeerNotFound
+from p2p.pubsub.router import GossipSubParams
+from p2p.pubsub.service import PubSubService
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_kad_chain_finds_everyone():
+    """Six hosts, each bootstrapped from the previous one only: every one finds every other."""
+    with anyio.fail_after(60):
+        async with contextlib.AsyncExitStack() as stack:
+            hosts = [await stack.enter_async_context(Host()) for _ in range(6)]
+            dhts = []
+            for i, h in enumerate(hosts):
+                await h.listen()
+                dhts.append(KadService(h, KadConfig(bucket_size=4, alpha=2)))
+                if i:
+                    await dhts[i].bootstrap(hosts[i - 1].p2p_addrs())
+            for i, (h, dht) in enumerate(zip(hosts, dhts)):
+                for other in hosts:
+                    if other is h:
+                        continue
+                    await h.disconnect(other.peer_id)
+                    addrs = await dht.find_peer(other.peer_id, timeout=10)
+                    assert other.listen_addrs()[0] in addrs
+            # a peer nobody knows is not found, and the lookup ends
+            with pytest.raises(PeerNotFound):
+                await dhts[0].find_peer(Host().peer_id, timeout=10)
+            closest = await dhts[2].get_closest_peers(b"key", timeout=10)
+            assert 1 <= len(closest) <= 4
+
+
+async def test_pubsub_exactly_once_and_unsubscribe():
+    params = GossipSubParams(heartbeat_interval=0.2, heartbeat_initial_delay=0.05)
+    with anyio.fail_after(60):
+        async with contextlib.AsyncExitStack() as stack:
+            hosts = [await stack.enter_async_context(Host()) for _ in range(5)]
+            ps = []
+            for h in hosts:
+                await h.listen()
+                ps.append(PubSubService(h, params))
+            subs = [p.subscribe("t") for p in ps]
+            for i in range(1, 5):  # a line: 0-1-2-3-4
+                await hosts[i].connect(hosts[i - 1].p2p_addrs()[0])
+            while not all(p.mesh_peers("t") for p in ps):
+                await anyio.sleep(0.05)
+            await anyio.sleep(0.5)
+            for i, p in enumerate(ps):
+                await p.publish("t", f"from {i}".encode())
+            for sub in subs:
+                got = set()
+                with anyio.fail_after(10):
+                    while len(got) < 5:
+                        msg = await sub.receive()
+                        assert msg.data not in got  # exactly once
+                        got.add(msg.data)
+            await anyio.sleep(0.5)  # a duplicate would have arrived by now
+            for sub in subs:
+                with pytest.raises(anyio.WouldBlock):
+                    sub._recv.receive_nowait()
+            # host 4 leaves: host 3 drops it from its mesh (PRUNE) and stops counting it
+            subs[4].cancel()
+            with anyio.fail_after(10):
+                while hosts[4].peer_id in ps[3].topic_peers("t") or hosts[4].peer_id in ps[3].mesh_peers("t"):
+                    await anyio.sleep(0.05)
+            assert ps[4].router.backoff["t"]  # it backs off those it pruned
+
+
+async def test_refresh_drops_peers_that_stopped_answering():
+    with anyio.fail_after(60):
+        async with Host() as a, Host() as b:
+            await a.listen()
+            await b.listen()
+            KadService(b)
+            dht = KadService(a, KadConfig(refresh_interval=0.01, auto_refresh=False, request_timeout=3))
+            async with Host() as c:
+                await c.listen()
+                KadService(c)
+                await dht.bootstrap([*b.p2p_addrs(), *c.p2p_addrs()])
+                assert b.peer_id in dht.routing_table and c.peer_id in dht.routing_table
+            await anyio.sleep(0.05)
+            await dht.refresh()  # c is gone: its re-check fails; b answers
+            assert c.peer_id not in dht.routing_table and b.peer_id in dht.routing_table
