@@ -176,6 +176,8 @@ type command struct {
 	Topic     string `json:"topic"`
 	Data      string `json:"data"`
 	TimeoutMs int    `json:"timeout_ms"`
+	FindMs    int    `json:"find_ms"`
+	ConnectMs int    `json:"connect_ms"`
 }
 
 func run(ctx context.Context, nodes []*node, c command) (map[string]any, error) {
@@ -267,6 +269,16 @@ func run(ctx context.Context, nodes []*node, c command) (map[string]any, error) 
 		got := append([]message{}, n.got[c.Topic]...)
 		n.mu.Unlock()
 		return map[string]any{"messages": got}, nil
+	case "work":
+		id, err := peer.Decode(c.Peer)
+		if err != nil {
+			return nil, err
+		}
+		data, err := hex.DecodeString(c.Data)
+		if err != nil {
+			return nil, err
+		}
+		return sendWork(ctx, n, id, data, c.FindMs, c.ConnectMs)
 	case "topicpeers":
 		return map[string]any{"peers": peerStrings(n.ps.ListPeers(c.Topic))}, nil
 	}

@@ -1,0 +1,97 @@
+"""How an oracle node is found by the network, not only by the peers it names: Kademlia and GossipSub
+as masa runs them (masa-network.md §2, §3).
+
+`MasaDiscovery(host, tracker)` serves `/masa/kad/1.0.0` (K = 100, as masa), joins through the
+bootnodes (`join`), subscribes to `/masa/gossip/<version>[-env]`, takes the NodeData it carries into
+the tracker, publishes our own NodeData there (`publish_self`), and finds a worker that is not
+connected by its ID before work is sent to it (`reach`, masa's 50 ms FindPeer then Connect).
+
+Whose node data is taken from gossip: by default only an entry whose `peerId` is the message's
+(signature-checked) author, so nobody can make us list a third node as a staked worker. masa nodes
+also publish entries about other peers (joins and leaves they saw); `accept_third_party=True` takes
+those too, through the tracker's gossip merge (masa's HandleNodeData).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+
+from oracle.nodedata import NodeData, NodeDataError
+from oracle.protocol import PROTOCOL_VERSION, protocol_with_version
+from oracle.tracker import NodeTracker
+from p2p.errors import P2PError
+from p2p.hostapi import HostLike
+from p2p.identity import PeerId
+from p2p.kad.config import KadConfig, masa_config
+from p2p.kad.service import KadService, PeerNotFound
+from p2p.pubsub.router import GossipSubParams
+from p2p.pubsub.service import PubSubService
+
+log = logging.getLogger("oracle.discovery")
+
+FIND_TIMEOUT = 0.05  # masa DistributeWork: DHT.FindPeer with a 50 ms context
+
+
+def gossip_topic(version: str = PROTOCOL_VERSION, env: str = "") -> str:
+    """masa's node-data topic: `/masa/gossip/<version>[-<env>]` (topicWithVersion)."""
+    return protocol_with_version("gossip", version, env)
+
+
+class MasaDiscovery:
+    def __init__(self, host: HostLike, tracker: NodeTracker, *, version: str = PROTOCOL_VERSION,
+                 env: str = "", kad_config: KadConfig | None = None,
+                 gossip_params: GossipSubParams | None = None,
+                 accept_third_party: bool = False) -> None:
+        self.host = host
+        self.tracker = tracker
+        self.topic = gossip_topic(version, env)
+        self.accept_third_party = accept_third_party
+        self.kad = KadService(host, kad_config or masa_config())
+        self.pubsub = PubSubService(host, gossip_params)
+        self._sub = self.pubsub.subscribe(self.topic)
+        self.taken = 0  # node data entries taken from gossip
+        self.refused = 0  # undecodable, or about someone else without accept_third_party
+        host.start_soon(self._consume)
+
+    async def join(self, bootnodes, *, timeout: float | None = None) -> int:
+        """Connect to the bootnodes and look ourselves up (the peers closest to us learn of us);
+        returns the routing table's size."""
+        return await self.kad.bootstrap(bootnodes, timeout=timeout)
+
+    async def publish_self(self) -> bytes:
+        """Publish our own NodeData (as the tracker holds it) on the gossip topic."""
+        return await self.pubsub.publish(self.topic, self.tracker.self_data.to_go_json())
+
+    async def _consume(self) -> None:
+        async for msg in self._sub:
+            try:
+                data = NodeData.from_json(msg.data)
+            except NodeDataError as exc:
+                self.refused += 1
+                log.debug("gossip from %s is not NodeData: %s", msg.author, exc)
+                continue
+            if data.peer_id != str(msg.author) and not self.accept_third_party:
+                self.refused += 1
+                continue
+            self.tracker.handle_node_data(data)
+            self.taken += 1
+
+    async def reach(self, peer: PeerId, *, find_timeout: float = FIND_TIMEOUT) -> bool:
+        """masa's step before sending work: connected already, or found (and so dialled)
+        through the DHT within `find_timeout`. False means: skip this worker."""
+        if self.host.connection(peer) is not None:
+            return True
+        try:
+            with anyio.fail_after(find_timeout):
+                await self.kad.find_peer(peer, timeout=find_timeout)
+        except (PeerNotFound, TimeoutError, P2PError, OSError) as exc:
+            log.debug("worker %s not found: %r", peer, exc)
+            return False
+        return self.host.connection(peer) is not None
+
+    def close(self) -> None:
+        self._sub.cancel()
+        self.pubsub.close()
+        self.kad.close()

@@ -1,0 +1,100 @@
+"""The oracle found by the network (oracle/discovery.py) among go-libp2p-kad-dht v0.26.1 and
+go-libp2p-pubsub v0.12.0 nodes (godht, `/masa/kad/1.0.0` with K = 100, the masa gossip topic).
+
+A Python worker joins through one Go bootnode; Go nodes it is no longer connected to find it with
+go's FindPeer (as masa's DistributeWork does before sending work) and send it work over
+`/masa/worker_protocol/v0.8.4`; Python and Go nodes see each other's NodeData through gossip.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from godht import GoDht
+from oracle.discovery import MasaDiscovery, gossip_topic
+from oracle.handlers import handle_test
+from oracle.node import OracleNode
+from oracle.nodedata import NodeData
+from oracle.tracker import NodeTracker
+from p2p.identity import KeyType, PeerId, PrivateKey
+
+pytestmark = pytest.mark.anyio
+
+GO_NODES = 8
+TOPIC = gossip_topic()
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+async def test_go_nodes_find_our_worker_and_see_its_node_data(godht_bin: Path):
+    net = GoDht("-n", GO_NODES, "-prefix", "/masa", "-bucket", 100, "-alpha", 10, "-topics", TOPIC,
+                binary=godht_bin)
+    try:
+        with anyio.fail_after(120):
+            async with OracleNode(PrivateKey.generate(KeyType.Secp256k1),
+                                  handlers={"test": handle_test}) as worker:
+                host = worker.host
+                me = NodeData(peer_id=str(host.peer_id),
+                              multiaddrs=tuple(str(a) for a in host.listen_addrs()),
+                              is_active=True, is_staked=True, is_web_scraper=True, version="v0.8.4",
+                              last_updated=int(time.time()))
+                tracker = NodeTracker(me)
+                disc = MasaDiscovery(host, tracker)
+                assert await disc.join([net.addr(0)]) >= 1
+
+                # Gossip both ways: wait for the meshes, then Go and Python publish their own data.
+                with anyio.fail_after(15):
+                    while not disc.pubsub.mesh_peers(TOPIC):
+                        await anyio.sleep(0.05)
+                await anyio.sleep(1.2)  # a heartbeat on every Go node (go has no mesh API)
+                await disc.publish_self()
+                go3 = net.peer_id(3)
+                go_data = json.dumps({"peerId": go3, "lastUpdated": int(time.time()),
+                                      "isStaked": True, "isWebScraper": True, "version": "v0.8.4"})
+                await net.acall("publish", node=3, topic=TOPIC, data=go_data.encode().hex())
+                # a third party's claim about go5 is not taken (default policy)
+                liar = json.dumps({"peerId": net.peer_id(5), "isStaked": True, "isWebScraper": True})
+                await net.acall("publish", node=4, topic=TOPIC, data=liar.encode().hex())
+                with anyio.fail_after(15):
+                    while go3 not in tracker or disc.refused < 1:
+                        await anyio.sleep(0.05)
+                    for i in range(GO_NODES):
+                        while not any(json.loads(bytes.fromhex(m["data"])).get("peerId") == str(host.peer_id)
+                                      for m in (await net.acall("messages", node=i, topic=TOPIC))["messages"]):
+                            await anyio.sleep(0.05)
+                entry = tracker.get(go3)
+                assert entry is not None and entry.is_staked and entry.is_web_scraper
+                assert net.peer_id(5) not in tracker
+
+                # Go nodes that are not connected to the worker find it through the DHT and send
+                # it work (masa's FindPeer -> Connect -> worker protocol).
+                find_ms = []
+                for i in range(1, GO_NODES):
+                    await host.disconnect(PeerId.from_string(net.peer_id(i)))
+                    with anyio.fail_after(10):
+                        while str(host.peer_id) in (await net.acall("connected", node=i))["peers"]:
+                            await anyio.sleep(0.02)
+                    res = await net.acall("work", node=i, peer=str(host.peer_id),
+                                          data=b"hello worker".hex(), find_ms=5000, connect_ms=5000,
+                                          timeout=60)
+                    assert not res["was_connected"]
+                    assert res["response"]["workerPeerId"] == str(host.peer_id), res
+                    assert not res["response"].get("error"), res
+                    find_ms.append(res["find_ms"])
+                # and our side reaches a Go node it is not connected to before sending it work
+                go6 = PeerId.from_string(net.peer_id(6))
+                await host.disconnect(go6)
+                assert await disc.reach(go6, find_timeout=5.0)
+                assert host.connection(go6) is not None
+                print(f"go FindPeer of the worker before work: {sorted(find_ms)} ms")
+    finally:
+        net.stop()
+        print("--- godht stderr ---\n" + net.stderr_text()[-3000:])
