@@ -9,7 +9,8 @@ As go does it: once identify says a peer speaks a pubsub protocol we open one st
 first choice that it lists) and only ever write on that one; we read RPCs from the stream it opens
 to us, and never write on or half-close that one (go resets its stream and drops us if we do). A
 second inbound stream from the same peer replaces the first. Every RPC read is bounded (1 MiB,
-go's limit); a malformed one resets the stream. RPCs to a peer wait in a queue of
+go's limit); a malformed one resets the stream, and so does a peer sending more than `rpc_rate`
+RPCs + messages per second (ours; go has no such limit). RPCs to a peer wait in a queue of
 `outbound_queue_size` (go: 32); when it is full the RPC is dropped, as go drops it, so a slow peer
 costs bounded memory. Subscriptions have bounded queues too (go: 32): a subscriber that does not
 keep up loses messages, not memory.
@@ -34,6 +35,7 @@ from p2p.identity import PeerId
 from p2p.pubsub.router import PROTOCOLS, GossipSubParams, Router
 from p2p.pubsub.rpc import MAX_RPC_SIZE, RPC, PubMessage, RpcDecodeError
 from p2p.pubsub.sign import sign
+from p2p.ratelimit import TokenBucket
 
 log = logging.getLogger("p2p.pubsub")
 
@@ -102,13 +104,18 @@ class _Outbound:
 class PubSubService(ConnectionListenerBase):
     def __init__(self, host: HostLike, params: GossipSubParams | None = None, *,
                  outbound_queue_size: int = 32, subscription_queue_size: int = 32,
-                 protocols: tuple[str, ...] = PROTOCOLS, rng: random.Random | None = None) -> None:
+                 protocols: tuple[str, ...] = PROTOCOLS, rng: random.Random | None = None,
+                 rpc_rate: float = 2000.0, rpc_burst: int = 4000) -> None:
         self.host = host
         self.params = params or GossipSubParams()
         self.router = Router(host.peer_id, self.params, rng=rng)
         self.protocols = protocols
         self.outbound_queue_size = outbound_queue_size
         self.subscription_queue_size = subscription_queue_size
+        # ours (go has no such limit): RPCs plus messages per second one inbound stream may send;
+        # a peer over it gets its stream reset
+        self.rpc_rate = rpc_rate
+        self.rpc_burst = rpc_burst
         self._outbound: dict[PeerId, _Outbound] = {}
         self._inbound: dict[PeerId, NetStreamLike] = {}
         self._subs: dict[str, list[Subscription]] = {}
@@ -174,7 +181,14 @@ class PubSubService(ConnectionListenerBase):
                 tg.start_soon(self._watch_outbound, stream, tg.cancel_scope)
                 async with out.recv:
                     async for data in out.recv:
-                        await stream.send(data)
+                        # whatever queued up meanwhile leaves in the same write
+                        batch = [data]
+                        while True:
+                            try:
+                                batch.append(out.recv.receive_nowait())
+                            except anyio.WouldBlock:
+                                break
+                        await stream.send(b"".join(batch) if len(batch) > 1 else data)
                 tg.cancel_scope.cancel()
         except _NET_ERRORS as exc:
             log.debug("pubsub stream to %s ended: %r", peer, exc)
@@ -228,11 +242,17 @@ class PubSubService(ConnectionListenerBase):
                 self._open_as(peer, stream.protocol)
         reader = delimited.DelimitedReader(MAX_RPC_SIZE, skip_empty=True)
         pending: list[bytes] = []
+        bucket = TokenBucket(self.rpc_rate, self.rpc_burst, anyio.current_time())
         try:
             while not self._closed:
                 data = await delimited.read_message(stream, reader, pending)
                 rpc = RPC.decode(data)
-                self._on_rpc(peer, rpc, stream.protocol)
+                if not bucket.take(anyio.current_time(), 1 + len(rpc.publish)):
+                    raise RemoteProtocolError("pubsub RPC rate over the limit")
+                if self._on_rpc(peer, rpc, stream.protocol):
+                    # subscribers (and our stream writers) run before the next RPC is taken, so a
+                    # burst read in one chunk does not overflow their bounded queues
+                    await anyio.sleep(0)
         except anyio.EndOfStream:
             pass
         except (RpcDecodeError, RemoteProtocolError) as exc:
@@ -251,11 +271,14 @@ class PubSubService(ConnectionListenerBase):
         out = self._outbound[peer] = _Outbound(self.outbound_queue_size)
         self.host.start_soon(self._run_outbound, peer, [protocol], out)
 
-    def _on_rpc(self, peer: PeerId, rpc: RPC, protocol: str) -> None:
+    def _on_rpc(self, peer: PeerId, rpc: RPC, protocol: str) -> bool:
+        """Apply one RPC; True when it delivered messages to our subscribers."""
         now = anyio.current_time()
-        for msg in self.router.handle_rpc(peer, rpc, now, protocol=protocol):
+        delivered = self.router.handle_rpc(peer, rpc, now, protocol=protocol)
+        for msg in delivered:
             self._deliver(msg, peer)
         self._flush()
+        return bool(delivered)
 
     def _deliver(self, msg: PubMessage, received_from: PeerId) -> None:
         subs = self._subs.get(msg.topic)
@@ -310,6 +333,7 @@ class PubSubService(ConnectionListenerBase):
         self.router.publish(msg, anyio.current_time())
         self._deliver(msg, self.host.peer_id)
         self._flush()
+        await anyio.sleep(0)  # the stream writers get a turn: a burst of publishes drains as it goes
         return msg.id
 
 

@@ -110,3 +110,19 @@ async def test_peer_writing_on_our_outbound_stream_is_dropped():
                 while odd.peer_id in ps._outbound:
                     await anyio.sleep(0.02)
             assert odd.peer_id not in ps.router.peers
+
+
+async def test_rpc_flood_resets_the_stream():
+    with anyio.fail_after(30):
+        async with Host() as victim, Host() as attacker:
+            await victim.listen()
+            ps = PubSubService(victim, rpc_rate=50, rpc_burst=100)
+            ps.subscribe("t")
+            handled = []
+            real = ps._on_rpc
+            ps._on_rpc = lambda *a: handled.append(1) or real(*a)
+            peer = await attacker.connect(victim.p2p_addrs()[0])
+            s = await attacker.new_stream(peer, [MESHSUB_11])
+            await s.send(delimited.encode(RPC(subscriptions=[SubOpts(True, "t")]).encode()) * 1000)
+            assert await _reset_seen(s)
+            assert 90 <= len(handled) <= 110  # the burst, then the reset

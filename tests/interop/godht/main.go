@@ -15,6 +15,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/binary"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -85,7 +86,9 @@ func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds())
 // unixMs is wall-clock time in ms, comparable with the Python side's time.time() on one machine.
 func unixMs() float64 { return float64(time.Now().UnixMicro()) / 1000 }
 
-func newNode(ctx context.Context, prefix string, bucket int, alpha int) (*node, error) {
+// router picks the node's pubsub router: "gossipsub" (go's defaults, as masa), "meshsub10"
+// (GossipSub speaking only /meshsub/1.0.0) or "floodsub".
+func newNode(ctx context.Context, prefix string, bucket int, alpha int, router string) (*node, error) {
 	priv, _, err := crypto.GenerateKeyPair(crypto.Secp256k1, 0)
 	if err != nil {
 		return nil, err
@@ -115,7 +118,16 @@ func newNode(ctx context.Context, prefix string, bucket int, alpha int) (*node, 
 	if err != nil {
 		return nil, err
 	}
-	ps, err := pubsub.NewGossipSub(ctx, h)
+	var ps *pubsub.PubSub
+	switch router {
+	case "floodsub":
+		ps, err = pubsub.NewFloodSub(ctx, h)
+	case "meshsub10":
+		ps, err = pubsub.NewGossipSub(ctx, h, pubsub.WithGossipSubProtocols(
+			[]protocol.ID{pubsub.GossipSubID_v10}, pubsub.GossipSubDefaultFeatures))
+	default:
+		ps, err = pubsub.NewGossipSub(ctx, h)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -177,6 +189,8 @@ type command struct {
 	Data      string `json:"data"`
 	TimeoutMs int    `json:"timeout_ms"`
 	FindMs    int    `json:"find_ms"`
+	Count     int    `json:"count"`
+	Size      int    `json:"size"`
 	ConnectMs int    `json:"connect_ms"`
 }
 
@@ -264,6 +278,30 @@ func run(ctx context.Context, nodes []*node, c command) (map[string]any, error) 
 		}
 		t0 := unixMs()
 		return map[string]any{"at_ms": t0}, t.Publish(cctx, data)
+	case "publishmany":
+		// c.Count messages of c.Size bytes (8-byte big-endian index first), back to back.
+		n.mu.Lock()
+		t := n.topics[c.Topic]
+		n.mu.Unlock()
+		if t == nil {
+			return nil, fmt.Errorf("topic %s not joined", c.Topic)
+		}
+		tag, err := hex.DecodeString(c.Data)
+		if err != nil {
+			return nil, err
+		}
+		t0 := unixMs()
+		sent := make([]float64, 0, c.Count)
+		for i := 0; i < c.Count; i++ {
+			sent = append(sent, unixMs())
+			data := make([]byte, max(c.Size, 8))
+			binary.BigEndian.PutUint64(data, uint64(i))
+			copy(data[8:], tag)
+			if err := t.Publish(cctx, data); err != nil {
+				return nil, err
+			}
+		}
+		return map[string]any{"at_ms": t0, "end_ms": unixMs(), "sent_ms": sent}, nil
 	case "messages":
 		n.mu.Lock()
 		got := append([]message{}, n.got[c.Topic]...)
@@ -308,6 +346,8 @@ func serve(args []string) error {
 	bucket := fs.Int("bucket", 20, "bucket size (not with /ipfs, which must use 20)")
 	alpha := fs.Int("alpha", 10, "lookup concurrency (not with /ipfs)")
 	topics := fs.String("topics", "", "comma-separated topics every node joins")
+	floodsub := fs.Int("floodsub", 0, "the last N nodes run FloodSub instead of GossipSub")
+	meshsub10 := fs.Int("meshsub10", 0, "the N nodes before those speak only /meshsub/1.0.0")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -315,7 +355,13 @@ func serve(args []string) error {
 	defer cancel()
 	nodes := make([]*node, *count)
 	for i := range nodes {
-		n, err := newNode(ctx, *prefix, *bucket, *alpha)
+		router := "gossipsub"
+		if i >= *count-*floodsub {
+			router = "floodsub"
+		} else if i >= *count-*floodsub-*meshsub10 {
+			router = "meshsub10"
+		}
+		n, err := newNode(ctx, *prefix, *bucket, *alpha, router)
 		if err != nil {
 			return err
 		}
