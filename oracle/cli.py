@@ -166,7 +166,7 @@ def build_handlers(workers: Sequence[str], specs: Sequence[str], *, default_test
 _LIST_KEYS = {"listen", "worker", "peer", "bootnode", "allow", "handler"}
 _SCALAR_KEYS = {
     "key_type", "key_file", "protocol_version", "env", "connect_timeout",
-    "max_concurrent_per_peer", "max_concurrent_total", "limits", "staked", "metrics",
+    "max_concurrent_per_peer", "max_concurrent_total", "limits", "staked", "metrics", "dht",
 }
 
 
@@ -256,6 +256,7 @@ def _node_config(args: argparse.Namespace, **overrides: Any) -> NodeConfig:
         env=args.env or "",
         allowed_peers=allowed,
         is_staked=args.staked is not False,
+        dht=bool(getattr(args, "dht", False)),
     )
     fields.update(overrides)
     try:
@@ -485,6 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--config", metavar="FILE", help="JSON file with the same keys as the options")
     n.add_argument("--metrics", type=metrics_address, metavar="HOST:PORT",
                    help="serve Prometheus metrics at http://HOST:PORT/metrics (default: off)")
+    n.add_argument("--dht", action="store_true", default=None,
+                   help="serve masa's Kademlia (/masa/kad/1.0.0) and gossip topic: join through the "
+                        "--peer/--bootnode nodes, be found by the whole network, find workers by ID")
 
     w = sub.add_parser("work", help="distribute one piece of work and print the WorkResponse")
     common(w)

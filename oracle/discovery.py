@@ -15,6 +15,7 @@ those too, through the tracker's gossip merge (masa's HandleNodeData).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import anyio
 
@@ -43,9 +44,13 @@ class MasaDiscovery:
     def __init__(self, host: HostLike, tracker: NodeTracker, *, version: str = PROTOCOL_VERSION,
                  env: str = "", kad_config: KadConfig | None = None,
                  gossip_params: GossipSubParams | None = None,
-                 accept_third_party: bool = False) -> None:
+                 accept_third_party: bool = False,
+                 on_node_data: Callable[[NodeData], object] | None = None) -> None:
         self.host = host
         self.tracker = tracker
+        # where gossiped node data goes: the tracker's gossip merge by default, or the membership
+        # service's `feed_gossip` (the same merge, plus the actions masa takes on its result)
+        self.on_node_data = on_node_data or tracker.handle_node_data
         self.topic = gossip_topic(version, env)
         self.accept_third_party = accept_third_party
         self.kad = KadService(host, kad_config or masa_config())
@@ -75,7 +80,7 @@ class MasaDiscovery:
             if data.peer_id != str(msg.author) and not self.accept_third_party:
                 self.refused += 1
                 continue
-            self.tracker.handle_node_data(data)
+            self.on_node_data(data)
             self.taken += 1
 
     async def reach(self, peer: PeerId, *, find_timeout: float = FIND_TIMEOUT) -> bool:
@@ -90,6 +95,17 @@ class MasaDiscovery:
             log.debug("worker %s not found: %r", peer, exc)
             return False
         return self.host.connection(peer) is not None
+
+    async def publish_self_every(self, interval: float, *, first_after: float = 1.5) -> None:
+        """Publish our NodeData after `first_after` (the mesh forms on the first heartbeats),
+        then every `interval` seconds (run it with host.start_soon)."""
+        await anyio.sleep(first_after)
+        while True:
+            try:
+                await self.publish_self()
+            except (P2PError, ValueError) as exc:
+                log.debug("publishing our node data failed: %r", exc)
+            await anyio.sleep(interval)
 
     def close(self) -> None:
         self._sub.cancel()

@@ -39,6 +39,7 @@ from p2p.protocols import ping as pingp
 
 from oracle.gating import WorkerPolicy
 from oracle.manager import WorkerConfig, WorkHandler, WorkHandlerManager
+from oracle.discovery import MasaDiscovery
 from oracle.membership import MembershipConfig, MembershipService
 from oracle.messages import WorkRequest, WorkResponse
 from oracle.nodedata import NodeData, pretty_duration
@@ -101,6 +102,11 @@ class NodeConfig:
     redial_max: float = 30.0
     node_data_wait: float = 5.0  # after connecting: how long to wait for the peer's node data
     tracker_size: int = 4096
+    # masa's Kademlia (`/masa/kad/1.0.0`, K = 100) and gossip topic (oracle/discovery.py): join
+    # through `peers` and be found by every node of the network, find unconnected workers by ID
+    dht: bool = False
+    dht_find_timeout: float = 2.0  # masa: 50 ms; a fresh lookup + dial takes longer on a busy host
+    gossip_interval: float = 60.0  # how often our NodeData goes out on the gossip topic
     membership: MembershipConfig = field(default_factory=MembershipConfig)
     worker: WorkerConfig = field(default_factory=default_worker_config)
     host: HostConfig = field(default_factory=HostConfig)
@@ -228,6 +234,7 @@ class OracleNode:
                                           *protocols]
         self._started = False
         self._kept: set[str] = set()
+        self.discovery: MasaDiscovery | None = None  # made in start() when config.dht is set
 
     # ---- HostLike, so that protocols can register on the node ---------------------------------
 
@@ -275,9 +282,21 @@ class OracleNode:
         if self.config.listen:
             await self.host.listen(*self.config.listen)
         self.tracker.set_self(self.node_data())
+        if self.config.dht:
+            self._start_discovery()
         results = await self.connect_all(self.config.peers)
         if self.config.keep_connected:
             self.keep_connected(self.config.peers, results)
+        if self.discovery is not None:
+            await self.discovery.join([a for a in self.config.peers
+                                       if isinstance(results.get(str(a)), PeerId)])
+
+    def _start_discovery(self) -> None:
+        cfg = self.config
+        disc = self.discovery = MasaDiscovery(self.host, self.tracker, version=cfg.protocol_version,
+                                              env=cfg.env, on_node_data=self.membership.feed_gossip)
+        self.directory.finder = lambda peer: disc.reach(peer, find_timeout=cfg.dht_find_timeout)
+        self.host.start_soon(disc.publish_self_every, cfg.gossip_interval)
 
     async def listen(self, *addrs: str) -> list[Multiaddr]:
         """Listen on more addresses; peers are told (announce) since our node data changed."""
@@ -454,8 +473,12 @@ class OracleNode:
 
     def info(self) -> dict[str, Any]:
         """The JSON-able line the CLI prints once listening."""
-        return {"peer_id": str(self.peer_id), "addrs": self.host.p2p_addrs(),
-                "staked": self.config.is_staked, "categories": self.categories()}
+        out = {"peer_id": str(self.peer_id), "addrs": self.host.p2p_addrs(),
+               "staked": self.config.is_staked, "categories": self.categories()}
+        if self.discovery is not None:
+            out["dht"] = {"protocol": self.discovery.kad.protocol, "topic": self.discovery.topic,
+                          "routing_table": len(self.discovery.kad.routing_table)}
+        return out
 
     def network(self) -> list[dict[str, Any]]:
         """The network as our tracker knows it (ourselves excluded), JSON-able."""

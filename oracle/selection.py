@@ -15,7 +15,7 @@ operator choice, e.g. a plain libp2p worker that announces no node data).
 from __future__ import annotations
 
 import random
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 from p2p.identity import PeerId
@@ -37,6 +37,9 @@ class TrackerWorkerDirectory:
         self.protocol_id = protocol_id
         self._rng = rng or random.Random()
         self._explicit: dict[str, Hashable] = {}
+        # masa's FindPeer before work: an awaitable check that reaches an unconnected worker
+        # through the DHT (oracle/discovery.py MasaDiscovery.reach); None: connected peers only
+        self.finder: Callable[[Any], Awaitable[bool]] | None = None
 
     @property
     def local_peer_id(self) -> Hashable:
@@ -60,6 +63,9 @@ class TrackerWorkerDirectory:
     async def send_work(
         self, peer: Any, request: WorkRequest, *, connect_timeout: float, response_timeout: float
     ) -> WorkResponse:
+        if self.host.connection(peer) is None and self.finder is not None:
+            if not await self.finder(peer):
+                return WorkResponse(error=f"failed to find peer {peer}: not found through the DHT")
         if self.host.connection(peer) is None and not self.host.peerstore.addrs(peer):
             return WorkResponse(error=f"failed to find peer {peer}: not connected")
         return await send_work_to_worker(

@@ -92,3 +92,29 @@ async def test_refresh_drops_peers_that_stopped_answering():
             await anyio.sleep(0.05)
             await dht.refresh()  # c is gone: its re-check fails; b answers
             assert c.peer_id not in dht.routing_table and b.peer_id in dht.routing_table
+
+
+async def test_oracle_nodes_find_a_worker_they_never_dialled():
+    """Three oracle nodes with `dht=True`: a worker and a requester join through a bootnode only.
+    The requester learns of the worker from gossip (its NodeData), finds it through the DHT when
+    it distributes work, and the work is done there."""
+    from oracle.handlers import handle_test
+    from oracle.node import NodeConfig, OracleNode
+
+    with anyio.fail_after(60):
+        async with OracleNode(config=NodeConfig(dht=True, gossip_interval=0.5)) as boot:
+            peers = (boot.host.p2p_addrs()[0],)
+            async with OracleNode(config=NodeConfig(peers=peers, dht=True, gossip_interval=0.5),
+                                  handlers={"test": handle_test}) as worker, \
+                    OracleNode(config=NodeConfig(peers=peers, dht=True, gossip_interval=0.5)) as requester:
+                wid = str(worker.peer_id)
+                while wid not in requester.tracker:  # NodeData through gossip, via the bootnode
+                    await anyio.sleep(0.05)
+                await requester.host.disconnect(worker.peer_id)  # the joins' self lookups dialled it
+                assert requester.host.connection(worker.peer_id) is None
+                response = await requester.submit("test", b"found you")
+                assert not response.error, response
+                assert response.worker_peer_id == wid
+                assert requester.host.connection(worker.peer_id) is not None
+                lookup = requester.discovery.kad.last_lookup
+                assert lookup is not None and lookup.reason == "found"  # masa's FindPeer ran

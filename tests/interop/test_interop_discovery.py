@@ -1,7 +1,8 @@
 """The oracle found by the network (oracle/discovery.py) among go-libp2p-kad-dht v0.26.1 and
 go-libp2p-pubsub v0.12.0 nodes (godht, `/masa/kad/1.0.0` with K = 100, the masa gossip topic).
 
-A Python worker joins through one Go bootnode; Go nodes it is no longer connected to find it with
+A Python worker (`OracleNode` with `dht=True`, i.e. `python -m oracle node --dht --bootnode MA`)
+joins through one Go bootnode; Go nodes it is no longer connected to find it with
 go's FindPeer (as masa's DistributeWork does before sending work) and send it work over
 `/masa/worker_protocol/v0.8.4`; Python and Go nodes see each other's NodeData through gossip.
 """
@@ -18,9 +19,7 @@ import pytest
 from godht import GoDht
 from oracle.discovery import MasaDiscovery, gossip_topic
 from oracle.handlers import handle_test
-from oracle.node import OracleNode
-from oracle.nodedata import NodeData
-from oracle.tracker import NodeTracker
+from oracle.node import NodeConfig, OracleNode
 from p2p.identity import KeyType, PeerId, PrivateKey
 
 pytestmark = pytest.mark.anyio
@@ -39,23 +38,20 @@ async def test_go_nodes_find_our_worker_and_see_its_node_data(godht_bin: Path):
                 binary=godht_bin)
     try:
         with anyio.fail_after(120):
-            async with OracleNode(PrivateKey.generate(KeyType.Secp256k1),
-                                  handlers={"test": handle_test}) as worker:
+            config = NodeConfig(peers=(net.addr(0),), dht=True, gossip_interval=3600)
+            async with OracleNode(PrivateKey.generate(KeyType.Secp256k1), config,
+                                  handlers={"test": handle_test, "web": handle_test}) as worker:
                 host = worker.host
-                me = NodeData(peer_id=str(host.peer_id),
-                              multiaddrs=tuple(str(a) for a in host.listen_addrs()),
-                              is_active=True, is_staked=True, is_web_scraper=True, version="v0.8.4",
-                              last_updated=int(time.time()))
-                tracker = NodeTracker(me)
-                disc = MasaDiscovery(host, tracker)
-                assert await disc.join([net.addr(0)]) >= 1
+                tracker = worker.tracker
+                disc = worker.discovery
+                assert disc is not None and len(disc.kad.routing_table) >= GO_NODES - 1
 
                 # Gossip both ways: wait for the meshes, then Go and Python publish their own data.
                 with anyio.fail_after(15):
                     while not disc.pubsub.mesh_peers(TOPIC):
                         await anyio.sleep(0.05)
                 await anyio.sleep(1.2)  # a heartbeat on every Go node (go has no mesh API)
-                await disc.publish_self()
+                await disc.publish_self()  # (the node also publishes it by itself, 1.5 s after start)
                 go3 = net.peer_id(3)
                 go_data = json.dumps({"peerId": go3, "lastUpdated": int(time.time()),
                                       "isStaked": True, "isWebScraper": True, "version": "v0.8.4"})
@@ -72,6 +68,10 @@ async def test_go_nodes_find_our_worker_and_see_its_node_data(godht_bin: Path):
                             await anyio.sleep(0.05)
                 entry = tracker.get(go3)
                 assert entry is not None and entry.is_staked and entry.is_web_scraper
+                (mine,) = [json.loads(bytes.fromhex(m["data"]))
+                           for m in (await net.acall("messages", node=2, topic=TOPIC))["messages"]
+                           if json.loads(bytes.fromhex(m["data"])).get("peerId") == str(host.peer_id)][:1]
+                assert mine["isStaked"] and mine["isWebScraper"] and mine["multiaddrs"]
                 assert net.peer_id(5) not in tracker
 
                 # Go nodes that are not connected to the worker find it through the DHT and send

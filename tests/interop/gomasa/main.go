@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -186,6 +187,9 @@ type node struct {
 	syncPushes map[string]int
 	refused    int
 	workDone   int
+	// With -dht: masa's Kademlia (pkg/network/kdht.go) and DistributeWork's FindPeer through it.
+	dht    *dht.IpfsDHT
+	findMs int
 }
 
 func (n *node) proto(name string) protocol.ID { return protocolWithVersion(name, n.version, n.env) }
@@ -213,6 +217,8 @@ func cmdServe(args []string) error {
 	web := fs.Bool("web", false, "web scraper (serves web work)")
 	twitter := fs.Bool("twitter", false, "twitter scraper (serves twitter work)")
 	keyHex := fs.String("key-hex", "", "identity: hex of the protobuf private key (default: new secp256k1)")
+	withDHT := fs.Bool("dht", false, "run masa's Kademlia (/masa/kad/1.0.0, K=100, alpha=100, server mode) and find unconnected workers with it")
+	findMs := fs.Int("find-ms", 50, "DistributeWork's FindPeer timeout in ms (masa: 50)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -245,7 +251,21 @@ func cmdServe(args []string) error {
 	ctx := context.Background()
 	n := &node{h: h, ctx: ctx, version: *version, env: *env, tracker: newTracker(*version),
 		bootnodes: bootnodes, start: time.Now(), handlers: map[string]func([]byte) WorkResponse{},
-		syncPushes: map[string]int{}}
+		syncPushes: map[string]int{}, findMs: *findMs}
+	if *withDHT {
+		// masa: ModeAutoServer (server until AutoNAT says private; on loopback it stays server),
+		// prefix /masa, K = 100, alpha = 100, refresh 5 min; then Bootstrap.
+		d, err := dht.New(ctx, h, dht.Mode(dht.ModeServer), dht.ProtocolPrefix("/masa"),
+			dht.BucketSize(100), dht.Concurrency(100), dht.RoutingTableRefreshPeriod(5*time.Minute))
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		if err := d.Bootstrap(ctx); err != nil {
+			return err
+		}
+		n.dht = d
+	}
 	if *web {
 		n.handlers["web"] = handleWeb
 	}
@@ -619,17 +639,28 @@ func (n *node) distributeWork(workType string, data []byte) map[string]any {
 	req := WorkRequest{WorkType: workType, RequestId: fmt.Sprintf("gomasa-%d", time.Now().UnixNano()), Data: data}
 	var errs []string
 	var attempts []string
+	var found []string // workers found through the DHT (not connected before)
 	for _, id := range eligible {
 		p, err := peer.Decode(id)
 		if err != nil {
 			continue
 		}
 		attempts = append(attempts, id)
-		// FindPeer with 50 ms: immediate when connected; no DHT here, so nothing else succeeds.
+		// FindPeer with 50 ms: immediate when connected; without -dht nothing else succeeds.
 		if n.h.Network().Connectedness(p) != network.Connected {
-			time.Sleep(50 * time.Millisecond)
-			errs = append(errs, fmt.Sprintf("Worker %s: failed to find peer: context deadline exceeded", id))
-			continue
+			if n.dht == nil {
+				time.Sleep(time.Duration(n.findMs) * time.Millisecond)
+				errs = append(errs, fmt.Sprintf("Worker %s: failed to find peer: context deadline exceeded", id))
+				continue
+			}
+			fctx, cancel := context.WithTimeout(n.ctx, time.Duration(n.findMs)*time.Millisecond)
+			_, err := n.dht.FindPeer(fctx, p)
+			cancel()
+			if err != nil {
+				errs = append(errs, fmt.Sprintf("Worker %s: failed to find peer: %v", id, err))
+				continue
+			}
+			found = append(found, id)
 		}
 		cctx, cancel := context.WithTimeout(n.ctx, 75*time.Millisecond)
 		err = n.h.Connect(cctx, peer.AddrInfo{ID: p})
@@ -647,7 +678,7 @@ func (n *node) distributeWork(workType string, data []byte) map[string]any {
 			errs = append(errs, fmt.Sprintf("Worker %s: %s", id, resp.Error))
 			continue
 		}
-		return map[string]any{"response": resp, "raw": raw, "worker": id, "eligible": eligible, "attempts": attempts}
+		return map[string]any{"response": resp, "raw": raw, "worker": id, "eligible": eligible, "attempts": attempts, "found_via_dht": found}
 	}
 	if localEligible {
 		if _, ok := n.handlers[workType]; ok {
