@@ -15,9 +15,10 @@ those too, through the tracker's gossip merge (masa's HandleNodeData).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import anyio
+from multiaddr import Multiaddr
 
 from oracle.nodedata import NodeData, NodeDataError
 from oracle.protocol import PROTOCOL_VERSION, protocol_with_version
@@ -60,7 +61,7 @@ class MasaDiscovery:
         self.refused = 0  # undecodable, or about someone else without accept_third_party
         host.start_soon(self._consume)
 
-    async def join(self, bootnodes, *, timeout: float | None = None) -> int:
+    async def join(self, bootnodes: Iterable[str | Multiaddr], *, timeout: float | None = None) -> int:
         """Connect to the bootnodes and look ourselves up (the peers closest to us learn of us);
         returns the routing table's size."""
         return await self.kad.bootstrap(bootnodes, timeout=timeout)

@@ -24,8 +24,7 @@ import time
 from dataclasses import dataclass
 
 import anyio
-from anyio.abc import ObjectReceiveStream
-from anyio.streams.memory import MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from p2p import delimited
 from p2p.errors import P2PError, RemoteProtocolError
@@ -95,7 +94,7 @@ class Subscription:
 class _Outbound:
     def __init__(self, size: int) -> None:
         self.send: MemoryObjectSendStream[bytes]
-        self.recv: ObjectReceiveStream[bytes]
+        self.recv: MemoryObjectReceiveStream[bytes]
         self.send, self.recv = anyio.create_memory_object_stream[bytes](size)
         self.dropped = 0
         self.ready = False
@@ -202,7 +201,7 @@ class PubSubService(ConnectionListenerBase):
                 self._drop_peer(peer)
 
     @staticmethod
-    async def _watch_outbound(stream, scope: anyio.CancelScope) -> None:
+    async def _watch_outbound(stream: NetStreamLike, scope: anyio.CancelScope) -> None:
         """go never writes on the stream we opened: a byte, an EOF or a reset there means the
         peer is gone (go treats its own outbound stream the same way)."""
         try:
