@@ -115,7 +115,14 @@ class KadService(ConnectionListenerBase):
 
     def identified(self, conn: ConnectionLike) -> None:
         peer = conn.remote_peer
-        if self._closed or peer in self.routing_table or peer in self._checking:
+        if self._closed:
+            return
+        if conn.identify_info is not None and self.protocol not in self.host.peerstore.protocols(peer):
+            # go: a peer that no longer lists the protocol (e.g. gone client-mode) leaves the table
+            if self.routing_table.remove(peer):
+                log.debug("kad: %s no longer serves %s: removed", peer, self.protocol)
+            return
+        if peer in self.routing_table or peer in self._checking:
             return
         if self.protocol not in self.host.peerstore.protocols(peer):
             return

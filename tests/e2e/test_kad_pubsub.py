@@ -118,3 +118,22 @@ async def test_oracle_nodes_find_a_worker_they_never_dialled():
                 assert requester.host.connection(worker.peer_id) is not None
                 lookup = requester.discovery.kad.last_lookup
                 assert lookup is not None and lookup.reason == "found"  # masa's FindPeer ran
+
+
+async def test_peer_that_stops_serving_kad_leaves_the_table():
+    with anyio.fail_after(30):
+        async with Host() as a, Host() as b:
+            await a.listen()
+            await b.listen()
+            dht_a = KadService(a)
+            dht_b = KadService(b)
+            await b.connect(a.p2p_addrs()[0])
+            while b.peer_id not in dht_a.routing_table:  # identify listed it, the check passed
+                await anyio.sleep(0.02)
+            dht_b.close()  # b turns client: its next identify no longer lists the protocol
+            await a.disconnect(b.peer_id)
+            while b.connection(a.peer_id) is not None:
+                await anyio.sleep(0.02)
+            await b.connect(a.p2p_addrs()[0])
+            while b.peer_id in dht_a.routing_table:
+                await anyio.sleep(0.02)
