@@ -23,6 +23,7 @@ lone surrogates (raw invalid bytes or `\\ud800`-style escapes) by U+FFFD like Go
 from __future__ import annotations
 
 import base64
+import codecs
 import json
 import math
 import re
@@ -87,8 +88,47 @@ def _escape_char(match: re.Match[str]) -> str:
     return f"\\u{code:04x}"
 
 
-def _quote(s: str) -> str:
+# Past this length a string is escaped by one C-level pass per character that occurs in it
+# (str.replace) instead of a Python callback per escaped character: 1 MiB of `<` took 0.63 s on
+# the callback path, 35 ms this way. Both paths give the same bytes (tests/oracle property test).
+_FAST_ESCAPE_MIN = 256
+_REPLACEMENTS = [("\\", "\\\\"), ('"', '\\"'), ("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                 ("\u2028", "\\u2028"), ("\u2029", "\\u2029")]
+_REPLACEMENTS += [(chr(c), _SHORT.get(chr(c)) or f"\\u{c:04x}") for c in range(0x20)]
+_SURROGATE_CHAR = re.compile("[\ud800-\udfff]")
+_FFFD_ERRORS = "oracle.gojson.fffd"
+
+
+def _fffd_per_char(exc: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: a run of lone surrogates becomes one `\\ufffd` escape per character."""
+    assert isinstance(exc, UnicodeEncodeError)
+    return "\\ufffd" * (exc.end - exc.start), exc.end
+
+
+codecs.register_error(_FFFD_ERRORS, _fffd_per_char)
+
+
+def _quote_slow(s: str) -> str:
+    """The reference escaper: a regex callback per character that needs escaping."""
     return '"' + _NEEDS_ESCAPE.sub(_escape_char, s) + '"'
+
+
+def _quote_fast(s: str) -> str:
+    """The same output as `_quote_slow`, one str.replace pass per escapable character present."""
+    for ch, escaped in _REPLACEMENTS:  # the backslash first: later escapes add backslashes
+        if ch in s:
+            s = s.replace(ch, escaped)
+    if not s.isascii() and _SURROGATE_CHAR.search(s):
+        s = s.encode("utf-8", _FFFD_ERRORS).decode("utf-8")
+    return '"' + s + '"'
+
+
+def _quote(s: str) -> str:
+    if not _NEEDS_ESCAPE.search(s):
+        return '"' + s + '"'
+    if len(s) >= _FAST_ESCAPE_MIN:
+        return _quote_fast(s)
+    return _quote_slow(s)
 
 
 def _go_float(f: float) -> str:

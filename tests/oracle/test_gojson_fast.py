@@ -1,0 +1,48 @@
+"""The fast string escaper (str.replace passes, for long strings) against the reference one (a
+regex callback per escaped character): byte for byte the same on any string, including lone
+surrogates (invalid bytes of a Go string), and the long-string known answers of Go 1.22's rules."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from oracle import gojson
+from oracle.gojson import go_json_dumps, go_string
+from oracle.messages import WorkResponse
+
+# Characters where escaping rules differ: the HTML-unsafe ones, quotes, controls, the two
+# separators, lone surrogates, DEL, raw non-ASCII, plain ASCII.
+_SPECIAL = st.sampled_from(
+    list('<>&"\\/ aZ\x7f\u2028\u2029é€😀\ufffd') + [chr(c) for c in range(0x20)]
+    + ["\ud800", "\udc80", "\udcff", "\udfff"])
+_TEXT = st.text(alphabet=st.one_of(_SPECIAL, st.characters()), max_size=600)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_TEXT)
+def test_fast_escaper_equals_reference(s: str) -> None:
+    assert gojson._quote_fast(s) == gojson._quote_slow(s)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=2000))
+def test_fast_escaper_on_go_strings_of_any_bytes(raw: bytes) -> None:
+    s = go_string(raw)
+    assert gojson._quote_fast(s) == gojson._quote_slow(s)
+    assert go_json_dumps(s) == gojson._quote_slow(s).encode("utf-8")
+
+
+def test_long_strings_take_the_fast_path_with_go_bytes() -> None:
+    n = gojson._FAST_ESCAPE_MIN * 4
+    assert go_json_dumps("<" * n) == b'"' + b"\\u003c" * n + b'"'
+    assert go_json_dumps(go_string(b"\xff" * n)) == b'"' + b"\\ufffd" * n + b'"'
+    assert go_json_dumps("\\\"\x01\u2028" * n) == b'"' + b'\\\\\\"\\u0001\\u2028' * n + b'"'
+    assert go_json_dumps(go_string(b"a\xe2\x82c" * n)) == b'"' + b"a\\ufffd\\ufffdc" * n + b'"'
+
+
+def test_one_mib_of_lt_answer_is_exact() -> None:
+    """The attack's answer: the request's bytes as a Go string, 6 bytes per `<`."""
+    data = b"<" * (1 << 20)
+    body = WorkResponse(data=go_string(data), worker_peer_id="w").to_go_json()
+    assert body == b'{"data":"' + b"\\u003c" * (1 << 20) + b'","workerPeerId":"w"}'
