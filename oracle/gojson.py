@@ -31,6 +31,7 @@ from decimal import Decimal
 from typing import Any
 
 from p2p.errors import LocalProtocolError, RemoteProtocolError
+from p2p.logtext import bounded
 
 __all__ = [
     "GoJSONEncodeError",
@@ -235,7 +236,7 @@ def _pairs_hook(pairs: list[tuple[str, Any]]) -> Pairs:
 def _parse_float(text: str) -> float:
     value = float(text)
     if math.isinf(value):
-        raise JSONSyntaxError(f"json: cannot unmarshal number {text} into Go value of type float64")
+        raise JSONSyntaxError(f"json: cannot unmarshal number {bounded(text)} into Go value of type float64")
     return value
 
 

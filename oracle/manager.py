@@ -28,6 +28,7 @@ import anyio
 import anyio.to_thread
 
 from oracle.messages import WorkRequest, WorkResponse
+from p2p.logtext import bounded
 
 __all__ = [
     "ERR_ALL_FAILED",
@@ -271,8 +272,8 @@ class WorkHandlerManager:
                     self._failures.pop(str(peer), None)
                     return response
                 self._failures[str(peer)] = self._clock()
-                log.info("remote worker %s failed: %s", peer, response.error)
-                errors.append(f"Worker {peer}: {response.error}")
+                log.info("remote worker %s failed: %s", peer, bounded(response.error))
+                errors.append(f"Worker {peer}: {bounded(response.error)}")
         if self.has_handler(request.work_type):
             response = await self.execute_work(request)
             if not response.error:

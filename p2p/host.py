@@ -37,6 +37,7 @@ from p2p.errors import ConnectionClosed, DialError, InvalidMultiaddr, P2PError, 
 from p2p.events import ConnectionListener
 from p2p.identity import InvalidPeerId, PeerId, PrivateKey, PublicKey
 from p2p.interfaces import expand_wildcards
+from p2p.logtext import bounded_exc
 from p2p.negotiate import LazyStream, handle_protocol, select_protocol
 from p2p.peerstore import Peerstore
 from p2p.protocols import identify as idp
@@ -456,7 +457,7 @@ class Host:
                 max_na_rounds=self.config.max_negotiation_rounds,
             )
         except (P2PError, anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-            log.debug("inbound stream negotiation with %s failed: %r", conn.peer_id, exc)
+            log.debug("inbound stream negotiation with %s failed: %s", conn.peer_id, bounded_exc(exc))
             await _quiet_reset(stream)
             return
         stream.protocol = proto
@@ -472,7 +473,7 @@ class Host:
         except Exception as exc:  # a handler's failure must not take the connection down
             if isinstance(exc, (P2PError, anyio.EndOfStream, anyio.BrokenResourceError,
                                 anyio.ClosedResourceError, TimeoutError)):
-                log.debug("handler for %s from %s ended: %r", proto, conn.peer_id, exc)
+                log.debug("handler for %s from %s ended: %s", proto, conn.peer_id, bounded_exc(exc))
             else:
                 log.exception("handler for %s from %s raised", proto, conn.peer_id)
             await _quiet_reset(stream)

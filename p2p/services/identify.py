@@ -19,6 +19,7 @@ from p2p.errors import P2PError
 from p2p.events import ConnectionListenerBase
 from p2p.hostapi import ConnectionLike, HostLike, NetStreamLike
 from p2p.identity import PeerId, PublicKey
+from p2p.logtext import bounded_exc
 from p2p.protocols import identify as idp
 
 log = logging.getLogger(__name__)
@@ -93,17 +94,24 @@ class IdentifyService(ConnectionListenerBase):
     async def _request(self, conn: ConnectionLike) -> None:
         info: idp.IdentifyInfo | None = None
         error: BaseException | None = None
+        stream: Any = None
         try:
             with anyio.fail_after(self.host.config.identify_timeout):
                 stream = await self.host.new_stream(conn.remote_peer, [idp.IDENTIFY])
                 data = await stream.receive_until_eof(self._limit)
-                await stream.aclose()
             info = idp.decode_messages(data, max_message=self._max_message,
                                        max_messages=self._max_messages)
+            await stream.aclose()
             self._store(conn.remote_peer, info)
         except _NET_ERRORS as exc:
-            log.debug("identify with %s failed: %r", conn.remote_peer, exc)
+            log.debug("identify with %s failed: %s", conn.remote_peer, bounded_exc(exc))
             info, error = None, exc
+            if stream is not None:  # a failed read must not leave the stream open (go resets it)
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await stream.reset()
+                    except Exception:  # the stream or connection is already gone
+                        pass
         finally:
             self.host.set_identified(conn, info, error)
 

@@ -20,6 +20,7 @@ from multiaddr import Multiaddr
 
 from p2p.errors import ConnectionClosed, DialError, ListenError, P2PError, PeerIdMismatch
 from p2p.identity import PeerId
+from p2p.logtext import bounded_exc
 from p2p.transport.aio_stream import adopt
 from p2p.transport.base import OnConnection, TransportContext
 
@@ -296,7 +297,7 @@ class TcpTransport:
                 return
             except (P2PError, OSError, anyio.EndOfStream, anyio.BrokenResourceError,
                     anyio.ClosedResourceError) as exc:
-                log.debug("inbound upgrade from %s failed: %r", remote, exc)
+                log.debug("inbound upgrade from %s failed: %s", remote, bounded_exc(exc))
                 if metrics is not None:
                     metrics.handshake_failed("inbound", getattr(exc, "stage", "connection lost"))
                 with anyio.CancelScope(shield=True):
