@@ -53,6 +53,7 @@ from p2p.identity import KeyType, PeerId, PrivateKey, load_private_key_file, par
 from p2p.host import Host
 from p2p.trace.cli import add_trace_options, tracer_from_args
 
+from oracle.gating import WorkLimits
 from oracle.handlers import HandlerLoadError, default_handlers, handle_test, load_handler
 from oracle.manager import ERR_NO_WORKERS, WorkerConfig, WorkHandler
 from oracle.messages import WorkResponse
@@ -166,7 +167,7 @@ def build_handlers(workers: Sequence[str], specs: Sequence[str], *, default_test
 _LIST_KEYS = {"listen", "worker", "peer", "bootnode", "allow", "handler"}
 _SCALAR_KEYS = {
     "key_type", "key_file", "protocol_version", "env", "connect_timeout",
-    "max_concurrent_per_peer", "max_concurrent_total", "limits", "staked", "metrics", "dht",
+    "max_concurrent_per_peer", "max_concurrent_total", "limits", "staked", "metrics", "dht", "work_limits",
 }
 
 
@@ -246,6 +247,27 @@ def _refuse_own_peer_id(identity: PrivateKey, addrs: Sequence[str]) -> None:
                 "(is another process using the same key file?)")))
 
 
+def _work_limits(value: Any) -> WorkLimits:
+    """`--work-limits` (JSON text, `@file`, or a mapping from --config): WorkLimits fields."""
+    if value is None:
+        return WorkLimits()
+    data = value
+    if not isinstance(value, dict):
+        text = str(value)
+        try:
+            if text.startswith("@"):
+                text = Path(text[1:]).read_text(encoding="utf-8")
+            data = json.loads(text)
+        except (OSError, ValueError) as exc:
+            raise CliError(f"--work-limits: {exc}") from None
+    if not isinstance(data, dict):
+        raise CliError("--work-limits: expected a JSON object")
+    try:
+        return WorkLimits.from_mapping(data)
+    except (TypeError, ValueError) as exc:
+        raise CliError(f"--work-limits: {exc}") from None
+
+
 def _node_config(args: argparse.Namespace, **overrides: Any) -> NodeConfig:
     _check_addrs("--peer", args.peer or [])
     _check_addrs("--listen", args.listen or [])
@@ -272,6 +294,7 @@ async def cmd_node(args: argparse.Namespace) -> int:
         max_concurrent_per_peer=int(args.max_concurrent_per_peer or 4),
         max_concurrent_total=int(args.max_concurrent_total or 32),
         host=_host_config(args.limits),
+        work_limits=_work_limits(args.work_limits),
     )
     handlers = build_handlers(args.worker or [], args.handler or [])
     identity, source = resolve_identity(args.key_type, args.key_file)  # last: may create the key file
@@ -483,6 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="work requests at once (default 32)")
     n.add_argument("--limits", metavar="JSON",
                    help="host limits and timeouts: a JSON object of p2p HostConfig fields, or @FILE")
+    n.add_argument("--work-limits", metavar="JSON",
+                   help="worker limits: a JSON object of oracle.gating.WorkLimits fields (queue"
+                        " bounds and timeout, answer memory budgets), or @FILE")
     n.add_argument("--config", metavar="FILE", help="JSON file with the same keys as the options")
     n.add_argument("--metrics", type=metrics_address, metavar="HOST:PORT",
                    help="serve Prometheus metrics at http://HOST:PORT/metrics (default: off)")
@@ -527,7 +553,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not hasattr(args, name):
             setattr(args, name, None)
     for name in ("config", "key_type", "key_file", "protocol_version", "env", "connect_timeout",
-                 "max_concurrent_per_peer", "max_concurrent_total", "staked", "metrics"):
+                 "max_concurrent_per_peer", "max_concurrent_total", "staked", "metrics",
+                 "work_limits"):
         if not hasattr(args, name):
             setattr(args, name, None)
     setup_logging(args.log_level)

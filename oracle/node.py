@@ -37,7 +37,8 @@ from p2p.identity import PeerId, PrivateKey
 from p2p.protocols import identify as idp
 from p2p.protocols import ping as pingp
 
-from oracle.gating import WorkerPolicy
+from oracle.gating import WorkerPolicy, WorkLimits
+from p2p.logtext import bounded
 from oracle.manager import WorkerConfig, WorkHandler, WorkHandlerManager
 from oracle.discovery import MasaDiscovery
 from oracle.membership import MembershipConfig, MembershipService
@@ -93,6 +94,8 @@ class NodeConfig:
     allowed_peers: tuple[str, ...] | None = None  # None: any peer may submit work
     max_concurrent_per_peer: int = 4
     max_concurrent_total: int = 32
+    # queue bounds, queue timeout and answer memory budgets (the two limits above override its own)
+    work_limits: WorkLimits = field(default_factory=WorkLimits)
     serve_ping: bool = True  # masa nodes disable ping; ours answers unless told not to
     connect_timeout: float = 10.0  # per bootstrap peer: dial + upgrade
     identify_timeout: float = 10.0
@@ -194,6 +197,7 @@ class OracleNode:
             allowed_peers=cfg.allowed_peers,
             max_concurrent_per_peer=cfg.max_concurrent_per_peer,
             max_concurrent_total=cfg.max_concurrent_total,
+            limits=cfg.work_limits,
         )
         self.manager = WorkHandlerManager(cfg.worker, rng=rng)
         for work_type, handler in (handlers or {}).items():
@@ -422,7 +426,8 @@ class OracleNode:
         try:
             await self.host.identify(peer, timeout=self.config.identify_timeout)
         except (P2PError, TimeoutError) as exc:
-            log.warning("identify with %s failed (%s): it will not be used as a worker", peer, exc)
+            log.warning("identify with %s failed (%s): it will not be used as a worker", peer,
+                        bounded(exc))
             return peer
         if self.membership.oracle_protocol in self.host.peerstore.protocols(peer):
             if not await self.membership.wait_for_entry(peer, self.config.node_data_wait):
@@ -440,7 +445,7 @@ class OracleNode:
             try:
                 results[str(addr)] = await self.connect(addr)
             except _CONNECT_ERRORS as exc:
-                log.warning("could not connect to %s: %s", addr, exc)
+                log.warning("could not connect to %s: %s", addr, bounded(exc))
                 results[str(addr)] = exc
 
         async with anyio.create_task_group() as tg:

@@ -4,11 +4,15 @@ One stream carries one exchange (masa pkg/workers/worker_manager.go, HandleWorke
 sendWorkToWorker): the requester writes a frame holding a JSON WorkRequest, the worker answers with a
 frame holding a JSON WorkResponse whose workerPeerId is its own peer ID, then closes the stream.
 
-What we add to Go's handler, in order: admission by the WorkerPolicy before reading anything (refusal
-= an error response), a size limit and a read timeout on the request (malformed or slow input =
-stream reset, no answer), cancellation of the work when the requester goes away (EOF or reset on
-the stream while the work runs: a Go requester only closes its side once it has given up or read
-the answer), a bounded write of the answer.
+What we add to Go's handler, in order: admission by the WorkerPolicy before reading anything (a
+request over its peer's share waits in a bounded queue for a bounded time; refusal = an error
+response), a size limit and a read timeout on the request (malformed or slow input = stream reset,
+no answer), cancellation of the work when the requester goes away (EOF or reset on the stream while
+the work runs: a Go requester only closes its side once it has given up or read the answer), an
+answer encoded off the event loop when it is large (other peers are not stalled by one answer), held
+within the policy's answer memory budget, and a bounded write of it. The request's slot is kept
+until its answer is written or the stream is gone, so a requester that never reads holds at most its
+share of slots and of the answer budget.
 
 Written against the Host/NetStream API of p2p/host.py (structural types below), so it can be
 exercised with in-memory fakes.
@@ -27,13 +31,15 @@ import sniffio
 
 from p2p.errors import P2PError
 from p2p.host import NetStream
+from p2p.logtext import bounded
 from oracle.framing import (
     DEFAULT_MAX_REQUEST_SIZE,
     DEFAULT_MAX_RESPONSE_SIZE,
+    encode_frame,
     read_message,
     write_message,
 )
-from oracle.gating import WorkerPolicy, WorkRefused
+from oracle.gating import Admission, WorkerPolicy, WorkRefused
 from oracle.gojson import GoJSONEncodeError
 from oracle.manager import WorkHandlerManager
 from oracle.messages import MessageError, WorkRequest, WorkResponse
@@ -54,6 +60,9 @@ PROTOCOL_VERSION = "v0.8.4"  # masa internal/versioning ProtocolVersion
 WORKER_PROTOCOL_NAME = "worker_protocol"
 # Bytes a requester may send after its request before we call it a protocol violation.
 _MAX_TRAILING_BYTES = 64 * 1024
+# Answers whose data/error strings are at most this long are encoded on the event loop (well under
+# a millisecond even when every character needs an escape); larger ones on a worker thread.
+_ENCODE_ON_LOOP = 16 * 1024
 # Errors a stream or host may raise for network reasons (everything else is a bug and propagates).
 _NET_ERRORS = (
     P2PError,
@@ -166,7 +175,13 @@ class WorkerProtocol(Protocol):
         self.read_timeout = read_timeout
         self.write_timeout = write_timeout
         self.work_timeout = work_timeout
+        limits = self.policy.limits
+        if limits.max_answer_bytes_per_peer < max_response_size + 4:
+            raise ValueError(
+                f"the policy's max_answer_bytes_per_peer ({limits.max_answer_bytes_per_peer}) must"
+                f" hold one answer of max_response_size ({max_response_size}) bytes and its prefix")
         self._host: HostLike | None = None
+        self._encode_limiter: anyio.CapacityLimiter | None = None
 
     @property
     def protocol_id(self) -> str:
@@ -186,32 +201,52 @@ class WorkerProtocol(Protocol):
     async def handle_stream(self, stream: NetStreamLike) -> None:
         """Serve one request on `stream`; never raises for anything the remote does."""
         try:
-            admission = self.policy.admit(stream.remote_peer)
+            admission = self.policy.request(stream.remote_peer)
         except WorkRefused as refused:
             log.info("refused work from %s: %s", stream.remote_peer, refused.reason)
-            await self._answer(stream, WorkResponse(error=refused.reason))
+            await self._write_answer(stream, self._small_answer(refused.reason), None)
             return
-        with admission:
+        # The slot (queued or held) is given back only once the answer is written or the stream
+        # is gone: what the answer holds in memory stays under the policy's limits.
+        try:
+            if not admission.granted and not await self._wait_turn(admission):
+                refused = self.policy.expire(admission)
+                log.info("refused work from %s: %s", stream.remote_peer, refused.reason)
+                await self._write_answer(stream, self._small_answer(refused.reason), None)
+                return
             try:
                 body = await read_message(stream, max_size=self.max_request_size, timeout=self.read_timeout)
                 request = WorkRequest.from_json(body)
             except _NET_ERRORS as exc:  # MessageError and frame errors are P2PErrors too
-                log.info("bad work request from %s: %s", stream.remote_peer, exc)
+                log.info("bad work request from %s: %s", stream.remote_peer, bounded(exc))
                 await _reset(stream)
                 return
+            del body
             try:
                 self.policy.check_work_type(request.work_type)
             except WorkRefused as refused:
                 response: WorkResponse | None = WorkResponse(error=refused.reason)
             else:
                 response = await self._execute_watching(stream, request)
-        # The slot is freed once the work is done, before answering: a requester that starts its
-        # next request as soon as it reads this answer must not find its own slot still taken.
-        if response is None:
-            log.info("requester %s went away; work %r cancelled", stream.remote_peer, request.request_id)
-            await _reset(stream)
-            return
-        await self._answer(stream, response)
+            if response is None:
+                log.info("requester %s went away; work %s cancelled", stream.remote_peer,
+                         bounded(repr(request.request_id)))
+                await _reset(stream)
+                return
+            del request
+            frame = await self._encode_answer(response)
+            del response  # only the encoded answer is kept while it waits on its reader
+            await self._write_answer(stream, frame, admission)
+        finally:
+            admission.release()
+
+    async def _wait_turn(self, admission: Admission) -> bool:
+        """Wait in the policy's queue (bounded by its queue_timeout); True once granted a slot."""
+        granted = anyio.Event()
+        admission.on_grant = granted.set
+        with anyio.move_on_after(self.policy.limits.queue_timeout):
+            await granted.wait()
+        return admission.granted
 
     async def _execute_watching(self, stream: NetStreamLike, request: WorkRequest) -> WorkResponse | None:
         """Run the work while watching the stream; None if the requester left (work cancelled)."""
@@ -246,8 +281,12 @@ class WorkerProtocol(Protocol):
             tg.cancel_scope.cancel()
         return None if gone else result
 
-    async def _answer(self, stream: NetStreamLike, response: WorkResponse) -> None:
-        response = replace(response, worker_peer_id=self._local_id)
+    def _small_answer(self, error: str) -> bytes:
+        return encode_frame(WorkResponse(error=error, worker_peer_id=self._local_id).to_go_json())
+
+    def _encode_frame(self, response: WorkResponse) -> bytes:
+        """The answer's frame (length prefix + Go JSON), or an error answer's when it cannot be
+        encoded or is over the response size limit. Runs on a worker thread for large answers."""
         try:
             body = response.to_go_json()
         except GoJSONEncodeError as exc:
@@ -255,14 +294,35 @@ class WorkerProtocol(Protocol):
         if len(body) > self.max_response_size:
             error = f"work response of {len(body)} bytes exceeds the limit of {self.max_response_size} bytes"
             body = WorkResponse(error=error, worker_peer_id=self._local_id).to_go_json()
+        return encode_frame(body)
+
+    async def _encode_answer(self, response: WorkResponse) -> bytes:
+        """Encode on the event loop when it is cheap, else on a worker thread (one at a time, so
+        large answers being built cost the memory of one), leaving the loop to other peers."""
+        response = replace(response, worker_peer_id=self._local_id)
+        data, error = response.data, response.error
+        if ((data is None or (type(data) in (str, bytes) and len(data) <= _ENCODE_ON_LOOP))
+                and len(error) <= _ENCODE_ON_LOOP and response.work_request is None):
+            return self._encode_frame(response)
+        if self._encode_limiter is None:
+            self._encode_limiter = anyio.CapacityLimiter(1)
+        return await anyio.to_thread.run_sync(self._encode_frame, response, limiter=self._encode_limiter)
+
+    async def _write_answer(self, stream: NetStreamLike, frame: bytes, admission: Admission | None) -> None:
+        if len(frame) > stream.initial_send_window and admission is not None:
+            # It can wait on its reader: it must fit the answer memory budget, else an error goes.
+            refused = self.policy.reserve_answer(admission, len(frame))
+            if refused is not None:
+                log.info("refused work from %s: %s", stream.remote_peer, refused.reason)
+                frame = self._small_answer(refused.reason)
         try:
-            if len(body) + 4 <= stream.initial_send_window:
-                await write_message(stream, body)
+            if len(frame) <= stream.initial_send_window:
+                await stream.send(frame)
             else:
                 with anyio.fail_after(self.write_timeout):
-                    await write_message(stream, body)
+                    await stream.send(frame)
         except _NET_ERRORS as exc:
-            log.info("could not answer %s: %s", stream.remote_peer, exc)
+            log.info("could not answer %s: %s", stream.remote_peer, bounded(exc))
             await _reset(stream)
             return
         await _close(stream, self.write_timeout)

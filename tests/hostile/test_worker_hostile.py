@@ -16,7 +16,7 @@ import anyio
 import pytest
 
 from kit import stop_checked
-from kit import HONEST_DEADLINE, NodeProcess, go_probe, run_case
+from kit import HONEST_DEADLINE, REPORT, NodeProcess, go_probe, run_case
 
 from oracle.messages import WorkRequest, WorkResponse
 from oracle.protocol import send_work_to_worker
@@ -38,7 +38,9 @@ def node(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
     home = tmp_path_factory.mktemp("oracle-home")
     n = NodeProcess(["-m", "oracle", "--log-level", "INFO", "node", "--key-type", "ed25519",
                      "--worker", "test", "--max-concurrent-per-peer", "2",
-                     "--max-concurrent-total", "4", "--allow", pid(HONEST_KEY),
+                     "--max-concurrent-total", "4",
+                     "--work-limits", '{"max_queued_per_peer": 1, "queue_timeout": 1.0}',
+                     "--allow", pid(HONEST_KEY),
                      "--allow", pid(INSIDER_KEY)],
                     log_dir=log_dir, env={"HOME": str(home)})
     yield n
@@ -139,26 +141,32 @@ async def test_peer_outside_allowlist(node, honest_req, go_binary) -> None:
 
 @pytest.mark.anyio
 async def test_more_concurrent_requests_than_allowed(node, honest_req, insider, go_binary) -> None:
-    """The insider holds its 2 slots with half-sent requests; a 3rd is refused at once, and the
-    honest requester (its own slots, 2 of the 4 in all left) is still served."""
+    """The insider holds its 2 slots with half-sent requests; a 3rd waits in its queue (1 place)
+    and is refused after the 1 s queue timeout, a 4th is refused at once (queue full); the honest
+    requester (its own slots, 2 of the 4 in all left) is still served."""
     refusals: list[WorkResponse] = []
 
     async def attack(started: anyio.Event) -> None:
         held = [await insider.raw_stream() for _ in range(2)]
         for s in held:
             await s.send(b"\x00")  # one byte of the length: the slot is taken, the read waits
+        async def extra() -> None:
+            refusals.append(await insider.work(deadline=5))
+
         with anyio.fail_after(5):
-            while True:
-                response = await insider.work(deadline=5)
-                if "already has 2 requests running" in response.error:
-                    refusals.append(response)
-                    break
+            async with anyio.create_task_group() as tg:  # whichever comes first takes the queue
+                tg.start_soon(extra)
+                tg.start_soon(extra)
         started.set()
         await anyio.sleep_forever()
 
     await run_case("worker over the concurrency limit", node, attack,
                    [honest_req.probe, lambda: go_probe(node.addr, go_binary)], rounds=2)
-    assert refusals
+    errors = sorted(r.error for r in refusals)
+    assert errors == ["work refused: peer %s already has 2 requests running, and its queue is full"
+                      % pid(INSIDER_KEY),
+                      "work refused: peer %s already has 2 requests running; waited 1 s for a turn"
+                      % pid(INSIDER_KEY)], errors
 
 
 @pytest.mark.anyio
@@ -199,3 +207,23 @@ async def test_trickling_body(node, honest_req, insider, go_binary) -> None:
 
     await run_case("worker body trickling 1 byte/s", node, attack, [honest_until_done], rounds=1)
     assert outcome and 9.0 <= outcome[0] <= 13.0, outcome
+
+
+@pytest.mark.anyio
+async def test_peer_text_in_logs_is_bounded(node, honest_req, insider) -> None:
+    """A request id of 700,000 digits (a number too large for a float64: Go's decoder quotes it
+    in its error, and so does ours) adds one bounded line to the log, not 700 kB."""
+    digits = b"9" * 700_000 + b".0"
+    body = b'{"workType":"test","requestId":' + digits + b"}"
+    before = node.log_size()
+    stream = await insider.raw_stream()
+    await stream.send(len(body).to_bytes(4, "big") + body)
+    await expect_reset(stream, 5)
+    await honest_req.probe()
+    text = node.stderr()[before:]
+    assert f"bad work request from {pid(INSIDER_KEY)}: json: cannot unmarshal number 9999" in text
+    assert "more characters)" in text
+    added = len(text)
+    with open(REPORT, "a") as f:
+        f.write(f"log bound: a 700 kB request id added {added} bytes to the node's log\n")
+    assert added < 2000, text[:3000]

@@ -256,3 +256,21 @@ def test_node_limits_option_reaches_the_host():
         _host_config('{"bogus": 1}')
     with pytest.raises(CliError):
         _host_config({"max_connections": "x"})
+
+
+def test_node_work_limits_option(tmp_path: Path) -> None:
+    from oracle.cli import CliError, _node_config, _work_limits
+    from oracle.gating import WorkLimits
+
+    assert _work_limits(None) == WorkLimits()
+    assert _work_limits('{"max_queued_per_peer": 3}').max_queued_per_peer == 3
+    assert _work_limits({"queue_timeout": 2}).queue_timeout == 2  # from --config
+    path = tmp_path / "w.json"
+    path.write_text('{"max_answer_bytes_total": 100000000}')
+    assert _work_limits(f"@{path}").max_answer_bytes_total == 100_000_000
+    for bad in ('{"bogus": 1}', '{"queue_timeout": -1}', "[1]", "{nope"):
+        with pytest.raises(CliError, match="--work-limits"):
+            _work_limits(bad)
+    args = cli.build_parser().parse_args(["node", "--work-limits", '{"max_queued_total": 5}'])
+    config = _node_config(args, work_limits=_work_limits(args.work_limits))
+    assert config.work_limits.max_queued_total == 5

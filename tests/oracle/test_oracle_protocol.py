@@ -136,7 +136,7 @@ async def test_policy_refusal_is_an_error_response() -> None:
 async def test_concurrency_limit_refuses_extra_requests() -> None:
     async with FakeNetwork() as net:
         client = net.add_host("peerA")
-        _, mgr, proto = _worker(net, policy=WorkerPolicy(max_concurrent_per_peer=1))
+        _, mgr, proto = _worker(net, policy=WorkerPolicy(max_concurrent_per_peer=1, max_queued_per_peer=0))
         started, release = anyio.Event(), anyio.Event()
 
         async def slow(data: bytes) -> str:
@@ -154,10 +154,91 @@ async def test_concurrency_limit_refuses_extra_requests() -> None:
             tg.start_soon(first)
             await started.wait()
             second = await send_work_to_worker(client, "peerB", WorkRequest("test", data=b"x"))
-            assert second.error == "work refused: peer peerA already has 1 requests running"
+            assert second.error == ("work refused: peer peerA already has 1 requests running,"
+                                    " and its queue is full")
             release.set()
         assert results[0].data == "slow done"
         assert proto.policy.active == 0
+
+
+async def _slow_worker(net: FakeNetwork, policy: WorkerPolicy, **kw: Any):
+    """A worker whose `slow` work waits for `release`; `started` is set when one begins."""
+    _, mgr, proto = _worker(net, policy=policy, **kw)
+    started, release = anyio.Event(), anyio.Event()
+
+    async def slow(data: bytes) -> str:
+        started.set()
+        await release.wait()
+        return "slow done"
+
+    mgr.add_handler("slow", slow)
+    return proto, started, release
+
+
+@pytest.mark.anyio
+async def test_requests_over_the_share_wait_for_a_slot() -> None:
+    """A burst over the peer's share queues: every request is served, in turn."""
+    async with FakeNetwork() as net:
+        client = net.add_host("peerA")
+        proto, started, release = await _slow_worker(net, WorkerPolicy(max_concurrent_per_peer=1))
+        results: list[WorkResponse] = []
+
+        async def one(work_type: str) -> None:
+            results.append(await send_work_to_worker(client, "peerB", WorkRequest(work_type, data=b"x")))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(one, "slow")
+            await started.wait()
+            for _ in range(3):
+                tg.start_soon(one, "test")
+            with anyio.fail_after(5):
+                while proto.policy.waiting < 3:
+                    await anyio.sleep(0.01)
+            assert proto.policy.active == 1 and results == []
+            release.set()
+        assert sorted(r.data for r in results) == ["slow done", "x", "x", "x"]
+        assert all(not r.error for r in results)
+        assert proto.policy.active == 0 and proto.policy.waiting == 0 and proto.policy.queued == 3
+
+
+@pytest.mark.anyio
+async def test_queued_request_refused_after_the_queue_timeout() -> None:
+    async with FakeNetwork() as net:
+        client = net.add_host("peerA")
+        proto, started, release = await _slow_worker(
+            net, WorkerPolicy(max_concurrent_per_peer=1, queue_timeout=0.2))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(send_work_to_worker, client, "peerB", WorkRequest("slow"))
+            await started.wait()
+            second = await send_work_to_worker(client, "peerB", WorkRequest("test", data=b"x"))
+            release.set()
+        assert second.error == ("work refused: peer peerA already has 1 requests running;"
+                                " waited 0.2 s for a turn")
+        assert proto.policy.active == 0 and proto.policy.waiting == 0
+
+
+@pytest.mark.anyio
+async def test_answer_over_the_memory_budget_becomes_an_error() -> None:
+    """An answer larger than a stream window must fit the budget; one that does not is replaced
+    by an error answer, and the budget is free again once the answers are written."""
+    async with FakeNetwork() as net:
+        client = net.add_host("peerA")
+        limits = dict(max_answer_bytes_per_peer=2 << 20, max_answer_bytes_total=2 << 20)
+        proto = _worker(net, policy=WorkerPolicy(**limits), max_response_size=1 << 20)[2]
+        fits = await send_work_to_worker(client, "peerB", WorkRequest("test", data=b"<" * 100_000))
+        assert fits.data == "<" * 100_000 and not fits.error  # 600 kB answer, encoded off the loop
+        assert proto.policy.answer_bytes == 0 and proto.policy.active == 0
+        proto.policy.reserve_answer(proto.policy.admit("someone"), (2 << 20) - 100_000)
+        refused = await send_work_to_worker(client, "peerB", WorkRequest("test", data=b"<" * 100_000))
+        assert refused.data is None
+        assert refused.error.startswith("work refused: an answer of 600038 bytes does not fit the"
+                                        " worker's answer memory budget now")
+
+
+def test_answer_budget_must_hold_the_largest_answer() -> None:
+    with pytest.raises(ValueError, match="max_answer_bytes_per_peer"):
+        WorkerProtocol(WorkHandlerManager(), WorkerPolicy(max_answer_bytes_per_peer=1 << 20),
+                       max_response_size=1 << 20)
 
 
 @pytest.mark.anyio
