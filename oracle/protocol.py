@@ -204,7 +204,7 @@ class WorkerProtocol(Protocol):
             admission = self.policy.request(stream.remote_peer)
         except WorkRefused as refused:
             log.info("refused work from %s: %s", stream.remote_peer, refused.reason)
-            await self._write_answer(stream, self._small_answer(refused.reason), None)
+            await self._refuse(stream, refused.reason)
             return
         # The slot (queued or held) is given back only once the answer is written or the stream
         # is gone: what the answer holds in memory stays under the policy's limits.
@@ -212,11 +212,15 @@ class WorkerProtocol(Protocol):
             if not admission.granted and not await self._wait_turn(admission):
                 refused = self.policy.expire(admission)
                 log.info("refused work from %s: %s", stream.remote_peer, refused.reason)
-                await self._write_answer(stream, self._small_answer(refused.reason), None)
+                await self._refuse(stream, refused.reason)
                 return
             try:
                 body = await read_message(stream, max_size=self.max_request_size, timeout=self.read_timeout)
-                request = WorkRequest.from_json(body)
+                if len(body) <= _ENCODE_ON_LOOP:
+                    request = WorkRequest.from_json(body)
+                else:  # a large request is decoded off the loop too (1 MiB: ~15 ms of CPU)
+                    request = await anyio.to_thread.run_sync(WorkRequest.from_json, body,
+                                                             limiter=self._limiter())
             except _NET_ERRORS as exc:  # MessageError and frame errors are P2PErrors too
                 log.info("bad work request from %s: %s", stream.remote_peer, bounded(exc))
                 await _reset(stream)
@@ -304,11 +308,24 @@ class WorkerProtocol(Protocol):
         if ((data is None or (type(data) in (str, bytes) and len(data) <= _ENCODE_ON_LOOP))
                 and len(error) <= _ENCODE_ON_LOOP and response.work_request is None):
             return self._encode_frame(response)
+        return await anyio.to_thread.run_sync(self._encode_frame, response, limiter=self._limiter())
+
+    def _limiter(self) -> anyio.CapacityLimiter:
+        """One worker thread at a time builds or parses large messages: their transient copies
+        cost the memory of one, and the loop keeps a core when the machine has two."""
         if self._encode_limiter is None:
             self._encode_limiter = anyio.CapacityLimiter(1)
-        return await anyio.to_thread.run_sync(self._encode_frame, response, limiter=self._encode_limiter)
+        return self._encode_limiter
 
-    async def _write_answer(self, stream: NetStreamLike, frame: bytes, admission: Admission | None) -> None:
+    async def _refuse(self, stream: NetStreamLike, reason: str) -> None:
+        """Answer a refusal, then read the request it refused (bounded by the request size limit
+        and the read timeout) before closing: a requester that writes its whole request before
+        reading (Go's sendWorkToWorker) would otherwise wait forever on a stream window that a
+        closed stream never reopens, and never see the refusal."""
+        await self._write_answer(stream, self._small_answer(reason), None, drain=True)
+
+    async def _write_answer(self, stream: NetStreamLike, frame: bytes, admission: Admission | None,
+                            *, drain: bool = False) -> None:
         if len(frame) > stream.initial_send_window and admission is not None:
             # It can wait on its reader: it must fit the answer memory budget, else an error goes.
             refused = self.policy.reserve_answer(admission, len(frame))
@@ -325,6 +342,12 @@ class WorkerProtocol(Protocol):
             log.info("could not answer %s: %s", stream.remote_peer, bounded(exc))
             await _reset(stream)
             return
+        if drain:
+            try:
+                await read_message(stream, max_size=self.max_request_size, timeout=self.read_timeout)
+            except _NET_ERRORS:
+                await _reset(stream)
+                return
         await _close(stream, self.write_timeout)
 
 

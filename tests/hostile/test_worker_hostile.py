@@ -227,3 +227,19 @@ async def test_peer_text_in_logs_is_bounded(node, honest_req, insider) -> None:
     with open(REPORT, "a") as f:
         f.write(f"log bound: a 700 kB request id added {added} bytes to the node's log\n")
     assert added < 2000, text[:3000]
+
+
+def test_refused_large_request_from_go_gets_its_refusal(node, go_binary) -> None:
+    """A go requester written as masa's sendWorkToWorker (write the whole request, then read)
+    outside the allowlist, with a request larger than a stream window: it must read its refusal
+    (a worker that closes without reading leaves that write waiting forever)."""
+    from gopeer import run_gopeer
+
+    start = time.perf_counter()
+    result = run_gopeer("bench", "dial", "worker", "--addr", node.addr, "--params",
+                        '{"size": 300000, "count": 1, "concurrency": 1}', binary=go_binary,
+                        timeout=30)
+    took = time.perf_counter() - start
+    with open(REPORT, "a") as f:
+        f.write(f"refused 400 kB go request: answered in {took:.2f} s: {result['first_error']}\n")
+    assert result["failures"] == 1 and "is not allowed to submit work" in result["first_error"], result
