@@ -13,7 +13,7 @@ stream is wrapped so its bytes are reported, and the Noise core is the one that 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from multiaddr import Multiaddr
@@ -117,13 +117,17 @@ async def upgrade_outbound(
 
 async def upgrade_inbound(raw: ByteStream, identity: PrivateKey, config: HostConfig,
                           local_addr: Multiaddr, remote_addr: Multiaddr, trace: Any = None,
-                          ) -> UpgradedConnection:
+                          *, progress: Callable[[], None] | None = None) -> UpgradedConnection:
+    """`progress` is called once the dialer has negotiated the security protocol (admission
+    evicts handshakes that got that far last)."""
     conn = BufferedStream(raw if trace is None else trace.wrap(raw))
     t = config.negotiation_timeout
     await _stage(
         "security negotiation",
         handle_protocol(conn, ["/noise"], timeout=t, max_na_rounds=config.max_negotiation_rounds),
     )
+    if progress is not None:
+        progress()
     muxers = config.muxer_protocols if config.early_muxer_negotiation else ()
     secure = await _stage(
         "noise handshake",

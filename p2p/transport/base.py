@@ -35,7 +35,18 @@ OnConnection = Callable[[MuxedConnection], Awaitable[None]]
 
 
 class AdmissionTicket(Protocol):
-    """One admitted inbound connection's hold on the admission policy's counters."""
+    """One admitted inbound connection's hold on the admission policy's counters.
+
+    The policy may evict a pending handshake to give its slot to a newcomer (fair admission,
+    p2p/admission.py): it then calls `on_evict`, which the transport sets to something that ends
+    this handshake (TCP: cancel the upgrade, close the socket). `progress()` tells the policy the
+    handshake moved on (it evicts handshakes without progress first).
+    """
+
+    on_evict: Callable[[], None] | None
+
+    def progress(self) -> None:
+        """The handshake made progress (the dialer negotiated a security protocol)."""
 
     def handshake_done(self) -> None:
         """The upgrade finished, successfully or not: its handshake slot is free again."""

@@ -285,8 +285,17 @@ class TcpTransport:
             try:
                 tracer = self._ctx.tracer
                 trace = None if tracer is None else tracer.connection("inbound", local, remote)
-                with anyio.fail_after(cfg.inbound_upgrade_timeout):
-                    conn = await upgrade_inbound(raw, self._ctx.identity, cfg, local, remote, trace)
+                with anyio.CancelScope() as evicted, anyio.fail_after(cfg.inbound_upgrade_timeout):
+                    # The policy may give this handshake's slot to a newcomer from another
+                    # address (fair admission): that cancels the upgrade, and the socket closes.
+                    ticket.on_evict = evicted.cancel
+                    conn = await upgrade_inbound(raw, self._ctx.identity, cfg, local, remote, trace,
+                                                 progress=ticket.progress)
+                if evicted.cancelled_caught:
+                    log.debug("inbound handshake from %s evicted for another address", remote)
+                    with anyio.CancelScope(shield=True):
+                        await raw.aclose()
+                    return
             except TimeoutError:
                 log.debug("inbound upgrade from %s timed out after %.1f s", remote,
                           cfg.inbound_upgrade_timeout)

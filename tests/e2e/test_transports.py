@@ -51,6 +51,18 @@ class RecordingAdmission:
         outer = self
 
         class Ticket:
+            @property
+            def on_evict(self):
+                return ticket.on_evict
+
+            @on_evict.setter
+            def on_evict(self, callback) -> None:
+                ticket.on_evict = callback
+
+            def progress(self) -> None:
+                outer.log.append("progress")
+                ticket.progress()
+
             def handshake_done(self) -> None:
                 outer.log.append("handshake_done")
                 ticket.handshake_done()
@@ -117,11 +129,11 @@ async def test_admission_ticket_follows_the_connection():
             await server.listen()
             peer = await client.connect(server.p2p_addrs()[0])
             await client.identify(peer)
-            assert adm.log == ["admit 127.0.0.1", "handshake_done"]
+            assert adm.log == ["admit 127.0.0.1", "progress", "handshake_done"]
             await client.disconnect(peer)
             while "release" not in adm.log:
                 await anyio.sleep(0.01)
-            assert adm.log == ["admit 127.0.0.1", "handshake_done", "release"]
+            assert adm.log == ["admit 127.0.0.1", "progress", "handshake_done", "release"]
             inner = adm.inner
             assert (inner.pending, inner.pending_per_ip, inner.conns_per_ip) == (0, {}, {})
 
@@ -145,8 +157,9 @@ async def test_refused_connection_is_closed_before_any_handshake_byte():
             assert server.connected_peers() == []
 
 
-def test_connection_limits_policy_is_todays_limits():
-    """Sans-IO: the fixed limits, their release, and the host-wide count."""
+def test_connection_limits_policy_limits():
+    """Sans-IO: the limits, their release, and the host-wide count (eviction when every
+    handshake slot is taken: tests/core/test_admission.py)."""
     cfg = HostConfig(max_pending_inbound=3, max_pending_inbound_per_ip=2, max_connections_per_ip=3,
                      max_connections=10)
     open_conns = [0]
@@ -154,7 +167,7 @@ def test_connection_limits_policy_is_todays_limits():
     a1, a2 = lim.try_admit("1.1.1.1"), lim.try_admit("1.1.1.1")
     assert a1 and a2 and lim.try_admit("1.1.1.1") is None  # two handshakes per address
     b1 = lim.try_admit("2.2.2.2")
-    assert b1 and lim.try_admit("3.3.3.3") is None  # three handshakes in all
+    assert b1 and lim.try_admit("2.2.2.2") is None  # three handshakes in all, none to evict for b
     a1.handshake_done()
     a1.handshake_done()  # idempotent
     a3 = lim.try_admit("1.1.1.1")
@@ -171,6 +184,7 @@ def test_connection_limits_policy_is_todays_limits():
     for t in (a2, a3, a4, b1):
         t.release()
     assert (lim.pending, lim.pending_per_ip, lim.conns_per_ip) == (0, {}, {})
+    assert lim.evictions == 0
 
 
 def test_default_transport_checks_addresses_without_io():
