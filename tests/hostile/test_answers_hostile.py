@@ -3,7 +3,8 @@
 
 - Costly answers: a go requester keeps 4 requests of ~786 kB of zero bytes in flight (a 1 MiB
   request frame whose answer is 4.7 MB: each byte becomes `\\u0000`); an honest peer's pings over
-  its own connection must stay under 100 ms all the while (95 % of them; none over 250 ms).
+  its own connection must stay under 100 ms all the while (95 % of them; none over 250 ms or
+  3 times the slowest ping of the same probes without the attack, whichever is more).
 - Unread answers: 12 peers x 4 streams send such requests and never read; the node's RSS must
   stay within the worker's answer budget plus a stated overhead, and come back once the streams
   are gone.
@@ -72,6 +73,11 @@ async def test_costly_answers_do_not_stall_pings(node, honest, go_binary) -> Non
             lambda: go_bench_work(node, go_binary, size=BIG, concurrency=4, count=10_000,
                                   budget_s=4)))
 
+    # The same probes without an attack first: what this machine's load alone costs a ping.
+    baseline = []
+    for _ in range(30):
+        baseline.append(await honest.probe(deadline=5))
+        await anyio.sleep(0.02)  # the probes' pace
     times: list[float] = []
     async with anyio.create_task_group() as tg:
         tg.start_soon(attack)
@@ -82,16 +88,19 @@ async def test_costly_answers_do_not_stall_pings(node, honest, go_binary) -> Non
     report(f"costly answers: {result['count']} answers of 4.7 MB in {result['seconds']:.1f} s"
            f" (failures {result['failures']}); honest ping over {len(times)} probes: median"
            f" {statistics.median(times) * 1000:.1f} ms, p90"
-           f" {sorted(times)[int(len(times) * 0.9)] * 1000:.1f} ms, max {max(times) * 1000:.1f} ms")
+           f" {sorted(times)[int(len(times) * 0.9)] * 1000:.1f} ms, max {max(times) * 1000:.1f} ms"
+           f" (without the attack: median {statistics.median(baseline) * 1000:.1f} ms,"
+           f" max {max(baseline) * 1000:.1f} ms)")
     assert result["failures"] == 0, result
     assert result["count"] >= 8, result
     assert len(times) >= 10
-    # 95 % of the pings under 100 ms, none over 250 ms: on this shared 2-core machine (load 9-14
-    # while measured) the scheduler alone puts a ping or two near 100 ms; a stalled loop does not
-    # look like that (before the fix: p90 1151 ms, max 1476 ms, one answer blocked it ~0.6 s).
+    # 95 % of the pings under 100 ms, and none over 250 ms unless the machine's own load (the
+    # pings without the attack) already costs that much: on a shared 2-core machine (load 9-17
+    # while measured) the scheduler alone puts a ping or two above 100 ms; a stalled loop does
+    # not look like that (before the fix: p90 1151 ms, max 1476 ms; one answer blocked it 0.6 s).
     ordered = sorted(times)
     assert ordered[int(len(ordered) * 0.95)] < PING_LIMIT, ordered[-8:]
-    assert ordered[-1] < 2.5 * PING_LIMIT, ordered[-8:]
+    assert ordered[-1] < max(2.5 * PING_LIMIT, 3 * max(baseline)), (ordered[-8:], max(baseline))
 
 
 @pytest.mark.anyio
