@@ -210,9 +210,9 @@ class WorkerProtocol(Protocol):
         # is gone: what the answer holds in memory stays under the policy's limits.
         try:
             if not admission.granted and not await self._wait_turn(admission):
-                refused = self.policy.expire(admission)
-                log.info("refused work from %s: %s", stream.remote_peer, refused.reason)
-                await self._refuse(stream, refused.reason)
+                expired = self.policy.expire(admission)
+                log.info("refused work from %s: %s", stream.remote_peer, expired.reason)
+                await self._refuse(stream, expired.reason)
                 return
             try:
                 body = await read_message(stream, max_size=self.max_request_size, timeout=self.read_timeout)
