@@ -65,7 +65,8 @@ __all__ = ["CliError", "build_handlers", "build_parser", "main", "resolve_identi
 log = logging.getLogger("oracle.cli")
 
 KEY_TYPES = ("ed25519", "secp256k1", "ecdsa", "rsa")
-DEFAULT_LISTEN = "/ip4/127.0.0.1/tcp/0"
+# TCP and QUIC, as a masa node with TCP turned on (masa listens on QUIC by default).
+DEFAULT_LISTEN = ("/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1")
 KEY_FILE_NAME = "masa_oracle_key"  # masa pkg/config constants: KeyFileName
 
 
@@ -273,7 +274,7 @@ def _node_config(args: argparse.Namespace, **overrides: Any) -> NodeConfig:
     _check_addrs("--listen", args.listen or [])
     allowed = tuple(args.allow) if args.allow else None
     fields: dict[str, Any] = dict(
-        listen=tuple(args.listen or [DEFAULT_LISTEN]),
+        listen=tuple(args.listen or DEFAULT_LISTEN),
         protocol_version=args.protocol_version or PROTOCOL_VERSION,
         env=args.env or "",
         allowed_peers=allowed,
@@ -497,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     n = sub.add_parser("node", help="run a worker node until SIGINT/SIGTERM")
     common(n)
     n.add_argument("--listen", action="append", metavar="MULTIADDR",
-                   help=f"address to listen on, repeatable (default {DEFAULT_LISTEN})")
+                   help=f"address to listen on, repeatable (default {' and '.join(DEFAULT_LISTEN)})")
     n.add_argument("--connect-timeout", type=positive_float, metavar="SECONDS",
                    help="per --peer, seconds (default 10)")
     n.add_argument("--max-concurrent-per-peer", type=positive_int, metavar="N",

@@ -35,7 +35,7 @@ import anyio
 import anyio.abc
 from aioquic.buffer import Buffer  # type: ignore[attr-defined]  # re-exported from aioquic._buffer
 from aioquic.quic import events as qe
-from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE
+from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE, QuicConfiguration
 from aioquic.quic.packet import (
     QuicPacketType,
     QuicProtocolVersion,
@@ -301,6 +301,7 @@ class QuicConn:
         self._ping_uid = 0
         self._started = _clock()
         self._seen_inbound: set[int] = set()
+        self._keepalive: float | None = endpoint._transport.keepalive_interval
 
     def __repr__(self) -> str:
         return f"<QuicConn {self.direction} {self.remote_addr} {self.remote_peer}>"
@@ -399,8 +400,8 @@ class QuicConn:
                 if not self._handshake.is_set():
                     deadline = (handshake_deadline if deadline is None
                                 else min(deadline, handshake_deadline))
-                elif not self._keepalive_sent:
-                    ka = self._last_received + QuicLimits.keepalive_interval
+                elif not self._keepalive_sent and self._keepalive is not None:
+                    ka = self._last_received + self._keepalive
                     deadline = ka if deadline is None else min(deadline, ka)
                 if deadline is None:
                     await self._wake.wait()
@@ -416,7 +417,8 @@ class QuicConn:
                     self.error = self.error or TimeoutError("QUIC handshake timed out")
                     self._begin_close(CLOSE_REFUSED, "handshake timeout")
                 elif (self._handshake.is_set() and not self._keepalive_sent
-                      and now - self._last_received >= QuicLimits.keepalive_interval):
+                      and self._keepalive is not None
+                      and now - self._last_received >= self._keepalive):
                     self._keepalive_sent = True
                     self._ping_uid += 1
                     quic.send_ping(self._ping_uid)
@@ -603,20 +605,28 @@ class QuicEndpoint:
             log.debug("QUIC send to %s failed: %r", addr, exc)
 
     async def run(self) -> None:
-        """Receive datagrams until the socket is closed."""
+        """Receive datagrams until the socket is closed (or this task is cancelled: the host's
+        task group ending closes the socket too)."""
         sock = self._sock
-        while True:
-            try:
-                data, addr = await sock.receive()
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
-                return
-            except OSError as exc:  # e.g. ICMP port unreachable reported on the socket
-                log.debug("QUIC receive failed: %r", exc)
-                continue
-            try:
-                await self._datagram(data, (str(addr[0]), int(addr[1])))
-            except Exception:  # one bad datagram must never stop the endpoint
-                log.exception("QUIC datagram from %s could not be handled", addr)
+        try:
+            while True:
+                try:
+                    data, addr = await sock.receive()
+                except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
+                    return
+                except OSError as exc:  # e.g. ICMP port unreachable reported on the socket
+                    log.debug("QUIC receive failed: %r", exc)
+                    continue
+                try:
+                    await self._datagram(data, (str(addr[0]), int(addr[1])))
+                except Exception:  # one bad datagram must never stop the endpoint
+                    log.exception("QUIC datagram from %s could not be handled", addr)
+        finally:
+            if not self._closed:
+                self._closed = True
+                self._raw.close()
+            with anyio.CancelScope(shield=True):
+                await sock.aclose()
 
     async def _datagram(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
@@ -662,11 +672,17 @@ class QuicEndpoint:
             if ticket is not None:
                 ticket.release()
             return
+        if not transport.start_soon(conn.drive):  # the host is closing: serve nothing new
+            self._drop(conn)
+            transport.handshake_over(addr[0])
+            if ticket is not None:
+                ticket.release()
+            return
         self._live.add(conn)
         if ticket is not None:
             self._tickets[conn] = ticket
-        transport.start_soon(conn.drive)
-        transport.start_soon(self._serve_inbound, conn)
+        if not transport.start_soon(self._serve_inbound, conn):
+            conn._begin_close(CLOSE_REFUSED, "closing")
 
     async def _serve_inbound(self, conn: QuicConn) -> None:
         ticket = self._tickets.get(conn)
@@ -759,9 +775,11 @@ class QuicTransport:
         self.ctx = ctx
         self.identity: PrivateKey = ctx.identity
         self.local_peer = PeerId.from_public_key(self.identity.public_key)
-        self.tls_identity: TlsIdentity = make_certificate(self.identity)
-        self.server_configuration = make_configuration(self.tls_identity, is_client=False)
-        self.client_configuration = make_configuration(self.tls_identity, is_client=True)
+        self._tls_identity: TlsIdentity | None = None
+        self._server_configuration: QuicConfiguration | None = None
+        self._client_configuration: QuicConfiguration | None = None
+        #: PING after this long without receiving (go: 15 s); None sends none.
+        self.keepalive_interval: float | None = QuicLimits.keepalive_interval
         config = getattr(ctx, "config", None)
         self.inbound_timeout = float(getattr(config, "inbound_upgrade_timeout", 0) or
                                      QuicLimits.handshake_idle_timeout)
@@ -773,11 +791,43 @@ class QuicTransport:
         self._pending_per_ip: dict[str, int] = {}
         self._endpoints: list[QuicEndpoint] = []
         self._dial_endpoints: dict[int, QuicEndpoint] = {}
-        self._endpoint_lock = anyio.Lock()
+        self._endpoint_lock: anyio.Lock | None = None
+
+    # -- the certificate, made on first use (a Host that never speaks QUIC pays nothing) ---------
+    @property
+    def tls_identity(self) -> TlsIdentity:
+        if self._tls_identity is None:
+            self._tls_identity = make_certificate(self.identity)
+        return self._tls_identity
+
+    @property
+    def server_configuration(self) -> QuicConfiguration:
+        if self._server_configuration is None:
+            self._server_configuration = make_configuration(self.tls_identity, is_client=False)
+        return self._server_configuration
+
+    @server_configuration.setter
+    def server_configuration(self, value: QuicConfiguration) -> None:
+        self._server_configuration = value
+
+    @property
+    def client_configuration(self) -> QuicConfiguration:
+        if self._client_configuration is None:
+            self._client_configuration = make_configuration(self.tls_identity, is_client=True)
+        return self._client_configuration
+
+    @client_configuration.setter
+    def client_configuration(self, value: QuicConfiguration) -> None:
+        self._client_configuration = value
 
     # -- context --------------------------------------------------------------------------------
-    def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
-        self.ctx.start_soon(fn, *args)
+    def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> bool:
+        """Run `fn` in the host's task group; False once the host is closing (nothing starts)."""
+        try:
+            self.ctx.start_soon(fn, *args)
+        except P2PError:
+            return False
+        return True
 
     def admit(self, ip: str) -> Any:
         """An admission ticket, None when no policy is set, or False to refuse."""
@@ -855,7 +905,9 @@ class QuicTransport:
         now = _clock()
         quic.clock_now = now
         quic.connect((host, port), now)
-        self.start_soon(conn.drive)
+        if not self.start_soon(conn.drive):
+            endpoint.connection_ended(conn)
+            raise DialError(f"dial {where}: the host is closing")
         try:
             with anyio.move_on_after(timeout):
                 await conn._handshake.wait()
@@ -884,7 +936,9 @@ class QuicTransport:
             except OSError:
                 pass
         endpoint = QuicEndpoint(self, sock)
-        self.start_soon(endpoint.run)
+        if not self.start_soon(endpoint.run):
+            await endpoint.aclose()
+            raise P2PError("host is not running")
         return endpoint
 
     async def _endpoint_for(self, host: str) -> QuicEndpoint:
@@ -900,6 +954,8 @@ class QuicTransport:
             if bound.is_unspecified or (bound.is_loopback and ip.is_loopback):
                 return ep
         family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        if self._endpoint_lock is None:
+            self._endpoint_lock = anyio.Lock()
         async with self._endpoint_lock:
             dial_ep = self._dial_endpoints.get(family)
             if dial_ep is None or dial_ep._closed:

@@ -345,3 +345,33 @@ async def test_peer_credit_follows_reads() -> None:
                     await st.send_eof()
                 tg.start_soon(write)
                 assert await read_all(st) == payload
+
+
+def short_timers(t: QuicTransport, idle: float, keepalive: float | None) -> None:
+    from p2p.transport.quic_core import make_configuration
+    t.server_configuration = make_configuration(t.tls_identity, is_client=False, idle_timeout=idle)
+    t.client_configuration = make_configuration(t.tls_identity, is_client=True, idle_timeout=idle)
+    t.keepalive_interval = keepalive
+
+
+@pytest.mark.parametrize("keepalive", [0.3, None])
+async def test_idle_connection_lives_only_with_keepalive(keepalive: float | None) -> None:
+    """go pings after idle/2 (15 s of a 30 s idle timeout) so idle connections stay up; without
+    pings the idle timeout ends the connection (scaled down: 1 s idle, 0.3 s keep-alive)."""
+    with anyio.fail_after(30):
+        async with pair(handler=echo) as (server, client, go):
+            short_timers(server.transport, 1.0, keepalive)
+            short_timers(client, 1.0, keepalive)
+            conn = await dial(client, server, go)
+            st = await conn.open_stream()
+            await st.send(b"a")
+            assert await receive_n(st, 1) == b"a"
+            await anyio.sleep(3.0)
+            if keepalive is None:
+                assert conn.is_closed
+                with pytest.raises(ConnectionClosed):
+                    await st.receive(1)
+            else:
+                assert not conn.is_closed
+                await st.send(b"b")
+                assert await receive_n(st, 1) == b"b"

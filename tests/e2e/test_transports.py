@@ -114,9 +114,9 @@ async def test_an_address_no_transport_handles_is_a_dial_error():
             assert host.can_dial("/ip4/127.0.0.1/tcp/1/p2p/" + str(host.peer_id))
             assert not host.can_dial("/ip4/127.0.0.1/udp/4001")
             assert not host.can_listen("/ip4/127.0.0.1/udp/0")
-            with pytest.raises(DialError, match=r"no transport \(tcp\) can dial"):
+            with pytest.raises(DialError, match=r"no transport \(tcp, quic\) can dial"):
                 await host.connect("/ip4/127.0.0.1/udp/4001")
-            with pytest.raises(DialError, match=r"no transport \(tcp\) can listen on"):
+            with pytest.raises(DialError, match=r"no transport \(tcp, quic\) can listen on"):
                 await host.listen("/ip4/127.0.0.1/udp/0")
 
 

@@ -174,7 +174,7 @@ def test_bad_handler_spec_is_a_json_error(tmp_path: Path) -> None:
     done = run_oracle(tmp_path, "node", "--peer", "/ip4/127.0.0.1/udp/4001")
     assert done.returncode == 1
     assert json.loads(done.stdout)["error"].startswith(
-        "--peer '/ip4/127.0.0.1/udp/4001': no transport (tcp) can dial it")
+        "--peer '/ip4/127.0.0.1/udp/4001': no transport (tcp, quic) can dial it")
     done = run_oracle(tmp_path, "node", "--listen", "/ip4/1.2.3/tcp/1")
     assert done.returncode == 1
     assert json.loads(done.stdout)["error"].startswith("--listen '/ip4/1.2.3/tcp/1': ")

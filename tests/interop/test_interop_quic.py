@@ -1,0 +1,312 @@
+"""Our stack against real go-libp2p over QUIC v1 (`/udp/PORT/quic-v1`), in both directions.
+
+Go as the dialler is gopeer (go-libp2p v0.36.3, masa's version). Go as the listener is goquic
+(go-libp2p v0.46.0): v0.36.3's quic-go (v0.45/v0.46) built with this machine's Go 1.26 panics on the
+first inbound QUIC handshake (quic-go#5572, fixed in v0.57.1); the QUIC v1 + libp2p TLS wire is the
+same. js-libp2p has no QUIC in Node.js, so there is no js column here.
+
+The matrix: all four key types on both sides, echo of 1 MiB and 64 MiB, 32 concurrent streams,
+half-close and reset both ways, ping, identify both ways, a peer-ID mismatch refused both ways, the
+masa worker protocol both ways, and one Host listening on TCP and QUIC reached by go over each.
+"""
+
+from __future__ import annotations
+
+import os
+
+import anyio
+import pytest
+
+from gopeer import GoPeer, GoPeerError, run_gopeer
+from oracle.handlers import handle_test
+from oracle.node import NodeConfig, OracleNode
+from p2p.errors import ConnectionClosed, PeerIdMismatch, StreamReset
+from p2p.host import Host
+from p2p.identity import KeyType, PeerId, PrivateKey, parse_key_type
+from p2p.protocols.echo import echo_handler, echo_roundtrip
+
+pytestmark = pytest.mark.anyio
+
+KEY_TYPES = ["ed25519", "secp256k1", "ecdsa", "rsa"]
+ECHO = "/echo/1.0.0"
+QUIC_LISTEN = "/ip4/127.0.0.1/udp/0/quic-v1"
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"  # the driver tests cover trio; interop runs once per case
+
+
+async def go(gopeer_bin, *args: str, timeout: float = 60.0) -> dict:
+    return await anyio.to_thread.run_sync(
+        lambda: run_gopeer(*args, timeout=timeout, binary=gopeer_bin))
+
+
+def our_host(key_type: str = "ed25519") -> Host:
+    return Host(PrivateKey.generate(parse_key_type(key_type)))
+
+
+def quic_addr(peer: GoPeer) -> str:
+    addr = peer.addr
+    assert "/udp/" in addr and "/quic-v1/p2p/" in addr, addr
+    return addr
+
+
+# ---- we dial go ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ours", KEY_TYPES)
+@pytest.mark.parametrize("theirs", KEY_TYPES)
+async def test_we_dial_go_all_key_types(start_goquic, ours, theirs):
+    peer = start_goquic("--echo", "--key-type", theirs)
+    with anyio.fail_after(60):
+        async with our_host(ours) as host:
+            pid = await host.connect(quic_addr(peer))
+            assert str(pid) == peer.peer_id
+            assert host.connection(pid).remote_addr.protocols()[1].name == "udp"
+            assert await echo_roundtrip(host, pid, b"quic" * 1000) == b"quic" * 1000
+            info = await host.identify(pid)
+            assert ECHO in info.protocols and "/ipfs/id/1.0.0" in info.protocols
+            assert info.agent_version.startswith("goquic")
+
+
+@pytest.mark.parametrize("size", [1 << 20, 64 << 20])
+async def test_we_dial_go_echo_large(start_goquic, size):
+    peer = start_goquic("--echo")
+    payload = os.urandom(size)
+    with anyio.fail_after(240):
+        async with our_host() as host:
+            pid = await host.connect(quic_addr(peer))
+            assert await echo_roundtrip(host, pid, payload) == payload
+
+
+async def test_we_dial_go_32_concurrent_streams(start_goquic):
+    peer = start_goquic("--echo")
+    payloads = [os.urandom(128 * 1024) for _ in range(32)]
+    results: list[bytes | None] = [None] * 32
+    with anyio.fail_after(120):
+        async with our_host() as host:
+            pid = await host.connect(quic_addr(peer))
+
+            async def one(i: int) -> None:
+                results[i] = await echo_roundtrip(host, pid, payloads[i])
+
+            async with anyio.create_task_group() as tg:
+                for i in range(32):
+                    tg.start_soon(one, i)
+    assert results == payloads
+
+
+async def test_we_dial_go_ping_halfclose_reset(start_goquic):
+    peer = start_goquic("--echo")
+    with anyio.fail_after(60):
+        async with our_host("secp256k1") as host:
+            pid = await host.connect(quic_addr(peer))
+            assert len(await host.ping(pid, 3)) == 3
+            # half-close from our side: go reads to EOF, then answers on the same stream
+            s = await host.new_stream(pid, ["/test/halfclose/1.0.0"])
+            await s.send(b"z" * 12345)
+            await s.send_eof()
+            assert await s.receive_until_eof(1000) == b"got 12345 bytes"
+            # reset from go's side: our read fails with a remote reset
+            s = await host.new_stream(pid, ["/test/reset/1.0.0"])
+            await s.send(b"x")
+            with pytest.raises(StreamReset) as info:
+                while True:
+                    await s.receive(100)
+            assert info.value.remote
+            # reset from our side: go's echo handler sees it, the connection survives
+            s = await host.new_stream(pid, [ECHO])
+            await s.send(b"abc")
+            assert await s.receive_exactly(3) == b"abc"
+            await s.reset()
+            assert len(await host.ping(pid)) == 1
+            assert host.connection(pid) is not None
+
+
+async def test_we_dial_go_peer_id_mismatch(start_goquic):
+    peer = start_goquic()
+    wrong = PeerId.from_public_key(PrivateKey.generate().public_key)
+    addr = quic_addr(peer).rsplit("/p2p/", 1)[0] + f"/p2p/{wrong}"
+    with anyio.fail_after(30):
+        async with our_host() as host:
+            with pytest.raises(PeerIdMismatch) as info:
+                await host.connect(addr)
+            assert str(info.value.actual) == peer.peer_id
+            assert host.connected_peers() == []
+
+
+async def test_go_worker_answers_our_distribute_work_over_quic(start_goquic):
+    go_worker = start_goquic("--worker", "--key-type", "secp256k1")
+    with anyio.fail_after(60):
+        async with OracleNode(PrivateKey.generate(KeyType.Secp256k1),
+                              NodeConfig(listen=(QUIC_LISTEN,)), handlers={}) as node:
+            await node.connect(quic_addr(go_worker))
+            assert [str(p) for p in node.workers()] == [go_worker.peer_id]
+            resp = await node.submit("test", b"over quic <&>")
+            assert resp.error == "" and resp.data == "over quic <&>"
+            assert resp.worker_peer_id == go_worker.peer_id
+
+
+# ---- go dials us -----------------------------------------------------------------------------
+
+
+async def serve_ours(host: Host, *listen: str) -> str:
+    host.set_stream_handler(ECHO, echo_handler)
+    await host.listen(*(listen or (QUIC_LISTEN,)))
+    quic = [a for a in host.p2p_addrs() if "/quic-v1" in a]
+    assert quic, host.p2p_addrs()
+    return quic[0]
+
+
+@pytest.mark.parametrize("ours", KEY_TYPES)
+@pytest.mark.parametrize("theirs", KEY_TYPES)
+async def test_go_dials_us_all_key_types(gopeer_bin, ours, theirs):
+    with anyio.fail_after(60):
+        async with our_host(ours) as host:
+            addr = await serve_ours(host)
+            res = await go(gopeer_bin, "echo", addr, "--size", "100000", "--key-type", theirs)
+            assert res["ok"] is True and res["bytes"] == 100000
+            ident = await go(gopeer_bin, "identify", addr, "--key-type", theirs)
+            assert ident["peer_id"] == str(host.peer_id)
+            assert ECHO in ident["protocols"] and "/ipfs/ping/1.0.0" in ident["protocols"]
+            assert ident["public_key_hex"] == host.identity.public_key.to_protobuf().hex()
+            assert ident["observed_addr"].startswith("/ip4/127.0.0.1/udp/")
+            assert ident["observed_addr"].endswith("/quic-v1")
+
+
+async def test_go_dials_us_echo_ping_halfclose_reset(gopeer_bin):
+    reset_seen = anyio.Event()
+    ended_by: list[BaseException] = []
+
+    async def victim(stream) -> None:
+        try:
+            while True:
+                await stream.send(await stream.receive(100))
+        except (StreamReset, ConnectionClosed) as exc:
+            ended_by.append(exc)
+            reset_seen.set()
+
+    async def halfclose(stream) -> None:
+        data = await stream.receive_until_eof(1 << 24)
+        await stream.send(f"got {len(data)} bytes".encode())
+        await stream.aclose()
+
+    with anyio.fail_after(300):
+        async with our_host("secp256k1") as host:
+            host.set_stream_handler("/test/halfclose/1.0.0", halfclose)
+            addr = await serve_ours(host)
+            res = await go(gopeer_bin, "echo", addr, "--size", str(1 << 20))
+            assert res["ok"] and res["bytes"] == 1 << 20
+            res = await go(gopeer_bin, "echo", addr, "--size", str(64 << 20), "--timeout", "220",
+                           timeout=240)
+            assert res["ok"] and res["bytes"] == 64 << 20
+            res = await go(gopeer_bin, "echo", addr, "--size", "65536", "--streams", "32")
+            assert res["ok"] and res["bytes"] == 32 * 65536
+            res = await go(gopeer_bin, "ping", addr, "--count", "3")
+            assert len(res["rtt_ms"]) == 3 and res["peer_id"] == str(host.peer_id)
+            res = await go(gopeer_bin, "halfclose", addr, "--size", "5000")
+            assert res["reply"] == "got 5000 bytes"
+            host.set_stream_handler(ECHO, victim)
+            res = await go(gopeer_bin, "reset", addr)
+            assert res["echoed"] == "reset me" and res["reset"] is True
+            with anyio.fail_after(10):
+                await reset_seen.wait()
+            # go's Reset (RESET_STREAM) reaches us as a remote reset unless its exit closed the
+            # connection first
+            assert not isinstance(ended_by[0], StreamReset) or ended_by[0].remote
+
+
+async def test_go_dials_wrong_peer_id(gopeer_bin):
+    with anyio.fail_after(30):
+        async with our_host() as host:
+            addr = await serve_ours(host)
+            wrong = PeerId.from_public_key(PrivateKey.generate().public_key)
+            bad = addr.rsplit("/p2p/", 1)[0] + f"/p2p/{wrong}"
+            with pytest.raises(GoPeerError) as info:
+                await go(gopeer_bin, "ping", bad)
+            assert info.value.returncode == 1
+            error = info.value.result["error"]
+            assert f"but remote key matches {host.peer_id}" in error  # go's sec.ErrPeerIDMismatch
+            assert host.connected_peers() == []
+
+
+async def test_go_requester_uses_our_worker_over_quic(gopeer_bin):
+    with anyio.fail_after(60):
+        async with OracleNode(PrivateKey.generate(KeyType.Secp256k1),
+                              NodeConfig(listen=(QUIC_LISTEN,)),
+                              handlers={"test": handle_test}) as node:
+            ours = [a for a in node.host.p2p_addrs() if "/quic-v1" in a][0]
+            res = await go(gopeer_bin, "work", ours, "--type", "test", "--data", "<a&b>")
+            assert res["raw"] == ('{"data":"\\u003ca\\u0026b\\u003e","workerPeerId":"%s"}'
+                                  % node.host.peer_id)
+
+
+async def test_one_host_on_tcp_and_quic_reached_over_each(gopeer_bin):
+    with anyio.fail_after(60):
+        async with our_host() as host:
+            await serve_ours(host, "/ip4/127.0.0.1/tcp/0", QUIC_LISTEN)
+            addrs = host.p2p_addrs()
+            tcp = [a for a in addrs if "/tcp/" in a]
+            quic = [a for a in addrs if "/quic-v1" in a]
+            assert len(tcp) == 1 and len(quic) == 1
+            for addr in (tcp[0], quic[0]):
+                res = await go(gopeer_bin, "identify", addr)
+                # identify advertises both listen addresses, whichever transport carried it
+                listen = {a.rsplit("/p2p/", 1)[0] for a in res["listen_addrs"]}
+                assert {tcp[0].rsplit("/p2p/", 1)[0], quic[0].rsplit("/p2p/", 1)[0]} <= listen
+                assert res["observed_addr"].startswith("/ip4/127.0.0.1/" + (
+                    "tcp/" if addr is tcp[0] else "udp/"))
+
+
+# ---- the command lines over QUIC ---------------------------------------------------------------
+
+
+def run_cli(module: str, *args: str, timeout: float = 120.0) -> dict:
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                          timeout=timeout)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    assert lines, f"no output; stderr:\n{proc.stderr}"
+    out = json.loads(lines[-1])
+    out["_rc"] = proc.returncode
+    return out
+
+
+def test_p2p_cli_dials_go_over_quic(start_goquic):
+    peer = start_goquic("--echo", "--key-type", "rsa")
+    addr = quic_addr(peer)
+    res = run_cli("p2p", "ping", addr, "--count", "2")
+    assert res["_rc"] == 0 and res["peer_id"] == peer.peer_id and len(res["rtt_ms"]) == 2
+    res = run_cli("p2p", "echo", addr, "--size", str(1 << 20), "--streams", "4")
+    assert res["_rc"] == 0 and res["ok"] is True and res["bytes"] == 4 << 20
+    res = run_cli("p2p", "identify", addr)
+    assert res["_rc"] == 0 and res["public_key_type"] == "RSA" and ECHO in res["protocols"]
+
+
+def test_oracle_node_listens_on_tcp_and_quic_by_default(gopeer_bin, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "oracle", "--log-level", "WARNING", "node",
+                             "--key-file", str(tmp_path / "node.key")],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        addrs = info["addrs"]
+        assert any("/tcp/" in a for a in addrs) and any("/udp/" in a and "/quic-v1/" in a
+                                                      for a in addrs), addrs
+        quic = next(a for a in addrs if "/quic-v1/" in a)
+        res = run_gopeer("work", quic, "--type", "test", "--data", "q", timeout=60,
+                         binary=gopeer_bin)
+        assert res["response"]["data"] == "q"
+        assert res["response"]["workerPeerId"] == info["peer_id"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
