@@ -22,9 +22,10 @@ from pathlib import Path
 from bench import report
 from bench.procs import PeerError, stop_all
 from bench.scenarios import SCENARIO_NAMES, Runner, sizes
-from bench.stacks import ROOT, Stack, aead_bound, go_libp2p, ours, py_libp2p
+from bench.stacks import ROOT, Stack, aead_bound, go_libp2p, go_quic, ours, ours_quic, py_libp2p
 
-STACK_NAMES = ("ours", "py", "go")
+STACK_NAMES = ("ours", "py", "go", "quic")  # quic: ours and go over QUIC v1
+QUIC_STACKS = ("ours-quic", "go-quic")
 
 
 def log(msg: str) -> None:
@@ -36,7 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    p.add_argument("--stacks", default=",".join(STACK_NAMES), help="comma list of ours,py,go")
+    p.add_argument("--stacks", default=",".join(STACK_NAMES), help="comma list of ours,py,go,quic (quic: ours and go-libp2p over QUIC v1)")
     p.add_argument("--scenarios", default=",".join(SCENARIO_NAMES),
                    help="comma list of " + ",".join(SCENARIO_NAMES) + " (and `load`: ours only, "
                    "200 connections x 5,000 streams held for a minute; not run by default)")
@@ -68,6 +69,9 @@ def build_stacks(args: argparse.Namespace) -> list[Stack]:
         stacks.append(py_libp2p(log))
     if "go" in args.stacks:
         stacks.append(go_libp2p(log))
+    if "quic" in args.stacks:
+        stacks.append(ours_quic())
+        stacks.append(go_quic(log))
     if {"bulk", "echo"} & set(args.scenarios) and not args.no_bound:
         stacks.append(aead_bound())
     return stacks
@@ -124,10 +128,14 @@ def main(argv=None) -> int:
                     f"{shown}  ({time.perf_counter() - t0:.1f} s)")
         rounds.append(measured)
 
-    names = [s.name for s in live]
+    quic_names = [s.name for s in live if s.name in QUIC_STACKS]
+    names = [s.name for s in live if s.name not in QUIC_STACKS]
     base = "ours"
     others = [n for n in names if n != base]
     summary = report.summarize(rounds, base, others)
+    quic_others = [n for n in ("go-quic", "ours") if n in quic_names + names]
+    if "ours-quic" in quic_names:  # the QUIC rows: ours over QUIC against go's QUIC and our TCP
+        summary["quic"] = report.summarize(rounds, "ours-quic", quic_others)
     verdicts = report.judge(summary, base)
     na = {s.name: {"worker"} for s in stacks if "worker" not in s.scenarios and s.name != "bound"}
     stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
@@ -158,6 +166,10 @@ def main(argv=None) -> int:
     best = report.echo_best_chunks(runner.echo_runs)
     if best:
         print("echo: best read/write size per stack (KiB, by median MB/s over rounds): " + best)
+    if "quic" in summary:
+        print("\nQUIC v1: ours over QUIC against go-libp2p over QUIC and against our TCP stack")
+        print(report.table(summary["quic"], ["ours-quic", *quic_others], "ours-quic", quic_others,
+                           {n: {"worker"} for n in ("ours-quic", "go-quic")}))
     print("\ntargets (median of same-round ratios):")
     for v in verdicts:
         extra = "" if v["ratio"] is None else f"  ({report._fmt(v['ratio'])})"

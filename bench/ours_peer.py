@@ -26,6 +26,9 @@ from p2p.protocols.echo import make_echo_handler
 CHUNK = 256 * 1024
 #: Every request of the request/response scenarios is bounded by this (seconds).
 REQUEST_TIMEOUT = 30.0
+# BENCH_TRANSPORT=quic: the listener serves QUIC v1 instead of TCP (the dialer follows its address).
+LISTEN_ADDR = ("/ip4/127.0.0.1/udp/0/quic-v1" if os.environ.get("BENCH_TRANSPORT") == "quic"
+               else "/ip4/127.0.0.1/tcp/0")
 LISTENER_CONFIG = replace(HostConfig(), max_connections=4096, max_connections_per_ip=4096,
                           max_pending_inbound=256, max_inbound_streams_per_conn=4096)
 
@@ -58,7 +61,7 @@ async def listen() -> None:
         # The default policy admits 4 requests per peer at once; the bench sends 64 on purpose.
         WorkerProtocol(manager, WorkerPolicy.open(max_concurrent_per_peer=256,
                                                   max_concurrent_total=256)).register(host)
-        await host.listen("/ip4/127.0.0.1/tcp/0")
+        await host.listen(LISTEN_ADDR)
         emit({"addr": host.p2p_addrs()[0]})
         await anyio.to_thread.run_sync(sys.stdin.read, abandon_on_cancel=True)
         await host.close()

@@ -21,6 +21,8 @@ PY_VENV = CACHE / "pylibp2p-venv"
 
 # Scenarios each stack can run (py-libp2p has no masa worker protocol; the bound: bulk and echo).
 ALL = frozenset({"bulk", "echo", "handshakes", "rr", "worker", "conns", "streams", "startup"})
+# The QUIC rows: one-stream bulk, handshakes, a new stream per request (sequential, 64 in flight).
+QUIC = frozenset({"bulk", "handshakes", "rr"})
 
 
 @dataclass
@@ -32,9 +34,10 @@ class Stack:
     available: bool = True
     reason: str = ""
     version: str = ""
+    listen_cmd: list[str] | None = None  # when the listener is another program than the dialer
 
     def listen_argv(self) -> list[str]:
-        return [*self.argv, "listen"]
+        return list(self.listen_cmd) if self.listen_cmd else [*self.argv, "listen"]
 
     def dial_argv(self, scenario: str, addr: str, params_json: str) -> list[str]:
         return [*self.argv, "dial", scenario, "--addr", addr, "--params", params_json]
@@ -47,6 +50,25 @@ def ours(uvloop: bool = False) -> Stack:
         return Stack("ours-uvloop", [sys.executable, "-m", "bench.ours_peer"], {"BENCH_UVLOOP": "1"},
                      version="uvloop")
     return Stack("ours", [sys.executable, "-m", "bench.ours_peer"], version="working tree")
+
+
+def ours_quic() -> Stack:
+    return Stack("ours-quic", [sys.executable, "-m", "bench.ours_peer"], {"BENCH_TRANSPORT": "quic"},
+                 scenarios=QUIC, version="working tree, QUIC v1 (aioquic)")
+
+
+def go_quic(log) -> Stack:
+    """go-libp2p over QUIC: gopeer (v0.36.3) dials goquic (v0.46.0), since v0.36.3's quic-go
+    built with Go 1.26 panics as a QUIC server (tests/interop/goquic/main.go says why)."""
+    try:
+        sys.path.insert(0, str(ROOT)) if str(ROOT) not in sys.path else None
+        from tests.interop.gopeer import build_gopeer, build_goquic
+        log("building the go QUIC peers (tests/interop/gopeer, tests/interop/goquic) ...")
+        dialer, listener = Path(build_gopeer()), Path(build_goquic())
+    except Exception as exc:  # a missing toolchain or module proxy: report, do not abort
+        return Stack("go-quic", available=False, reason=f"go QUIC peer build failed: {exc}")
+    return Stack("go-quic", [str(dialer), "bench"], listen_cmd=[str(listener), "bench", "listen"],
+                 scenarios=QUIC, version="go-libp2p v0.36.3 dialling v0.46.0 over QUIC v1")
 
 
 def aead_bound() -> Stack:

@@ -97,8 +97,14 @@ func identity(keyType, keyFile string) (crypto.PrivKey, error) {
 }
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "bench" && os.Args[2] == "listen" {
+		if err := cmdBenchListen(); err != nil {
+			fail(err)
+		}
+		return
+	}
 	if len(os.Args) < 2 || os.Args[1] != "serve" {
-		fail(fmt.Errorf("usage: goquic serve [--listen ADDR]... [--key-type T|--key-file F] [--echo] [--worker]"))
+		fail(fmt.Errorf("usage: goquic serve [--listen ADDR]... [--key-type T|--key-file F] [--echo] [--worker] | goquic bench listen"))
 	}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	var listen stringList
