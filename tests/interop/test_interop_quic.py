@@ -141,8 +141,9 @@ async def test_go_worker_answers_our_distribute_work_over_quic(start_goquic):
     with anyio.fail_after(60):
         async with OracleNode(PrivateKey.generate(KeyType.Secp256k1),
                               NodeConfig(listen=(QUIC_LISTEN,)), handlers={}) as node:
-            await node.connect(quic_addr(go_worker))
+            peer = await node.connect(quic_addr(go_worker))
             assert [str(p) for p in node.workers()] == [go_worker.peer_id]
+            node.directory.add_worker(peer)  # a plain go worker announces no masa node data
             resp = await node.submit("test", b"over quic <&>")
             assert resp.error == "" and resp.data == "over quic <&>"
             assert resp.worker_peer_id == go_worker.peer_id

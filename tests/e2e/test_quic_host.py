@@ -1,0 +1,93 @@
+"""Hosts over QUIC v1, on both anyio backends: one host listens on TCP and QUIC at once, identify
+advertises both, `connect` takes either, one connection per peer holds whichever transport came
+first, the protocols run unchanged on QUIC streams, and admission is asked before a handshake."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from p2p.admission import ConnectionLimits
+from p2p.connection import MuxedConnection
+from p2p.host import Host
+from p2p.identity import KeyType, PrivateKey
+from p2p.protocols.echo import echo_handler, echo_roundtrip
+from p2p.transport.quic import QuicConn
+
+pytestmark = pytest.mark.anyio
+
+TCP = "/ip4/127.0.0.1/tcp/0"
+QUIC = "/ip4/127.0.0.1/udp/0/quic-v1"
+QUIC6 = "/ip6/::1/udp/0/quic-v1"
+
+
+def addr_of(host: Host, kind: str) -> str:
+    return next(a for a in host.p2p_addrs() if kind in a)
+
+
+async def test_one_host_on_tcp_and_quic_v4_and_v6() -> None:
+    with anyio.fail_after(30):
+        async with Host(PrivateKey.generate(KeyType.Secp256k1)) as server:
+            server.set_stream_handler("/echo/1.0.0", echo_handler)
+            bound = await server.listen(TCP, QUIC, QUIC6)
+            assert len(bound) == 3 and all("/0/" not in str(a) for a in bound)
+            for kind in ("/udp/", "/ip6/", "/tcp/"):
+                async with Host() as client:
+                    peer = await client.connect(addr_of(server, kind))
+                    conn = client.connection(peer)
+                    assert conn is not None
+                    assert conn.transport == ("tcp" if kind == "/tcp/" else "quic")
+                    assert isinstance(conn.muxed, MuxedConnection)
+                    assert await echo_roundtrip(client, peer, b"both" * 5000) == b"both" * 5000
+                    info = await client.identify(peer)
+                    listen = {str(a) for a in info.multiaddrs()}
+                    assert {str(a) for a in bound} <= listen  # every transport advertised
+                    assert len(await client.ping(peer, 2)) == 2
+
+
+async def test_one_connection_per_peer_whichever_transport_came_first() -> None:
+    with anyio.fail_after(30):
+        async with Host() as server, Host() as client:
+            await server.listen(TCP, QUIC)
+            peer = await client.connect(addr_of(server, "/quic-v1"))
+            first = client.connection(peer)
+            assert first is not None and first.transport == "quic"
+            assert await client.connect(addr_of(server, "/tcp/")) == peer
+            assert client.connection(peer) is first  # the QUIC connection is reused
+            assert len(client._conns[peer]) == 1
+
+
+async def test_quic_connection_close_is_seen_by_both_hosts() -> None:
+    with anyio.fail_after(30):
+        async with Host() as server, Host() as client:
+            await server.listen(QUIC)
+            peer = await client.connect(server.p2p_addrs()[0])
+            await client.identify(peer)
+            await client.disconnect(peer)
+            with anyio.fail_after(5):
+                while server.connected_peers() or client.connected_peers():
+                    await anyio.sleep(0.01)
+            assert not server.connected_peers()
+
+
+class Recording(ConnectionLimits):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.admitted: list[str] = []
+
+    def try_admit(self, ip: str):
+        self.admitted.append(ip)
+        return super().try_admit(ip)
+
+
+async def test_admission_is_asked_for_quic_too() -> None:
+    with anyio.fail_after(30):
+        probe = Host()
+        adm = Recording(probe.config, probe._total_conns)
+        async with Host(probe.identity, admission=adm) as server, Host() as client:
+            await server.listen(QUIC)
+            peer = await client.connect(server.p2p_addrs()[0])
+            await client.identify(peer)
+            assert adm.admitted == ["127.0.0.1"]
+            conn = server.connection(client.peer_id)
+            assert conn is not None and isinstance(conn.muxed, QuicConn)
