@@ -64,6 +64,9 @@ CLOSE_REFUSED = 1
 CLOSE_GRACE = 1.0
 #: UDP socket buffers asked for (quic-go asks for 7 MiB; what the kernel grants is fine too).
 SOCKET_BUFFER = 4 << 20
+#: Datagrams handled per wake-up of an endpoint before other tasks get a turn.
+_RECV_BATCH = 64
+_MAX_DATAGRAM = 65535
 _CID_LENGTH = 8  # aioquic's default length of our connection IDs (go uses 4; any length works)
 _SUPPORTED = (QuicProtocolVersion.VERSION_1,)
 
@@ -99,6 +102,9 @@ def quic_multiaddr(host: str, port: int) -> Multiaddr:
 
 def _clock() -> float:
     return anyio.current_time()
+
+
+_wait_readable = getattr(anyio, "wait_readable", None) or anyio.wait_socket_readable
 
 
 # --- streams -------------------------------------------------------------------------------------
@@ -559,17 +565,13 @@ class QuicConn:
 class QuicEndpoint:
     """One UDP socket and the connections using it (see the module docstring)."""
 
-    def __init__(self, transport: QuicTransport, sock: anyio.abc.UDPSocket) -> None:
+    def __init__(self, transport: QuicTransport, sock: socket.socket) -> None:
         self._transport = transport
-        self._sock = sock
-        # A socket object of our own on the same file (asyncio only exposes a wrapper without
-        # sendto): sends go straight to the kernel from whichever task has output.
-        raw = sock.extra(anyio.abc.SocketAttribute.raw_socket)
-        self._raw = socket.fromfd(raw.fileno(), raw.family, socket.SOCK_DGRAM)
-        self._raw.setblocking(False)
+        # A plain non-blocking socket: sends go straight to the kernel from whichever task has
+        # output (many connections share it), and reads drain every queued datagram per wake-up.
+        self._raw = sock
         self.dropped = 0  # datagrams the kernel had no room for
-        local: Any = sock.extra(anyio.abc.SocketAttribute.local_address)  # (host, port[, ...])
-        host, port = local[:2]
+        host, port = sock.getsockname()[:2]
         self.host = str(host)
         self.port = int(port)
         self.multiaddr = quic_multiaddr(self.host, self.port)
@@ -606,29 +608,40 @@ class QuicEndpoint:
 
     async def run(self) -> None:
         """Receive datagrams until the socket is closed (or this task is cancelled: the host's
-        task group ending closes the socket too)."""
-        sock = self._sock
+        task group ending closes the socket too). Each wake-up handles every datagram already
+        queued (up to `_RECV_BATCH`), so the connections' drivers run once per batch."""
+        raw = self._raw
         try:
-            while True:
+            while not self._closed:
                 try:
-                    data, addr = await sock.receive()
-                except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
+                    await _wait_readable(raw)
+                except (anyio.ClosedResourceError, OSError, ValueError):
                     return
-                except OSError as exc:  # e.g. ICMP port unreachable reported on the socket
-                    log.debug("QUIC receive failed: %r", exc)
-                    continue
-                try:
-                    await self._datagram(data, (str(addr[0]), int(addr[1])))
-                except Exception:  # one bad datagram must never stop the endpoint
-                    log.exception("QUIC datagram from %s could not be handled", addr)
+                for _ in range(_RECV_BATCH):
+                    try:
+                        data, addr = raw.recvfrom(_MAX_DATAGRAM)
+                    except BlockingIOError:
+                        break
+                    except OSError as exc:  # e.g. ICMP port unreachable, or closed meanwhile
+                        if self._closed:
+                            return
+                        log.debug("QUIC receive failed: %r", exc)
+                        break
+                    try:
+                        self._datagram(data, (str(addr[0]), int(addr[1])))
+                    except Exception:  # one bad datagram must never stop the endpoint
+                        log.exception("QUIC datagram from %s could not be handled", addr)
         finally:
-            if not self._closed:
-                self._closed = True
-                self._raw.close()
-            with anyio.CancelScope(shield=True):
-                await sock.aclose()
+            self._close_socket()
 
-    async def _datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+    def _close_socket(self) -> None:
+        if not self._closed:
+            self._closed = True
+            anyio.notify_closing(self._raw)
+        if self._raw.fileno() >= 0:
+            self._raw.close()
+
+    def _datagram(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
             header = pull_quic_header(Buffer(data=data), host_cid_length=_CID_LENGTH)
         except ValueError:
@@ -648,9 +661,9 @@ class QuicEndpoint:
             return
         if header.packet_type != QuicPacketType.INITIAL or len(data) < SMALLEST_MAX_DATAGRAM_SIZE:
             return
-        await self._accept(header.destination_cid, data, addr)
+        self._accept(header.destination_cid, data, addr)
 
-    async def _accept(self, original_cid: bytes, data: bytes, addr: tuple[str, int]) -> None:
+    def _accept(self, original_cid: bytes, data: bytes, addr: tuple[str, int]) -> None:
         transport = self._transport
         if not transport.handshake_slot(addr[0]):
             log.debug("refusing QUIC connection from %s: handshakes in progress", addr)
@@ -733,9 +746,7 @@ class QuicEndpoint:
 
     def _maybe_close(self) -> None:
         if not self.listening and not self._live and not self._closed and self._transport.release(self):
-            self._closed = True
-            self._raw.close()
-            self._transport.start_soon(self._sock.aclose)
+            self._close_socket()  # wakes the receive loop, which returns
 
     async def aclose(self) -> None:
         """Close every connection (their CONNECTION_CLOSE leaves first, briefly), then the socket."""
@@ -744,10 +755,7 @@ class QuicEndpoint:
         with anyio.move_on_after(0.5, shield=True):
             while self._live:
                 await anyio.sleep(0.01)
-        if not self._closed:
-            self._closed = True
-            self._raw.close()
-        await self._sock.aclose()
+        self._close_socket()
 
 
 class QuicListener:
@@ -926,18 +934,24 @@ class QuicTransport:
 
     # -- sockets ----------------------------------------------------------------------------------
     async def _open_endpoint(self, host: str, port: int) -> QuicEndpoint:
-        family: Literal[socket.AddressFamily.AF_INET, socket.AddressFamily.AF_INET6] = (
-            socket.AF_INET6 if ":" in host else socket.AF_INET)
-        sock = await anyio.create_udp_socket(family=family, local_host=host, local_port=port)
-        raw = sock.extra(anyio.abc.SocketAttribute.raw_socket)
-        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            try:
-                raw.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
-            except OSError:
-                pass
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+                except OSError:
+                    pass
+            sock.bind((host, port))
+        except BaseException:
+            sock.close()
+            raise
         endpoint = QuicEndpoint(self, sock)
         if not self.start_soon(endpoint.run):
-            await endpoint.aclose()
+            endpoint._close_socket()
             raise P2PError("host is not running")
         return endpoint
 
