@@ -14,10 +14,11 @@ layer is not used):
 * `QuicConn` (a `MuxedConnection`): a driver task feeds aioquic's timers, sends what it has to
   send and pings after 15 s without receiving anything (go's keep-alive); events become stream
   data, resets and new inbound streams. Each libp2p stream is one bidirectional QUIC stream.
-* `QuicStream` (a `MuxedStream`), mapped as go maps it: `send_eof` = FIN; `aclose` =
-  STOP_SENDING(0) + FIN; `reset` = STOP_SENDING(0) + RESET_STREAM(0); a received RESET_STREAM or
-  STOP_SENDING surfaces as `StreamReset` (reads after a reset, writes after either); a
-  connection's end as `ConnectionClosed`. Received data is credited back to the peer only as it
+* `QuicStream` (a `MuxedStream`), mapped as go maps it: `send_eof` = FIN; `aclose` = FIN +
+  STOP_SENDING(0) (the latter after `STOP_LINGER` unless the peer ended its side: a lazy
+  multistream reply must not be killed); `reset` = STOP_SENDING(0) + RESET_STREAM(0); a
+  received RESET_STREAM or STOP_SENDING surfaces as `StreamReset` (reads after a reset, writes
+  after either); a connection's end as `ConnectionClosed`. Received data is credited back to the peer only as it
   is read, and `send` waits while more than `SEND_HIGH_WATER` bytes are not yet acknowledged, so
   both directions' buffers are bounded.
 """
@@ -60,6 +61,8 @@ SEND_HIGH_WATER = 1 << 20
 #: Close codes (go-libp2p p2p/transport/quic): a normal close, and a refusal after the handshake.
 CLOSE_NORMAL = 0
 CLOSE_REFUSED = 1
+#: How long a closed stream still accepts (and drops) the peer's data before STOP_SENDING.
+STOP_LINGER = 1.0
 #: How long `close()` waits for the CONNECTION_CLOSE to leave and the connection to end.
 CLOSE_GRACE = 1.0
 #: UDP socket buffers asked for (quic-go asks for 7 MiB; what the kernel grants is fine too).
@@ -240,7 +243,12 @@ class QuicStream:
         self._wake_writer()
 
     async def aclose(self) -> None:
-        """go's Close: our FIN if not sent and STOP_SENDING(0); never waits for the peer."""
+        """go's Close: our FIN if not sent and STOP_SENDING(0); never waits for the peer.
+
+        The STOP_SENDING leaves `STOP_LINGER` later unless the peer ends its side first: a lazy
+        dialer that closes right after its request would otherwise kill the listener's
+        multistream reply, which go's lazy client avoids by reading that reply in Close (a wait
+        this interface does not allow). Whatever arrives meanwhile is dropped and credited."""
         if self._closed:
             return
         conn = self._conn
@@ -248,8 +256,11 @@ class QuicStream:
             if not self._local_eof and not self._stopped:
                 self._local_eof = True
                 conn.quic.send_stream_data(self.stream_id, b"", end_stream=True)
+            self._buf.clear()
+            conn.quic.discard_stream(self.stream_id, _clock())
             if not (self._eof or self._reset_remote):
-                self._stop_reading()
+                conn._linger(self.stream_id)
+            conn._kick()
         self._closed = True
         conn._forget(self)
         self._wake_reader()
@@ -308,6 +319,7 @@ class QuicConn:
         self._started = _clock()
         self._seen_inbound: set[int] = set()
         self._keepalive: float | None = endpoint._transport.keepalive_interval
+        self._lingering: dict[int, float] = {}  # stream -> when its STOP_SENDING is due
 
     def __repr__(self) -> str:
         return f"<QuicConn {self.direction} {self.remote_addr} {self.remote_peer}>"
@@ -375,6 +387,24 @@ class QuicConn:
     def _kick(self) -> None:
         self._wake.set()
 
+    def _linger(self, stream_id: int) -> None:
+        self._lingering[stream_id] = _clock() + STOP_LINGER
+        self._kick()
+
+    def _stop_lingering(self, now: float) -> None:
+        """STOP_SENDING for closed streams whose peer has not ended its side in time."""
+        quic = self.quic
+        for sid, due in list(self._lingering.items()):
+            if due > now:
+                continue
+            del self._lingering[sid]
+            stream = quic._streams.get(sid)
+            if stream is not None and not stream.receiver.is_finished:
+                try:
+                    quic.stop_stream(sid, 0)
+                except ValueError:
+                    pass
+
     def _unacked(self, stream_id: int) -> int:
         stream = self.quic._streams.get(stream_id)
         if stream is None:
@@ -409,6 +439,9 @@ class QuicConn:
                 elif not self._keepalive_sent and self._keepalive is not None:
                     ka = self._last_received + self._keepalive
                     deadline = ka if deadline is None else min(deadline, ka)
+                if self._lingering:
+                    due = min(self._lingering.values())
+                    deadline = due if deadline is None else min(deadline, due)
                 if deadline is None:
                     await self._wake.wait()
                 else:
@@ -419,6 +452,8 @@ class QuicConn:
                 timer = quic.get_timer()
                 if timer is not None and now >= timer:
                     quic.handle_timer(now)
+                if self._lingering:
+                    self._stop_lingering(now)
                 if not self._handshake.is_set() and now >= handshake_deadline:
                     self.error = self.error or TimeoutError("QUIC handshake timed out")
                     self._begin_close(CLOSE_REFUSED, "handshake timeout")

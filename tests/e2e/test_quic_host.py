@@ -91,3 +91,27 @@ async def test_admission_is_asked_for_quic_too() -> None:
             assert adm.admitted == ["127.0.0.1"]
             conn = server.connection(client.peer_id)
             assert conn is not None and isinstance(conn.muxed, QuicConn)
+
+
+async def test_oracle_nodes_over_quic_only_membership_and_work() -> None:
+    """Two oracle nodes that speak QUIC only: the membership exchange (node data over
+    oracle_protocol / nodeDataSync) makes the worker eligible, then DistributeWork reaches it."""
+    from oracle.handlers import handle_test
+    from oracle.node import NodeConfig, OracleNode
+
+    with anyio.fail_after(30):
+        async with OracleNode(None, NodeConfig(listen=(QUIC,)), handlers={"test": handle_test}) as w:
+            quic = [a for a in w.host.p2p_addrs() if "/quic-v1/" in a]
+            assert quic == w.host.p2p_addrs()
+            async with OracleNode(None, NodeConfig(listen=(QUIC,), peers=tuple(quic))) as r:
+                assert r.workers() == [w.peer_id]
+                conn = r.host.connection(w.peer_id)
+                assert conn is not None and conn.transport == "quic"
+                with anyio.fail_after(10):
+                    while True:
+                        resp = await r.submit("test", "over quic")
+                        if resp.error != "no eligible workers found":  # node data still coming
+                            break
+                        await anyio.sleep(0.05)
+                assert resp.error == "" and resp.data == "over quic"
+                assert resp.worker_peer_id == str(w.peer_id)
