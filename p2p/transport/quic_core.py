@@ -23,6 +23,7 @@ methods (no new slots), right after aioquic creates it in `_initialize`.
 
 from __future__ import annotations
 
+import logging
 import ssl
 from typing import Any
 
@@ -38,6 +39,12 @@ from p2p.transport.quic_flow import ReceiveWindow
 __all__ = ["ALPN", "Libp2pQuicConnection", "QuicLimits", "make_configuration"]
 
 ALPN = "libp2p"
+
+# aioquic logs every connection error a remote peer causes at WARNING on its "quic" logger, so any
+# peer could fill our logs; the driver reports them (typed) at debug level instead. Left alone
+# when the application set a level of its own.
+if logging.getLogger("quic").level == logging.NOTSET:
+    logging.getLogger("quic").setLevel(logging.ERROR)
 
 
 class QuicLimits:

@@ -308,6 +308,32 @@ def test_oracle_node_listens_on_tcp_and_quic_by_default(gopeer_bin, tmp_path):
                          binary=gopeer_bin)
         assert res["response"]["data"] == "q"
         assert res["response"]["workerPeerId"] == info["peer_id"]
+        # and our own requester command reaches it over QUIC
+        res = run_cli("oracle", "work", "--type", "test", "--data", "via quic", "--peer", quic)
+        assert res["_rc"] == 0 and res["data"] == "via quic", res
+        assert res["workerPeerId"] == info["peer_id"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_p2p_serve_on_quic_answers_go(gopeer_bin):
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "p2p", "serve", "--echo", "--key-type", "ecdsa",
+                             "--listen", QUIC_LISTEN, "--listen", "/ip6/::1/udp/0/quic-v1"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        addrs = [a for a in info["addrs"] if "/quic-v1/" in a]
+        assert len(addrs) == 2 and any(a.startswith("/ip6/::1/") for a in addrs), info
+        for addr in addrs:
+            res = run_gopeer("echo", addr, "--size", "200000", timeout=60, binary=gopeer_bin)
+            assert res["ok"] is True and res["bytes"] == 200000
     finally:
         proc.terminate()
         proc.wait(timeout=10)
