@@ -30,7 +30,7 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -298,8 +298,9 @@ class QuicConn:
         self._remote = remote
         self.direction = direction
         self.local_peer = local_peer
-        self.remote_peer: PeerId | None = None
-        self.remote_public_key: PublicKey | None = None
+        # Known once the handshake proved them (a MuxedConnection is handed out only then).
+        self.remote_peer: PeerId = None  # type: ignore[assignment]
+        self.remote_public_key: PublicKey = None  # type: ignore[assignment]
         self.local_addr = endpoint.multiaddr
         self.remote_addr = quic_multiaddr(remote[0], remote[1])
         self.error: BaseException | None = None
