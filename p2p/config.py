@@ -44,7 +44,6 @@ class HostConfig:
     max_identify_message: int = 8192  # go identify: bytes per delimited message
     max_identify_messages: int = 9  # go identify: 10 reads, EOF within them
     # Behaviour
-    security_protocols: tuple[str, ...] = ("/noise",)
     muxer_protocols: tuple[str, ...] = ("/yamux/1.0.0",)
     early_muxer_negotiation: bool = True
     agent_version: str = DEFAULT_AGENT
@@ -79,8 +78,6 @@ class HostConfig:
         if self.yamux.max_inbound_streams != self.max_inbound_streams_per_conn:
             object.__setattr__(self, "yamux", dataclasses.replace(
                 self.yamux, max_inbound_streams=self.max_inbound_streams_per_conn))
-        if not self.security_protocols or "/noise" not in self.security_protocols:
-            raise ValueError("HostConfig.security_protocols must include /noise")
         if "/yamux/1.0.0" not in self.muxer_protocols:
             raise ValueError("HostConfig.muxer_protocols must include /yamux/1.0.0")
 

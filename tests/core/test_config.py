@@ -17,7 +17,6 @@ def test_defaults_follow_go():
 
 
 @pytest.mark.parametrize("field,value", [("dial_timeout", 0), ("max_connections", 0),
-                                         ("security_protocols", ("/tls/1.0.0",)),
                                          ("muxer_protocols", ("/mplex/6.7.0",))])
 def test_invalid_values_rejected(field, value):
     with pytest.raises(ValueError):
