@@ -4,12 +4,15 @@ Every layer (TCP, Noise, a yamux stream, a negotiated host stream) speaks anyio'
 `receive(max_bytes)` returns at least one byte or raises `anyio.EndOfStream`; `send(data)`;
 `send_eof()` half-closes; `aclose()` closes. Muxed streams add `reset()`.
 
+Two optional fast-path capabilities a stream may declare: `PushReads` and `NonBlockingWrites`.
+
 `BufferedStream` lets a protocol parser hand back bytes it read past its own message (multistream
 proposals pipelined with application data, go's lazy streams) so the next layer sees them first.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import anyio
@@ -19,6 +22,18 @@ from p2p.errors import RemoteProtocolError
 
 @runtime_checkable
 class ByteStream(Protocol):
+    """What every layer below a muxed stream provides (TCP, Noise; a test's memory stream).
+
+    Implementers provide:
+    * `receive(max_bytes)`: at least one and at most `max_bytes` bytes, waiting for them;
+      `anyio.EndOfStream` once the peer's half is closed and everything before it was returned;
+      another exception (`anyio.BrokenResourceError`, a typed `P2PError`) when the stream failed.
+    * `send(item)`: all of `item`, in order, waiting while the peer or the kernel cannot take it;
+      the caller may reuse `item` when it returns. Concurrent senders must not interleave bytes.
+    * `send_eof()`: half-close our side; `receive` goes on.
+    * `aclose()`: release the stream (idempotent); pending calls fail.
+    """
+
     async def receive(self, max_bytes: int = 65536) -> bytes: ...
 
     async def send(self, item: bytes) -> None: ...
@@ -30,7 +45,51 @@ class ByteStream(Protocol):
 
 @runtime_checkable
 class ResettableStream(ByteStream, Protocol):
+    """A ByteStream that can also abort both directions at once (muxed streams)."""
+
     async def reset(self) -> None: ...
+
+
+@runtime_checkable
+class PushReads(Protocol):
+    """A byte stream that can hand its reads to a callback as they arrive, instead of `receive`
+    (a fast path: no reader task wake-up per read). Implemented by our asyncio TCP stream and by
+    Noise over it; a yamux session uses it when the stream below offers it.
+
+    Implementers provide:
+    * `set_receiver(on_data, on_end)`: from now on call `on_data(chunk)` for every chunk read
+      (bytes already buffered first, before this returns), never concurrently, in order; then
+      `on_end(None)` once at a clean EOF or `on_end(exc)` on a failure, after which nothing more
+      is called. `set_receiver(None)` stops pushing. Return False, changing nothing, when the
+      stream cannot push after all (e.g. the one below it cannot): the caller uses `receive`.
+    * `pause_receiving()` / `resume_receiving()`: flow control while pushing (no `on_data`
+      between the two).
+    """
+
+    def set_receiver(self, on_data: Callable[[bytes], None] | None,
+                     on_end: Callable[[BaseException | None], None] | None = None) -> bool: ...
+
+    def pause_receiving(self) -> None: ...
+
+    def resume_receiving(self) -> None: ...
+
+
+@runtime_checkable
+class NonBlockingWrites(Protocol):
+    """A byte stream that can take a write without waiting when its buffers allow (a fast path:
+    no cancel scope and no loop turn per write). A yamux session uses it when the stream below
+    offers it.
+
+    Implementers provide:
+    * `send_ready()`: True when `try_send` would take bytes now.
+    * `try_send(item)`: take all of `item` now, in order with every earlier send, and return
+      True; or take nothing and return False. Never waits. A write the kernel did not finish may
+      be held (one at most) and must make the next `send` wait for it.
+    """
+
+    def send_ready(self) -> bool: ...
+
+    def try_send(self, item: bytes) -> bool: ...
 
 
 class BufferedStream:

@@ -4,6 +4,9 @@ outbound: select `/noise` -> Noise XX as initiator (peer ID checked) -> yamux (e
           select `/yamux/1.0.0`) -> yamux client
 inbound:  answer `/noise` (`na` to anything else, e.g. go's `/tls/1.0.0` or v0.24's
           `/libp2p/simultaneous-connect`) -> Noise XX as responder -> yamux server
+When yamux is negotiated by multistream, what multistream read past its reply goes back to the
+Noise stream and yamux runs on the Noise stream itself, not on a wrapper: its fast paths (pushed
+reads, writes without waiting) are there whichever way the muxer was chosen.
 Each failure is wrapped in an `UpgradeError` that names its stage. The result is an
 `UpgradedConnection`: the `p2p.connection.MuxedConnection` that TCP hands the Host.
 
@@ -93,24 +96,21 @@ async def upgrade_outbound(
     raw: ByteStream, identity: PrivateKey, expected_peer: PeerId | None, config: HostConfig,
     local_addr: Multiaddr, remote_addr: Multiaddr, trace: Any = None,
 ) -> UpgradedConnection:
-    conn = BufferedStream(raw if trace is None else trace.wrap(raw))
+    raw_buffered = BufferedStream(raw if trace is None else trace.wrap(raw))
     t = config.negotiation_timeout
-    await _stage("security negotiation", select_protocol(conn, ["/noise"], timeout=t))
+    await _stage("security negotiation", select_protocol(raw_buffered, ["/noise"], timeout=t))
     muxers = config.muxer_protocols if config.early_muxer_negotiation else ()
     secure = await _stage(
         "noise handshake",
-        secure_outbound(
-            conn, identity, expected_peer=expected_peer, muxers=muxers, timeout=config.dial_timeout,
-            trace=trace,
-        ),
+        secure_outbound(raw_buffered, identity, expected_peer=expected_peer, muxers=muxers,
+                        timeout=config.dial_timeout, trace=trace),
     )
-    muxed: ByteStream = secure
     early = secure.early_muxer == YAMUX
     if not early:
         buffered = BufferedStream(secure)
         await _stage("muxer negotiation", select_protocol(buffered, [YAMUX], timeout=t))
-        muxed = buffered
-    session = YamuxSession(muxed, is_client=True, config=config.yamux)
+        secure.unread(buffered.take_buffered())  # yamux runs on the Noise stream itself
+    session = YamuxSession(secure, is_client=True, config=config.yamux)
     return UpgradedConnection(session, secure, early, PeerId.from_public_key(identity.public_key),
                               "outbound", local_addr, remote_addr)
 
@@ -120,26 +120,26 @@ async def upgrade_inbound(raw: ByteStream, identity: PrivateKey, config: HostCon
                           *, progress: Callable[[], None] | None = None) -> UpgradedConnection:
     """`progress` is called once the dialer has negotiated the security protocol (admission
     evicts handshakes that got that far last)."""
-    conn = BufferedStream(raw if trace is None else trace.wrap(raw))
+    raw_buffered = BufferedStream(raw if trace is None else trace.wrap(raw))
     t = config.negotiation_timeout
     await _stage(
         "security negotiation",
-        handle_protocol(conn, ["/noise"], timeout=t, max_na_rounds=config.max_negotiation_rounds),
+        handle_protocol(raw_buffered, ["/noise"], timeout=t,
+                        max_na_rounds=config.max_negotiation_rounds),
     )
     if progress is not None:
         progress()
     muxers = config.muxer_protocols if config.early_muxer_negotiation else ()
     secure = await _stage(
         "noise handshake",
-        secure_inbound(conn, identity, muxers=muxers, timeout=config.inbound_upgrade_timeout,
-                       trace=trace),
+        secure_inbound(raw_buffered, identity, muxers=muxers,
+                       timeout=config.inbound_upgrade_timeout, trace=trace),
     )
-    muxed: ByteStream = secure
     early = secure.early_muxer == YAMUX
     if not early:
         buffered = BufferedStream(secure)
         await _stage("muxer negotiation", handle_protocol(buffered, [YAMUX], timeout=t))
-        muxed = buffered
-    session = YamuxSession(muxed, is_client=False, config=config.yamux)
+        secure.unread(buffered.take_buffered())  # yamux runs on the Noise stream itself
+    session = YamuxSession(secure, is_client=False, config=config.yamux)
     return UpgradedConnection(session, secure, early, PeerId.from_public_key(identity.public_key),
                               "inbound", local_addr, remote_addr)

@@ -1,24 +1,26 @@
-"""anyio driver for the yamux core: reads parsed as they arrive, one flush path, keepalive and RTT pings.
+"""anyio driver for the yamux core: one input path, one output object, keepalive and RTT pings.
 
-The protocol decisions all live in `p2p.mux.yamux.YamuxConnection`; this module only moves bytes
-and wakes tasks.
+The protocol decisions all live in `p2p.mux.yamux.YamuxConnection` (the core); this module only
+moves bytes between it and the byte stream below (`lower`: Noise in a host, TCP or memory in
+tests) and wakes tasks.
 
-Reading: on asyncio the connection pushes its reads (`set_receiver`: Noise over our asyncio TCP
-stream) and `_on_data` parses them in the transport's callback and wakes the streams the events
-name: no reader task between the socket and the stream's task. Elsewhere (trio, other
-connections) a reader task does the same: `conn.receive` -> `core.receive_data` -> wake. Either
-way reading pauses while more than `_OUTPUT_HIGH_WATER` of control output waits for the peer
-(a SYN or ping flood from a peer that does not read).
+Input (`YamuxSession._feed`, the only way received bytes reach the core): parse, wake the streams
+the events name, schedule the output they caused. How the bytes arrive depends on what the stream
+below can do: one that pushes its reads (`p2p.streams.PushReads`: Noise over our asyncio TCP
+stream) calls `_feed` from the transport's callback, with no task between the socket and the
+stream's task; otherwise a reader task calls `receive` and `_feed`. Either way reading pauses
+while more than `_OUTPUT_HIGH_WATER` of output waits for the peer (a SYN or ping flood from a
+peer that does not read) and resumes once the writer has handed it over.
 
-Writing: stream calls (`open_stream`, `send`, `send_eof`, `aclose`, `reset`) only queue frames in
-the core. A task's queued output leaves from the task itself when it is about to wait for a read
-or its handler is done (`try_flush`: the connection takes it without waiting), so a request
-(SYN + proposal + data + FIN) is one write in the turn that made it. Otherwise a kick (on asyncio a
-callback at the next loop turn) wakes the writer task, which, like go-yamux's send loop, flushes
-everything queued while it waited in one write. Every write goes through `_flush` or `try_flush`:
-a single `conn.send` (coalescing) under one lock, shielded so a frame is never cut in half and
-bounded by `write_timeout`. Short sends do not yield; a send yields past 64 KiB queued or after 16
-sends without a turn of the reader or writer, and waits when more than `_SEND_HIGH_WATER` is
+Output (`SessionOutput`, the only owner of flush decisions): stream calls (`open_stream`, `send`,
+`send_eof`, `aclose`, `reset`) only queue frames in the core and call `kick()`. A task's queued
+output leaves from the task itself when it is about to wait for a read or closes a stream
+(`try_flush`: the stream below takes it without waiting, `p2p.streams.NonBlockingWrites`), so a
+request (SYN + proposal + data + FIN) is one write in the turn that made it. Otherwise the kick
+wakes the writer task (on asyncio through a callback at the next loop turn, by when the task has
+usually written its output itself), which, like go-yamux's send loop, writes everything queued
+while it waited in one write. Short sends do not yield; a send yields past 64 KiB queued or after
+16 sends without a turn of the reader or writer, and waits when more than `_SEND_HIGH_WATER` is
 queued (backpressure bounds memory). A write error is seen by the next call as `ConnectionClosed`.
 
 Clocks (no task of their own: an idle connection costs two tasks): the run task (or the reader)
@@ -48,37 +50,30 @@ from p2p.errors import ConnectionClosed, LocalProtocolError, StreamReset
 from p2p.mux import yamux as core
 from p2p.mux.yamux import SessionGoingAway, StreamLimitReached, YamuxConfig, YamuxConnection
 from p2p.mux.yamux_frame import YamuxProtocolError
-from p2p.streams import ByteStream
-from p2p.sync import Flag, LazyLock
+from p2p.mux.yamux_output import (
+    _SEND_HIGH_WATER,
+    SessionOutput,
+    _asyncio_checkpoint,
+    _wake,
+)
+from p2p.streams import ByteStream, PushReads
+from p2p.sync import Flag
 
-__all__ = ["YamuxConfig", "YamuxSession", "YamuxStream", "YamuxProtocolError"]
+__all__ = ["SessionOutput", "YamuxConfig", "YamuxSession", "YamuxStream", "YamuxProtocolError"]
 
 log = logging.getLogger(__name__)
 
-#: Bytes asked of the connection per read: large reads keep per-call overhead off the bulk path.
+#: Bytes asked of the stream below per read: large reads keep per-call overhead off the bulk path.
 _RECV_SIZE = 1 << 20
-#: Queued control output beyond this makes the reader wait for the writer (bounds memory under a
+#: Queued output beyond this makes the input side wait for the writer (bounds memory under a
 #: SYN or ping flood while the peer does not read).
 _OUTPUT_HIGH_WATER = 1 << 20
-#: Queued output beyond this makes a stream's `send` wait until the writer has taken it.
-_SEND_HIGH_WATER = 256 * 1024
 #: A stream `send` yields a loop turn when more than this is queued for the writer...
 _YIELD_ABOVE = 64 * 1024
 #: ... or after this many sends on the session without a turn of its reader or writer.
 _MAX_UNYIELDED_SENDS = 16
-#: Turns the writer waits for more output before a write (each turn that adds none ends it).
-_MAX_BATCH_TURNS = 8
 #: How long a best-effort GoAway may take on the way out.
 _GOAWAY_GRACE = 1.0
-
-
-async def _asyncio_checkpoint() -> None:
-    await asyncio.sleep(0)  # what anyio.lowlevel.checkpoint does on asyncio
-
-
-def _wake(ev: Flag | None) -> None:
-    if ev is not None:
-        ev.set()
 
 
 class YamuxStream:
@@ -120,16 +115,16 @@ class YamuxStream:
     async def receive(self, max_bytes: int = 65536) -> bytes:
         """Return buffered bytes (waking on data); EndOfStream after the peer's FIN."""
         sess = self._session
-        conn = sess._core
+        core = sess._core
         while True:
             if self._reset:
                 raise StreamReset(remote=self._reset_remote)
             if self._closed:
                 raise anyio.ClosedResourceError
             if sess.error is None or not sess.is_closed:
-                data = conn.read(self.stream_id, max_bytes, sess._clock())
+                data = core.read(self.stream_id, max_bytes, sess._clock())
                 if data:
-                    if conn.pending_output:
+                    if core.pending_output:
                         sess._kick()
                     return data
             if self._remote_eof:
@@ -137,7 +132,7 @@ class YamuxStream:
                 raise anyio.EndOfStream
             if sess.is_closed:
                 raise _session_closed(sess.error)
-            if conn.pending_output:  # about to wait: what this task queued leaves now
+            if core.pending_output:  # about to wait: what this task queued leaves now
                 sess.try_flush()
             if self._rwait is None:
                 self._rwait = Flag()
@@ -177,16 +172,16 @@ class YamuxStream:
         sess = self._session
         if self._reset or self._closed or sess.is_closed:
             return b""
-        conn = sess._core
-        data = conn.read(self.stream_id, max_bytes, sess._clock())
-        if data and conn.pending_output:
+        core = sess._core
+        data = core.read(self.stream_id, max_bytes, sess._clock())
+        if data and core.pending_output:
             sess._kick()
         return data
 
     async def send(self, item: bytes | bytearray | memoryview) -> None:
         """Send all of `item`, waiting for window updates when the send window is exhausted."""
         sess = self._session
-        conn = sess._core
+        core = sess._core
         # The core queues frames that reference the data until the writer takes them, so a
         # buffer the caller may change is copied first; bytes, or a view of bytes, need not be.
         if isinstance(item, bytes):
@@ -199,14 +194,14 @@ class YamuxStream:
         pos, total = 0, len(view)
         while pos < total:
             self._check_writable()
-            n = conn.send(self.stream_id, view[pos:] if pos else view)
+            n = core.send(self.stream_id, view[pos:] if pos else view)
             if n:
                 pos += n
                 sess._kick()
-                if conn.pending_output > _SEND_HIGH_WATER:
+                if core.pending_output > _SEND_HIGH_WATER:
                     await sess._wait_drained()
                 elif (sess._unyielded_sends >= _MAX_UNYIELDED_SENDS
-                      or conn.pending_output > _YIELD_ABOVE):
+                      or core.pending_output > _YIELD_ABOVE):
                     # A tight sender loop must not starve the session's reader (peers' pings on
                     # other streams would go unanswered) nor its writer.
                     sess._unyielded_sends = 0
@@ -215,7 +210,7 @@ class YamuxStream:
                     # A short write does not yield (like asyncio's StreamWriter.write): a reply
                     # followed by a close or a read leaves in the same loop turn.
                     sess._unyielded_sends += 1
-            elif conn.send_window(self.stream_id) == 0:
+            elif core.send_window(self.stream_id) == 0:
                 if self._wwait is None:
                     self._wwait = Flag()
                 await self._wwait.wait()
@@ -293,12 +288,11 @@ class YamuxStream:
 
 
 class YamuxSession:
-    """A yamux session over `conn`; run it with `run()` or `async with`."""
+    """A yamux session over the byte stream `lower`; run it with `run()` or `async with`."""
 
-    def __init__(self, conn: ByteStream, *, is_client: bool,
+    def __init__(self, lower: ByteStream, *, is_client: bool,
                  config: YamuxConfig = YamuxConfig()) -> None:
-        # a ByteStream; in push mode also set_receiver / pause_receiving / resume_receiving
-        self._conn: Any = conn
+        self._lower = lower
         self.config = config
         self.is_client = is_client
         self._core = YamuxConnection(is_client, config)
@@ -308,35 +302,30 @@ class YamuxSession:
         self._open_wait: Flag | None = None
         self._pings: dict[int, list[Any]] = {}
         self._on_stream: Callable[[YamuxStream], None] | None = None
+        self._output = out = SessionOutput(self, lower)
+        # The streams' words for the output (bound once: they run per send and per read).
+        self._kick = out.kick
+        self.try_flush = out.try_flush
+        self._wait_drained = out.wait_drained
         #: anyio's checkpoint, or on asyncio the same `sleep(0)` without anyio's backend lookup
         self._checkpoint: Callable[[], Any] = anyio.lowlevel.checkpoint
         #: anyio's clock, or on asyncio the loop's own `time` (the same value, no backend lookup)
         self._clock: Callable[[], float] = anyio.current_time
-        #: callbacks due in this loop turn (asyncio's ready queue), when the loop exposes it
-        self._others_ready: Callable[[], int] | None = None
-        self._write_lock = LazyLock()
-        #: push mode (see `_start_push`): set when reading ends, and why
-        self._push_end: Flag | None = None
-        self._push_done = False
-        self._push_error: BaseException | None = None
-        self._recv_paused = False
-        #: on asyncio, the loop's `call_soon` (see `_kick`); a deferred kick is scheduled
-        self._call_soon: Callable[..., Any] | None = None
         self._call_at: Callable[..., Any] | None = None
-        self._kick_soon = False
         #: stream sends since the reader or writer last ran (bounds how long sends skip yielding)
         self._unyielded_sends = 0
-        #: a write that never waits (Noise over our asyncio TCP stream), used when it can be
-        self._try_send: Callable[[bytes], bool] | None = getattr(conn, "try_send", None)
-        self._send_ready: Callable[[], bool] | None = getattr(conn, "send_ready", None)
-        self._writer_wait: Flag | None = None
-        self._drain_wait: Flag | None = None
-        self._closed_event = Flag()
+        # input: push mode (the stream below calls `_on_data`) or a reader task
+        self._push = False
+        self._input_end = Flag()  # set when input has ended (push mode), and `_input_error` why
+        self._input_over = False
+        self._input_error: BaseException | None = None
+        self._recv_paused = False
+        self._resume_wait: Flag | None = None  # the reader task waits here while paused
         self._reader_scope: anyio.CancelScope | None = None
+        self._closed_event = Flag()
         self._tg: TaskGroup | None = None
         self._own_tg: TaskGroup | None = None
         self._running = False
-        self._conn_closed = False
         self._last_recv = 0.0
         self._ka_ping: int | None = None  # opaque of the keepalive ping awaiting its pong
         self._ka_deadline = 0.0
@@ -367,23 +356,23 @@ class YamuxSession:
             raise RuntimeError("YamuxSession.run() is already running")
         self._running = True
         if sniffio.current_async_library() == "asyncio":
+            loop = asyncio.get_running_loop()
             self._checkpoint = _asyncio_checkpoint
-            self._clock = asyncio.get_running_loop().time
-            self._call_soon = asyncio.get_running_loop().call_soon
-            self._call_at = asyncio.get_running_loop().call_at
-            ready = getattr(asyncio.get_running_loop(), "_ready", None)  # CPython's loop only
-            if ready is not None and hasattr(ready, "__len__"):
-                self._others_ready = ready.__len__
+            self._clock = loop.time
+            self._call_at = loop.call_at
+            self._output.bind_asyncio(loop)
         self._last_recv = anyio.current_time()
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                tg.start_soon(self._writer_loop)
+                tg.start_soon(self._output.run_writer)
                 if not self.is_closed:
                     self._core.ping(self._last_recv)  # go's first RTT ping (opaque 0)
                 task_status.started()
                 if not self.is_closed:
-                    if self._call_soon is not None and self._start_push():
+                    # Push mode only on asyncio: the callbacks run outside any task, which
+                    # trio's stream below could not do anyway.
+                    if self._call_at is not None and self._start_push():
                         await self._push_loop()
                     else:
                         await self._reader_loop()
@@ -391,26 +380,26 @@ class YamuxSession:
         finally:
             self._shutdown(None)
             with anyio.CancelScope(shield=True):
-                await self._close_conn()
+                await self._close_lower()
 
     async def close(self, code: int = 0) -> None:
-        """Send GoAway(code) (best effort, bounded), close the connection and fail all waiters."""
+        """Send GoAway(code) (best effort, bounded), close the stream below, fail all waiters."""
         if self.is_closed:
-            if self._running:  # run() is closing the connection; wait until it has
+            if self._running:  # run() is closing the stream below; wait until it has
                 await self._closed_event.wait()
             return
         self._core.go_away(code)
         with anyio.move_on_after(_GOAWAY_GRACE):
-            await self._flush_quietly()
+            await self._output.flush_quietly()
         self._shutdown(None)
         with anyio.CancelScope(shield=True):
-            await self._close_conn()
+            await self._close_lower()
 
-    async def _close_conn(self) -> None:
-        self._conn_closed = True
+    async def _close_lower(self) -> None:
+        self._output.lower_closed = True
         with anyio.move_on_after(_GOAWAY_GRACE):
             try:
-                await self._conn.aclose()
+                await self._lower.aclose()
             except Exception:  # already broken: nothing left to release
                 pass
         self._closed_event.set()
@@ -425,8 +414,8 @@ class YamuxSession:
         self._core.close()
         if self._reader_scope is not None:
             self._reader_scope.cancel()
-        if self._push_end is not None:
-            self._push_end.set()
+        self._input_end.set()
+        _wake(self._resume_wait)
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
         for st in list(self._streams.values()) + list(self._accept_queue):
@@ -436,56 +425,59 @@ class YamuxSession:
         self._wake_openers()
         for waiter in self._pings.values():
             waiter[0].set()
-        self._wake_writer()
-        _wake(self._drain_wait)
+        self._output.wake_all()
         if error is not None:
             log.debug("yamux session closed: %r", error)
 
-    # ---- tasks ---------------------------------------------------------------------------------
+    # ---- input: one path into the core ----------------------------------------------------------
 
-    async def _reader_loop(self) -> None:
-        conn, yc = self._conn, self._core
-        dispatch = self._dispatch
-        next_rtt = self._last_recv + self.config.measure_rtt_interval
-        try:
-            with anyio.CancelScope() as self._reader_scope:
-                while not self.is_closed:
-                    due = self._next_due(next_rtt)
-                    # One timer scope for many reads: it is re-armed only when it fires.
-                    stop = False
-                    with anyio.CancelScope(deadline=due) as timer:
-                        while not self.is_closed:
-                            try:
-                                data = await conn.receive(_RECV_SIZE)
-                            except anyio.EndOfStream:
-                                stop = True
-                                break
-                            now = self._last_recv = self._clock()
-                            self._unyielded_sends = 0
-                            events = yc.receive_data(data, now)
-                            if events and not dispatch(events):
-                                stop = True
-                                break
-                            if yc.pending_output:
-                                if yc.pending_output > _OUTPUT_HIGH_WATER:
-                                    await self._flush()
-                                else:
-                                    self._kick()
-                    if stop or not timer.cancelled_caught:
-                        break
-                    next_rtt = self._on_timers(next_rtt)
-        except YamuxProtocolError as exc:
+    def _feed(self, data: bytes) -> bool:
+        """Received bytes into the core: parse, wake whoever the events concern, schedule the
+        output they caused. False when the session must end (GoAway with an error code); raises
+        YamuxProtocolError on a protocol violation (GoAway(1) is then queued). Pauses input when
+        the output waiting for the peer passes `_OUTPUT_HIGH_WATER`."""
+        now = self._last_recv = self._clock()
+        self._unyielded_sends = 0
+        core_ = self._core
+        events = core_.receive_data(data, now)
+        if events and not self._dispatch(events):
+            return False
+        if core_.pending_output:
+            if core_.pending_output > _OUTPUT_HIGH_WATER:
+                # The peer sends control frames faster than it reads our replies: stop reading
+                # until the writer has handed them to the kernel.
+                self._recv_paused = True
+                if self._push:
+                    self._lower.pause_receiving()  # type: ignore[attr-defined]
+                self._output.wake_writer()
+            else:
+                self._kick()
+        return True
+
+    def _on_written(self) -> None:
+        """After a write: resume input if it was paused and the output has drained enough."""
+        if self._recv_paused and self._core.pending_output <= _OUTPUT_HIGH_WATER:
+            self._recv_paused = False
+            if self._push:
+                if not self._input_over:
+                    self._lower.resume_receiving()  # type: ignore[attr-defined]
+            else:
+                _wake(self._resume_wait)
+
+    async def _input_ended(self, exc: BaseException | None) -> None:
+        """Input is over (None: EOF or the session must end): record why, end the session."""
+        if isinstance(exc, YamuxProtocolError):
             self.error = exc
             with anyio.move_on_after(_GOAWAY_GRACE):  # GoAway(1) is queued: try to get it out
-                await self._flush_quietly()
-        except ConnectionClosed as exc:
+                await self._output.flush_quietly()
+        elif isinstance(exc, ConnectionClosed):
             self.error = self.error or exc
-        except Exception as exc:  # the transport (TCP, Noise) failed: the session is over
+        elif isinstance(exc, Exception):  # the stream below (TCP, Noise) failed
             self.error = exc
         self._shutdown(None)
 
     def _next_due(self, next_rtt: float) -> float:
-        """When the reader must look at the clocks next (keepalive, RTT ping)."""
+        """When the input side must look at the clocks next (keepalive, RTT ping)."""
         cfg = self.config
         if self._ka_ping is not None:
             return min(next_rtt, self._ka_deadline)
@@ -512,86 +504,84 @@ class YamuxSession:
             self._kick()
         return next_rtt
 
-    # ---- push mode (asyncio): reads parsed in the transport's callback -------------------------
+    # pull: a reader task (trio, or a stream below that cannot push)
+
+    async def _reader_loop(self) -> None:
+        lower, feed = self._lower, self._feed
+        next_rtt = self._last_recv + self.config.measure_rtt_interval
+        exc: BaseException | None = None
+        try:
+            with anyio.CancelScope() as self._reader_scope:
+                while not self.is_closed:
+                    # One timer scope for many reads: it is re-armed only when it fires.
+                    with anyio.CancelScope(deadline=self._next_due(next_rtt)) as timer:
+                        while not self.is_closed:
+                            if not feed(await lower.receive(_RECV_SIZE)):
+                                raise _EndOfInput
+                            while self._recv_paused and not self.is_closed:
+                                self._resume_wait = Flag()
+                                await self._resume_wait.wait()
+                    if not timer.cancelled_caught:
+                        break
+                    next_rtt = self._on_timers(next_rtt)
+        except (anyio.EndOfStream, _EndOfInput):
+            pass
+        except Exception as e:
+            exc = e
+        await self._input_ended(exc)
+
+    # push (asyncio): reads handed to `_on_data` by the stream below as they arrive
 
     def _start_push(self) -> bool:
-        """Have the connection push its reads to `_on_data` (False: it cannot; use the reader).
+        """Have the stream below push its reads to `_on_data` (False: it cannot; use the reader).
 
         Why: the reader task's wake-up per read (a future, a task step, three coroutines resumed)
         and the loop turn it takes were a tenth of a request's cost on each side; in push mode the
         frames are parsed where the bytes arrive and only the streams' tasks are woken.
         """
-        setter = getattr(self._conn, "set_receiver", None)
-        if setter is None:
+        lower = self._lower
+        if not isinstance(lower, PushReads):
             return False
-        self._push_end = Flag()
-        return bool(setter(self._on_data, self._on_end))
+        self._push = True
+        if lower.set_receiver(self._on_data, self._on_end):
+            return True
+        self._push = False
+        return False
 
     def _on_data(self, data: bytes) -> None:
-        if self._push_done or self.is_closed:
-            return
+        if self._input_over or self.is_closed:
+            return  # a read arriving after shutdown, before the run task noticed
         try:
-            now = self._last_recv = self._clock()
-            self._unyielded_sends = 0
-            yc = self._core
-            events = yc.receive_data(data, now)
-            if events and not self._dispatch(events):
+            if not self._feed(data):
                 self._on_end(None)
-                return
-            if yc.pending_output:
-                if yc.pending_output > _OUTPUT_HIGH_WATER:
-                    # The peer sends control frames faster than it reads our replies: stop
-                    # reading until the writer has handed them to the kernel.
-                    self._conn.pause_receiving()
-                    self._recv_paused = True
-                    self._wake_writer()
-                else:
-                    self._kick()
         except Exception as exc:  # a protocol violation (GoAway(1) is queued) or a bug
             self._on_end(exc)
 
     def _on_end(self, exc: BaseException | None) -> None:
-        """The connection ended (EOF: None), failed, or the session must stop reading."""
-        if self._push_done:
+        """Input ended (EOF: None), failed, or the session must stop reading."""
+        if self._input_over:
             return
-        self._push_done = True
-        self._push_error = exc
+        self._input_over = True
+        self._input_error = exc
         try:
-            self._conn.set_receiver(None)
+            self._lower.set_receiver(None)  # type: ignore[attr-defined]
         except Exception:  # already torn down
             pass
-        if self._push_end is not None:
-            self._push_end.set()
+        self._input_end.set()
 
     async def _push_loop(self) -> None:
         """Push mode's task: keeps the clocks while the callbacks read, then ends the session
         the way the reader does."""
         next_rtt = self._last_recv + self.config.measure_rtt_interval
-        end = self._push_end
-        assert end is not None
+        end = self._input_end
         while not self.is_closed and not end.is_set():
             with anyio.move_on_at(self._next_due(next_rtt)) as timer:
                 await end.wait()
             if timer.cancelled_caught and not end.is_set():
                 next_rtt = self._on_timers(next_rtt)
-        if not self._push_done:
+        if not self._input_over:
             self._on_end(None)
-        exc = self._push_error
-        if isinstance(exc, YamuxProtocolError):
-            self.error = exc
-            with anyio.move_on_after(_GOAWAY_GRACE):  # GoAway(1) is queued: try to get it out
-                await self._flush_quietly()
-        elif isinstance(exc, ConnectionClosed):
-            self.error = self.error or exc
-        elif isinstance(exc, Exception):  # the transport (TCP, Noise) failed
-            self.error = exc
-        self._shutdown(None)
-
-    def _resume_if_paused(self) -> None:
-        if self._recv_paused and self._core.pending_output <= _OUTPUT_HIGH_WATER:
-            self._recv_paused = False
-            if not self._push_done:
-                self._conn.resume_receiving()
+        await self._input_ended(self._input_error)
 
     def _dispatch(self, events: list[core.Event]) -> bool:
         """Wake whoever an event concerns; False when the session must end."""
@@ -645,135 +635,7 @@ class YamuxSession:
                 self._wake_openers()
         return True
 
-    async def _writer_loop(self) -> None:
-        core = self._core
-        while not self.is_closed:
-            if not core.pending_output:
-                self._writer_wait = ev = Flag()
-                await ev.wait()
-                # Let the tasks woken in this turn (a handler just started, the task that kicked
-                # us) queue their frames too, so they share this write instead of one each: yield
-                # while each turn adds output (a stream send is a checkpoint too), at most
-                # _MAX_BATCH_TURNS turns and up to the high-water mark.
-                # On asyncio the loop's ready queue says more: when no other callback is due this
-                # turn, nobody can add output before we write, so we write now.
-                size = -1
-                for _ in range(_MAX_BATCH_TURNS):
-                    if core.pending_output == size or core.pending_output > _SEND_HIGH_WATER:
-                        break
-                    if self._others_ready is not None and not self._others_ready():
-                        break
-                    size = core.pending_output
-                    await self._checkpoint()
-                continue
-            self._unyielded_sends = 0
-            try:
-                await self._flush()
-            except ConnectionClosed:
-                return
-
-    # ---- output --------------------------------------------------------------------------------
-
-    def _kick(self) -> None:
-        """Have the queued output written soon (never blocks; a no-op while the writer is awake).
-
-        On asyncio the writer is not woken at once: a callback looks again at the start of the
-        next loop turn, by when the task that queued the output has usually written it itself
-        (`try_flush` before it waits or when its handler is done). Waking a task costs several
-        times what a callback does, and on the request/response path nothing is left for it.
-        """
-        if self._writer_wait is None or self._kick_soon:
-            return
-        if self._call_soon is not None:
-            self._kick_soon = True
-            self._call_soon(self._deferred_kick)
-        else:
-            self._wake_writer()
-
-    def _deferred_kick(self) -> None:
-        self._kick_soon = False
-        if not self._core.pending_output or self.is_closed:
-            return
-        if self._others_ready is not None and not self._others_ready():
-            # Nothing else runs before the loop polls, so nobody adds to this write: go now.
-            self.try_flush()
-        else:
-            self._wake_writer()
-
-    def _wake_writer(self) -> None:
-        ev, self._writer_wait = self._writer_wait, None
-        _wake(ev)
-
-    async def _wait_drained(self) -> None:
-        """Backpressure for senders: wait until the writer has taken the queued output."""
-        while self._core.pending_output > _SEND_HIGH_WATER and not self.is_closed:
-            self._kick()
-            if self._drain_wait is None:
-                self._drain_wait = Flag()
-            await self._drain_wait.wait()
-
-    async def _flush(self, *, wait: bool = False) -> None:
-        """Send everything queued in one `conn.send`; the single write path of the session.
-
-        When the connection can take the bytes without waiting (`try_send`), no cancel scope is
-        needed: nothing can be cut in half and nothing can hang. `wait` (on the way out, before
-        the connection is closed) always waits until the kernel has the bytes.
-        """
-        async with self._write_lock:
-            data = self._take_output()
-            if not data:
-                return
-            if self._conn_closed:
-                raise ConnectionClosed("yamux session closed")
-            try:
-                if not wait and self._try_send is not None and self._try_send(data):
-                    self._resume_if_paused()
-                    return
-                with anyio.fail_after(self.config.write_timeout, shield=True):
-                    await self._conn.send(data)
-                self._resume_if_paused()
-            except Exception as exc:
-                err = ConnectionClosed(f"yamux write failed: {exc!r}")
-                self._shutdown(err)
-                raise err from exc
-
-    def _take_output(self) -> bytes:
-        """All queued output, for one write; senders waiting for it to drain may go on."""
-        data = self._core.data_to_send()
-        ev, self._drain_wait = self._drain_wait, None
-        _wake(ev)
-        return data
-
-    def try_flush(self) -> bool:
-        """Write what is queued from the calling task, now, if the connection takes it without
-        waiting (see `_flush`); True when nothing is left for the writer task.
-
-        Called where a task is about to wait (a stream read) or has finished (a host's stream
-        handler): its output is complete, so it leaves in this loop turn instead of a later one of
-        the writer task, which saves the request/response path two turns per side.
-        """
-        core_ = self._core
-        if not core_.pending_output:
-            return True
-        ready = self._send_ready
-        if (ready is None or self._write_lock.locked() or self._conn_closed or self.is_closed
-                or not ready()):
-            self._wake_writer()
-            return False
-        data = self._take_output()
-        try:
-            self._try_send(data)  # type: ignore[misc]  # ready: it takes the bytes
-        except Exception as exc:
-            self._shutdown(ConnectionClosed(f"yamux write failed: {exc!r}"))
-            return False
-        self._resume_if_paused()
-        return True
-
-    async def _flush_quietly(self) -> None:
-        try:
-            await self._flush(wait=True)
-        except ConnectionClosed:
-            pass
+    # ---- streams ------------------------------------------------------------------------------
 
     def _wake_openers(self) -> None:
         ev, self._open_wait = self._open_wait, None
@@ -859,7 +721,7 @@ class YamuxSession:
     async def go_away(self, code: int = 0) -> None:
         """Tell the peer we accept no new streams (existing ones continue)."""
         self._core.go_away(code)
-        await self._flush()
+        await self._output.flush()
 
     @property
     def rtt(self) -> float:
@@ -869,6 +731,10 @@ class YamuxSession:
     @property
     def num_streams(self) -> int:
         return len(self._streams)
+
+
+class _EndOfInput(Exception):
+    """The reader's way out of its loops when the session must end."""
 
 
 def _session_closed(error: BaseException | None) -> ConnectionClosed:

@@ -20,7 +20,7 @@ import anyio
 from p2p.errors import HandshakeError
 from p2p.identity import PeerId, PrivateKey, PublicKey
 from p2p.security.noise import MAX_FRAME, NoiseDecryptError, NoiseHandshake, NoiseTransport
-from p2p.streams import BufferedStream
+from p2p.streams import BufferedStream, NonBlockingWrites, PushReads
 from p2p.sync import LazyLock
 
 RECEIVE_CHUNK = 256 * 1024  # big reads amortise per-call overhead; ~4 frames per read
@@ -53,6 +53,13 @@ class NoiseStream:
         self.early_muxer = early_muxer
         self._transport = transport
         self._send_lock = LazyLock()  # frame order = nonce order; no yield when free
+        # The TCP stream below our BufferedStream (which adds nothing to writes or pushed reads),
+        # and its fast paths, found once instead of on every call.
+        raw = conn.inner if isinstance(conn, BufferedStream) else conn
+        self._raw = raw
+        self._raw_push: PushReads | None = raw if isinstance(raw, PushReads) else None
+        self._raw_writes: NonBlockingWrites | None = (
+            raw if isinstance(raw, NonBlockingWrites) else None)
         # plaintext frames not yet returned, starting with any that arrived behind the handshake
         self._chunks: list[bytes] = [p for p in plaintext if p]  # a few frames at most
 
@@ -96,10 +103,9 @@ class NoiseStream:
         nothing changes, when the connection below cannot push; `receive` is then the way.
         """
         conn = self.conn
-        raw = getattr(conn, "inner", conn)
-        setter = getattr(raw, "set_receiver", None)
-        if setter is None:
+        if self._raw_push is None:
             return False
+        setter = self._raw_push.set_receiver
         if on_data is None:
             setter(None, None)
             return True
@@ -141,19 +147,18 @@ class NoiseStream:
         return True
 
     def pause_receiving(self) -> None:
-        raw: Any = getattr(self.conn, "inner", self.conn)
-        raw.pause_receiving()
+        if self._raw_push is not None:
+            self._raw_push.pause_receiving()
 
     def resume_receiving(self) -> None:
-        raw: Any = getattr(self.conn, "inner", self.conn)
-        raw.resume_receiving()
+        if self._raw_push is not None:
+            self._raw_push.resume_receiving()
 
     def send_ready(self) -> bool:
         """True when `try_send` would take bytes now: the connection below can (its `send_ready`)
         and no `send` is under way."""
-        raw = getattr(self.conn, "inner", self.conn)  # our BufferedStream adds nothing to writes
-        ready = getattr(raw, "send_ready", None)
-        return ready is not None and not self._send_lock.locked() and ready()
+        raw = self._raw_writes
+        return raw is not None and not self._send_lock.locked() and raw.send_ready()
 
     def try_send(self, item: bytes) -> bool:
         """`send` without waiting when the connection below can take the frames now (see
@@ -161,9 +166,15 @@ class NoiseStream:
         if not self.send_ready():
             return False
         if item:
-            raw: Any = getattr(self.conn, "inner", self.conn)
-            raw.try_send(self._transport.encrypt(item))
+            self._raw_writes.try_send(self._transport.encrypt(item))  # type: ignore[union-attr]
         return True
+
+    def unread(self, plaintext: bytes) -> None:
+        """Give back plaintext read past a message (what multistream read past its reply when
+        it negotiated the muxer): the next `receive`, or the receiver when pushing, gets it
+        first. Lets the muxer run on this stream itself, with its fast paths."""
+        if plaintext:
+            self._chunks.insert(0, bytes(plaintext))
 
     async def send_eof(self) -> None:
         """TCP half-close: Noise has no close message, the peer sees EOF after our last frame."""

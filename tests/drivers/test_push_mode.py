@@ -149,7 +149,7 @@ async def test_session_pauses_reading_under_a_syn_flood_and_resumes(anyio_backen
             s.extra(anyio.abc.SocketAttribute.raw_socket).setsockopt(
                 socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
             async with YamuxSession(s, is_client=False, config=config) as session:
-                assert session._push_end is not None  # push mode
+                assert session._push  # push mode
                 flood = b"".join(_frame(1, 1, 2 * i + 1, 0) for i in range(count))
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(c.send, flood)
@@ -169,7 +169,7 @@ async def test_session_protocol_violation_sends_goaway_and_ends(anyio_backend) -
     with anyio.fail_after(10):
         async with asyncio_tcp_pair() as (c, s):
             async with YamuxSession(s, is_client=False) as session:
-                assert session._push_end is not None
+                assert session._push
                 await c.send(_frame(0, 0, 7, 0))  # data on a stream never opened... then
                 await c.send(b"\x05" + b"\x00" * 11)  # a frame with yamux version 5
                 out = b""

@@ -1,0 +1,238 @@
+"""The yamux session's output: every way its queued frames leave, and every decision about when.
+
+Stream calls only queue frames in the core (`p2p.mux.yamux.YamuxConnection`) and call `kick()`;
+this object decides whether they leave from the calling task now (`try_flush`, when the stream
+below takes bytes without waiting: `p2p.streams.NonBlockingWrites`) or from the writer task, which
+batches what tasks woken in the same loop turns queue into one write, like go-yamux's send loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.lowlevel
+
+from p2p.errors import ConnectionClosed
+from p2p.streams import ByteStream, NonBlockingWrites
+from p2p.sync import Flag, LazyLock
+
+if TYPE_CHECKING:
+    from p2p.mux.yamux_session import YamuxSession
+
+__all__ = ["SessionOutput"]
+
+#: Queued output beyond this makes a stream's `send` wait until the writer has taken it.
+_SEND_HIGH_WATER = 256 * 1024
+#: Turns the writer waits for more output before a write (each turn that adds none ends it).
+_MAX_BATCH_TURNS = 8
+
+
+async def _asyncio_checkpoint() -> None:
+    await asyncio.sleep(0)  # what anyio.lowlevel.checkpoint does on asyncio
+
+
+def _wake(ev: Flag | None) -> None:
+    if ev is not None:
+        ev.set()
+
+
+class SessionOutput:
+    """Every way the session's queued frames leave, and every decision about when.
+
+    * `kick()`: output was queued; have it written soon (never blocks).
+    * `try_flush()`: the calling task's output is complete: write it now if the stream below
+      takes it without waiting, else leave it to the writer.
+    * `flush(wait=)`: write everything queued in one write of the stream below (the writer task,
+      a GoAway on the way out).
+    * `run_writer()`: the writer task.
+    * `wait_drained()`: backpressure for senders.
+    After each write `on_written()` runs (the session resumes reading if it had paused).
+    """
+
+    __slots__ = ("_session", "_core", "_lower", "_write_timeout", "_try_send", "_send_ready",
+                 "_lock", "_writer_wait", "_drain_wait", "_kick_pending", "_call_soon",
+                 "_others_ready", "_checkpoint", "lower_closed")
+
+    def __init__(self, session: YamuxSession, lower: ByteStream) -> None:
+        self._session = session
+        self._core = session._core
+        self._lower = lower
+        self._write_timeout = session.config.write_timeout
+        #: a write that never waits (Noise over our asyncio TCP stream), used when it can be
+        self._try_send: Callable[[bytes], bool] | None = None
+        self._send_ready: Callable[[], bool] | None = None
+        if isinstance(lower, NonBlockingWrites):
+            self._try_send, self._send_ready = lower.try_send, lower.send_ready
+        self._lock = LazyLock()
+        self._writer_wait: Flag | None = None
+        self._drain_wait: Flag | None = None
+        self._kick_pending = False
+        #: on asyncio, the loop's `call_soon` (see `kick`)
+        self._call_soon: Callable[..., Any] | None = None
+        #: callbacks due in this loop turn (CPython asyncio's ready queue), when the loop has one
+        self._others_ready: Callable[[], int] | None = None
+        self._checkpoint: Callable[[], Any] = anyio.lowlevel.checkpoint
+        #: set once the stream below is being closed: nothing may be written any more
+        self.lower_closed = False
+
+    def bind_asyncio(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On asyncio: deferred kicks through `loop.call_soon`, and the peek at the ready queue
+        (see `_nothing_else_ready`) when the loop is CPython's (uvloop has none: no peek)."""
+        self._call_soon = loop.call_soon
+        self._checkpoint = _asyncio_checkpoint
+        self._others_ready = _ready_queue_len(loop)
+
+    def _nothing_else_ready(self) -> bool:
+        """True when no other callback is due in this loop turn: nobody can add output before
+        the loop polls, so waiting a turn for more would only delay this write."""
+        others = self._others_ready
+        return others is not None and not others()
+
+    # ---- the decisions -------------------------------------------------------------------------
+
+    def kick(self) -> None:
+        """Have the queued output written soon (never blocks; a no-op while the writer is awake).
+
+        On asyncio the writer is not woken at once: a callback looks again at the start of the
+        next loop turn, by when the task that queued the output has usually written it itself
+        (`try_flush`). Waking a task costs several times what a callback does, and on the
+        request/response path nothing is left for it.
+        """
+        if self._writer_wait is None or self._kick_pending:
+            return
+        if self._call_soon is not None:
+            self._kick_pending = True
+            self._call_soon(self._deferred_kick)
+        else:
+            self.wake_writer()
+
+    def _deferred_kick(self) -> None:
+        self._kick_pending = False
+        if not self._core.pending_output or self._session.is_closed:
+            return
+        if self._nothing_else_ready():
+            self.try_flush()  # nothing else runs before the loop polls: go now
+        else:
+            self.wake_writer()
+
+    def wake_writer(self) -> None:
+        ev, self._writer_wait = self._writer_wait, None
+        _wake(ev)
+
+    def try_flush(self) -> bool:
+        """Write what is queued from the calling task, now, if the stream below takes it without
+        waiting; True when nothing is left for the writer task.
+
+        Called where a task is about to wait (a stream read) or is done with a stream (`aclose`):
+        its output is complete, so it leaves in this loop turn instead of a later one of the
+        writer task, which saves the request/response path two turns per side.
+        """
+        if not self._core.pending_output:
+            return True
+        ready = self._send_ready
+        if (ready is None or self._lock.locked() or self.lower_closed or self._session.is_closed
+                or not ready()):
+            self.wake_writer()
+            return False
+        data = self._take()
+        try:
+            self._try_send(data)  # type: ignore[misc]  # ready: it takes the bytes
+        except Exception as exc:
+            self._session._shutdown(ConnectionClosed(f"yamux write failed: {exc!r}"))
+            return False
+        self._session._on_written()
+        return True
+
+    async def flush(self, *, wait: bool = False) -> None:
+        """Send everything queued in one write of the stream below.
+
+        When the stream below can take the bytes without waiting (`try_send`), no cancel scope is
+        needed: nothing can be cut in half and nothing can hang. `wait` (on the way out, before
+        the stream below is closed) always waits until the kernel has the bytes; otherwise the
+        write is shielded (a frame is never cut in half) and bounded by `write_timeout`.
+        """
+        async with self._lock:
+            data = self._take()
+            if not data:
+                return
+            if self.lower_closed:
+                raise ConnectionClosed("yamux session closed")
+            try:
+                if not wait and self._try_send is not None and self._try_send(data):
+                    self._session._on_written()
+                    return
+                with anyio.fail_after(self._write_timeout, shield=True):
+                    await self._lower.send(data)
+                self._session._on_written()
+            except Exception as exc:
+                err = ConnectionClosed(f"yamux write failed: {exc!r}")
+                self._session._shutdown(err)
+                raise err from exc
+
+    async def flush_quietly(self) -> None:
+        try:
+            await self.flush(wait=True)
+        except ConnectionClosed:
+            pass
+
+    def _take(self) -> bytes:
+        """All queued output, for one write; senders waiting for it to drain may go on."""
+        data = self._core.data_to_send()
+        ev, self._drain_wait = self._drain_wait, None
+        _wake(ev)
+        return data
+
+    async def wait_drained(self) -> None:
+        """Backpressure for senders: wait until the writer has taken the queued output."""
+        core_, session = self._core, self._session
+        while core_.pending_output > _SEND_HIGH_WATER and not session.is_closed:
+            self.kick()
+            if self._drain_wait is None:
+                self._drain_wait = Flag()
+            await self._drain_wait.wait()
+
+    def wake_all(self) -> None:
+        """Teardown: the writer and every drained-waiter look again (and see the session over)."""
+        self.wake_writer()
+        ev, self._drain_wait = self._drain_wait, None
+        _wake(ev)
+
+    async def run_writer(self) -> None:
+        """The writer task: sleeps until kicked, lets the tasks woken in the same turns add their
+        output, then writes it all at once."""
+        core_, session = self._core, self._session
+        while not session.is_closed:
+            if not core_.pending_output:
+                self._writer_wait = ev = Flag()
+                await ev.wait()
+                # Let the tasks woken in this turn (a handler just started, the task that kicked
+                # us) queue their frames too, so they share this write instead of one each: yield
+                # while each turn adds output (a stream send is a checkpoint too), at most
+                # _MAX_BATCH_TURNS turns and up to the high-water mark; no turn at all when no
+                # other callback is due (asyncio's ready queue says so).
+                size = -1
+                for _ in range(_MAX_BATCH_TURNS):
+                    if core_.pending_output == size or core_.pending_output > _SEND_HIGH_WATER:
+                        break
+                    if self._nothing_else_ready():
+                        break
+                    size = core_.pending_output
+                    await self._checkpoint()
+                continue
+            session._unyielded_sends = 0
+            try:
+                await self.flush()
+            except ConnectionClosed:
+                return
+
+
+def _ready_queue_len(loop: asyncio.AbstractEventLoop) -> Callable[[], int] | None:
+    """`len` of CPython asyncio's private ready queue (callbacks due this turn), or None when the
+    loop has no such queue (uvloop, other loops): the writer then always batches by turns."""
+    ready = getattr(loop, "_ready", None)
+    if ready is None or not hasattr(ready, "__len__"):
+        return None
+    return ready.__len__

@@ -1,0 +1,152 @@
+"""The yamux session's input and output paths (p2p/mux/yamux_session.py), on both backends: the
+fast paths survive multistream-negotiated yamux, the reader task pauses under an output flood like
+push mode does, and the peek at asyncio's ready queue is checked on the loop it runs on."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import anyio
+import pytest
+from memstream import memory_stream_pair
+
+from p2p.config import HostConfig
+from p2p.host import Host
+from p2p.mux import yamux_session
+from p2p.mux.yamux import YamuxConfig
+from p2p.mux.yamux_output import _ready_queue_len
+from p2p.mux.yamux_session import YamuxSession
+from p2p.protocols.echo import echo_handler, echo_roundtrip
+from p2p.security.noise_stream import NoiseStream
+from p2p.streams import NonBlockingWrites, PushReads
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.parametrize("early", [True, False])
+async def test_fast_paths_survive_multistream_negotiated_yamux(anyio_backend, early) -> None:
+    """Before, yamux negotiated by multistream ran on a BufferedStream around Noise, which has
+    neither fast path: the session silently fell back to its reader task and writer-only output.
+    Now the session runs on the Noise stream itself whichever way yamux was chosen."""
+    cfg = HostConfig(early_muxer_negotiation=early)
+    with anyio.fail_after(20):
+        async with Host(config=cfg) as server, Host(config=cfg) as client:
+            server.set_stream_handler("/echo/1.0.0", echo_handler)
+            await server.listen()
+            peer = await client.connect(server.p2p_addrs()[0])
+            assert await echo_roundtrip(client, peer, b"z" * 300_000) == b"z" * 300_000
+            for host, other in ((client, peer), (server, client.peer_id)):
+                muxed = host.connection(other).muxed
+                assert muxed.early_muxer is early
+                session = muxed.session
+                assert isinstance(session._lower, NoiseStream)
+                assert isinstance(session._lower, PushReads)
+                assert isinstance(session._lower, NonBlockingWrites)
+                # push mode and writes without waiting where the TCP stream below allows them
+                # (our asyncio stream); trio keeps anyio's stream: a reader task, waited writes
+                assert session._push is (anyio_backend == "asyncio")
+                assert session._lower.send_ready() is (anyio_backend == "asyncio")
+
+
+class StalledWrites:
+    """A stream below with no fast path whose writes hang until `release` (a peer not reading),
+    fed by the test through `inject`; counts the session's reads."""
+
+    def __init__(self) -> None:
+        self.inbox: list[bytes] = []
+        self.arrived = anyio.Event()
+        self.released = anyio.Event()
+        self.written = 0
+        self.reads = 0
+
+    def inject(self, data: bytes) -> None:
+        self.inbox.append(data)
+        self.arrived.set()
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        while not self.inbox:
+            self.arrived = anyio.Event()
+            await self.arrived.wait()
+        self.reads += 1
+        return self.inbox.pop(0)
+
+    async def send(self, item: bytes) -> None:
+        await self.released.wait()
+        self.written += len(item)
+
+    async def send_eof(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        self.released.set()
+
+
+def _syns(first: int, count: int) -> bytes:
+    """SYNs for `count` new streams: past the session's stream cap each one earns an RST."""
+    return b"".join(struct.pack(">BBHII", 0, 1, 1, 2 * i + 1, 0)
+                    for i in range(first, first + count))
+
+
+async def test_reader_task_pauses_under_an_output_flood_and_resumes(anyio_backend) -> None:
+    """Pull mode shares push mode's backpressure: past the high-water mark of unsent output the
+    reader stops reading until the writer has handed the output over."""
+    lower = StalledWrites()
+    per_chunk = 20_000  # 240 KB of SYNs earn 240 KB of RSTs
+    config = YamuxConfig(enable_keepalive=False, max_inbound_streams=1, accept_backlog=1)
+    with anyio.fail_after(20):
+        async with YamuxSession(lower, is_client=False, config=config) as session:
+            assert not session._push
+            for i in range(8):
+                lower.inject(_syns(i * per_chunk, per_chunk))
+            while not session._recv_paused:
+                await anyio.sleep(0.001)
+            reads = lower.reads
+            for _ in range(20):
+                await anyio.sleep(0.001)
+            assert lower.reads == reads < 8  # no read while paused
+            assert session._core.pending_output > yamux_session._OUTPUT_HIGH_WATER
+            lower.released.set()  # the peer reads again
+            # every SYN past the first (which waits to be accepted) earns its RST, and they
+            # all go out (plus the start-up RTT ping)
+            while lower.written < 12 + (8 * per_chunk - 1) * 12:
+                await anyio.sleep(0.001)
+            assert lower.reads == 8
+            assert not session.is_closed
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_ready_queue_peek_on_this_loop(anyio_backend) -> None:
+    """The writer's peek at CPython asyncio's private ready queue: present on this loop and
+    counting exactly the callbacks due this turn (if a Python release changed that, the peek would
+    silently stop batching or stop writing early; this fails first)."""
+    loop = asyncio.get_running_loop()
+    peek = _ready_queue_len(loop)
+    assert peek is not None, f"{type(loop).__name__} has no ready queue: the peek is off"
+    await asyncio.sleep(0)
+    before = peek()
+    handles = [loop.call_soon(lambda: None) for _ in range(3)]
+    assert peek() == before + 3
+    for h in handles:
+        h.cancel()
+
+
+async def test_no_peek_where_the_loop_has_no_ready_queue(anyio_backend) -> None:
+    class NoQueue:
+        pass
+
+    assert _ready_queue_len(NoQueue()) is None  # type: ignore[arg-type]
+    a, b = memory_stream_pair()
+    with anyio.fail_after(10):
+        async with YamuxSession(a, is_client=True) as client, \
+                YamuxSession(b, is_client=False) as server:
+            out = client._output
+            if anyio_backend == "trio":
+                assert out._others_ready is None and out._call_soon is None
+            else:
+                assert out._others_ready is not None
+            st = await client.open_stream()
+            await st.send(b"hi")
+            await st.send_eof()
+            inc = await server.accept_stream()
+            assert await inc.receive(10) == b"hi"
