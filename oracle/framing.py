@@ -177,5 +177,5 @@ async def read_message(
 
 
 async def write_message(stream: ByteStream, body: bytes) -> None:
-    """Write one frame in a single send (prefix and body leave together, as one yamux frame)."""
+    """Write one frame in a single send (prefix and body leave together, in one muxer frame)."""
     await stream.send(encode_frame(body))

@@ -76,7 +76,7 @@ class SelfConnectError(P2PError):
 def default_worker_config() -> WorkerConfig:
     """Go's WorkerConfig except the connection timeout.
 
-    Go allows 75 ms to reach a worker; our Noise+yamux dial takes 30-100 ms on an idle machine and
+    Go allows 75 ms to reach a worker; a dial with its handshakes takes 30-100 ms on an idle machine and
     more on a loaded one, so Go's figure would fail every fresh dial. 5 s is still far below the
     45 s response timeout.
     """
