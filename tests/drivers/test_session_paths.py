@@ -1,21 +1,18 @@
-"""The yamux session's input and output paths (p2p/mux/yamux_session.py), on both backends: the
-fast paths survive multistream-negotiated yamux, the reader task pauses under an output flood like
-push mode does, and the peek at asyncio's ready queue is checked on the loop it runs on."""
+"""The yamux session's input paths (p2p/mux/yamux_session.py), on both backends: the fast paths
+survive multistream-negotiated yamux, and the reader task pauses under an output flood as push
+mode does."""
 
 from __future__ import annotations
 
-import asyncio
 import struct
 
 import anyio
 import pytest
-from memstream import memory_stream_pair
 
 from p2p.config import HostConfig
 from p2p.host import Host
 from p2p.mux import yamux_session
 from p2p.mux.yamux import YamuxConfig
-from p2p.mux.yamux_output import _ready_queue_len
 from p2p.mux.yamux_session import YamuxSession
 from p2p.protocols.echo import echo_handler, echo_roundtrip
 from p2p.security.noise_stream import NoiseStream
@@ -113,40 +110,3 @@ async def test_reader_task_pauses_under_an_output_flood_and_resumes(anyio_backen
                 await anyio.sleep(0.001)
             assert lower.reads == 8
             assert not session.is_closed
-
-
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
-async def test_ready_queue_peek_on_this_loop(anyio_backend) -> None:
-    """The writer's peek at CPython asyncio's private ready queue: present on this loop and
-    counting exactly the callbacks due this turn (if a Python release changed that, the peek would
-    silently stop batching or stop writing early; this fails first)."""
-    loop = asyncio.get_running_loop()
-    peek = _ready_queue_len(loop)
-    assert peek is not None, f"{type(loop).__name__} has no ready queue: the peek is off"
-    await asyncio.sleep(0)
-    before = peek()
-    handles = [loop.call_soon(lambda: None) for _ in range(3)]
-    assert peek() == before + 3
-    for h in handles:
-        h.cancel()
-
-
-async def test_no_peek_where_the_loop_has_no_ready_queue(anyio_backend) -> None:
-    class NoQueue:
-        pass
-
-    assert _ready_queue_len(NoQueue()) is None  # type: ignore[arg-type]
-    a, b = memory_stream_pair()
-    with anyio.fail_after(10):
-        async with YamuxSession(a, is_client=True) as client, \
-                YamuxSession(b, is_client=False) as server:
-            out = client._output
-            if anyio_backend == "trio":
-                assert out._others_ready is None and out._call_soon is None
-            else:
-                assert out._others_ready is not None
-            st = await client.open_stream()
-            await st.send(b"hi")
-            await st.send_eof()
-            inc = await server.accept_stream()
-            assert await inc.receive(10) == b"hi"
