@@ -227,9 +227,23 @@ class Host:
         return self._tg
 
     def _start_internal(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
-        """The transports' way into the host's task group (accept loops, inbound connections)."""
+        """The transports' way into the host's task group (accept loops, inbound connections).
+
+        While the host closes, a transport may still clean up in a task (a QUIC socket whose
+        last connection just ended): it runs in the closing group, cancelled if it waits; once
+        the group is gone, it is dropped."""
+        tg = self._tg
+        if tg is None:
+            raise P2PError("host is not running (use `async with Host(...)`)")
         # the transports pass coroutine functions (anyio's start_soon takes nothing else)
-        self._task_group().start_soon(cast("Callable[..., Coroutine[Any, Any, object]]", fn), *args)
+        coro_fn = cast("Callable[..., Coroutine[Any, Any, object]]", fn)
+        if not self._closed:
+            tg.start_soon(coro_fn, *args)
+            return
+        try:
+            tg.start_soon(coro_fn, *args)
+        except RuntimeError:  # the group has exited
+            log.debug("host closed: %r not started", fn)
 
     def start_soon(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
         """Run `await fn(*args)` in the host's task group, for services reacting to events.

@@ -701,13 +701,18 @@ class QuicEndpoint:
 
     def _accept(self, original_cid: bytes, data: bytes, addr: tuple[str, int]) -> None:
         transport = self._transport
+        metrics = getattr(transport.ctx, "metrics", None)
         if not transport.handshake_slot(addr[0]):
             log.debug("refusing QUIC connection from %s: handshakes in progress", addr)
+            if metrics is not None:
+                metrics.limit_hit("quic handshakes in progress")
             return
         ticket = transport.admit(addr[0])
         if ticket is False:
             transport.handshake_over(addr[0])
             log.debug("refusing QUIC connection from %s: limits", addr)
+            if metrics is not None:
+                metrics.limit_hit("inbound connection admission")
             return
         quic = Libp2pQuicConnection(configuration=transport.server_configuration,
                                     original_destination_connection_id=original_cid)
@@ -745,6 +750,10 @@ class QuicEndpoint:
                 ticket.handshake_done()
             if not conn.is_established or conn.is_closed:
                 log.debug("inbound QUIC handshake from %s failed: %r", conn.remote_addr, conn.error)
+                metrics = getattr(self._transport.ctx, "metrics", None)
+                if metrics is not None:
+                    metrics.handshake_failed("inbound", "quic handshake" if conn._handshake.is_set()
+                                             else "quic timeout")
                 conn._begin_close(CLOSE_REFUSED, "")
                 return
             handler = self.on_connection
@@ -962,6 +971,10 @@ class QuicTransport:
             return conn
         error = quic.certificate_error or conn.error
         conn._begin_close(CLOSE_NORMAL, "")
+        metrics = getattr(self.ctx, "metrics", None)
+        if metrics is not None:
+            metrics.handshake_failed("outbound", "quic handshake" if conn._handshake.is_set() or error
+                                     else "quic timeout")
         if isinstance(error, PeerIdMismatch):
             raise error
         if not conn._handshake.is_set():

@@ -150,3 +150,21 @@ async def test_oracle_node_lifecycle() -> None:
             with pytest.raises(ListenError):
                 async with OracleNode(config=NodeConfig(listen=(f"/ip4/127.0.0.1/tcp/{port}",))):
                     pass
+
+
+@pytest.mark.parametrize("leave_first", ["listener", "dialer"])
+async def test_leave_with_quic_connections_open(leave_first: str) -> None:
+    """A QUIC socket whose last connection ends while the host closes cleans up without an error."""
+    from p2p.transport.quic import QuicTransport
+    from p2p.transport.tcp import TcpTransport
+
+    transports = (TcpTransport, QuicTransport)
+    server, client = Host(transports=transports), Host(transports=transports)
+    outer, inner = (client, server) if leave_first == "listener" else (server, client)
+    with anyio.fail_after(30):
+        async with outer, inner:
+            server.set_stream_handler(ECHO, echo_handler)
+            await server.listen("/ip4/127.0.0.1/udp/0/quic-v1")
+            peer = await client.connect(server.p2p_addrs()[0])
+            assert await echo_roundtrip(client, peer, b"q" * 100) == b"q" * 100
+        assert server.connected_peers() == [] and client.connected_peers() == []

@@ -181,3 +181,32 @@ def test_cli_metrics_option(tmp_path: Path) -> None:
             bad = subprocess.run([sys.executable, *argv, "--metrics", "nine"], cwd=REPO, env=env,
                                  capture_output=True, text=True, timeout=60)
             assert bad.returncode == 1 and "'nine' is not HOST:PORT" in bad.stdout
+
+
+async def test_quic_connections_and_handshake_failures_are_counted() -> None:
+    from p2p.errors import PeerIdMismatch
+    from p2p.transport.quic import QuicTransport
+    from p2p.transport.tcp import TcpTransport
+
+    transports = (TcpTransport, QuicTransport)
+    server_metrics, client_metrics = Metrics(), Metrics()
+    server_http = serve_metrics(server_metrics, "127.0.0.1:0")
+    client_http = serve_metrics(client_metrics, "127.0.0.1:0")
+    try:
+        with anyio.fail_after(30):
+            async with Host(transports=transports, metrics=server_metrics) as server, \
+                    Host(transports=transports, metrics=client_metrics) as client:
+                await server.listen("/ip4/127.0.0.1/udp/0/quic-v1")
+                addr = server.p2p_addrs()[0]
+                wrong = addr.replace(str(server.peer_id), "16Uiu2HAmLhLvBoYaoZfaMUKuibM6ac163GwKY74c5kiSLg5KvLpY")
+                with pytest.raises(PeerIdMismatch):
+                    await client.connect(wrong)
+                await client.connect(addr)
+                served = await ascrape(server_http.url)
+                dialled = await ascrape(client_http.url)
+    finally:
+        server_http.close()
+        client_http.close()
+    assert value(served, "p2p_connections_open", direction="inbound", transport="quic") == 1
+    assert value(dialled, "p2p_connections_open", direction="outbound", transport="quic") == 1
+    assert value(dialled, "p2p_handshake_failures_total", direction="outbound", stage="quic handshake") == 1

@@ -11,6 +11,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_mypy_reports_no_error_on_both_packages() -> None:
+    import importlib.util
+
+    assert importlib.util.find_spec("mypy"), "mypy (the test extra) is not installed here: `make install`"
     done = subprocess.run([sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml")],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
