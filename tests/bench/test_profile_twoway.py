@@ -15,5 +15,7 @@ def test_counts_per_mib_find_the_frames_of_each_direction() -> None:
         echo = rows[f"echo x1 {side}"]
         assert echo["AEAD open"] >= 15 and echo["AEAD seal"] >= 15, echo
         assert echo["sock send"] > 0 and echo["sock recv"] > 0 and echo["loop turns"] > 0, echo
-    assert rows["bulk x1 listen"]["AEAD seal"] < 2  # a sink seals only its window updates
+    # A sink seals only its window updates (~0.2 per MiB on a quiet machine; under load the
+    # updates go out in more, smaller batches: 2-2.5 were seen). Data sent back would take >= 15.
+    assert rows["bulk x1 listen"]["AEAD seal"] < 8
     assert "per MiB of payload" in profile_twoway.table(rows)
