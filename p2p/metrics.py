@@ -3,7 +3,7 @@
 Off costs nothing: a host without metrics holds `None` and the few places that report (a connection
 or stream opening, a handshake failing, a limit refusing, a work request ending) test that once;
 nothing is counted per frame or per read. On, most values are read when Prometheus scrapes: open
-connections from the host's table, bytes from the kernel's TCP_INFO of each live socket
+connections from the host's table, TCP bytes from the kernel's TCP_INFO of each live socket
 (tcpi_bytes_received / tcpi_bytes_acked, so Noise and yamux overhead included, and bytes out once
 acknowledged). A socket's count is remembered at each scrape, so a connection that opens and closes
 between two scrapes is not in the byte totals (it is in the handshake and stream counters).
@@ -85,6 +85,9 @@ class Metrics:
         self._sockets: dict[int, _Socket] = {}
         self._closed_in = 0
         self._closed_out = 0
+        self._quic_endpoints: dict[int, Any] = {}  # live QUIC sockets (bytes_in / bytes_out)
+        self._quic_closed_in = 0
+        self._quic_closed_out = 0
         self._connection_sources: list[Callable[[], Iterable[Any]]] = []
         self._scrape_counters: list[tuple[str, str, Callable[[], float]]] = []
         r.register(_ScrapeTimeCollector(weakref.ref(self)))
@@ -105,6 +108,25 @@ class Metrics:
             return
         with self._lock:
             self._sockets[id(sock)] = _Socket(sock)
+
+    def track_quic_endpoint(self, endpoint: Any) -> None:
+        """Count a QUIC socket's UDP bytes (its own `bytes_in` / `bytes_out`, read when scraped)."""
+        with self._lock:
+            self._quic_endpoints[id(endpoint)] = endpoint
+
+    def untrack_quic_endpoint(self, endpoint: Any) -> None:
+        """A QUIC socket closed: its final counts join the totals (exact, unlike TCP's last scrape)."""
+        with self._lock:
+            if self._quic_endpoints.pop(id(endpoint), None) is not None:
+                self._quic_closed_in += endpoint.bytes_in
+                self._quic_closed_out += endpoint.bytes_out
+
+    def quic_byte_totals(self) -> tuple[int, int]:
+        """(in, out) UDP payload bytes of every QUIC socket this host opened, live or closed."""
+        with self._lock:
+            live = list(self._quic_endpoints.values())
+            return (self._quic_closed_in + sum(e.bytes_in for e in live),
+                    self._quic_closed_out + sum(e.bytes_out for e in live))
 
     def stream_opened(self, direction: str, protocol: str) -> None:
         self.streams_open.labels(direction, protocol).inc()
@@ -177,6 +199,13 @@ class _ScrapeTimeCollector(Collector):
         data.add_metric(["in"], total_in)
         data.add_metric(["out"], total_out)
         yield data
+        quic_in, quic_out = metrics.quic_byte_totals()
+        quic = CounterMetricFamily("p2p_quic_bytes", "QUIC bytes (UDP payloads of every QUIC socket "
+                                   "of the host: packet headers, TLS and all streams included)",
+                                   labels=["direction"])
+        quic.add_metric(["in"], quic_in)
+        quic.add_metric(["out"], quic_out)
+        yield quic
         for name, documentation, read in metrics._scrape_counters:
             yield CounterMetricFamily(name, documentation, value=read())
 

@@ -617,6 +617,13 @@ class QuicEndpoint:
         self._tickets: dict[QuicConn, Any] = {}
         self.on_connection: Callable[[QuicConn], Awaitable[None]] | None = None
         self._closed = False
+        # UDP payload bytes through this socket, for --metrics (an integer add per datagram
+        # against aioquic's per-packet work; read when Prometheus scrapes).
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self._metrics = getattr(transport.ctx, "metrics", None)
+        if self._metrics is not None:
+            self._metrics.track_quic_endpoint(self)
 
     @property
     def family(self) -> int:
@@ -636,7 +643,7 @@ class QuicEndpoint:
         if self._closed:
             return
         try:
-            self._raw.sendto(data, addr)
+            self.bytes_out += self._raw.sendto(data, addr)
         except BlockingIOError:
             self.dropped += 1
         except OSError as exc:  # e.g. ICMP unreachable reported on the socket
@@ -663,6 +670,7 @@ class QuicEndpoint:
                             return
                         log.debug("QUIC receive failed: %r", exc)
                         break
+                    self.bytes_in += len(data)
                     try:
                         self._datagram(data, (str(addr[0]), int(addr[1])))
                     except Exception:  # one bad datagram must never stop the endpoint
@@ -674,6 +682,8 @@ class QuicEndpoint:
         if not self._closed:
             self._closed = True
             anyio.notify_closing(self._raw)
+            if self._metrics is not None:
+                self._metrics.untrack_quic_endpoint(self)
         if self._raw.fileno() >= 0:
             self._raw.close()
 

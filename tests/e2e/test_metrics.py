@@ -201,7 +201,12 @@ async def test_quic_connections_and_handshake_failures_are_counted() -> None:
                 wrong = addr.replace(str(server.peer_id), "16Uiu2HAmLhLvBoYaoZfaMUKuibM6ac163GwKY74c5kiSLg5KvLpY")
                 with pytest.raises(PeerIdMismatch):
                     await client.connect(wrong)
-                await client.connect(addr)
+                peer = await client.connect(addr)
+                before = await ascrape(client_http.url)
+                stream = await client.new_stream(peer, ["/ipfs/ping/1.0.0"])
+                await stream.send(bytes(32))
+                assert await stream.receive_exactly(32) == bytes(32)
+                await stream.aclose()
                 served = await ascrape(server_http.url)
                 dialled = await ascrape(client_http.url)
     finally:
@@ -210,3 +215,11 @@ async def test_quic_connections_and_handshake_failures_are_counted() -> None:
     assert value(served, "p2p_connections_open", direction="inbound", transport="quic") == 1
     assert value(dialled, "p2p_connections_open", direction="outbound", transport="quic") == 1
     assert value(dialled, "p2p_handshake_failures_total", direction="outbound", stage="quic handshake") == 1
+    # UDP bytes both ways on both sides (a handshake alone is over 1200 bytes each way), and the
+    # ping's 64 bytes each way after the first scrape.
+    for scraped in (served, dialled):
+        assert value(scraped, "p2p_quic_bytes_total", direction="in") >= 1200
+        assert value(scraped, "p2p_quic_bytes_total", direction="out") >= 1200
+    for direction in ("in", "out"):
+        assert value(dialled, "p2p_quic_bytes_total", direction=direction) >= \
+            value(before, "p2p_quic_bytes_total", direction=direction) + 32
