@@ -196,15 +196,7 @@ class MembershipService:
             log.error("cannot encode our node data: %s", exc)
             return False
         try:
-            with anyio.fail_after(self.config.send_timeout):
-                stream = await self.host.new_stream(peer, [self.oracle_protocol],
-                                                    timeout=self.config.send_timeout)
-                try:
-                    await stream.send(body)
-                    await stream.aclose()
-                except BaseException:
-                    await _quiet_reset(stream)
-                    raise
+            await self._send_once(peer, self.oracle_protocol, body)
         except _NET_ERRORS as exc:
             self.stats["announce_failed"] += 1
             log.info("announce to %s failed: %s", peer, exc or type(exc).__name__)
@@ -231,20 +223,24 @@ class MembershipService:
             log.error("cannot encode node data pages: %s", exc)
             return False
         try:
-            with anyio.fail_after(self.config.send_timeout):
-                stream = await self.host.new_stream(peer, [self.sync_protocol],
-                                                    timeout=self.config.send_timeout)
-                try:
-                    await stream.send(body)
-                    await stream.aclose()
-                except BaseException:
-                    await _quiet_reset(stream)
-                    raise
+            await self._send_once(peer, self.sync_protocol, body)
         except _NET_ERRORS as exc:
             log.info("nodeDataSync push to %s failed: %s", peer, exc or type(exc).__name__)
             return False
         self.stats["sync_pushed"] += 1
         return True
+
+    async def _send_once(self, peer: Any, protocol: str, body: bytes) -> None:
+        """One stream to `peer`: `body`, then our end closed (masa's senders write and close);
+        bounded by send_timeout, reset on any failure."""
+        with anyio.fail_after(self.config.send_timeout):
+            stream = await self.host.new_stream(peer, [protocol], timeout=self.config.send_timeout)
+            try:
+                await stream.send(body)
+                await stream.aclose()
+            except BaseException:
+                await _quiet_reset(stream)
+                raise
 
     # --- inbound streams -------------------------------------------------------------------------
 
