@@ -76,5 +76,16 @@ class Peerstore:
         info = self._peers.get(peer)
         return set(info.protocols) if info else set()
 
+    def set_agent(self, peer: PeerId, *, agent_version: str | None = None,
+                  protocol_version: str | None = None, observed_addr: Multiaddr | None = None) -> None:
+        """What identify said about the peer's software and how it saw us (None: unchanged)."""
+        info = self._info(peer)
+        if agent_version is not None:
+            info.agent_version = agent_version
+        if protocol_version is not None:
+            info.protocol_version = protocol_version
+        if observed_addr is not None:
+            info.observed_addr = observed_addr
+
     def peers_supporting(self, protocol: str) -> list[PeerId]:
         return [p for p, info in self._peers.items() if protocol in info.protocols]

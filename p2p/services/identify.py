@@ -129,14 +129,9 @@ class IdentifyService(ConnectionListenerBase):
             store.add_addrs(peer, info.multiaddrs())
         if info.protocols or not push:
             store.set_protocols(peer, info.protocols)
-        entry = store._info(peer)
-        if info.agent_version is not None:
-            entry.agent_version = info.agent_version
-        if info.protocol_version is not None:
-            entry.protocol_version = info.protocol_version
-        observed = info.observed_multiaddr()
-        if observed is not None:
-            entry.observed_addr = observed
+        store.set_agent(peer, agent_version=info.agent_version,
+                        protocol_version=info.protocol_version,
+                        observed_addr=info.observed_multiaddr())
 
 
 def _is_loopback(addr: Multiaddr) -> bool:
