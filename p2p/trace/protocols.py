@@ -21,6 +21,7 @@ bounded buffers, no exceptions on bad input.
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -50,7 +51,7 @@ class AppDecoder:
         pass
 
 
-class _Framed(AppDecoder):
+class _Framed(AppDecoder, ABC):
     """Messages behind a length prefix, per direction; subclasses say how to read the prefix and
     what to make of a body."""
 
@@ -60,12 +61,13 @@ class _Framed(AppDecoder):
         self._skip = {"out": 0, "in": 0}
         self._broken = {"out": False, "in": False}
 
+    @abstractmethod
     def prefix(self, buf: bytearray) -> tuple[int, int] | None:
         """(body length, prefix length), None when incomplete; DecodeError when invalid."""
-        raise NotImplementedError
 
+    @abstractmethod
     def message(self, dir: str, prefix: bytes, body: bytes) -> None:
-        raise NotImplementedError
+        """Record one whole message of direction `dir` (its prefix bytes and its body)."""
 
     def feed(self, dir: str, data: bytes | bytearray | memoryview) -> None:
         if self._broken[dir]:
