@@ -20,78 +20,61 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.interop)
 
 
-_build_result: list[Path | RuntimeError] = []
-_goquic_result: list[Path | RuntimeError] = []
-_godht_result: list[Path | RuntimeError] = []
-_gomasa_result: list[Path | RuntimeError] = []
+class _GoProgram:
+    """One Go program of the suite: built once per session, before the first test that needs it.
+
+    A cold build (module download + compile) can take minutes on a busy 2-core machine, longer
+    than the per-test timeout, which would otherwise be charged to whichever test first asks for
+    the binary. A build failure fails the tests that need it (never a skip).
+    """
+
+    def __init__(self, what: str, build: Callable[[], Path], *file_words: str) -> None:
+        self.what = what
+        self._build = build
+        self._file_words = file_words  # a test file whose name holds one of these needs it
+        self._result: Path | RuntimeError | None = None
+
+    def wanted_by(self, test_file: Path) -> bool:
+        return not self._file_words or any(w in test_file.name for w in self._file_words)
+
+    def build(self) -> None:
+        if self._result is None:
+            try:
+                self._result = self._build()
+            except RuntimeError as exc:
+                self._result = exc
+
+    def binary(self) -> Path:
+        self.build()
+        if isinstance(self._result, RuntimeError):
+            pytest.fail(f"cannot build {self.what}:\n{self._result}", pytrace=False)
+        assert self._result is not None
+        return self._result
+
+
+_GOPEER = _GoProgram("the go test peer", build_gopeer)
+_GOQUIC = _GoProgram("the go QUIC listener", build_goquic, "quic")
+_GODHT = _GoProgram("the go DHT network", build_godht, "kad", "pubsub")
+_GOMASA = _GoProgram("the masa-like Go peer", build_gomasa, "membership")
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Build before the first test runs when any interop test is selected.
-
-    A cold build (module download + compile) can take minutes on a busy 2-core machine,
-    longer than the per-test timeout, which would otherwise be charged to whichever test
-    first asks for the binary.
-    """
+    """Build, before the first test runs, every Go program a selected interop test needs."""
     here = Path(__file__).parent
-    if any(here in Path(item.fspath).parents for item in session.items):
-        try:
-            _build_result.append(build_gopeer())
-        except RuntimeError as exc:
-            _build_result.append(exc)
-    if any(here in Path(item.fspath).parents and "quic" in Path(item.fspath).name
-           for item in session.items):
-        try:
-            _goquic_result.append(build_goquic())
-        except RuntimeError as exc:
-            _goquic_result.append(exc)
-    if any(here in Path(item.fspath).parents and any(w in Path(item.fspath).name
-                                                      for w in ("kad", "pubsub"))
-           for item in session.items):
-        try:
-            _godht_result.append(build_godht())
-        except RuntimeError as exc:
-            _godht_result.append(exc)
-    if any(here in Path(item.fspath).parents and "membership" in Path(item.fspath).name
-           for item in session.items):
-        try:
-            _gomasa_result.append(build_gomasa())
-        except RuntimeError as exc:
-            _gomasa_result.append(exc)
+    files = {Path(item.fspath) for item in session.items}
+    files = {f for f in files if here in f.parents}
+    for program in (_GOPEER, _GOQUIC, _GODHT, _GOMASA):
+        if any(program.wanted_by(f) for f in files):
+            program.build()
 
 
-@pytest.fixture(scope="session")
-def gopeer_bin() -> Path:
-    """The compiled go-libp2p test peer; a build failure fails the tests (never a skip)."""
-    try:
-        result = _build_result[0] if _build_result else build_gopeer()
-    except RuntimeError as exc:
-        result = exc
-    if isinstance(result, RuntimeError):
-        pytest.fail(f"cannot build the go test peer:\n{result}", pytrace=False)
-    return result
-
-
-@pytest.fixture(scope="session")
-def godht_bin() -> Path:
-    """The compiled Go DHT + GossipSub network program; a build failure fails the tests."""
-    try:
-        result = _godht_result[0] if _godht_result else build_godht()
-    except RuntimeError as exc:
-        result = exc
-    if isinstance(result, RuntimeError):
-        pytest.fail(f"cannot build the go DHT network:\n{result}", pytrace=False)
-    return result
-
-
-@pytest.fixture
-def start_gopeer(gopeer_bin: Path) -> Iterator[Callable[..., GoPeer]]:
-    """Factory: ``start_gopeer("--echo", ...)`` starts a `gopeer serve`; all are stopped after
-    the test, and a test that failed gets their stderr in its report."""
+def _serve_factory(binary: Path) -> Iterator[Callable[..., GoPeer]]:
+    """Start `binary serve ...` peers; all are stopped after the test, and a test that failed
+    gets their stderr in its report."""
     peers: list[GoPeer] = []
 
     def start(*args: str, start_timeout: float = 30.0) -> GoPeer:
-        peer = GoPeer.serve(*args, start_timeout=start_timeout, binary=gopeer_bin)
+        peer = GoPeer.serve(*args, start_timeout=start_timeout, binary=binary)
         peers.append(peer)
         return peer
 
@@ -102,40 +85,36 @@ def start_gopeer(gopeer_bin: Path) -> Iterator[Callable[..., GoPeer]]:
 
 
 @pytest.fixture(scope="session")
+def gopeer_bin() -> Path:
+    """The compiled go-libp2p v0.36.3 test peer (tests/interop/gopeer)."""
+    return _GOPEER.binary()
+
+
+@pytest.fixture(scope="session")
+def godht_bin() -> Path:
+    """The compiled Go DHT + GossipSub network program (tests/interop/godht)."""
+    return _GODHT.binary()
+
+
+@pytest.fixture(scope="session")
 def goquic_bin() -> Path:
-    """The go-libp2p v0.46.0 QUIC listener (tests/interop/goquic); a build failure fails."""
-    try:
-        result = _goquic_result[0] if _goquic_result else build_goquic()
-    except RuntimeError as exc:
-        result = exc
-    if isinstance(result, RuntimeError):
-        pytest.fail(f"cannot build the go QUIC listener:\n{result}", pytrace=False)
-    return result
+    """The go-libp2p v0.46.0 QUIC listener (tests/interop/goquic)."""
+    return _GOQUIC.binary()
+
+
+@pytest.fixture(scope="session")
+def gomasa_bin() -> Path:
+    """The compiled masa-like Go peer (tests/interop/gomasa)."""
+    return _GOMASA.binary()
+
+
+@pytest.fixture
+def start_gopeer(gopeer_bin: Path) -> Iterator[Callable[..., GoPeer]]:
+    """Factory: ``start_gopeer("--echo", ...)`` starts a `gopeer serve`."""
+    yield from _serve_factory(gopeer_bin)
 
 
 @pytest.fixture
 def start_goquic(goquic_bin: Path) -> Iterator[Callable[..., GoPeer]]:
     """Factory like `start_gopeer` for `goquic serve` (a Go QUIC listener)."""
-    peers: list[GoPeer] = []
-
-    def start(*args: str, start_timeout: float = 30.0) -> GoPeer:
-        peer = GoPeer.serve(*args, start_timeout=start_timeout, binary=goquic_bin)
-        peers.append(peer)
-        return peer
-
-    yield start
-    for peer in peers:
-        peer.stop()
-        print(f"--- {peer!r} stderr ---\n{peer.stderr_text()}")
-
-
-@pytest.fixture(scope="session")
-def gomasa_bin() -> Path:
-    """The compiled masa-like Go peer (tests/interop/gomasa); a build failure fails the tests."""
-    try:
-        result = _gomasa_result[0] if _gomasa_result else build_gomasa()
-    except RuntimeError as exc:
-        result = exc
-    if isinstance(result, RuntimeError):
-        pytest.fail(f"cannot build the masa-like Go peer:\n{result}", pytrace=False)
-    return result
+    yield from _serve_factory(goquic_bin)

@@ -15,28 +15,22 @@ from collections.abc import Callable
 import anyio
 import pytest
 
-from gopeer import GoPeer, GoPeerError, run_gopeer
+from go_exchanges import (ECHO, KEY_TYPES, echo_32_concurrent_streams, go,
+                          go_echoes_pings_halfcloses_resets, go_identifies_us,
+                          ping_halfclose_reset)
+from gopeer import GoPeer, GoPeerError
 from p2p.protocols.echo import echo_handler, echo_roundtrip
 from p2p.config import HostConfig
-from p2p.errors import ConnectionClosed, PeerIdMismatch, StreamReset
+from p2p.errors import PeerIdMismatch
 from p2p.host import Host
 from p2p.identity import PeerId, PrivateKey, parse_key_type
 
 pytestmark = pytest.mark.anyio
 
-KEY_TYPES = ["ed25519", "secp256k1", "ecdsa", "rsa"]
-ECHO = "/echo/1.0.0"
-
 
 @pytest.fixture
 def anyio_backend():
     return "asyncio"  # the driver tests cover trio; interop runs once per case
-
-
-async def go(gopeer_bin, *args: str, timeout: float = 60.0) -> dict:
-    return await anyio.to_thread.run_sync(
-        lambda: run_gopeer(*args, timeout=timeout, binary=gopeer_bin)
-    )
 
 
 def our_host(key_type: str = "ed25519", early: bool = True) -> Host:
@@ -86,46 +80,16 @@ async def test_we_dial_go_echo_large(start_gopeer, size):
 
 async def test_we_dial_go_32_concurrent_streams(start_gopeer):
     peer = start_gopeer("--echo")
-    payloads = [os.urandom(128 * 1024) for _ in range(32)]
-    results: list[bytes | None] = [None] * 32
     with anyio.fail_after(60):
         async with our_host() as host:
-            pid = await host.connect(peer.addr)
-
-            async def one(i: int) -> None:
-                results[i] = await echo_roundtrip(host, pid, payloads[i])
-
-            async with anyio.create_task_group() as tg:
-                for i in range(32):
-                    tg.start_soon(one, i)
-    assert results == payloads
+            await echo_32_concurrent_streams(host, await host.connect(peer.addr))
 
 
 async def test_we_dial_go_ping_halfclose_reset(start_gopeer):
     peer = start_gopeer("--echo")
     with anyio.fail_after(60):
         async with our_host("secp256k1") as host:
-            pid = await host.connect(peer.addr)
-            rtts = await host.ping(pid, 3)
-            assert len(rtts) == 3
-            # half-close from our side: go reads to EOF, then answers on the same stream
-            s = await host.new_stream(pid, ["/test/halfclose/1.0.0"])
-            await s.send(b"z" * 12345)
-            await s.send_eof()
-            assert await s.receive_until_eof(1000) == b"got 12345 bytes"
-            # reset from go's side: our read fails with a remote reset
-            s = await host.new_stream(pid, ["/test/reset/1.0.0"])
-            await s.send(b"x")
-            with pytest.raises(StreamReset) as info:
-                while True:
-                    await s.receive(100)
-            assert info.value.remote
-            # reset from our side: the go echo handler sees it (logged), connection survives
-            s = await host.new_stream(pid, [ECHO])
-            await s.send(b"abc")
-            assert await s.receive_exactly(3) == b"abc"
-            await s.reset()
-            assert len(await host.ping(pid)) == 1
+            await ping_halfclose_reset(host, await host.connect(peer.addr))
 
 
 async def test_we_dial_go_peer_id_mismatch(start_gopeer):
@@ -154,14 +118,8 @@ async def test_go_dials_us_all_key_types(gopeer_bin, ours, theirs):
     with anyio.fail_after(60):
         async with our_host(ours) as host:
             addr = await serve_ours(host)
-            res = await go(gopeer_bin, "echo", addr, "--size", "100000", "--key-type", theirs)
-            assert res["ok"] is True and res["bytes"] == 100000
-            # go identified us: our protocols and our key are what it stored
-            ident = await go(gopeer_bin, "identify", addr, "--key-type", theirs)
-            assert ident["peer_id"] == str(host.peer_id)
-            assert ECHO in ident["protocols"] and "/ipfs/ping/1.0.0" in ident["protocols"]
-            assert ident["public_key_hex"] == host.identity.public_key.to_protobuf().hex()
-            assert ident["observed_addr"].startswith("/ip4/127.0.0.1/tcp/")
+            observed = await go_identifies_us(gopeer_bin, host, addr, theirs)
+            assert observed.startswith("/ip4/127.0.0.1/tcp/")
 
 
 @pytest.mark.parametrize("go_early", [True, False])
@@ -181,46 +139,10 @@ async def test_go_dials_us_security_and_muxer(gopeer_bin, go_early, our_early, s
 
 
 async def test_go_dials_us_echo_ping_halfclose_reset(gopeer_bin):
-    reset_seen = anyio.Event()
-    ended_by: list[BaseException] = []
-
-    async def victim(stream) -> None:
-        # echo, then see the stream killed: go resets it and exits at once; go dials with
-        # SO_LINGER=0, so the TCP RST may overtake the yamux RST (both kill the stream).
-        try:
-            while True:
-                await stream.send(await stream.receive(100))
-        except (StreamReset, ConnectionClosed) as exc:
-            ended_by.append(exc)
-            reset_seen.set()
-
-    async def halfclose(stream) -> None:
-        data = await stream.receive_until_eof(1 << 24)
-        await stream.send(f"got {len(data)} bytes".encode())
-        await stream.aclose()
-
     with anyio.fail_after(120):
         async with our_host("secp256k1") as host:
-            host.set_stream_handler("/test/halfclose/1.0.0", halfclose)
             addr = await serve_ours(host)
-            res = await go(gopeer_bin, "echo", addr, "--size", str(1 << 20))
-            assert res["ok"] and res["bytes"] == 1 << 20
-            res = await go(gopeer_bin, "echo", addr, "--size", str(64 << 20), timeout=120)
-            assert res["ok"] and res["bytes"] == 64 << 20
-            res = await go(gopeer_bin, "echo", addr, "--size", "65536", "--streams", "32")
-            assert res["ok"] and res["bytes"] == 32 * 65536
-            res = await go(gopeer_bin, "ping", addr, "--count", "3")
-            assert len(res["rtt_ms"]) == 3 and res["peer_id"] == str(host.peer_id)
-            res = await go(gopeer_bin, "halfclose", addr, "--size", "5000")
-            assert res["reply"] == "got 5000 bytes"
-            # go resets an echo stream of ours after reading the echo back
-            res = await go(gopeer_bin, "reset", addr)
-            host.set_stream_handler(ECHO, victim)
-            res = await go(gopeer_bin, "reset", addr)
-            assert res["echoed"] == "reset me" and res["reset"] is True
-            with anyio.fail_after(10):
-                await reset_seen.wait()
-            assert not isinstance(ended_by[0], StreamReset) or ended_by[0].remote
+            await go_echoes_pings_halfcloses_resets(gopeer_bin, host, addr, big_echo_timeout=30)
 
 
 async def test_go_dials_wrong_peer_id(gopeer_bin):
