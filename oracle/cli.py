@@ -40,7 +40,7 @@ from p2p.cli import (
     error_text,
     log_level,
     metrics_address,
-    parse_limits,
+    config_option,
     peer_id_arg,
     positive_float,
     positive_int,
@@ -226,13 +226,8 @@ def _host_config(limits: Any) -> HostConfig:
     """`--limits` (JSON text, `@file`, or a mapping from --config): HostConfig fields."""
     if limits is None:
         return HostConfig()
-    if isinstance(limits, dict):
-        try:
-            return HostConfig.from_mapping(limits)
-        except ValueError as exc:
-            raise CliError(f"limits: {exc}") from None
     try:
-        return parse_limits(str(limits))
+        return config_option("--limits", limits, HostConfig.from_mapping)
     except P2PCliError as exc:
         raise CliError(str(exc)) from None
 
@@ -252,21 +247,10 @@ def _work_limits(value: Any) -> WorkLimits:
     """`--work-limits` (JSON text, `@file`, or a mapping from --config): WorkLimits fields."""
     if value is None:
         return WorkLimits()
-    data = value
-    if not isinstance(value, dict):
-        text = str(value)
-        try:
-            if text.startswith("@"):
-                text = Path(text[1:]).read_text(encoding="utf-8")
-            data = json.loads(text)
-        except (OSError, ValueError) as exc:
-            raise CliError(f"--work-limits: {exc}") from None
-    if not isinstance(data, dict):
-        raise CliError("--work-limits: expected a JSON object")
     try:
-        return WorkLimits.from_mapping(data)
-    except (TypeError, ValueError) as exc:
-        raise CliError(f"--work-limits: {exc}") from None
+        return config_option("--work-limits", value, WorkLimits.from_mapping)
+    except P2PCliError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _node_config(args: argparse.Namespace, **overrides: Any) -> NodeConfig:

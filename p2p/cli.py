@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import anyio
 
@@ -38,6 +38,8 @@ from p2p.identity import (
 KEY_TYPES = ("ed25519", "secp256k1", "ecdsa", "rsa")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
+
+T = TypeVar("T")
 
 class CliError(Exception):
     """An expected failure: printed as {"error": ...}, exit status 1."""
@@ -172,23 +174,33 @@ def load_identity(args: argparse.Namespace) -> tuple[PrivateKey, str]:
 # ---- commands ------------------------------------------------------------------------------
 
 
+def config_option(option: str, value: object, build: Callable[[dict[str, Any]], T]) -> T:
+    """A JSON-object option (`--limits`, `--work-limits`): JSON text, `@path` of a file holding
+    one, or a mapping already read from a config file; its fields go to `build`, whose
+    TypeError/ValueError becomes a CliError naming the option."""
+    data: object = value
+    if not isinstance(value, dict):
+        text = str(value)
+        try:
+            if text.startswith("@"):
+                with open(text[1:], encoding="utf-8") as f:
+                    text = f.read()
+            data = json.loads(text)
+        except (OSError, ValueError) as exc:
+            raise CliError(f"{option}: {exc}") from None
+    if not isinstance(data, dict):
+        raise CliError(f"{option}: expected a JSON object")
+    try:
+        return build(data)
+    except (TypeError, ValueError) as exc:
+        raise CliError(f"{option}: {exc}") from None
+
+
 def parse_limits(text: str | None) -> HostConfig:
     """`--limits` value: a JSON object of HostConfig fields, or `@path` of a file holding one."""
     if not text:
         return HostConfig()
-    try:
-        if text.startswith("@"):
-            with open(text[1:], encoding="utf-8") as f:
-                text = f.read()
-        data = json.loads(text)
-    except (OSError, ValueError) as exc:
-        raise CliError(f"--limits: {exc}") from None
-    if not isinstance(data, dict):
-        raise CliError("--limits: expected a JSON object")
-    try:
-        return HostConfig.from_mapping(data)
-    except ValueError as exc:
-        raise CliError(f"--limits: {exc}") from None
+    return config_option("--limits", text, HostConfig.from_mapping)
 
 
 def raise_fd_limit(config: HostConfig) -> int:
