@@ -255,10 +255,10 @@ def check_bookkeeping(c: YamuxConnection) -> None:
     assert c._unacked == sum(1 for s in c._streams.values() if s.outbound and not s.acked)
     assert c._pending_accept <= {s.id for s in inbound}
     assert len(c._pending_accept) <= c.config.accept_backlog
-    for sid, st in c._streams.items():
-        assert st.id == sid
-        assert len(st.recv_buf) <= st.recv_window
-        assert 0 <= st.send_window <= 0xFFFFFFFF and st.recv_credit >= 0
+    for sid, stream in c._streams.items():
+        assert stream.id == sid
+        assert len(stream.recv_buf) <= stream.recv_window
+        assert 0 <= stream.send_window <= 0xFFFFFFFF and stream.recv_credit >= 0
     assert len(c._inbuf) < 12 and c._payload_left >= 0
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from p2p.errors import DialError, InvalidMultiaddr, ListenError, P2PError, PeerIdMismatch
 from p2p.host import Host
-from p2p.identity import PeerId, PrivateKey
+from p2p.identity import PeerId
 from p2p.protocols.echo import echo_handler, echo_roundtrip
 
 from oracle.handlers import handle_test

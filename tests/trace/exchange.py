@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from p2p import protobuf
 from p2p.identity import PeerId, PrivateKey
 from p2p.multistream import Dialer, Listener, ProtocolAgreed
-from p2p.mux.yamux import DataReceived, StreamOpened, YamuxConnection
+from p2p.mux.yamux import StreamOpened, YamuxConnection
 from p2p.protocols import identify as idp
 from p2p.security.noise import NoiseHandshake
 from p2p.trace import Tracer
