@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 
 import anyio
 
-from p2p.errors import P2PError
+from p2p.errors import P2PError, StreamReset
 from p2p.multistream import (
     DEFAULT_MAX_NA_ROUNDS,
     PROTOCOL_ID,
@@ -76,9 +76,35 @@ async def _flush_before_error(stream: BufferedStream, machine: Machine) -> None:
             log.debug("multistream: could not flush replies before error: %r", exc)
 
 
-async def _run(stream: BufferedStream, machine: Machine) -> None:
+def _reply_refused(exc: StreamReset, what: str) -> None:
+    """A listener's header or echo the dialer no longer reads: go's listener ignores this write
+    error and goes on. A dialer may send its request and close at once (masa's nodeDataSync push);
+    on QUIC that Close is STOP_SENDING, which fails our writes while its request is still there to
+    be read. A stream that is really gone fails the handler's first read instead."""
+    if not exc.remote:
+        raise exc
+    log.debug("multistream: %s not delivered (%s); reading on", what, exc)
+
+
+async def _flush_listener(stream: BufferedStream, machine: Machine) -> None:
+    out = machine.data_to_send()
+    if out:
+        try:
+            await stream.send(out)
+        except StreamReset as exc:
+            # An `na` the dialer cannot read would leave it waiting: that error stands (as go's).
+            if isinstance(machine, Listener) and machine.na_rounds and not machine.done:
+                raise
+            _reply_refused(exc, "reply")
+
+
+async def _run(
+    stream: BufferedStream,
+    machine: Machine,
+    flush: Callable[[BufferedStream, Machine], Awaitable[None]] = _flush,
+) -> None:
     """Send what the machine queued, feed it chunks until it is done, push back the leftover."""
-    await _flush(stream, machine)
+    await flush(stream, machine)
     while not machine.done:
         try:
             chunk = await stream.receive(_READ_CHUNK)
@@ -89,16 +115,20 @@ async def _run(stream: BufferedStream, machine: Machine) -> None:
         except P2PError:
             await _flush_before_error(stream, machine)
             raise
-        await _flush(stream, machine)
+        await flush(stream, machine)
     stream.unread(machine.leftover)
 
 
 async def _run_with_timeout(
-    stream: BufferedStream, machine: Machine, timeout: float, role: str
+    stream: BufferedStream,
+    machine: Machine,
+    timeout: float,
+    role: str,
+    flush: Callable[[BufferedStream, Machine], Awaitable[None]] = _flush,
 ) -> None:
     try:
         with anyio.fail_after(timeout):
-            await _run(stream, machine)
+            await _run(stream, machine, flush)
     except TimeoutError:
         raise NegotiationTimeout(timeout, role) from None
 
@@ -148,13 +178,16 @@ async def handle_protocol(
             proto, reply, leftover = quick
             stream.unread(leftover)
             nowait = getattr(stream.inner, "send_nowait", None)  # no turn of its own: the
-            sent = nowait(reply) if nowait is not None else 0  # handler's reply follows it
-            if sent < len(reply):
-                await stream.send(reply[sent:])
+            try:  # handler's reply follows it
+                sent = nowait(reply) if nowait is not None else 0
+                if sent < len(reply):
+                    await stream.send(reply[sent:])
+            except StreamReset as exc:
+                _reply_refused(exc, "header and echo")
             return proto
         stream.unread(ready)
     machine = Listener(supported, max_na_rounds=max_na_rounds)
-    await _run_with_timeout(stream, machine, timeout, "listener")
+    await _run_with_timeout(stream, machine, timeout, "listener", _flush_listener)
     assert machine.agreed is not None
     return machine.agreed
 

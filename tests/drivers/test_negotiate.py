@@ -10,7 +10,7 @@ import anyio
 import pytest
 from memstream import MemoryByteStream, memory_stream_pair
 
-from p2p.errors import NegotiationFailed, RemoteProtocolError
+from p2p.errors import NegotiationFailed, RemoteProtocolError, StreamReset
 from p2p.multistream import MalformedMessage, TooManyRounds, UnexpectedEOF
 from p2p.negotiate import (
     LazyStream,
@@ -294,3 +294,57 @@ async def test_lazy_reset_passes_through_without_proposal() -> None:
     lazy = LazyStream(client, "/noise")
     await lazy.reset()
     assert a.was_reset and a.writes == []
+
+
+class StoppedByPeer(MemoryByteStream):
+    """A stream whose peer stopped reading (QUIC STOP_SENDING: go's Close): writes fail, reads go on."""
+
+    async def send(self, item: bytes) -> None:
+        raise StreamReset(remote=True, message="stream reset by remote (STOP_SENDING)")
+
+
+def stopped_pair() -> tuple[BufferedStream, BufferedStream]:
+    a, b = memory_stream_pair()
+    stopped = StoppedByPeer(b._send, b._receive)
+    return BufferedStream(a), BufferedStream(stopped)
+
+
+async def test_handle_reads_a_request_whose_dialer_closed_at_once() -> None:
+    # masa's nodeDataSync push over QUIC: header + proposal + data, then Close (FIN and
+    # STOP_SENDING). go's listener ignores the failed header/echo write and reads on; so do we.
+    peer, server = stopped_pair()
+    await peer.send(HEADER + MASA_KAD + b"request")
+    await peer.send_eof()
+    assert await handle_protocol(server, ["/masa/kad/1.0.0"]) == "/masa/kad/1.0.0"
+    assert await server.receive_until_eof(1024) == b"request"
+
+
+async def test_handle_header_refused_then_proposal_arrives_later() -> None:
+    peer, server = stopped_pair()
+    await peer.send(HEADER)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(peer.send, MASA_KAD + b"late")
+        assert await handle_protocol(server, ["/masa/kad/1.0.0"]) == "/masa/kad/1.0.0"
+    await peer.send_eof()
+    assert await server.receive_until_eof(1024) == b"late"
+
+
+async def test_handle_na_the_dialer_cannot_read_still_fails() -> None:
+    # go returns the error of an `na` write: the dialer would wait for it forever.
+    peer, server = stopped_pair()
+    await peer.send(HEADER + TLS)
+    with pytest.raises(StreamReset):
+        await handle_protocol(server, ["/noise"])
+
+
+async def test_handle_own_reset_is_not_ignored() -> None:
+    a, b = memory_stream_pair()
+
+    class ResetHere(MemoryByteStream):
+        async def send(self, item: bytes) -> None:
+            raise StreamReset(remote=False)
+
+    server = BufferedStream(ResetHere(b._send, b._receive))
+    await BufferedStream(a).send(HEADER + PING)
+    with pytest.raises(StreamReset):
+        await handle_protocol(server, ["/ipfs/ping/1.0.0"])

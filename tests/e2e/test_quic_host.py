@@ -11,6 +11,7 @@ from p2p.admission import ConnectionLimits
 from p2p.connection import MuxedConnection
 from p2p.host import Host
 from p2p.identity import KeyType, PrivateKey
+from p2p.multistream import PROTOCOL_ID, encode_message
 from p2p.protocols.echo import echo_handler, echo_roundtrip
 from p2p.transport.quic import QuicConn
 
@@ -115,3 +116,31 @@ async def test_oracle_nodes_over_quic_only_membership_and_work() -> None:
                         await anyio.sleep(0.05)
                 assert resp.error == "" and resp.data == "over quic"
                 assert resp.worker_peer_id == str(w.peer_id)
+
+
+async def test_request_then_go_close_still_reaches_the_handler() -> None:
+    """masa's nodeDataSync push over QUIC, as go-libp2p sends it: one write of header, proposal and
+    the data, then Close = FIN + STOP_SENDING(0) at once. Our multistream reply cannot be written
+    any more; as go's listener does, the host reads on and the handler gets the whole request."""
+    proto = "/masa/nodeDataSync/v0.8.4"
+    got: list[bytes] = []
+
+    async def handler(stream) -> None:
+        got.append(await stream.receive_until_eof(1 << 16))
+
+    with anyio.fail_after(30):
+        async with Host() as server, Host() as client:
+            server.set_stream_handler(proto, handler)
+            await server.listen(QUIC)
+            peer = await client.connect(server.p2p_addrs()[0])
+            conn = client.connection(peer)
+            assert conn is not None and isinstance(conn.muxed, QuicConn)
+            quic = conn.muxed
+            st = await quic.open_stream()
+            await st.send(encode_message(PROTOCOL_ID) + encode_message(proto) + b'{"data":[]}\n')
+            await st.send_eof()
+            quic.quic.stop_stream(st.stream_id, 0)  # go's Close: no linger for the reply
+            quic._kick()
+            while not got:
+                await anyio.sleep(0.01)
+            assert got == [b'{"data":[]}\n']
