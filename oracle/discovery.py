@@ -46,12 +46,16 @@ class MasaDiscovery:
                  env: str = "", kad_config: KadConfig | None = None,
                  gossip_params: GossipSubParams | None = None,
                  accept_third_party: bool = False,
-                 on_node_data: Callable[[NodeData], object] | None = None) -> None:
+                 on_node_data: Callable[[NodeData], object] | None = None,
+                 self_data: Callable[[], NodeData] | None = None) -> None:
         self.host = host
         self.tracker = tracker
         # where gossiped node data goes: the tracker's gossip merge by default, or the membership
         # service's `feed_gossip` (the same merge, plus the actions masa takes on its result)
         self.on_node_data = on_node_data or tracker.handle_node_data
+        # what `publish_self` sends, made at each publication: a masa node drops an entry older
+        # than the one it holds ("stale or replayed"), so a start-time copy would be ignored
+        self.self_data = self_data or (lambda: tracker.self_data)
         self.topic = gossip_topic(version, env)
         self.accept_third_party = accept_third_party
         self.kad = KadService(host, kad_config or masa_config())
@@ -67,8 +71,8 @@ class MasaDiscovery:
         return await self.kad.bootstrap(bootnodes, timeout=timeout)
 
     async def publish_self(self) -> bytes:
-        """Publish our own NodeData (as the tracker holds it) on the gossip topic."""
-        return await self.pubsub.publish(self.topic, self.tracker.self_data.to_go_json())
+        """Publish our own NodeData (`self_data()`, by default the tracker's entry) on the topic."""
+        return await self.pubsub.publish(self.topic, self.self_data().to_go_json())
 
     async def _consume(self) -> None:
         async for msg in self._sub:

@@ -24,7 +24,7 @@ import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -298,7 +298,8 @@ class OracleNode:
     def _start_discovery(self) -> None:
         cfg = self.config
         disc = self.discovery = MasaDiscovery(self.host, self.tracker, version=cfg.protocol_version,
-                                              env=cfg.env, on_node_data=self.membership.feed_gossip)
+                                              env=cfg.env, on_node_data=self.membership.feed_gossip,
+                                              self_data=self._gossip_self)
         self.directory.finder = lambda peer: disc.reach(peer, find_timeout=cfg.dht_find_timeout)
         self.host.start_soon(disc.publish_self_every, cfg.gossip_interval)
 
@@ -354,6 +355,13 @@ class OracleNode:
             records={"workTypes": types} if any(category_of(t) == -1 for t in types) else None,
             version=self.config.protocol_version,
         )
+
+    def _gossip_self(self) -> NodeData:
+        """Our entry as published on gossip: the tracker's join times, everything else as of now
+        (lastUpdated, uptime, handlers), as an announce would send it."""
+        joined = self.tracker.self_data
+        return replace(self.node_data(), first_joined=joined.first_joined,
+                       last_joined=joined.last_joined, version=joined.version)
 
     def keep_connected(self, addrs: Iterable[str | Multiaddr],
                        first: Mapping[str, PeerId | BaseException] | None = None) -> None:

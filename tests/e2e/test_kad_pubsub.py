@@ -137,3 +137,33 @@ async def test_peer_that_stops_serving_kad_leaves_the_table():
             await b.connect(a.p2p_addrs()[0])
             while b.peer_id in dht_a.routing_table:
                 await anyio.sleep(0.02)
+
+
+async def test_node_data_republished_on_gossip_is_current():
+    """Our periodic NodeData on the gossip topic carries lastUpdated = now (and the current uptime):
+    a real masa node's HandleNodeData drops an entry older than the one it holds ("stale or
+    replayed"), which every re-publication of our start-time entry was, once masa had stored our
+    announce or join."""
+    import time
+
+    from oracle.discovery import gossip_topic
+    from oracle.node import NodeConfig, OracleNode
+    from oracle.nodedata import NodeData
+
+    with anyio.fail_after(30):
+        async with OracleNode(config=NodeConfig(dht=True, gossip_interval=0.3)) as worker, \
+                Host() as listener:
+            pubsub = PubSubService(listener)
+            sub = pubsub.subscribe(gossip_topic())
+            await listener.connect(worker.host.p2p_addrs()[0])
+            started = time.time()
+            seen: list[tuple[float, NodeData]] = []
+            async for msg in sub:
+                seen.append((time.time(), NodeData.from_json(msg.data)))
+                if seen[-1][0] - started > 2.2:
+                    break
+            at, last = seen[-1]
+            assert last.peer_id == str(worker.peer_id)
+            assert last.last_updated >= int(at) - 1, (last.last_updated, at)
+            assert last.uptime > seen[0][1].uptime  # not the start-time copy either
+            pubsub.close()
