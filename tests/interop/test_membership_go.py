@@ -1,4 +1,5 @@
-"""masa membership against the masa-like Go peer (tests/interop/gomasa, go-libp2p v0.36.3, TCP).
+"""masa membership against the masa-like Go peer (tests/interop/gomasa, go-libp2p v0.36.3, TCP;
+one test has it dial us over QUIC, masa's default transport).
 
 Both directions of selection: the Go node picks our worker from the node data we announce and sends
 it work; our requester picks the Go worker from the node data the Go node pushes (nodeDataSync).
@@ -361,3 +362,34 @@ async def test_go_node_sends_work_only_while_connected(gomasa) -> None:
     assert result["response"]["error"] == (
         f"All workers failed. Errors: Worker {me}: failed to find peer: context deadline exceeded")
     assert state["work_done"] == 0
+
+
+@pytest.mark.anyio
+async def test_go_pushes_over_quic_reach_us_although_go_closes_at_once(gomasa) -> None:
+    """masa's default transport is QUIC, where go's stream Close is FIN + STOP_SENDING: its
+    bootnode push (oracle_protocol) and its nodeDataSync push write header, proposal and data and
+    close before our multistream reply is out, so that reply cannot be written. A real
+    masa-oracle's pushes to us were lost this way; here go-libp2p v0.36.3 dials us over QUIC
+    (quic-go as a client) and both pushes reach the tracker."""
+    config = NodeConfig(listen=("/ip4/127.0.0.1/udp/0/quic-v1",))
+    async with OracleNode(PrivateKey.generate(KeyType.Secp256k1), config) as node:
+        addr = node.host.p2p_addrs()[0]
+        assert "/quic-v1/" in addr
+        go = await anyio.to_thread.run_sync(
+            lambda: gomasa("--quic-dial", "--web", "--bootnode", addr))
+        with anyio.fail_after(15):
+            await node.membership.wait_for(lambda: go.peer_id in node.tracker, 15)
+        conn = node.host.connection(PeerId.from_string(go.peer_id))
+        assert conn is not None and conn.transport == "quic"
+        assert node.membership.stats["accepted"] == 1
+        entry = node.tracker.get(go.peer_id)
+        assert entry.is_staked and entry.is_web_scraper
+        before = node.membership.stats["sync_entries"]
+        assert await anyio.to_thread.run_sync(
+            lambda: go.command(cmd="sync", peer=str(node.peer_id))) == {"ok": True}
+        with anyio.fail_after(10):
+            while node.membership.stats["sync_entries"] == before:
+                await anyio.sleep(0.02)
+        assert node.membership.stats["refused"] == 0
+        response = await node.submit("web", '{"url": "http://example.invalid/", "depth": 1}')
+        assert response.worker_peer_id == go.peer_id

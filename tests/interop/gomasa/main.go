@@ -1,5 +1,6 @@
 // Command gomasa is a go-libp2p v0.36.3 test peer that behaves like a masa-oracle
-// node (e90264a) where membership and worker selection are concerned, over TCP:
+// node (e90264a) where membership and worker selection are concerned, over TCP
+// (and, with -quic-dial, dialling QUIC v1 as masa does by default):
 // the oracle_protocol handler with its peer-ID check, nodeDataSync push and
 // receive, the gossip stream, the node tracker (CanDoWork, connect buffer), the
 // 1 s-per-item listener queue, the bootnode push at start, the worker protocol as
@@ -41,6 +42,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	tlssec "github.com/libp2p/go-libp2p/p2p/security/tls"
+	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -219,6 +221,7 @@ func cmdServe(args []string) error {
 	keyHex := fs.String("key-hex", "", "identity: hex of the protobuf private key (default: new secp256k1)")
 	withDHT := fs.Bool("dht", false, "run masa's Kademlia (/masa/kad/1.0.0, K=100, alpha=100, server mode) and find unconnected workers with it")
 	findMs := fs.Int("find-ms", 50, "DistributeWork's FindPeer timeout in ms (masa: 50)")
+	quicDial := fs.Bool("quic-dial", false, "also dial QUIC v1 (masa's default transport); never listen on it: quic-go v0.45 built with Go 1.26 panics on an inbound QUIC handshake")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -234,7 +237,7 @@ func cmdServe(args []string) error {
 	if err != nil {
 		return err
 	}
-	h, err := libp2p.New(
+	opts := []libp2p.Option{
 		libp2p.Identity(priv),
 		libp2p.ListenAddrStrings(listen...),
 		libp2p.Transport(tcp.NewTCPTransport),
@@ -243,7 +246,11 @@ func cmdServe(args []string) error {
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.Ping(false),
 		libp2p.ResourceManager(rm),
-	)
+	}
+	if *quicDial {
+		opts = append(opts, libp2p.Transport(libp2pquic.NewTransport))
+	}
+	h, err := libp2p.New(opts...)
 	if err != nil {
 		return err
 	}
