@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 import anyio
@@ -199,10 +199,10 @@ class KadService(ConnectionListenerBase):
         if t is MessageType.GET_PROVIDERS:
             if not msg.key or len(msg.key) > MAX_PROVIDER_KEY:
                 raise KadRequestError("GET_PROVIDERS key empty or over 80 bytes")
-            provs = self.providers.get(msg.key, now)
+            provs = self.providers.get_with_addrs(msg.key, now)
             return Message(MessageType.GET_PROVIDERS, key=msg.key,
                            cluster_level_raw=msg.cluster_level_raw,
-                           provider_peers=self._entries(provs, local_only),
+                           provider_peers=self._provider_entries(provs, local_only),
                            closer_peers=self._entries(self._closest_for(msg.key, sender), local_only))
         if t is MessageType.ADD_PROVIDER:
             if not msg.key or len(msg.key) > MAX_PROVIDER_KEY:
@@ -210,7 +210,7 @@ class KadService(ConnectionListenerBase):
             for entry in msg.provider_peers:
                 # go stores only the sender itself, and only with an address
                 if entry.id == sender.to_bytes() and entry.addrs:
-                    self.providers.add(msg.key, sender, now)
+                    self.providers.add(msg.key, sender, now, entry.addrs)
             return None
         if t is MessageType.PUT_VALUE:
             rec = msg.record
@@ -243,6 +243,31 @@ class KadService(ConnectionListenerBase):
                 addrs = self.host.listen_addrs()
             else:
                 addrs = self.host.peerstore.addrs(peer)
+            if not local_only:
+                addrs = [a for a in addrs if not _is_loopback(a)]
+            if not addrs:
+                continue
+            connected = peer == self.host.peer_id or self.host.connection(peer) is not None
+            out.append(PeerEntry(peer.to_bytes(), [a.to_bytes() for a in addrs],
+                                 Connectedness.CONNECTED if connected else Connectedness.NOT_CONNECTED))
+        return out
+
+    def _provider_entries(self, provs: list[tuple[PeerId, list[bytes]]],
+                          local_only: bool) -> list[PeerEntry]:
+        """Providers with the addresses they announced plus those our peerstore holds (go answers
+        from its peerstore, where ADD_PROVIDER put them); ourselves with our listen addresses."""
+        out = []
+        for peer, announced in provs:
+            if peer == self.host.peer_id:
+                addrs = list(self.host.listen_addrs())
+            else:
+                addrs = []
+                for raw in announced:
+                    try:
+                        addrs.append(Multiaddr(raw))
+                    except Exception:  # the multiaddr package raises several types on bad bytes
+                        continue
+                addrs += [a for a in self.host.peerstore.addrs(peer) if a not in addrs]
             if not local_only:
                 addrs = [a for a in addrs if not _is_loopback(a)]
             if not addrs:
@@ -314,6 +339,11 @@ class KadService(ConnectionListenerBase):
             out.append((peer, addrs[: self.config.max_addrs_tried]))
         return out
 
+    async def connect(self, peer: PeerId, hints: list[Multiaddr], *, timeout: float | None = None) -> None:
+        """Connect to `peer` (its peerstore addresses, then `hints`, e.g. from a provider record);
+        a hint that fails to prove the peer ID stays out of the peerstore."""
+        await self._ensure_connected(peer, hints, timeout or self.config.request_timeout)
+
     async def _ensure_connected(self, peer: PeerId, hints: list[Multiaddr], timeout: float) -> None:
         """Connect to `peer`, trying its peerstore addresses, then the hints of this lookup.
 
@@ -335,8 +365,15 @@ class KadService(ConnectionListenerBase):
         raise DialError(f"could not dial {peer}: " + ("; ".join(errors) or "no address"))
 
     async def _lookup(self, key: bytes, *, timeout: float | None = None,
-                      done: Callable[[], bool] | None = None) -> LookupStats:
-        """Run an iterative FIND_NODE lookup for `key`; `done()` true ends it early."""
+                      done: Callable[[], bool] | None = None,
+                      ask: Callable[[PeerId], Awaitable[list[tuple[PeerId, list[Multiaddr]]]]] | None = None,
+                      ) -> LookupStats:
+        """Run an iterative lookup for `key`; `done()` true ends it early.
+
+        Each queried peer is asked with `ask(peer)` (default: FIND_NODE for `key`), which returns
+        the closer peers its reply named; GET_PROVIDERS lookups pass their own."""
+        if ask is None:
+            ask = lambda peer: self.find_node(peer, key, timeout=self.config.request_timeout)  # noqa: E731
         cfg = self.config
         start = anyio.current_time()
         timeout = timeout if timeout is not None else cfg.lookup_timeout
@@ -353,7 +390,7 @@ class KadService(ConnectionListenerBase):
             try:
                 with anyio.fail_after(cfg.request_timeout):
                     await self._ensure_connected(peer, hints.get(peer, []), cfg.request_timeout)
-                    referrals = await self.find_node(peer, key, timeout=cfg.request_timeout)
+                    referrals = await ask(peer)
             except _NET_ERRORS as exc:
                 log.debug("kad query to %s failed: %r", peer, exc)
                 lookup.on_failure(peer)
@@ -468,18 +505,63 @@ class KadService(ConnectionListenerBase):
                 log.debug("kad refresh failed: %r", exc)
 
     async def provide(self, key: bytes, *, timeout: float | None = None) -> int:
-        """ADD_PROVIDER ourselves for `key` at the closest peers; returns how many were told."""
+        """go's Provide: we become a provider of `key` in our own store, then ADD_PROVIDER
+        ourselves (ID and listen addresses) at the closest peers to `key`, all at once; returns
+        how many were told. Keys are what go provides: a CID's multihash bytes."""
+        if not key or len(key) > MAX_PROVIDER_KEY:
+            raise ValueError("a provider key is 1..80 bytes")
+        self.providers.add(key, self.host.peer_id, self._now())
         closest = await self.get_closest_peers(key, timeout=timeout)
         me = PeerEntry(self.host.peer_id.to_bytes(),
                        [a.to_bytes() for a in self.host.listen_addrs()])
         told = 0
-        for peer in closest:
+
+        async def tell(peer: PeerId) -> None:
+            nonlocal told
             try:
-                await self.request(peer, Message(MessageType.ADD_PROVIDER, key=key, provider_peers=[me]))
+                await self.request(peer, Message(MessageType.ADD_PROVIDER, key=key, provider_peers=[me]),
+                                   timeout=timeout)
                 told += 1
-            except _NET_ERRORS:
-                continue
+            except _NET_ERRORS as exc:
+                log.debug("kad ADD_PROVIDER to %s failed: %r", peer, exc)
+
+        async with anyio.create_task_group() as tg:
+            for peer in closest:
+                tg.start_soon(tell, peer)
         return told
+
+    async def find_providers(self, key: bytes, *, count: int = 100,
+                             timeout: float | None = None) -> list[tuple[PeerId, list[Multiaddr]]]:
+        """go's FindProvidersAsync, collected: providers of `key` from our own store, then from a
+        GET_PROVIDERS lookup (which ends once `count` are known); each with the dialable
+        addresses we were told. We are among them when we provide `key` ourselves."""
+        if not key or len(key) > MAX_PROVIDER_KEY:
+            raise ValueError("a provider key is 1..80 bytes")
+        found: dict[PeerId, list[Multiaddr]] = {}
+
+        def take(peer: PeerId, addrs: list[Multiaddr]) -> None:
+            if len(found) >= count:
+                return
+            known = found.setdefault(peer, [])
+            known.extend(a for a in addrs if a not in known)
+
+        for peer, raw in self.providers.get_with_addrs(key, self._now()):
+            addrs = [ma for ma in (_dialable(a, self._can_dial) for a in raw) if ma is not None]
+            take(peer, addrs if peer != self.host.peer_id else list(self.host.listen_addrs()))
+        if len(found) >= count:
+            return list(found.items())
+
+        async def ask(peer: PeerId) -> list[tuple[PeerId, list[Multiaddr]]]:
+            reply = await self.request(peer, Message(MessageType.GET_PROVIDERS, key=key),
+                                       timeout=self.config.request_timeout)
+            assert reply is not None
+            for prov, addrs in self._referrals(reply.provider_peers):
+                take(prov, addrs)
+            return self._referrals(reply.closer_peers)
+
+        if len(self.routing_table):
+            await self._lookup(key, timeout=timeout, ask=ask, done=lambda: len(found) >= count)
+        return list(found.items())
 
 
 __all__ = ["KadService", "KadConfig", "PeerNotFound", "LookupStats", "KadRequestError"]

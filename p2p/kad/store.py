@@ -20,14 +20,19 @@ Validator = Callable[[bytes, bytes], bool]
 
 
 class ProviderStore:
-    def __init__(self, *, max_keys: int = 4096, max_per_key: int = 64,
+    """Providers by key, each with the addresses its ADD_PROVIDER carried (go puts those in its
+    peerstore for ProviderAddrTTL and answers GET_PROVIDERS with them)."""
+
+    def __init__(self, *, max_keys: int = 4096, max_per_key: int = 64, max_addrs: int = 8,
                  ttl: float = PROVIDE_VALIDITY) -> None:
-        self._keys: OrderedDict[bytes, OrderedDict[PeerId, float]] = OrderedDict()
+        self._keys: OrderedDict[bytes, OrderedDict[PeerId, tuple[float, list[bytes]]]] = OrderedDict()
         self.max_keys = max_keys
         self.max_per_key = max_per_key
+        self.max_addrs = max_addrs
         self.ttl = ttl
 
-    def add(self, key: bytes, provider: PeerId, now: float) -> None:
+    def add(self, key: bytes, provider: PeerId, now: float, addrs: list[bytes] | None = None) -> None:
+        """Record `provider` for `key` (again: refreshed, its addresses replaced when given)."""
         provs = self._keys.get(key)
         if provs is None:
             provs = self._keys[key] = OrderedDict()
@@ -35,18 +40,25 @@ class ProviderStore:
                 self._keys.popitem(last=False)
         else:
             self._keys.move_to_end(key)
-        provs[provider] = now
+        old = provs.get(provider)
+        kept = list(addrs[: self.max_addrs]) if addrs else (old[1] if old else [])
+        provs[provider] = (now, kept)
         provs.move_to_end(provider)
         while len(provs) > self.max_per_key:
             provs.popitem(last=False)
 
     def get(self, key: bytes, now: float) -> list[PeerId]:
+        """The live providers of `key`, oldest announcement first."""
+        return [peer for peer, _ in self.get_with_addrs(key, now)]
+
+    def get_with_addrs(self, key: bytes, now: float) -> list[tuple[PeerId, list[bytes]]]:
+        """The live providers of `key` with the binary multiaddrs they announced."""
         provs = self._keys.get(key)
         if not provs:
             return []
-        for peer in [p for p, t in provs.items() if now - t > self.ttl]:
+        for peer in [p for p, (t, _) in provs.items() if now - t > self.ttl]:
             del provs[peer]
-        return list(provs)
+        return [(peer, addrs) for peer, (_, addrs) in provs.items()]
 
     def __len__(self) -> int:
         return len(self._keys)
