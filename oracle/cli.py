@@ -253,6 +253,14 @@ def _work_limits(value: Any) -> WorkLimits:
         raise CliError(str(exc)) from None
 
 
+def _dht_on(args: argparse.Namespace) -> bool:
+    """`node` runs the DHT unless --no-dht (every masa node runs it); `work` and `peers` do not."""
+    flag = getattr(args, "dht", None)
+    if getattr(args, "command", None) == "node":
+        return flag is not False
+    return bool(flag)
+
+
 def _node_config(args: argparse.Namespace, **overrides: Any) -> NodeConfig:
     _check_addrs("--peer", args.peer or [])
     _check_addrs("--listen", args.listen or [])
@@ -263,7 +271,7 @@ def _node_config(args: argparse.Namespace, **overrides: Any) -> NodeConfig:
         env=args.env or "",
         allowed_peers=allowed,
         is_staked=args.staked is not False,
-        dht=bool(getattr(args, "dht", False)),
+        dht=_dht_on(args),
     )
     fields.update(overrides)
     try:
@@ -497,9 +505,12 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--config", metavar="FILE", help="JSON file with the same keys as the options")
     n.add_argument("--metrics", type=metrics_address, metavar="HOST:PORT",
                    help="serve Prometheus metrics at http://HOST:PORT/metrics (default: off)")
-    n.add_argument("--dht", action="store_true", default=None,
-                   help="serve masa's Kademlia (/masa/kad/1.0.0) and gossip topic: join through the "
-                        "--peer/--bootnode nodes, be found by the whole network, find workers by ID")
+    n.add_argument("--dht", action=argparse.BooleanOptionalAction, default=None,
+                   help="masa's Kademlia (/masa/kad/1.0.0, server, K=100, alpha=100, refresh 5 min), "
+                        "its Discover loop (advertise and find providers of /masa/oracle_protocol/"
+                        "VERSION[-ENV] every minute) and gossip topic: join through the --peer/--bootnode "
+                        "nodes, be found by the whole network, find workers by ID (default: on, as "
+                        "every masa node runs it; --no-dht: only the peers named and those that dial us)")
 
     w = sub.add_parser("work", help="distribute one piece of work and print the WorkResponse")
     common(w)

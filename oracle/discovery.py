@@ -6,6 +6,13 @@ bootnodes (`join`), subscribes to `/masa/gossip/<version>[-env]`, takes the Node
 the tracker, publishes our own NodeData there (`publish_self`), and finds a worker that is not
 connected by its ID before work is sent to it (`reach`, masa's 50 ms FindPeer then Connect).
 
+masa's Discover loop (pkg/network/discover.go) runs too (`run_discover`): every minute we
+Advertise ourselves under the namespace `/masa/oracle_protocol/<version>[-env]` (DHT Provide of
+CIDv1(raw, sha2-256(namespace)): ADD_PROVIDER to the peers closest to its multihash) and FindPeers
+(GET_PROVIDERS for it), dialling the providers we are not connected to. Every masa node advertises
+the same namespace, so this is how nodes that share no bootnode connection meet, and how a masa
+node that restarted, or that never heard of us, finds us.
+
 Whose node data is taken from gossip: by default only an entry whose `peerId` is the message's
 (signature-checked) author, so nobody can make us list a third node as a staked worker. masa nodes
 also publish entries about other peers (joins and leaves they saw); `accept_third_party=True` takes
@@ -14,8 +21,10 @@ those too, through the tracker's gossip merge (masa's HandleNodeData).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import anyio
 from multiaddr import Multiaddr
@@ -34,6 +43,24 @@ from p2p.pubsub.service import PubSubService
 log = logging.getLogger("oracle.discovery")
 
 FIND_TIMEOUT = 0.05  # masa DistributeWork: DHT.FindPeer with a 50 ms context
+DISCOVER_INTERVAL = 60.0  # masa Discover: Advertise + FindPeers every minute
+PROVIDERS_LIMIT = 100  # go's routing discovery: FindPeers without a limit asks for 100
+
+
+def namespace_key(namespace: str) -> bytes:
+    """The DHT key go's routing discovery provides a namespace under: the multihash (sha2-256,
+    `12 20 <digest>`) of CIDv1(raw, sha2-256(namespace))."""
+    return b"\x12\x20" + hashlib.sha256(namespace.encode()).digest()
+
+
+@dataclass
+class DiscoverRound:
+    """What one Discover round did: peers told we provide, providers found, dials made."""
+
+    advertised_to: int = 0
+    providers: int = 0
+    dialled: int = 0
+    dial_failures: int = 0
 
 
 def gossip_topic(version: str = PROTOCOL_VERSION, env: str = "") -> str:
@@ -57,6 +84,10 @@ class MasaDiscovery:
         # than the one it holds ("stale or replayed"), so a start-time copy would be ignored
         self.self_data = self_data or (lambda: tracker.self_data)
         self.topic = gossip_topic(version, env)
+        self.namespace = protocol_with_version("oracle_protocol", version, env)
+        self.namespace_key = namespace_key(self.namespace)
+        self.last_round: DiscoverRound | None = None
+        self.rounds = 0
         self.accept_third_party = accept_third_party
         self.kad = KadService(host, kad_config or masa_config())
         self.pubsub = PubSubService(host, gossip_params)
@@ -100,6 +131,58 @@ class MasaDiscovery:
             log.debug("worker %s not found: %r", peer, exc)
             return False
         return self.host.connection(peer) is not None
+
+    async def advertise(self, *, timeout: float | None = None) -> int:
+        """masa's Advertise: ADD_PROVIDER ourselves under the namespace at the closest peers;
+        returns how many were told."""
+        return await self.kad.provide(self.namespace_key, timeout=timeout)
+
+    async def find_peers(self, *, limit: int = PROVIDERS_LIMIT,
+                         timeout: float | None = None) -> list[tuple[PeerId, list[Multiaddr]]]:
+        """masa's FindPeers: the namespace's providers (GET_PROVIDERS), ourselves left out."""
+        found = await self.kad.find_providers(self.namespace_key, count=limit, timeout=timeout)
+        return [(peer, addrs) for peer, addrs in found if peer != self.host.peer_id]
+
+    async def discover_once(self, *, max_dials: int = 16, dial_timeout: float = 10.0,
+                            timeout: float | None = None) -> DiscoverRound:
+        """One Discover round: Advertise, FindPeers, dial up to `max_dials` providers we are not
+        connected to (masa dials one per round; the others it meets in later rounds)."""
+        result = DiscoverRound()
+        try:
+            result.advertised_to = await self.advertise(timeout=timeout)
+        except (P2PError, OSError, TimeoutError) as exc:
+            log.debug("advertising %s failed: %r", self.namespace, exc)
+        providers = await self.find_peers(timeout=timeout)
+        result.providers = len(providers)
+        todo = [(p, a) for p, a in providers if self.host.connection(p) is None][:max_dials]
+
+        async def dial(peer: PeerId, addrs: list[Multiaddr]) -> None:
+            try:
+                await self.kad.connect(peer, addrs, timeout=dial_timeout)
+                result.dialled += 1
+            except (P2PError, OSError, TimeoutError) as exc:
+                result.dial_failures += 1
+                log.debug("provider %s of %s not dialled: %r", peer, self.namespace, exc)
+
+        async with anyio.create_task_group() as tg:
+            for peer, addrs in todo:
+                tg.start_soon(dial, peer, addrs)
+        self.rounds += 1
+        self.last_round = result
+        return result
+
+    async def run_discover(self, interval: float = DISCOVER_INTERVAL, *, first_after: float = 0.0) -> None:
+        """masa's Discover loop: a round after `first_after`, then every `interval` seconds (run
+        it with host.start_soon)."""
+        await anyio.sleep(first_after)
+        while True:
+            try:
+                with anyio.fail_after(max(interval, self.kad.config.lookup_timeout)):
+                    round_ = await self.discover_once()
+                log.debug("discover %s: %s", self.namespace, round_)
+            except (P2PError, OSError, TimeoutError) as exc:
+                log.debug("discover round failed: %r", exc)
+            await anyio.sleep(interval)
 
     async def publish_self_every(self, interval: float, *, first_after: float = 1.5) -> None:
         """Publish our NodeData after `first_after` (the mesh forms on the first heartbeats),

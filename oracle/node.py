@@ -107,9 +107,16 @@ class NodeConfig:
     tracker_size: int = 4096
     # masa's Kademlia (`/masa/kad/1.0.0`, K = 100) and gossip topic (oracle/discovery.py): join
     # through `peers` and be found by every node of the network, find unconnected workers by ID
+    # (`python -m oracle node` turns it on unless --no-dht, as every masa node runs it)
     dht: bool = False
-    dht_find_timeout: float = 2.0  # masa: 50 ms; a fresh lookup + dial takes longer on a busy host
+    # before sending work to an unconnected worker: its lookup and the dial ending it, within this
+    # budget (masa: FindPeer 50 ms + Connect 75 ms; our handshake alone takes tens of ms on a
+    # loaded host, our lookup + dial p50 20-70 ms there, see bench/dht.py). It is what a worker
+    # the DHT cannot reach costs DistributeWork (tests/e2e/test_dht_requester.py)
+    dht_find_timeout: float = 0.5
     gossip_interval: float = 60.0  # how often our NodeData goes out on the gossip topic
+    # masa's Discover loop: Advertise + FindPeers on `/masa/oracle_protocol/<v>[-env]`; 0 = off
+    discover_interval: float = 60.0
     membership: MembershipConfig = field(default_factory=MembershipConfig)
     worker: WorkerConfig = field(default_factory=default_worker_config)
     host: HostConfig = field(default_factory=HostConfig)
@@ -117,6 +124,8 @@ class NodeConfig:
     def __post_init__(self) -> None:
         if not (self.connect_timeout > 0 and self.identify_timeout > 0):
             raise ValueError("NodeConfig timeouts must be > 0")
+        if self.discover_interval < 0 or not self.dht_find_timeout > 0:
+            raise ValueError("NodeConfig discover_interval must be >= 0, dht_find_timeout > 0")
         if not (0 < self.redial_min <= self.redial_max) or self.node_data_wait < 0:
             raise ValueError("NodeConfig redial/node-data timings must be > 0 (min <= max)")
         if self.max_concurrent_per_peer < 1 or self.max_concurrent_total < 1:
@@ -302,6 +311,9 @@ class OracleNode:
                                               self_data=self._gossip_self)
         self.directory.finder = lambda peer: disc.reach(peer, find_timeout=cfg.dht_find_timeout)
         self.host.start_soon(disc.publish_self_every, cfg.gossip_interval)
+        if cfg.discover_interval > 0:
+            # the first round once the bootnodes had a moment to connect (masa: right after them)
+            self.host.start_soon(lambda: disc.run_discover(cfg.discover_interval, first_after=1.0))
 
     async def listen(self, *addrs: str) -> list[Multiaddr]:
         """Listen on more addresses; peers are told (announce) since our node data changed."""
@@ -388,6 +400,10 @@ class OracleNode:
                     peer = await self.connect(addr)
                     backoff = cfg.redial_min
                     log.info("connected to %s (%s)", addr, peer)
+                    if self.discovery is not None:
+                        # (re)joined through this bootnode: into the table, then a self lookup so
+                        # the peers closest to us learn our (possibly new) addresses
+                        self.host.start_soon(self._join, addr)
                 except SelfConnectError as exc:
                     log.error("%s", exc)
                     return
@@ -399,6 +415,15 @@ class OracleNode:
             current = peer
             await self.membership.wait_for(lambda: self.host.connection(current) is None, math.inf)
             log.info("connection to %s dropped: redialling", addr)
+
+    async def _join(self, addr: str) -> None:
+        if self.discovery is None:
+            return
+        try:
+            size = await self.discovery.join([addr])
+            log.info("joined the DHT through %s: %d peers in the routing table", addr, size)
+        except _CONNECT_ERRORS as exc:
+            log.info("DHT join through %s failed: %s", addr, bounded(exc))
 
     def add_protocol(self, protocol: Protocol) -> None:
         """Add a protocol; registered at once if the node runs (peers learn it on their next identify)."""
@@ -488,9 +513,15 @@ class OracleNode:
         """The JSON-able line the CLI prints once listening."""
         out = {"peer_id": str(self.peer_id), "addrs": self.host.p2p_addrs(),
                "staked": self.config.is_staked, "categories": self.categories()}
-        if self.discovery is not None:
-            out["dht"] = {"protocol": self.discovery.kad.protocol, "topic": self.discovery.topic,
-                          "routing_table": len(self.discovery.kad.routing_table)}
+        disc = self.discovery
+        if disc is not None:
+            kad = disc.kad.config
+            out["dht"] = {"protocol": disc.kad.protocol, "mode": kad.mode, "k": kad.bucket_size,
+                          "alpha": kad.alpha, "refresh_s": kad.refresh_interval, "topic": disc.topic,
+                          "namespace": disc.namespace, "discover_s": self.config.discover_interval,
+                          "routing_table": len(disc.kad.routing_table)}
+        else:
+            out["dht"] = False
         return out
 
     def network(self) -> list[dict[str, Any]]:

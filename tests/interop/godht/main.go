@@ -35,6 +35,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/core/routing"
+	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
@@ -227,13 +229,29 @@ func run(ctx context.Context, nodes []*node, c command) (map[string]any, error) 
 			return nil, err
 		}
 		wasConnected := n.h.Network().Connectedness(id) == network.Connected
+		// count the FIND_NODE queries the lookup sends (kad-dht publishes a query event each)
+		qctx, qcancel := context.WithCancel(cctx)
+		qctx, events := routing.RegisterForQueryEvents(qctx)
+		queries := 0
+		counted := make(chan struct{})
+		go func() {
+			for e := range events {
+				if e.Type == routing.SendingQuery {
+					queries++
+				}
+			}
+			close(counted)
+		}()
 		t0 := time.Now()
-		info, err := n.dht.FindPeer(cctx, id)
+		info, err := n.dht.FindPeer(qctx, id)
+		ms := msSince(t0)
+		qcancel()
+		<-counted
 		if err != nil {
 			return nil, err
 		}
-		return map[string]any{"addrs": addrStrings(info.Addrs), "ms": msSince(t0),
-			"was_connected": wasConnected}, nil
+		return map[string]any{"addrs": addrStrings(info.Addrs), "ms": ms,
+			"was_connected": wasConnected, "queries": queries}, nil
 	case "closest":
 		key, err := hex.DecodeString(c.Key)
 		if err != nil {
@@ -317,6 +335,29 @@ func run(ctx context.Context, nodes []*node, c command) (map[string]any, error) 
 			return nil, err
 		}
 		return sendWork(ctx, n, id, data, c.FindMs, c.ConnectMs)
+	case "advertise":
+		// masa's Discover: routing discovery's Advertise of a namespace (DHT Provide of
+		// CIDv1(raw, sha2-256(namespace))), as pkg/network/discover.go does every minute.
+		t0 := time.Now()
+		ttl, err := drouting.NewRoutingDiscovery(n.dht).Advertise(cctx, c.Topic)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"ms": msSince(t0), "ttl_s": ttl.Seconds()}, nil
+	case "findpeers":
+		// masa's FindPeers of a namespace (GET_PROVIDERS, limit 100): every provider read
+		// from the channel until it closes or the timeout ends.
+		t0 := time.Now()
+		ch, err := drouting.NewRoutingDiscovery(n.dht).FindPeers(cctx, c.Topic)
+		if err != nil {
+			return nil, err
+		}
+		found := []map[string]any{}
+		for info := range ch {
+			found = append(found, map[string]any{"peer_id": info.ID.String(), "addrs": addrStrings(info.Addrs),
+				"connected": n.h.Network().Connectedness(info.ID) == network.Connected})
+		}
+		return map[string]any{"providers": found, "ms": msSince(t0)}, nil
 	case "topicpeers":
 		return map[string]any{"peers": peerStrings(n.ps.ListPeers(c.Topic))}, nil
 	}

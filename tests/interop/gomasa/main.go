@@ -646,7 +646,8 @@ func (n *node) distributeWork(workType string, data []byte) map[string]any {
 	req := WorkRequest{WorkType: workType, RequestId: fmt.Sprintf("gomasa-%d", time.Now().UnixNano()), Data: data}
 	var errs []string
 	var attempts []string
-	var found []string // workers found through the DHT (not connected before)
+	var found []string   // workers found through the DHT (not connected before)
+	var findMs []float64 // how long each of those FindPeer calls took
 	for _, id := range eligible {
 		p, err := peer.Decode(id)
 		if err != nil {
@@ -661,7 +662,9 @@ func (n *node) distributeWork(workType string, data []byte) map[string]any {
 				continue
 			}
 			fctx, cancel := context.WithTimeout(n.ctx, time.Duration(n.findMs)*time.Millisecond)
+			t0 := time.Now()
 			_, err := n.dht.FindPeer(fctx, p)
+			findMs = append(findMs, float64(time.Since(t0).Microseconds())/1000)
 			cancel()
 			if err != nil {
 				errs = append(errs, fmt.Sprintf("Worker %s: failed to find peer: %v", id, err))
@@ -685,7 +688,7 @@ func (n *node) distributeWork(workType string, data []byte) map[string]any {
 			errs = append(errs, fmt.Sprintf("Worker %s: %s", id, resp.Error))
 			continue
 		}
-		return map[string]any{"response": resp, "raw": raw, "worker": id, "eligible": eligible, "attempts": attempts, "found_via_dht": found}
+		return map[string]any{"response": resp, "raw": raw, "worker": id, "eligible": eligible, "attempts": attempts, "found_via_dht": found, "find_ms": findMs}
 	}
 	if localEligible {
 		if _, ok := n.handlers[workType]; ok {
