@@ -38,9 +38,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     p.add_argument("--stacks", default=",".join(STACK_NAMES), help="comma list of ours,py,go,quic (quic: ours and go-libp2p over QUIC v1)")
-    p.add_argument("--scenarios", default=",".join(SCENARIO_NAMES),
+    p.add_argument("--scenarios", default=",".join((*SCENARIO_NAMES, "dht")),
                    help="comma list of " + ",".join(SCENARIO_NAMES) + " (and `load`: ours only, "
-                   "200 connections x 5,000 streams held for a minute; not run by default)")
+                   "200 connections x 5,000 streams held for a minute; not run by default; and "
+                   "`dht`: lookups and gossip in a network of 8 Go nodes and 2 of ours, "
+                   "bench/dht.py, run by default)")
     p.add_argument("--uvloop", action="store_true", help="also run ours with uvloop, if installed")
     p.add_argument("--no-bound", action="store_true",
                    help="skip the AEAD bound (ChaCha20-Poly1305's own speed) in bulk and echo")
@@ -52,7 +54,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         if s not in STACK_NAMES:
             p.error(f"unknown stack {s!r} (choose from {', '.join(STACK_NAMES)})")
     args.load = "load" in args.scenarios
-    args.scenarios = [s for s in args.scenarios if s != "load"]
+    args.dht = "dht" in args.scenarios
+    args.scenarios = [s for s in args.scenarios if s not in ("load", "dht")]
     for s in args.scenarios:
         if s not in SCENARIO_NAMES:
             p.error(f"unknown scenario {s!r} (choose from {', '.join(SCENARIO_NAMES)})")
@@ -138,6 +141,13 @@ def main(argv=None) -> int:
         summary["quic"] = report.summarize(rounds, "ours-quic", quic_others)
     verdicts = report.judge(summary, base)
     na = {s.name: {"worker"} for s in stacks if "worker" not in s.scenarios and s.name != "bound"}
+    dht_summary = None
+    if args.dht:
+        from bench import dht
+
+        log("dht: lookups and gossip, 8 Go nodes and 2 of ours (bench/dht.py) ...")
+        dht_summary = dht.measure(["--quick"] if args.quick else [], log)
+        errors.extend(f"dht: {e}" for e in dht_summary["errors"])
     stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
     doc = {
         "timestamp": stamp,
@@ -151,6 +161,7 @@ def main(argv=None) -> int:
         "summary": summary,
         "targets": verdicts,
         "echo_runs": runner.echo_runs,
+        "dht": dht_summary,
         "errors": errors,
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -184,6 +195,12 @@ def main(argv=None) -> int:
         quick = ["--connections", "20", "--streams", "500", "--hold", "3"] if args.quick else []
         if load.main(quick) != 0:
             errors.append("load scenario failed")
+    if dht_summary is not None:
+        from bench import dht
+
+        print("\nDHT and gossip (bench/dht.py): ours against go-libp2p-kad-dht / go-libp2p-pubsub, "
+              "A/B in one network")
+        print(dht.table(dht_summary))
     if errors:
         print(f"\n{len(errors)} measurement(s) failed:")
         for e in errors:
@@ -192,7 +209,7 @@ def main(argv=None) -> int:
     for line in report.changes(previous, summary, args.quick):
         print("  " + line)
     print(f"\nresults: {path}")
-    return 1 if errors and not any(rounds) else 0
+    return 1 if errors and not any(rounds) and not (dht_summary and not dht_summary["errors"]) else 0
 
 
 if __name__ == "__main__":

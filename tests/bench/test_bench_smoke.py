@@ -79,3 +79,20 @@ def test_py_libp2p_peer_echo_rows(tmp_path: Path) -> None:
     assert stack.available, stack.reason
     assert PY_VENV_PYTHON.exists()
     _echo_rows_of(tmp_path, "py")
+
+
+def test_dht_rows_ours_and_go_in_one_network(tmp_path: Path) -> None:
+    """`--scenarios dht` (bench/dht.py): lookups and gossip among Go nodes (godht) and ours, each
+    figure present for both sides, in the results JSON and the printed table."""
+    latest, stdout = run_bench(tmp_path, "--stacks", "ours", "--scenarios", "dht", timeout=300)
+    dht = latest["dht"]
+    assert dht["errors"] == [] and latest["errors"] == [], dht["errors"]
+    for side in ("ours", "go"):
+        s = dht[side]
+        assert s["lookups"] == dht["setup"]["go_nodes"] - 1 and s["lookup_failures"] == 0, s
+        assert 0 < s["lookup_p50_ms"] <= s["lookup_p99_ms"]
+        assert s["lookup_queries_median"] >= 1
+        assert s["gossip_deliveries"] > 0 and s["gossip_p50_ms"] is not None
+        assert s["burst_msgs_per_s"] > 0 and 0 < s["burst_delivered"] <= 1
+    assert dht["ours"]["lookup_hops_max"] is not None and dht["go_finds_ours_p50_ms"] > 0
+    assert "FindPeer, not connected" in stdout and "gossip burst of" in stdout
