@@ -1,6 +1,6 @@
 """aioquic's sans-IO QuicConnection with the hooks libp2p needs and aioquic does not offer.
 
-aioquic (1.x) does QUIC v1 and TLS 1.3; libp2p needs four things it has no public option for, so
+aioquic (1.x) does QUIC v1 and TLS 1.3; libp2p needs five things it has no public option for, so
 `Libp2pQuicConnection` subclasses it and overrides the smallest private methods that do each:
 
 1. Certificate verification *inside* the handshake. aioquic verifies nothing itself when
@@ -16,6 +16,8 @@ aioquic (1.x) does QUIC v1 and TLS 1.3; libp2p needs four things it has no publi
    aioquic's credit-on-arrival doubling without bound: `_write_stream_limits` and
    `_write_connection_limits` advertise what the `ReceiveWindow`s say.
 4. Go's stream-count limits: 256 concurrent incoming bidirectional streams, 5 unidirectional.
+5. Pacing bursts sized to what an event loop can time (`p2p.transport.quic_pacing`): aioquic's
+   pacer sends 16 datagrams, then asks for a sub-millisecond sleep that epoll rounds up to 1 ms.
 
 The TLS context is aioquic's own object with its class swapped for a subclass that only overrides
 methods (no new slots), right after aioquic creates it in `_initialize`.
@@ -35,6 +37,7 @@ from aioquic.quic.packet import QuicProtocolVersion
 from p2p.identity import PeerId
 from p2p.security.tls_cert import TlsIdentity, VerifiedPeer, verify_certificate_chain
 from p2p.transport.quic_flow import ReceiveWindow
+from p2p.transport.quic_pacing import GranularPacer
 
 __all__ = ["ALPN", "Libp2pQuicConnection", "QuicLimits", "make_configuration"]
 
@@ -126,6 +129,7 @@ class Libp2pQuicConnection(QuicConnection):
         self.connection_window = ReceiveWindow(QuicLimits.connection_window,
                                                QuicLimits.max_connection_window)
         self.clock_now = 0.0  # the driver's clock at its last call (the limit writers need one)
+        self._loss._pacer = GranularPacer(max_datagram_size=self._max_datagram_size)
 
     # -- hooks into aioquic --------------------------------------------------------------------
     def _initialize(self, peer_cid: bytes) -> None:
