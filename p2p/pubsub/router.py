@@ -1,4 +1,4 @@
-"""The GossipSub v1.1 router as a sans-IO state machine (go-libp2p-pubsub v0.12.0 semantics).
+"""The GossipSub v1.2 router as a sans-IO state machine (go-libp2p-pubsub v0.12.0 semantics).
 
 The driver tells it about peers (`add_peer` once our outbound stream to the peer is open,
 `remove_peer`), hands it every RPC read (`handle_rpc`), our own signed messages (`publish`), topic
@@ -12,10 +12,20 @@ is 0), no peer exchange, no flood publishing; GRAFT refused (PRUNE, backoff exte
 is backing off or when the mesh is at Dhi and the peer's connection is inbound; IHAVE handled at most
 `max_ihave_messages` times per peer per heartbeat and asking at most `max_ihave_length` IDs; an
 IWANT answered at most `gossip_retransmission` times per message per peer.
+
+IDONTWANT (v1.2, go's PreValidation): a received message of at least `idontwant_threshold` bytes
+of data, new and signed, makes us tell our `/meshsub/1.2.0` mesh peers of its topic that we have
+it, before we check its signature; those RPCs are taken apart (`take_urgent`) so the driver can
+send them ahead of queued traffic, as go's urgent queue does. A peer's IDONTWANT keeps a message
+from being forwarded to it for `idontwant_ttl` heartbeats; at most `max_idontwant_ids` IDs per
+peer per heartbeat are remembered (go counts 1000 IDONTWANT RPCs, each with any number of IDs:
+counting IDs bounds our memory at ttl x max IDs per peer), each as go's checksum (the ID itself
+up to 32 bytes, else its SHA-256).
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections import OrderedDict
 from collections.abc import Callable
@@ -25,10 +35,20 @@ from p2p.identity import PeerId
 from p2p.pubsub.rpc import RPC, Control, IHave, Prune, PubMessage, SubOpts
 from p2p.pubsub.sign import SignatureError, verify
 
+MESHSUB_12 = "/meshsub/1.2.0"
 MESHSUB_11 = "/meshsub/1.1.0"
 MESHSUB_10 = "/meshsub/1.0.0"
 FLOODSUB = "/floodsub/1.0.0"
-PROTOCOLS = (MESHSUB_11, MESHSUB_10, FLOODSUB)  # our preference order
+PROTOCOLS = (MESHSUB_12, MESHSUB_11, MESHSUB_10, FLOODSUB)  # our preference order, as go's
+GOSSIPSUB = (MESHSUB_12, MESHSUB_11, MESHSUB_10)
+
+
+def id_checksum(mid: bytes) -> bytes:
+    """go's computeChecksum: IDs of 1..32 bytes as they are, others by SHA-256 (marked so that a
+    digest never equals a 32-byte ID): what we keep per unwanted ID is at most 33 bytes."""
+    if 0 < len(mid) <= 32:
+        return mid
+    return b"#" + hashlib.sha256(mid).digest()
 
 
 @dataclass(frozen=True)
@@ -53,6 +73,9 @@ class GossipSubParams:
     max_ihave_length: int = 5000
     max_ihave_messages: int = 10
     gossip_retransmission: int = 3
+    idontwant_threshold: int = 1024  # bytes of data from which we send IDONTWANT
+    idontwant_ttl: int = 3  # heartbeats a received IDONTWANT is honoured
+    max_idontwant_ids: int = 1000  # IDs remembered per peer per heartbeat (go: 1000 RPCs)
     seen_ttl: float = 120.0  # go TimeCacheDuration
     max_seen: int = 200_000  # ours: the seen cache is also bounded in entries
     max_topics_per_peer: int = 1024  # ours: what one peer can make us remember
@@ -129,6 +152,10 @@ class Router:
         self._peerhave: dict[PeerId, int] = {}
         self._iasked: dict[PeerId, int] = {}
         self._out: dict[PeerId, RPC] = {}
+        self._urgent: dict[PeerId, RPC] = {}
+        # IDONTWANT received: peer -> {checksum: heartbeats left}, and IDs taken this heartbeat
+        self.unwanted: dict[PeerId, dict[bytes, int]] = {}
+        self._dontwant_ids: dict[PeerId, int] = {}
         self.ticks = 0
         self.dropped_invalid = 0  # messages refused by StrictSign
 
@@ -159,11 +186,22 @@ class Router:
                     out.append((peer, rpc))
         return out
 
+    def take_urgent(self) -> list[tuple[PeerId, RPC]]:
+        """IDONTWANT RPCs, to be sent before whatever is already queued for the peer."""
+        out = []
+        for peer in list(self._urgent):
+            info = self.peers.get(peer)
+            if info is None:
+                del self._urgent[peer]
+            elif info.ready:
+                out.append((peer, self._urgent.pop(peer)))
+        return out
+
     # ---- peers and topics --------------------------------------------------------------------
 
     def _is_mesh_peer(self, peer: PeerId) -> bool:
         info = self.peers.get(peer)
-        return info is not None and info.ready and info.protocol in (MESHSUB_11, MESHSUB_10)
+        return info is not None and info.ready and info.protocol in GOSSIPSUB
 
     def add_peer(self, peer: PeerId, protocol: str, *, outbound: bool) -> None:
         """Our stream to `peer` is open: greet it with our subscriptions (go's hello)."""
@@ -187,6 +225,9 @@ class Router:
         for peers in (*self.mesh.values(), *self.fanout.values()):
             peers.discard(peer)
         self._out.pop(peer, None)
+        self._urgent.pop(peer, None)
+        self.unwanted.pop(peer, None)
+        self._dontwant_ids.pop(peer, None)
         self._peerhave.pop(peer, None)
         self._iasked.pop(peer, None)
 
@@ -284,9 +325,13 @@ class Router:
             tosend |= fan or set()
             self.last_pub[topic] = now
         author = msg.from_peer
+        check = id_checksum(msg.id) if self.unwanted else b""
         for peer in tosend:
             if peer == source or (author is not None and peer.to_bytes() == author):
                 continue
+            unwanted = self.unwanted.get(peer)
+            if unwanted and check in unwanted:
+                continue  # it told us it has this message (IDONTWANT)
             self._rpc(peer).publish.append(msg)
 
     def handle_rpc(self, sender: PeerId, rpc: RPC, now: float, *,
@@ -309,26 +354,51 @@ class Router:
                 if mesh is not None:
                     mesh.discard(sender)
         delivered = []
-        for msg in rpc.publish:
-            if self._accept(sender, msg, now):
-                if msg.topic in self.joined:
+        fresh = [m for m in rpc.publish if self._worth_checking(m)]
+        if fresh:
+            self._send_idontwant(fresh)
+            for msg in fresh:
+                if self._accept(sender, msg, now):
                     delivered.append(msg)
         if rpc.control and info.protocol != FLOODSUB:
             self._handle_control(sender, rpc.control, now)
         return delivered
 
-    def _accept(self, sender: PeerId, msg: PubMessage, now: float) -> bool:
-        """go's pushMsg for one message: signing policy, seen check, signature, mark, forward."""
-        if not msg.topic:
+    def _worth_checking(self, msg: PubMessage) -> bool:
+        """go's shouldPush: a topic we joined, signed (StrictSign), not ours, not seen."""
+        if not msg.topic or msg.topic not in self.joined:
             return False
         if msg.from_peer == self.local.to_bytes():
             return False  # our own message coming back (or a forgery of it)
         if not msg.signature:
             self.dropped_invalid += 1
             return False
+        return msg.id not in self.seen
+
+    def _send_idontwant(self, msgs: list[PubMessage]) -> None:
+        """go's PreValidation: before checking them, tell our v1.2 mesh peers which large
+        messages we now have, one IDONTWANT per topic (IDs shuffled, as go)."""
+        by_topic: dict[str, dict[bytes, None]] = {}
+        for msg in msgs:
+            if len(msg.data or b"") >= self.params.idontwant_threshold:
+                by_topic.setdefault(msg.topic, {})[msg.id] = None
+        for topic, found in by_topic.items():
+            mids = list(found)
+            self.rng.shuffle(mids)
+            for peer in self.mesh.get(topic, ()):
+                info = self.peers.get(peer)
+                if info is not None and info.protocol == MESHSUB_12:
+                    rpc = self._urgent.get(peer)
+                    if rpc is None:
+                        rpc = self._urgent[peer] = RPC(control=Control())
+                    assert rpc.control is not None
+                    rpc.control.idontwant.append(list(mids))
+
+    def _accept(self, sender: PeerId, msg: PubMessage, now: float) -> bool:
+        """The rest of go's pushMsg: signature, mark seen, cache, forward."""
         mid = msg.id
         if mid in self.seen:
-            return False
+            return False  # a second copy in the same RPC
         try:
             verify(msg)
         except SignatureError:
@@ -350,6 +420,24 @@ class Router:
         for prune in self._handle_graft(peer, ctl.graft, now):
             self._ctl(peer).prune.append(prune)
         self._handle_prune(peer, ctl.prune, now)
+        self._handle_idontwant(peer, ctl.idontwant)
+
+    def _handle_idontwant(self, peer: PeerId, lists: list[list[bytes]]) -> None:
+        if not lists:
+            return
+        room = self.params.max_idontwant_ids - self._dontwant_ids.get(peer, 0)
+        if room <= 0:
+            return  # over this heartbeat's allowance: ignored (we may send duplicates, as v1.1)
+        unwanted = self.unwanted.setdefault(peer, {})
+        ttl = self.params.idontwant_ttl
+        taken = 0
+        for ids in lists:
+            for mid in ids[: room - taken]:
+                unwanted[id_checksum(mid)] = ttl
+                taken += 1
+            if taken >= room:
+                break
+        self._dontwant_ids[peer] = self._dontwant_ids.get(peer, 0) + taken
 
     def _handle_ihave(self, peer: PeerId, ihaves: list[IHave]) -> list[bytes]:
         if not ihaves:
@@ -424,6 +512,13 @@ class Router:
         self.ticks += 1
         self._peerhave.clear()
         self._iasked.clear()
+        self._dontwant_ids.clear()
+        for peer in list(self.unwanted):  # go clearIDontWantCounters: one heartbeat older
+            left = {c: n - 1 for c, n in self.unwanted[peer].items() if n > 1}
+            if left:
+                self.unwanted[peer] = left
+            else:
+                del self.unwanted[peer]
         if self.ticks % 15 == 0:  # go clears expired backoffs every 15 ticks
             for topic in list(self.backoff):
                 table = self.backoff[topic]

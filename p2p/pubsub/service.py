@@ -12,8 +12,9 @@ second inbound stream from the same peer replaces the first. Every RPC read is b
 go's limit); a malformed one resets the stream, and so does a peer sending more than `rpc_rate`
 RPCs + messages per second (ours; go has no such limit). RPCs to a peer wait in a queue of
 `outbound_queue_size` (go: 32); when it is full the RPC is dropped, as go drops it, so a slow peer
-costs bounded memory. Subscriptions have bounded queues too (go: 32): a subscriber that does not
-keep up loses messages, not memory.
+costs bounded memory. IDONTWANT RPCs jump that queue (go's urgent push), under the same bound.
+Subscriptions have bounded queues too (go: 32): a subscriber that does not keep up loses messages,
+not memory.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import anyio
@@ -92,12 +94,43 @@ class Subscription:
 
 
 class _Outbound:
+    """A peer's queue of encoded RPCs; `urgent` ones leave first (an empty item wakes the writer)."""
+
     def __init__(self, size: int) -> None:
         self.send: MemoryObjectSendStream[bytes]
         self.recv: MemoryObjectReceiveStream[bytes]
         self.send, self.recv = anyio.create_memory_object_stream[bytes](size)
+        self.size = size
+        self.urgent: deque[bytes] = deque()
         self.dropped = 0
         self.ready = False
+
+    def push_urgent(self, data: bytes) -> None:
+        if len(self.urgent) >= self.size:
+            self.dropped += 1
+            return
+        self.urgent.append(data)
+        if len(self.urgent) > 1:
+            return  # an item already in the queue leads the writer to the urgent ones
+        try:
+            self.send.send_nowait(b"")
+        except anyio.WouldBlock:
+            pass  # the queue is not empty: the writer is not waiting and will see it
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass
+
+    def take(self, first: bytes) -> bytes:
+        """`first` and whatever queued up meanwhile, urgent RPCs ahead: one write."""
+        batch = [first]
+        while True:
+            try:
+                batch.append(self.recv.receive_nowait())
+            except anyio.WouldBlock:
+                break
+        if self.urgent:
+            batch[:0] = self.urgent
+            self.urgent.clear()
+        return b"".join(batch)
 
 
 class PubSubService(ConnectionListenerBase):
@@ -180,14 +213,9 @@ class PubSubService(ConnectionListenerBase):
                 tg.start_soon(self._watch_outbound, stream, tg.cancel_scope)
                 async with out.recv:
                     async for data in out.recv:
-                        # whatever queued up meanwhile leaves in the same write
-                        batch = [data]
-                        while True:
-                            try:
-                                batch.append(out.recv.receive_nowait())
-                            except anyio.WouldBlock:
-                                break
-                        await stream.send(b"".join(batch) if len(batch) > 1 else data)
+                        data = out.take(data)
+                        if data:
+                            await stream.send(data)
                 tg.cancel_scope.cancel()
         except _NET_ERRORS as exc:
             log.debug("pubsub stream to %s ended: %r", peer, exc)
@@ -211,6 +239,10 @@ class PubSubService(ConnectionListenerBase):
         scope.cancel()
 
     def _flush(self) -> None:
+        for peer, rpc in self.router.take_urgent():
+            out = self._outbound.get(peer)
+            if out is not None and out.ready:
+                out.push_urgent(delimited.encode(rpc.encode()))
         for peer, rpc in self.router.take_outgoing():
             out = self._outbound.get(peer)
             if out is None or not out.ready:

@@ -376,6 +376,7 @@ def default_decoders() -> dict[str, Callable[..., Any]]:
         "/ipfs/id/push/1.0.0": IdentifyDecoder,
         "/ipfs/ping/1.0.0": PingDecoder,
         "*/kad/1.0.0": KadDecoder,
+        "/meshsub/1.2.0": PubsubDecoder,
         "/meshsub/1.1.0": PubsubDecoder,
         "/meshsub/1.0.0": PubsubDecoder,
         "/floodsub/1.0.0": PubsubDecoder,

@@ -59,6 +59,17 @@ def test_control_message():
     assert RPC.decode(VEC["pubsub_rpc_control"]).control == ctl
 
 
+def test_idontwant_as_go_prevalidation_sends_it():
+    """go's PreValidation: an RPC holding only ControlIDontWant{messageIDs} (control field 5),
+    the IDs raw from ‖ seqno bytes."""
+    ids = [VEC["peer_id"] + SEQNO, VEC["peer_id"] + SEQNO[:-1] + b"\x02"]
+    rpc = RPC(control=Control(idontwant=[ids]))
+    assert rpc.encode() == VEC["pubsub_rpc_idontwant"]
+    assert VEC["pubsub_rpc_idontwant"][:3] == b"\x1a\x62\x2a"  # RPC.control, then field 5
+    back = RPC.decode(VEC["pubsub_rpc_idontwant"])
+    assert back.control is not None and back.control.idontwant == [ids] and not back.publish
+
+
 @pytest.mark.parametrize("mutate", ["data", "seqno", "topic", "signature", "from", "nosig"])
 def test_tampered_messages_fail_verification(mutate):
     key = PrivateKey.generate(KeyType.Secp256k1)

@@ -1,5 +1,6 @@
 """The gossipsub router (sans-IO): mesh upkeep and degree bounds, GRAFT/PRUNE with backoff, gossip,
-IWANT limits, the seen cache, and hostile control traffic (IHAVE floods, GRAFT during backoff)."""
+IWANT limits, the seen cache, IDONTWANT (v1.2), and hostile control traffic (IHAVE floods, GRAFT
+during backoff, IDONTWANT floods)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import random
 import pytest
 
 from p2p.identity import KeyType, PeerId, PrivateKey
-from p2p.pubsub.router import FLOODSUB, MESHSUB_10, MESHSUB_11, GossipSubParams, Router
+from p2p.pubsub.router import (FLOODSUB, MESHSUB_10, MESHSUB_11, MESHSUB_12, GossipSubParams, Router,
+                               id_checksum)
 from p2p.pubsub.rpc import RPC, Control, IHave, Prune, PubMessage, SubOpts
 from p2p.pubsub.sign import sign
 
@@ -223,3 +225,112 @@ def test_peer_topics_are_bounded():
 def test_params_are_validated():
     with pytest.raises(ValueError):
         GossipSubParams(D=3, Dlo=5)
+
+
+# ---- IDONTWANT (gossipsub v1.2) --------------------------------------------------------------
+
+
+def test_large_message_sends_idontwant_to_v12_mesh_peers_before_checking_it():
+    r = router(4, proto=MESHSUB_12)
+    for i in (5, 6):  # two v1.1 mesh candidates: no IDONTWANT for them
+        r.add_peer(pid(i), MESHSUB_11, outbound=True)
+        r.handle_rpc(pid(i), RPC(subscriptions=[SubOpts(True, T)]), 0.0)
+    r.heartbeat(1.0)  # mesh of 6: the four v1.2 peers and the two v1.1 ones
+    assert len(r.mesh[T]) == 6
+    r.take_outgoing()
+    sender = pid(1)
+    big, small = signed(b"x" * 1024, seq=1), signed(b"x" * 1023, seq=2)
+    bad = signed(b"y" * 2000, seq=3)
+    bad.data = b"z" * 2000  # a bad signature still gets its IDONTWANT (sent before validation)
+    delivered = r.handle_rpc(sender, RPC(publish=[big, small, bad]), 1.1)
+    assert delivered == [big, small]
+    urgent = dict(r.take_urgent())
+    assert set(urgent) == {pid(1), pid(2), pid(3), pid(4)}  # v1.2 mesh peers, the sender too
+    for rpc in urgent.values():
+        assert not rpc.publish and rpc.control is not None
+        (ids,) = rpc.control.idontwant
+        assert sorted(ids) == sorted([big.id, bad.id])
+    # seen messages and our own get none
+    r.handle_rpc(pid(2), RPC(publish=[big]), 1.2)
+    assert not r.take_urgent()
+    r.publish(signed(b"o" * 5000, seq=9), 1.3)
+    assert not r.take_urgent()
+
+
+def test_idontwant_for_unjoined_topic_or_non_mesh_peer_is_not_sent():
+    r = router(8, proto=MESHSUB_12)
+    r.take_outgoing()
+    outside = next(p for p in r.peers if p not in r.mesh[T])
+    msg = signed(b"b" * 4096)
+    r.handle_rpc(outside, RPC(publish=[msg]), 1.0)
+    assert outside not in dict(r.take_urgent())
+    r.take_outgoing()
+    other = PubMessage(data=b"c" * 4096, seqno=b"\0" * 8, topic="unjoined")
+    sign(other, PrivateKey.generate(KeyType.Ed25519))
+    assert r.handle_rpc(outside, RPC(publish=[other]), 1.0) == []
+    assert not r.take_urgent() and not any(rpc.publish for _, rpc in r.take_outgoing())
+
+
+def test_received_idontwant_keeps_the_message_from_that_peer_for_three_heartbeats():
+    r = router(6, proto=MESHSUB_12)
+    r.take_outgoing()
+    a, b = sorted(r.mesh[T], key=str)[:2]
+    msgs = [signed(b"m", seq=n) for n in range(5)]
+    r.handle_rpc(a, RPC(control=Control(idontwant=[[m.id for m in msgs]])), 0.5)
+    assert not dict(r.take_outgoing()).get(a)  # nothing to answer
+    r.publish(msgs[0], 0.6)
+    got = {p for p, rpc in out_map(r).items() if msgs[0] in rpc.publish}
+    assert got == r.mesh[T] - {a}
+    # forwarding someone else's message: skipped for `a` too
+    r.handle_rpc(b, RPC(publish=[msgs[1]]), 0.7)
+    got = {p for p, rpc in out_map(r).items() if msgs[1] in rpc.publish}
+    assert got == r.mesh[T] - {a, b}
+    for t, n in ((1.0, 2), (2.0, 3)):  # still honoured after one and two heartbeats
+        r.heartbeat(t)
+        r.take_outgoing()
+        r.publish(msgs[n], t + 0.1)
+        assert a not in {p for p, rpc in out_map(r).items() if msgs[n] in rpc.publish}
+    r.heartbeat(3.0)  # the third heartbeat forgets it
+    assert a not in r.unwanted
+    r.take_outgoing()
+    r.publish(msgs[4], 3.1)
+    assert a in {p for p, rpc in out_map(r).items() if msgs[4] in rpc.publish}
+
+
+def test_idontwant_flood_is_bounded_per_peer_and_heartbeat():
+    r = router(3, proto=MESHSUB_12)
+    r.take_outgoing()
+    peer = pid(1)
+    for n in range(200):  # 200 RPCs x 500 IDs within one heartbeat: 1000 IDs kept
+        ids = [n.to_bytes(4, "big") + i.to_bytes(4, "big") for i in range(500)]
+        r.handle_rpc(peer, RPC(control=Control(idontwant=[ids[:250], ids[250:]])), 0.5)
+    assert len(r.unwanted[peer]) == 1000
+    assert b"\0\0\0\x01\0\0\x01\xf3" in r.unwanted[peer]  # the first 1000 IDs, in order
+    total = 0
+    for t in range(1, 10):  # each heartbeat admits 1000 more; entries live 3 heartbeats
+        r.heartbeat(float(t))
+        for n in range(20):
+            ids = [t.to_bytes(2, "big") + n.to_bytes(2, "big") + i.to_bytes(4, "big") for i in range(100)]
+            r.handle_rpc(peer, RPC(control=Control(idontwant=[ids])), t + 0.5)
+        total = len(r.unwanted[peer])
+        assert total <= 3 * 1000
+    assert total == 3 * 1000
+    r.remove_peer(peer)
+    assert peer not in r.unwanted
+
+
+def test_long_idontwant_ids_are_kept_as_32_byte_digests():
+    r = router(2, proto=MESHSUB_12)
+    r.take_outgoing()
+    huge = [bytes([i]) * 100_000 for i in range(5)]  # 500 KB of IDs in one RPC
+    r.handle_rpc(pid(1), RPC(control=Control(idontwant=[huge])), 0.5)
+    assert all(len(k) <= 33 for k in r.unwanted[pid(1)]) and len(r.unwanted[pid(1)]) == 5
+    assert id_checksum(b"a" * 32) == b"a" * 32 and id_checksum(b"a" * 33) != id_checksum(b"")
+    assert len(id_checksum(b"")) == 33  # go hashes an empty ID too
+
+
+def test_idontwant_from_floodsub_peer_is_ignored_as_other_control():
+    r = router(0)
+    r.add_peer(pid(1), FLOODSUB, outbound=True)
+    r.handle_rpc(pid(1), RPC(control=Control(idontwant=[[b"x"]])), 0.5, protocol=FLOODSUB)
+    assert not r.unwanted

@@ -1,7 +1,7 @@
 """Hostile peers against our GossipSub (in-process hosts writing raw RPC bytes).
 
 Oversized and malformed RPCs reset the stream and the node keeps serving honest peers; a flood of
-RPCs to a slow peer is dropped at its bounded queue; IHAVE floods and GRAFTs during backoff are in
+RPCs to a slow peer is dropped at its bounded queue; IDONTWANT floods cost bounded memory; IHAVE floods and GRAFTs during backoff are in
 the router's own tests (tests/core/test_pubsub_router.py).
 """
 
@@ -13,8 +13,8 @@ import pytest
 from p2p import delimited
 from p2p.errors import StreamReset
 from p2p.host import Host
-from p2p.pubsub.router import MESHSUB_11
-from p2p.pubsub.rpc import RPC, SubOpts
+from p2p.pubsub.router import MESHSUB_11, MESHSUB_12
+from p2p.pubsub.rpc import RPC, Control, SubOpts
 from p2p.pubsub.service import PubSubService
 
 pytestmark = pytest.mark.anyio
@@ -126,3 +126,42 @@ async def test_rpc_flood_resets_the_stream():
             await s.send(delimited.encode(RPC(subscriptions=[SubOpts(True, "t")]).encode()) * 1000)
             assert await _reset_seen(s)
             assert 90 <= len(handled) <= 110  # the burst, then the reset
+
+
+async def test_idontwant_flood_costs_bounded_memory_and_oversized_lists_reset():
+    """IDONTWANT (v1.2) from a hostile peer: 300 RPCs of 1000 fresh IDs each (within the RPC rate)
+    leave at most 1000 IDs remembered for it per heartbeat (3000 at most, over go's 3-heartbeat
+    TTL), long IDs are kept as 32-byte digests, and one RPC listing more than 5000 IDs resets the
+    stream; honest traffic flows meanwhile."""
+    with anyio.fail_after(60):
+        async with Host() as victim, Host() as attacker, Host() as honest:
+            await victim.listen()
+            ps = PubSubService(victim)
+            ps.subscribe("t")
+            hps = PubSubService(honest)
+            sub = hps.subscribe("t")
+            await honest.connect(victim.p2p_addrs()[0])
+            peer = await attacker.connect(victim.p2p_addrs()[0])
+            s = await attacker.new_stream(peer, [MESHSUB_12])
+            await s.send(delimited.encode(RPC(subscriptions=[SubOpts(True, "t")]).encode()))
+            for n in range(300):
+                ids = [n.to_bytes(4, "big") + i.to_bytes(60, "big") for i in range(1000)]
+                await s.send(delimited.encode(RPC(control=Control(idontwant=[ids])).encode()))
+                if n % 50 == 0:
+                    await anyio.sleep(0)
+            with anyio.fail_after(10):
+                while ps.router._dontwant_ids.get(attacker.peer_id, 0) == 0 and \
+                        not ps.router.unwanted.get(attacker.peer_id):
+                    await anyio.sleep(0.01)
+            await anyio.sleep(0.5)  # the rest of the flood is read
+            kept = ps.router.unwanted.get(attacker.peer_id, {})
+            assert 1000 <= len(kept) <= 3 * 1000 and all(len(k) == 33 for k in kept)
+            assert len(victim.connected_peers()) == 2
+            # over the decoder's 5000 IDs per RPC: the stream is reset
+            await s.send(delimited.encode(RPC(control=Control(idontwant=[[b"%06d" % i for i in range(5001)]])).encode()))
+            assert await _reset_seen(s)
+            with anyio.fail_after(10):
+                while honest.peer_id not in ps.mesh_peers("t") or victim.peer_id not in hps.mesh_peers("t"):
+                    await anyio.sleep(0.02)
+            await ps.publish("t", b"still here")
+            assert (await sub.receive()).data == b"still here"

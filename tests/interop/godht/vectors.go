@@ -116,6 +116,14 @@ func vectors() error {
 	if err := put("pubsub_rpc_control", ctl); err != nil {
 		return err
 	}
+	// IDONTWANT as go's PreValidation sends it: an RPC with only that control entry.
+	msgID2 := string(append(append([]byte{}, []byte(id)...), 0x18, 0x7c, 0x4a, 0x2b, 0, 0, 0, 2))
+	idw := &pubsubpb.RPC{Control: &pubsubpb.ControlMessage{
+		Idontwant: []*pubsubpb.ControlIDontWant{{MessageIDs: []string{msgID, msgID2}}},
+	}}
+	if err := put("pubsub_rpc_idontwant", idw); err != nil {
+		return err
+	}
 	hello := &pubsubpb.RPC{Subscriptions: []*pubsubpb.RPC_SubOpts{{Subscribe: &yes, Topicid: &topic}}}
 	if err := put("pubsub_rpc_hello", hello); err != nil {
 		return err
