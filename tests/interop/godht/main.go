@@ -81,6 +81,7 @@ type node struct {
 	topics map[string]*pubsub.Topic
 	subs   map[string]*pubsub.Subscription
 	got    map[string][]message
+	trace  *wireTrace
 }
 
 func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }
@@ -121,20 +122,22 @@ func newNode(ctx context.Context, prefix string, bucket int, alpha int, router s
 		return nil, err
 	}
 	var ps *pubsub.PubSub
+	// the tracer only observes (go's options otherwise as masa: none)
+	tr := newWireTrace()
 	switch router {
 	case "floodsub":
-		ps, err = pubsub.NewFloodSub(ctx, h)
+		ps, err = pubsub.NewFloodSub(ctx, h, pubsub.WithRawTracer(tr))
 	case "meshsub10":
-		ps, err = pubsub.NewGossipSub(ctx, h, pubsub.WithGossipSubProtocols(
+		ps, err = pubsub.NewGossipSub(ctx, h, pubsub.WithRawTracer(tr), pubsub.WithGossipSubProtocols(
 			[]protocol.ID{pubsub.GossipSubID_v10}, pubsub.GossipSubDefaultFeatures))
 	default:
-		ps, err = pubsub.NewGossipSub(ctx, h)
+		ps, err = pubsub.NewGossipSub(ctx, h, pubsub.WithRawTracer(tr))
 	}
 	if err != nil {
 		return nil, err
 	}
 	return &node{h: h, dht: d, ps: ps, topics: map[string]*pubsub.Topic{},
-		subs: map[string]*pubsub.Subscription{}, got: map[string][]message{}}, nil
+		subs: map[string]*pubsub.Subscription{}, got: map[string][]message{}, trace: tr}, nil
 }
 
 func (n *node) info() map[string]any {
@@ -358,6 +361,8 @@ func run(ctx context.Context, nodes []*node, c command) (map[string]any, error) 
 				"connected": n.h.Network().Connectedness(info.ID) == network.Connected})
 		}
 		return map[string]any{"providers": found, "ms": msSince(t0)}, nil
+	case "pubsubtrace":
+		return n.trace.snapshot(), nil
 	case "topicpeers":
 		return map[string]any{"peers": peerStrings(n.ps.ListPeers(c.Topic))}, nil
 	}
