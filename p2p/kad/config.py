@@ -24,6 +24,9 @@ class KadConfig:
     check_timeout: float = 10.0  # go lookupCheck timeout
     lookup_timeout: float = 60.0  # ours: an upper bound for a lookup with no deadline of its own
     stream_idle_timeout: float = 60.0  # go server: a stream without a message for 1 min is reset
+    stream_reuse: bool = True  # go client: one stream per peer for successive requests
+    client_stream_idle: float = 30.0  # ours: a kept stream idle this long is closed
+    max_client_streams: int = 256  # ours: peers we keep a stream to (least recently used closed)
     refresh_interval: float = 600.0  # go 10 min; masa 5 min
     auto_refresh: bool = True  # go: refresh the table every `refresh_interval` in the background
     max_message_size: int = MAX_MESSAGE_SIZE  # go network.MessageSizeMax (4 MiB)

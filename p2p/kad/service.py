@@ -31,6 +31,7 @@ from p2p.kad.config import KadConfig
 from p2p.kad.lookup import Lookup
 from p2p.kad.messages import Connectedness, KadDecodeError, Message, MessageType, PeerEntry, Record
 from p2p.kad.routing import RoutingTable, kad_key
+from p2p.kad.sender import MessageSender
 from p2p.kad.store import ProviderStore, RecordStore
 from p2p.ratelimit import TokenBucket
 
@@ -94,11 +95,18 @@ class KadService(ConnectionListenerBase):
         self._checking: set[PeerId] = set()
         self._closed = False
         self.last_lookup: LookupStats | None = None
+        cfg = self.config
+        self.sender = MessageSender(host, self.protocol, max_message_size=cfg.max_message_size,
+                                    max_peers=cfg.max_peers_per_reply, reuse=cfg.stream_reuse,
+                                    idle_timeout=cfg.client_stream_idle,
+                                    max_streams=cfg.max_client_streams)
         if self.config.mode == "server":
             host.set_stream_handler(self.protocol, self._serve)
         self._unsubscribe = host.add_connection_listener(self)
         if self.config.auto_refresh:
             host.start_soon(self.run_refresh)
+        if cfg.stream_reuse:
+            host.start_soon(self._close_idle_streams)
 
     def close(self) -> None:
         """Stop serving and stop listening to connection events."""
@@ -132,7 +140,15 @@ class KadService(ConnectionListenerBase):
         self.host.start_soon(self._check_and_add, peer)
 
     def disconnected(self, conn: ConnectionLike) -> None:
-        pass  # go keeps disconnected peers in its table until a refresh finds them dead
+        # go keeps disconnected peers in its table until a refresh finds them dead; the stream
+        # we kept for the peer went with its connection
+        if self.host.connection(conn.remote_peer) is None:
+            self.sender.forget(conn.remote_peer)
+
+    async def _close_idle_streams(self) -> None:
+        while not self._closed:
+            await anyio.sleep(self.config.client_stream_idle / 2)
+            await self.sender.close_idle()
 
     async def _check_and_add(self, peer: PeerId) -> None:
         """go's lookupCheck: a FIND_NODE for the peer's own ID must be answered in time."""
@@ -281,7 +297,8 @@ class KadService(ConnectionListenerBase):
 
     async def request(self, peer: PeerId, msg: Message, *, timeout: float | None = None,
                       dial: bool = True) -> Message | None:
-        """Send one request on a new stream and read its one reply (none for ADD_PROVIDER).
+        """Send one request and read its one reply (none for ADD_PROVIDER), on the stream kept
+        for `peer` (p2p/kad/sender.py: go's message manager).
 
         With `dial` false the request only uses a connection that is already open.
 
@@ -291,30 +308,11 @@ class KadService(ConnectionListenerBase):
         timeout = timeout or self.config.request_timeout
         if not dial and self.host.connection(peer) is None:
             raise ConnectionClosed(f"not connected to {peer}")
-        with anyio.fail_after(timeout):
-            stream = await self.host.new_stream(peer, [self.protocol], timeout=timeout)
-            try:
-                await stream.send(delimited.encode(msg.encode()))
-                if msg.type is MessageType.ADD_PROVIDER:
-                    await stream.aclose()
-                    return None
-                reader = delimited.DelimitedReader(self.config.max_message_size)
-                data = await delimited.read_message(stream, reader, [])
-                reply = Message.decode(data, max_peers=self.config.max_peers_per_reply)
-            except BaseException as exc:
-                with anyio.CancelScope(shield=True):
-                    try:
-                        await stream.reset()
-                    except Exception:
-                        pass
-                if isinstance(exc, RemoteProtocolError):
-                    self.routing_table.remove(peer)
-                raise
         try:
-            await stream.aclose()
-        except _NET_ERRORS:
-            pass
-        return reply
+            return await self.sender.send(peer, msg, timeout=timeout)
+        except RemoteProtocolError:
+            self.routing_table.remove(peer)
+            raise
 
     async def ping(self, peer: PeerId, *, timeout: float | None = None) -> None:
         reply = await self.request(peer, Message(MessageType.PING), timeout=timeout)
