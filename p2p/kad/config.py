@@ -7,6 +7,7 @@ from typing import Any
 
 from p2p.kad.messages import MAX_MESSAGE_SIZE, MAX_PEERS
 from p2p.kad.store import Validator
+from p2p.kad.validators import AcceptAll, PublicKeyValidator, default_validators
 
 
 def accept_any(key: bytes, value: bytes) -> bool:
@@ -35,7 +36,7 @@ class KadConfig:
     max_pending_checks: int = 256  # go LookupCheckConcurrency
     requests_per_second: float = 50.0  # ours: per inbound stream, with `request_burst`
     request_burst: int = 200
-    validators: dict[str, Validator] = field(default_factory=dict)
+    validators: dict[str, Validator] = field(default_factory=lambda: dict(default_validators()))
 
     def __post_init__(self) -> None:
         if self.mode not in ("server", "client"):
@@ -51,8 +52,9 @@ class KadConfig:
 
 
 def masa_config(**overrides: Any) -> KadConfig:
-    """The DHT as masa-oracle runs it: `/masa/kad/1.0.0`, K = 100, refresh 5 min, `db` records."""
+    """The DHT as masa-oracle runs it: `/masa/kad/1.0.0`, K = 100, refresh 5 min, `pk` and `db`
+    records (masa's third namespace, `ipns`, is not implemented: refused as unknown)."""
     settings: dict[str, Any] = dict(protocol_prefix="/masa", bucket_size=100, alpha=100, refresh_interval=300.0,
-                    validators={"db": accept_any})
+                    validators={"pk": PublicKeyValidator(), "db": AcceptAll()})
     settings.update(overrides)
     return KadConfig(**settings)

@@ -32,7 +32,7 @@ from p2p.kad.lookup import Lookup
 from p2p.kad.messages import Connectedness, KadDecodeError, Message, MessageType, PeerEntry, Record
 from p2p.kad.routing import RoutingTable, kad_key
 from p2p.kad.sender import MessageSender
-from p2p.kad.store import ProviderStore, RecordStore
+from p2p.kad.store import ProviderStore, RecordStore, record_namespace
 from p2p.ratelimit import TokenBucket
 
 log = logging.getLogger("p2p.kad")
@@ -55,6 +55,10 @@ class PeerNotFound(P2PError):
     """A lookup ended without a connection to the peer it was looking for."""
 
 
+class ValueNotFound(P2PError):
+    """No valid record for a key, locally or at the peers closest to it (go's routing.ErrNotFound)."""
+
+
 @dataclass
 class LookupStats:
     """What one lookup cost: queries sent, failures, hops to the result, seconds."""
@@ -65,6 +69,14 @@ class LookupStats:
     seconds: float = 0.0
     reason: str = ""
     closest: list[PeerId] = field(default_factory=list)
+
+
+def _rfc3339_now() -> str:
+    """What go writes in Record.timeReceived: UTC RFC 3339 with nanoseconds, zeros trimmed."""
+    ns = time.time_ns()
+    frac = f"{ns % 1_000_000_000:09d}".rstrip("0")
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + \
+        (f".{frac}" if frac else "") + "Z"
 
 
 def _is_loopback(addr: Multiaddr) -> bool:
@@ -234,7 +246,10 @@ class KadService(ConnectionListenerBase):
                 raise KadRequestError("PUT_VALUE without a record for its key")
             if not self.records.validate(rec.key, rec.value):
                 raise KadRequestError("PUT_VALUE record refused by the validator")
-            received = time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime())
+            held = self.records.get(rec.key, now)
+            if held is not None and self.records.select(rec.key, [rec.value, held[0]]) != 0:
+                raise KadRequestError("PUT_VALUE record worse than the one we hold")  # go: "old record"
+            received = _rfc3339_now()
             self.records.put(rec.key, rec.value, now, received)
             return Message(MessageType.PUT_VALUE, key=msg.key, cluster_level_raw=msg.cluster_level_raw,
                            record=Record(rec.key, rec.value, received))
@@ -502,6 +517,81 @@ class KadService(ConnectionListenerBase):
             except _NET_ERRORS as exc:
                 log.debug("kad refresh failed: %r", exc)
 
+    # ---- values (GET_VALUE / PUT_VALUE) ------------------------------------------------------
+
+    def _store_local(self, key: bytes, value: bytes) -> bool:
+        """Keep `value` unless what we hold is better (the namespace's select); True if kept."""
+        now = self._now()
+        held = self.records.get(key, now)
+        if held is not None and held[0] != value and self.records.select(key, [value, held[0]]) != 0:
+            return False
+        self.records.put(key, value, now, _rfc3339_now())
+        return True
+
+    async def put_value(self, key: bytes, value: bytes, *, timeout: float | None = None) -> int:
+        """go's PutValue: validate, keep it ourselves, then PUT_VALUE it at the peers closest to
+        `key` (all at once); returns how many stored it (their reply echoes the value)."""
+        if not self.records.validate(key, value):
+            raise ValueError(f"no validator accepts this value for {key!r}")
+        if not self._store_local(key, value):
+            raise ValueError(f"we hold a better value for {key!r}")
+        closest = await self.get_closest_peers(key, timeout=timeout)
+        request = Message(MessageType.PUT_VALUE, key=key, record=Record(key, value, ""))
+        stored = 0
+
+        async def put(peer: PeerId) -> None:
+            nonlocal stored
+            try:
+                reply = await self.request(peer, request, timeout=timeout)
+            except _NET_ERRORS as exc:
+                log.debug("kad PUT_VALUE to %s failed: %r", peer, exc)
+                return
+            if reply is not None and reply.record is not None and reply.record.value == value:
+                stored += 1  # go: a reply with another value is "value not put correctly"
+
+        async with anyio.create_task_group() as tg:
+            for peer in closest:
+                tg.start_soon(put, peer)
+        return stored
+
+    async def get_value(self, key: bytes, *, quorum: int = 0,
+                        timeout: float | None = None) -> bytes:
+        """go's GetValue: the best valid value for `key` among ours and those of the peers
+        closest to it (GET_VALUE to each; `quorum` > 0 stops once that many valid values are
+        in); raises ValueNotFound. Invalid or mismatched records are ignored, as go does."""
+        if record_namespace(key) not in self.records.validators:
+            raise ValueError(f"no validator for {key!r}")
+        found: list[bytes] = []
+        held = self.records.get(key, self._now())
+        if held is not None and self.records.validate(key, held[0]):
+            found.append(held[0])
+        if not (quorum and len(found) >= quorum):
+            closest = await self.get_closest_peers(key, timeout=timeout)
+            request = Message(MessageType.GET_VALUE, key=key)
+            with anyio.CancelScope() as scope:
+
+                async def ask(peer: PeerId) -> None:
+                    try:
+                        reply = await self.request(peer, request, timeout=timeout)
+                    except _NET_ERRORS as exc:
+                        log.debug("kad GET_VALUE to %s failed: %r", peer, exc)
+                        return
+                    rec = reply.record if reply is not None else None
+                    if rec is None or rec.key != key or not self.records.validate(key, rec.value):
+                        return
+                    found.append(rec.value)
+                    if quorum and len(found) >= quorum:
+                        scope.cancel()
+
+                async with anyio.create_task_group() as tg:
+                    for peer in closest:
+                        tg.start_soon(ask, peer)
+        if not found:
+            raise ValueNotFound(f"no value for {key!r}")
+        best = found[self.records.select(key, found)]
+        self._store_local(key, best)
+        return best
+
     async def provide(self, key: bytes, *, timeout: float | None = None) -> int:
         """go's Provide: we become a provider of `key` in our own store, then ADD_PROVIDER
         ourselves (ID and listen addresses) at the closest peers to `key`, all at once; returns
@@ -562,4 +652,4 @@ class KadService(ConnectionListenerBase):
         return list(found.items())
 
 
-__all__ = ["KadService", "KadConfig", "PeerNotFound", "LookupStats", "KadRequestError"]
+__all__ = ["KadService", "KadConfig", "PeerNotFound", "ValueNotFound", "LookupStats", "KadRequestError"]

@@ -11,12 +11,14 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from p2p.identity import PeerId
+from p2p.kad.validators import RecordValidator, as_validator
 
 PROVIDE_VALIDITY = 48 * 3600.0
 MAX_RECORD_AGE = 48 * 3600.0
 
-# namespace (the part between the first two slashes of a record key) -> check(key, value) -> ok
-Validator = Callable[[bytes, bytes], bool]
+# namespace (the part between the first two slashes of a record key) -> check(key, value) -> ok,
+# or a RecordValidator (p2p/kad/validators.py) that also selects the best of several values
+Validator = Callable[[bytes, bytes], bool] | RecordValidator
 
 
 class ProviderStore:
@@ -82,7 +84,7 @@ class RecordStore:
 
     def __init__(self, validators: dict[str, Validator] | None = None, *, max_records: int = 4096,
                  max_age: float = MAX_RECORD_AGE) -> None:
-        self.validators = dict(validators or {})
+        self.validators = {ns: as_validator(v) for ns, v in (validators or {}).items()}
         self._records: OrderedDict[bytes, tuple[bytes, float, str]] = OrderedDict()
         self.max_records = max_records
         self.max_age = max_age
@@ -90,7 +92,16 @@ class RecordStore:
     def validate(self, key: bytes, value: bytes) -> bool:
         ns = record_namespace(key)
         check = self.validators.get(ns) if ns is not None else None
-        return check is not None and check(key, value)
+        return check is not None and check.validate(key, value)
+
+    def select(self, key: bytes, values: list[bytes]) -> int:
+        """The index of the best of `values` (all valid) for `key`, by its namespace's rule."""
+        ns = record_namespace(key)
+        check = self.validators.get(ns) if ns is not None else None
+        if check is None or not values:
+            raise ValueError(f"no validator for {key!r}")
+        best = check.select(key, values)
+        return best if 0 <= best < len(values) else 0
 
     def put(self, key: bytes, value: bytes, now: float, time_received: str) -> None:
         self._records[key] = (value, now, time_received)

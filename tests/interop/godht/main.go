@@ -116,6 +116,9 @@ func newNode(ctx context.Context, prefix string, bucket int, alpha int, router s
 	opts := []dht.Option{dht.Mode(dht.ModeServer), dht.ProtocolPrefix(protocol.ID(prefix))}
 	if prefix != "/ipfs" {
 		opts = append(opts, dht.BucketSize(bucket), dht.Concurrency(alpha))
+		if prefix == "/masa" { // masa's third record namespace (pkg/network/kdht.go)
+			opts = append(opts, dht.NamespacedValidator("db", acceptAll{}))
+		}
 	}
 	d, err := dht.New(ctx, h, opts...)
 	if err != nil {
@@ -210,6 +213,9 @@ func run(ctx context.Context, nodes []*node, c command) (map[string]any, error) 
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if res, err, ok := runExtra(cctx, n, c); ok { // commands of extra.go
+		return res, err
+	}
 	switch c.Cmd {
 	case "connect":
 		info, err := peer.AddrInfoFromString(c.Addr)
@@ -361,8 +367,6 @@ func run(ctx context.Context, nodes []*node, c command) (map[string]any, error) 
 				"connected": n.h.Network().Connectedness(info.ID) == network.Connected})
 		}
 		return map[string]any{"providers": found, "ms": msSince(t0)}, nil
-	case "pubsubtrace":
-		return n.trace.snapshot(), nil
 	case "topicpeers":
 		return map[string]any{"peers": peerStrings(n.ps.ListPeers(c.Topic))}, nil
 	}

@@ -74,6 +74,21 @@ func vectors() error {
 	if err := put("kad_put_value", putv); err != nil {
 		return err
 	}
+	// a pk record as go's PutValue sends it: /pk/<peer ID bytes> -> the protobuf public key
+	pkBytes, err := crypto.MarshalPublicKey(priv.GetPublic())
+	if err != nil {
+		return err
+	}
+	pkKey := append([]byte("/pk/"), []byte(id)...)
+	putpk := pb.NewMessage(pb.Message_PUT_VALUE, pkKey, 0)
+	putpk.Record = &recpb.Record{Key: pkKey, Value: pkBytes}
+	if err := put("kad_put_value_pk", putpk); err != nil {
+		return err
+	}
+	getv := pb.NewMessage(pb.Message_GET_VALUE, recKey, 0)
+	if err := put("kad_get_value", getv); err != nil {
+		return err
+	}
 	emptyPeer := pb.NewMessage(pb.Message_FIND_NODE, nil, 0)
 	emptyPeer.CloserPeers = []pb.Message_Peer{{}}
 	if err := put("kad_empty_peer", emptyPeer); err != nil {

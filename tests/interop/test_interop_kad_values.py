@@ -1,0 +1,94 @@
+"""GET_VALUE / PUT_VALUE between our kad client/server and go-libp2p-kad-dht v0.26.1 as masa runs
+it (godht, `/masa/kad/1.0.0`, K = 100, validators `pk`, `ipns` and masa's `db` that accepts
+anything and selects index 0).
+
+We put a `db` record (masa's validators write `/db/<peerId>` -> NodeData) and a `pk` record (our
+public key under our peer ID): go's GetValue finds both and the Go nodes closest to the key hold
+them. Go puts a `db` record: our GetValue finds it, and our server stored go's PUT_VALUE. A newer
+`db` value replaces the old one everywhere (select index 0). A `pk` record naming another peer's
+key is refused by go (it resets the stream: nobody stores it) and by us.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anyio
+import pytest
+
+from godht import GoDht, GoDhtError
+from p2p.host import Host
+from p2p.identity import KeyType, PeerId, PrivateKey
+from p2p.kad.config import masa_config
+from p2p.kad.messages import Message, MessageType, Record
+from p2p.kad.service import KadService, ValueNotFound
+
+pytestmark = pytest.mark.anyio
+
+GO_NODES = 8
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+async def test_values_both_ways_with_masa_validators(godht_bin: Path):
+    net = GoDht("-n", GO_NODES, "-prefix", "/masa", "-bucket", 100, "-alpha", 10, binary=godht_bin)
+    try:
+        with anyio.fail_after(120):
+            async with Host(PrivateKey.generate(KeyType.Secp256k1)) as h:
+                await h.listen()
+                dht = KadService(h, masa_config())
+                await dht.bootstrap([net.addr(0)])
+                with anyio.fail_after(20):  # every Go node's table holds us (they PUT to us too)
+                    for i in range(GO_NODES):
+                        while str(h.peer_id) not in (await net.acall("rt", node=i))["peers"]:
+                            await anyio.sleep(0.05)
+
+                # ours -> go: db and pk
+                db_key = f"/db/{h.peer_id}".encode()
+                node_data = json.dumps({"peerId": str(h.peer_id), "isStaked": True}).encode()
+                stored = await dht.put_value(db_key, node_data, timeout=20)
+                assert stored == GO_NODES  # with K = 100 every Go node is among the closest
+                pk_key = b"/pk/" + h.peer_id.to_bytes()
+                pk_value = h.identity.public_key.to_protobuf()
+                assert await dht.put_value(pk_key, pk_value, timeout=20) == GO_NODES
+                for i in (1, 5):
+                    got = await net.acall("getvalue", node=i, key=db_key.hex())
+                    assert bytes.fromhex(got["data"]) == node_data
+                    assert bytes.fromhex((await net.acall("getlocal", node=i, key=pk_key.hex()))["data"]) == pk_value
+
+                # go -> ours: go's PutValue reaches our server; our GetValue finds it
+                go3 = net.peer_id(3)
+                go_key = f"/db/{go3}".encode()
+                go_data = json.dumps({"peerId": go3, "isWebScraper": True}).encode()
+                await net.acall("putvalue", node=3, key=go_key.hex(), data=go_data.hex(), timeout_ms=20000)
+                held = dht.records.get(go_key, dht._now())
+                assert held is not None and held[0] == go_data  # go's PUT_VALUE to us, stored
+                dht.records._records.pop(go_key)  # forget it: the next answer comes from go
+                assert await dht.get_value(go_key, timeout=20) == go_data
+
+                # a newer db value replaces the old one at go (select index 0) and here
+                newer = json.dumps({"peerId": str(h.peer_id), "isStaked": False}).encode()
+                assert await dht.put_value(db_key, newer, timeout=20) == GO_NODES
+                got = await net.acall("getlocal", node=2, key=db_key.hex())
+                assert bytes.fromhex(got["data"]) == newer
+                assert await dht.get_value(db_key, quorum=3, timeout=20) == newer
+
+                # a pk record whose key is not the one of the peer ID in its key
+                liar_key = b"/pk/" + PeerId.from_string(go3).to_bytes()
+                assert not dht.records.validate(liar_key, pk_value)
+                go0 = PeerId.from_string(net.peer_id(0))
+                with pytest.raises(Exception):  # go resets the stream on a refused record
+                    await dht.request(go0, Message(MessageType.PUT_VALUE, key=liar_key,
+                                                   record=Record(liar_key, pk_value, "")), timeout=5)
+                with pytest.raises(GoDhtError):
+                    await net.acall("getlocal", node=0, key=liar_key.hex())
+                # a key nobody holds: ValueNotFound once the peers closest to it were asked
+                with pytest.raises(ValueNotFound):
+                    await dht.get_value(b"/db/nobody-put-this", timeout=20)
+    finally:
+        net.stop()
+        print("--- godht stderr ---\n" + net.stderr_text()[-3000:])
