@@ -7,7 +7,7 @@ from typing import Any
 
 from p2p.kad.messages import MAX_MESSAGE_SIZE, MAX_PEERS
 from p2p.kad.store import Validator
-from p2p.kad.validators import AcceptAll, PublicKeyValidator, default_validators
+from p2p.kad.validators import AcceptAll, default_validators
 
 
 def accept_any(key: bytes, value: bytes) -> bool:
@@ -52,9 +52,9 @@ class KadConfig:
 
 
 def masa_config(**overrides: Any) -> KadConfig:
-    """The DHT as masa-oracle runs it: `/masa/kad/1.0.0`, K = 100, refresh 5 min, `pk` and `db`
-    records (masa's third namespace, `ipns`, is not implemented: refused as unknown)."""
+    """The DHT as masa-oracle runs it: `/masa/kad/1.0.0`, K = 100, refresh 5 min, records in the
+    `pk`, `ipns` and `db` namespaces."""
     settings: dict[str, Any] = dict(protocol_prefix="/masa", bucket_size=100, alpha=100, refresh_interval=300.0,
-                    validators={"pk": PublicKeyValidator(), "db": AcceptAll()})
+                    validators={**default_validators(), "db": AcceptAll()})
     settings.update(overrides)
     return KadConfig(**settings)

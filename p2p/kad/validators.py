@@ -6,6 +6,7 @@ no validator is refused, as go's NamespacedValidator refuses it.
 
 * `pk` (go PublicKeyValidator): the rest of the key is a peer ID's multihash bytes and the value
   the protobuf public key that hashes to it; all valid values are equal (select 0).
+* `ipns` (boxo ipns, p2p/kad/ipns.py): a signed record of what a peer ID's name points to.
 * `db` (masa-oracle pkg/network/kdht.go): any value is valid and select always picks index 0, so
   a newer PUT_VALUE replaces the stored record.
 """
@@ -86,5 +87,7 @@ def as_validator(v: RecordValidator | Callable[[bytes, bytes], bool]) -> RecordV
 
 
 def default_validators() -> dict[str, RecordValidator]:
-    """go-libp2p-kad-dht's defaults that we implement: `pk`."""
-    return {"pk": PublicKeyValidator()}
+    """go-libp2p-kad-dht's defaults: `pk` and `ipns`."""
+    from p2p.kad.ipns import IpnsValidator
+
+    return {"pk": PublicKeyValidator(), "ipns": IpnsValidator()}

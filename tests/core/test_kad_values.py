@@ -51,9 +51,9 @@ def test_store_selects_by_namespace():
     store = RecordStore({"db": AcceptAll(), "legacy": lambda k, v: v == b"ok"})
     assert store.validate(b"/legacy/x", b"ok") and not store.validate(b"/legacy/x", b"no")
     assert store.select(b"/legacy/x", [b"ok", b"ok"]) == 0
-    assert not store.validate(b"/ipns/x", b"anything")  # no validator: refused, as go
+    assert not store.validate(b"/other/x", b"anything")  # no validator: refused, as go
     with pytest.raises(ValueError):
-        store.select(b"/ipns/x", [b"a"])
+        store.select(b"/other/x", [b"a"])
 
 
 class NewestByNumber:
@@ -100,7 +100,7 @@ def _server_put_value(dht: KadService) -> None:
     assert missing is not None and missing.record is None
 
 
-def test_default_validators_are_go_s_pk_and_masa_adds_db():
-    assert set(KadConfig().validators) == {"pk"}
-    assert set(masa_config().validators) == {"pk", "db"}
+def test_default_validators_are_go_s_pk_and_ipns_and_masa_adds_db():
+    assert set(KadConfig().validators) == {"pk", "ipns"}
+    assert set(masa_config().validators) == {"pk", "ipns", "db"}
     assert _rfc3339_now().endswith("Z")

@@ -2,6 +2,10 @@
 it (godht, `/masa/kad/1.0.0`, K = 100, validators `pk`, `ipns` and masa's `db` that accepts
 anything and selects index 0).
 
+IPNS both ways: a Go node's record (boxo's NewRecord, via go's PutValue) is stored by our server
+and found by our GetValue; ours (make_record, secp256k1 name) is accepted by every Go node and a
+higher sequence replaces it there, while a lower one is refused (go: "old record", stream reset).
+
 We put a `db` record (masa's validators write `/db/<peerId>` -> NodeData) and a `pk` record (our
 public key under our peer ID): go's GetValue finds both and the Go nodes closest to the key hold
 them. Go puts a `db` record: our GetValue finds it, and our server stored go's PUT_VALUE. A newer
@@ -12,6 +16,7 @@ key is refused by go (it resets the stream: nobody stores it) and by us.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import anyio
@@ -21,6 +26,7 @@ from godht import GoDht, GoDhtError
 from p2p.host import Host
 from p2p.identity import KeyType, PeerId, PrivateKey
 from p2p.kad.config import masa_config
+from p2p.kad.ipns import IpnsRecord, make_record, routing_key
 from p2p.kad.messages import Message, MessageType, Record
 from p2p.kad.service import KadService, ValueNotFound
 
@@ -86,6 +92,32 @@ async def test_values_both_ways_with_masa_validators(godht_bin: Path):
                                                    record=Record(liar_key, pk_value, "")), timeout=5)
                 with pytest.raises(GoDhtError):
                     await net.acall("getlocal", node=0, key=liar_key.hex())
+                # IPNS: go -> ours
+                put = await net.acall("putipns", node=4, count=5, timeout_ms=20000)
+                go4_key = bytes.fromhex(put["key"])
+                assert go4_key == routing_key(PeerId.from_string(net.peer_id(4)))
+                held = dht.records.get(go4_key, dht._now())
+                assert held is not None and held[0] == bytes.fromhex(put["data"])  # our server
+                dht.records._records.pop(go4_key)
+                got_ipns = await dht.get_value(go4_key, timeout=20)
+                assert IpnsRecord.decode(got_ipns).fields()["Sequence"] == 5
+                # IPNS: ours -> go
+                my_ipns = routing_key(h.peer_id)
+                now = time.time()
+                rec3 = make_record(h.identity, b"/ipfs/bafkqaaa", 3, now + 3600, 3600 * 10**9)
+                assert await dht.put_value(my_ipns, rec3, timeout=20) == GO_NODES
+                got = await net.acall("getvalue", node=6, key=my_ipns.hex())
+                assert bytes.fromhex(got["data"]) == rec3
+                rec4 = make_record(h.identity, b"/ipfs/bafkqaaa", 4, now + 3600, 3600 * 10**9)
+                assert await dht.put_value(my_ipns, rec4, timeout=20) == GO_NODES
+                got = await net.acall("getlocal", node=6, key=my_ipns.hex())
+                assert bytes.fromhex(got["data"]) == rec4
+                with pytest.raises(Exception):  # a lower sequence: go's "old record", a reset
+                    await dht.request(PeerId.from_string(net.peer_id(6)), Message(
+                        MessageType.PUT_VALUE, key=my_ipns, record=Record(my_ipns, rec3, "")), timeout=5)
+                got = await net.acall("getlocal", node=6, key=my_ipns.hex())
+                assert bytes.fromhex(got["data"]) == rec4
+
                 # a key nobody holds: ValueNotFound once the peers closest to it were asked
                 with pytest.raises(ValueNotFound):
                     await dht.get_value(b"/db/nobody-put-this", timeout=20)

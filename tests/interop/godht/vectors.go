@@ -3,6 +3,9 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"time"
+
+	"github.com/ipfs/boxo/ipns"
 
 	pb "github.com/libp2p/go-libp2p-kad-dht/pb"
 	pubsubpb "github.com/libp2p/go-libp2p-pubsub/pb"
@@ -89,6 +92,16 @@ func vectors() error {
 	if err := put("kad_get_value", getv); err != nil {
 		return err
 	}
+	// IPNS records (boxo v0.21.0, kad-dht's ipns validator) for the fixed key: v1-compatible
+	// (go's default) and V2-only, EOL 2100-01-01, sequence 7, TTL 1 h.
+	for name, v1 := range map[string]bool{"ipns_record": true, "ipns_record_v2only": false} {
+		raw, err := ipnsRecord(priv, 7, time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC), v1)
+		if err != nil {
+			return err
+		}
+		out[name] = hex.EncodeToString(raw)
+	}
+	out["ipns_key"] = hex.EncodeToString([]byte(ipns.NameFromPeer(id).RoutingKey()))
 	emptyPeer := pb.NewMessage(pb.Message_FIND_NODE, nil, 0)
 	emptyPeer.CloserPeers = []pb.Message_Peer{{}}
 	if err := put("kad_empty_peer", emptyPeer); err != nil {
