@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -38,6 +39,8 @@ from p2p.ratelimit import TokenBucket
 log = logging.getLogger("p2p.kad")
 
 MAX_PROVIDER_KEY = 80  # go handleGetProviders: keys over 80 bytes are an error
+_ADDR_CACHE_SIZE = 4096  # binary multiaddrs whose parse (and dialability) we remember
+DIRECT_HEAD_START = 0.05  # find_peer: a peer in our table is dialled alone for this long first
 _NET_ERRORS = (P2PError, OSError, anyio.EndOfStream, anyio.BrokenResourceError,
                anyio.ClosedResourceError, TimeoutError)
 
@@ -105,6 +108,7 @@ class KadService(ConnectionListenerBase):
         self.providers = ProviderStore()
         self.records = RecordStore(self.config.validators)
         self._checking: set[PeerId] = set()
+        self._addr_cache: OrderedDict[bytes, Multiaddr | None] = OrderedDict()
         self._closed = False
         self.last_lookup: LookupStats | None = None
         cfg = self.config
@@ -341,6 +345,19 @@ class KadService(ConnectionListenerBase):
         assert reply is not None
         return self._referrals(reply.closer_peers)
 
+    def _dialable(self, raw: bytes) -> Multiaddr | None:
+        """`_dialable` with a bounded memory of answers: every reply names the same few hundred
+        addresses again, and parsing one costs tens of microseconds (5 ms of a 12 ms FindPeer in
+        an 8-node network before this)."""
+        cache = self._addr_cache
+        if raw in cache:
+            cache.move_to_end(raw)
+            return cache[raw]
+        ma = cache[raw] = _dialable(raw, self._can_dial)
+        if len(cache) > _ADDR_CACHE_SIZE:
+            cache.popitem(last=False)
+        return ma
+
     def _referrals(self, entries: list[PeerEntry]) -> list[tuple[PeerId, list[Multiaddr]]]:
         out = []
         for entry in entries:
@@ -348,7 +365,7 @@ class KadService(ConnectionListenerBase):
                 peer = PeerId(entry.id)
             except P2PError:
                 continue  # go skips entries it cannot parse
-            addrs = [ma for ma in (_dialable(a, self._can_dial) for a in entry.addrs) if ma is not None]
+            addrs = [ma for ma in map(self._dialable, entry.addrs) if ma is not None]
             out.append((peer, addrs[: self.config.max_addrs_tried]))
         return out
 
@@ -403,6 +420,8 @@ class KadService(ConnectionListenerBase):
             try:
                 with anyio.fail_after(cfg.request_timeout):
                     await self._ensure_connected(peer, hints.get(peer, []), cfg.request_timeout)
+                    if done is not None:
+                        wake.set()  # a lookup that ends on a connection (find_peer) may end now
                     referrals = await ask(peer)
             except _NET_ERRORS as exc:
                 log.debug("kad query to %s failed: %r", peer, exc)
@@ -460,8 +479,35 @@ class KadService(ConnectionListenerBase):
         """
         if self.host.connection(peer) is not None:
             return self.host.peerstore.addrs(peer)
-        stats = await self._lookup(peer.to_bytes(), timeout=timeout,
-                                   done=lambda: self.host.connection(peer) is not None)
+        start = anyio.current_time()
+        async with anyio.create_task_group() as tg:
+            if peer in self.routing_table and self.host.peerstore.addrs(peer):
+                # The lookup's first query would be to the peer itself (the closest there is):
+                # dial it alone first, and start the others only if that dial has not connected
+                # within a head start (in a small network this saves K-1 FIND_NODEs per find).
+                dialled = anyio.Event()
+
+                async def direct() -> None:
+                    try:
+                        await self._ensure_connected(peer, [], self.config.request_timeout)
+                    except _NET_ERRORS as exc:
+                        log.debug("kad direct dial of %s failed: %r", peer, exc)
+                    finally:
+                        dialled.set()
+
+                tg.start_soon(direct)
+                with anyio.move_on_after(DIRECT_HEAD_START):
+                    await dialled.wait()
+                if self.host.connection(peer) is not None:
+                    tg.cancel_scope.cancel()
+                    self.last_lookup = LookupStats(hops=0, reason="found", closest=[peer],
+                                                   seconds=anyio.current_time() - start)
+                    return self.host.peerstore.addrs(peer)
+            left = None if timeout is None else max(timeout - (anyio.current_time() - start), 0.0)
+            stats = await self._lookup(peer.to_bytes(), timeout=left,
+                                       done=lambda: self.host.connection(peer) is not None)
+            tg.cancel_scope.cancel()
+        stats.seconds = anyio.current_time() - start
         if self.host.connection(peer) is None:
             lookup = self._last_lookup_object
             hint_state = lookup.state(peer)
@@ -634,7 +680,7 @@ class KadService(ConnectionListenerBase):
             known.extend(a for a in addrs if a not in known)
 
         for peer, raw in self.providers.get_with_addrs(key, self._now()):
-            addrs = [ma for ma in (_dialable(a, self._can_dial) for a in raw) if ma is not None]
+            addrs = [ma for ma in map(self._dialable, raw) if ma is not None]
             take(peer, addrs if peer != self.host.peer_id else list(self.host.listen_addrs()))
         if len(found) >= count:
             return list(found.items())
