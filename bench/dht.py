@@ -9,7 +9,9 @@ topic. Then, A/B within the same run so both sides see the same load:
 * lookups: FindPeer of a node the finder is not connected to (the connection is dropped first),
   ours and go's alternating, target by target: milliseconds, FIND_NODE queries sent, and for ours
   the hops to the target (referrals from our routing table to it: 0 when the table held it, as
-  every node's does in a network this small with K = 100; go's FindPeer does not report hops);
+  every node's does in a network this small with K = 100, and then we dial it without a lookup;
+  go's FindPeer does not report hops), and ours again from a client-mode node whose table holds
+  only the bootnode (1 hop: the bootnode refers the target);
 * gossip, one message at a time: a Python node and a Go node publish in turn (100-byte messages,
   a pause between): delivery latency to every other subscriber, p50 and p99;
 * gossip, bursts: `--burst` messages back to back from a Python node, then from a Go node (the
@@ -61,6 +63,9 @@ class Results:
     lookup_hops: list[int] = field(default_factory=list)
     lookup_failures: dict[str, int] = field(default_factory=lambda: {"ours": 0, "go": 0})
     go_finds_ours_ms: list[float] = field(default_factory=list)
+    fresh_ms: list[float] = field(default_factory=list)
+    fresh_queries: list[int] = field(default_factory=list)
+    fresh_hops: list[int] = field(default_factory=list)
     gossip_ms: dict[str, list[float]] = field(default_factory=lambda: {"ours": [], "go": []})
     gossip_missing: dict[str, int] = field(default_factory=lambda: {"ours": 0, "go": 0})
     burst_rate: dict[str, list[float]] = field(default_factory=lambda: {"ours": [], "go": []})
@@ -90,6 +95,12 @@ class Results:
         out["ours"]["lookup_hops_max"] = max(self.lookup_hops) if self.lookup_hops else None
         out["ours"]["lookup_hops_median"] = statistics.median(self.lookup_hops) if self.lookup_hops else None
         out["go_finds_ours_p50_ms"] = pct(self.go_finds_ours_ms, 0.5)
+        out["ours_from_bootnode_only"] = {
+            "lookup_p50_ms": pct(self.fresh_ms, 0.5), "lookup_p99_ms": pct(self.fresh_ms, 0.99),
+            "lookups": len(self.fresh_ms),
+            "queries_median": statistics.median(self.fresh_queries) if self.fresh_queries else None,
+            "hops_median": statistics.median(self.fresh_hops) if self.fresh_hops else None,
+            "hops_max": max(self.fresh_hops) if self.fresh_hops else None}
         out["errors"] = list(self.errors)
         return out
 
@@ -146,6 +157,26 @@ async def measure_lookups(res: Results, net: Any, hosts: list[Any], kads: list[A
                 except Exception as exc:  # one failed lookup is a figure, not the end of the run
                     res.lookup_failures[side] += 1
                     res.errors.append(f"lookup {side} -> go{target}: {exc!r}"[:300])
+    # From a table holding only the bootnode (a client-mode node that just joined): hops > 0.
+    boot = PeerId.from_string(net.peer_id(0))
+    fresh = kads[2]
+    for rnd in range(rounds):
+        for target in range(1, n):
+            gid = PeerId.from_string(net.peer_id(target))
+            try:
+                for p in fresh.routing_table.peers():
+                    if p != boot:
+                        fresh.routing_table.remove(p)
+                await _drop(hosts[2], net, net.peer_id(target), target)
+                t0 = time.perf_counter()
+                await fresh.find_peer(gid, timeout=10)
+                res.fresh_ms.append((time.perf_counter() - t0) * 1000)
+                stats = fresh.last_lookup
+                res.fresh_queries.append(stats.queries)
+                if stats.hops is not None:
+                    res.fresh_hops.append(stats.hops)
+            except Exception as exc:
+                res.errors.append(f"lookup from a bootnode-only table -> go{target}: {exc!r}"[:300])
     for i in range(1, n):  # go finding a Python node it is not connected to
         try:
             await _drop(hosts[1], net, net.peer_id(i), i)
@@ -249,10 +280,15 @@ async def run(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     try:
         with anyio.fail_after(args.timeout):
             async with Host(PrivateKey.generate(KeyType.Secp256k1)) as h1, \
-                    Host(PrivateKey.generate(KeyType.Secp256k1)) as h2:
+                    Host(PrivateKey.generate(KeyType.Secp256k1)) as h2, \
+                    Host(PrivateKey.generate(KeyType.Secp256k1)) as h3:
                 hosts = [h1, h2]
                 kads = [KadService(h, masa_config()) for h in hosts]
                 pss = [PubSubService(h) for h in hosts]
+                # h3: a client-mode node that joined through the bootnode only (lookup hops)
+                kads.append(KadService(h3, masa_config(mode="client", auto_refresh=False)))
+                await h3.listen("/ip4/127.0.0.1/tcp/0")
+                await kads[2].bootstrap([net.addr(0)], self_lookup=False)
                 got: dict[Any, list[tuple[bytes, float]]] = {h: [] for h in hosts}
                 subs = {h: ps.subscribe(TOPIC) for h, ps in zip(hosts, pss)}
                 for h in hosts:
@@ -272,7 +308,7 @@ async def run(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
                     for h in hosts:
                         tg.start_soon(collect, h)
                     log("dht bench: lookups ...")
-                    await measure_lookups(res, net, hosts, kads, args.rounds)
+                    await measure_lookups(res, net, [*hosts, h3], kads, args.rounds)
                     log("dht bench: gossip ...")
                     await measure_gossip(res, net, hosts, pss, got, args.messages, args.burst,
                                          args.rounds, args.gap)
@@ -306,6 +342,12 @@ def table(s: dict[str, Any]) -> str:
         ("  FIND_NODE queries per lookup (median)", _f(o["lookup_queries_median"]), _f(g["lookup_queries_median"])),
         ("  hops to the target, median / max (0: in the table)", f"{_f(o['lookup_hops_median'])} / {_f(o['lookup_hops_max'])}",
          "n/a"),
+        ("  from a table holding only the bootnode: p50 / p99 ms",
+         f"{_f(s['ours_from_bootnode_only']['lookup_p50_ms'])} / {_f(s['ours_from_bootnode_only']['lookup_p99_ms'])}",
+         "n/a"),
+        ("    its queries / hops (median, max hops)",
+         f"{_f(s['ours_from_bootnode_only']['queries_median'])} / {_f(s['ours_from_bootnode_only']['hops_median'])}"
+         f", {_f(s['ours_from_bootnode_only']['hops_max'])}", "n/a"),
         ("go's FindPeer of our node: p50 ms", "", _f(s["go_finds_ours_p50_ms"])),
         ("gossip one at a time: p50 / p99 ms",
          f"{_f(o['gossip_p50_ms'])} / {_f(o['gossip_p99_ms'])}", f"{_f(g['gossip_p50_ms'])} / {_f(g['gossip_p99_ms'])}"),
@@ -318,7 +360,8 @@ def table(s: dict[str, Any]) -> str:
          f"{_f(g['burst_p50_ms'], 0)} / {_f(g['burst_p99_ms'], 0)}"),
     ]
     width = max(len(r[0]) for r in rows)
-    head = (f"DHT and gossip: {setup['go_nodes']} Go nodes (kad-dht v0.26.1, pubsub v0.12.0) + 2 of ours, "
+    head = (f"DHT and gossip: {setup['go_nodes']} Go nodes (kad-dht v0.26.1, pubsub v0.12.0) + 2 of ours "
+            "(+ 1 client-mode for the bootnode-only row), "
             f"/masa K=100 alpha=100, {setup['rounds']} round(s), {setup['seconds']} s; publisher of a row "
             "is ours or go, receivers are every other node")
     lines = [head, f"{'':<{width}}  {'ours':>16}  {'go':>16}"]
