@@ -103,7 +103,7 @@ class MeteredNetStream(NetStream):
         await super().reset()
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Connection:
     """The Host's record of one live connection: the muxed connection plus what identify said."""
 
@@ -111,15 +111,22 @@ class Connection:
     identified: Flag = field(default_factory=Flag)  # set once identify is over (or failed)
     identify_info: idp.IdentifyInfo | None = None
     identify_error: BaseException | None = None
+    # copied from `muxed` (read on every stream)
+    peer_id: PeerId = field(init=False)
+    public_key: PublicKey = field(init=False)
+    direction: str = field(init=False)
+    local_addr: Multiaddr = field(init=False)
+    remote_addr: Multiaddr = field(init=False)
+    transport: str = field(init=False)
 
     def __post_init__(self) -> None:
         m = self.muxed
-        self.peer_id: PeerId = m.remote_peer
-        self.public_key: PublicKey = m.remote_public_key
-        self.direction: str = m.direction
-        self.local_addr: Multiaddr = m.local_addr
-        self.remote_addr: Multiaddr = m.remote_addr
-        self.transport: str = m.transport
+        self.peer_id = m.remote_peer
+        self.public_key = m.remote_public_key
+        self.direction = m.direction
+        self.local_addr = m.local_addr
+        self.remote_addr = m.remote_addr
+        self.transport = m.transport
 
     @property
     def is_closed(self) -> bool:

@@ -48,22 +48,25 @@ class UpgradedConnection:
     Host does not use them.
     """
 
+    __slots__ = ("session", "secure", "early_muxer", "local_peer", "remote_peer",
+                 "remote_public_key", "direction", "local_addr", "remote_addr", "open_stream",
+                 "set_stream_handler", "run", "close")
+
     transport = "tcp"
+    #: yamux's initial stream window (256 KiB): a new stream sends that much without waiting
+    initial_send_window = INITIAL_STREAM_WINDOW
 
     def __init__(self, session: YamuxSession, secure: NoiseStream, early_muxer: bool,
-                 local_peer: PeerId, direction: str, local_addr: Multiaddr,
-                 remote_addr: Multiaddr) -> None:
+                 direction: str, local_addr: Multiaddr, remote_addr: Multiaddr) -> None:
         self.session = session
         self.secure = secure
         self.early_muxer = early_muxer
-        self.local_peer = local_peer
+        self.local_peer: PeerId = secure.local_peer
         self.remote_peer: PeerId = secure.remote_peer
         self.remote_public_key: PublicKey = secure.remote_public_key
         self.direction = direction
         self.local_addr = local_addr
         self.remote_addr = remote_addr
-        #: yamux's initial stream window (256 KiB): a new stream sends that much without waiting
-        self.initial_send_window = INITIAL_STREAM_WINDOW
         self.open_stream = session.open_stream
         self.set_stream_handler = session.set_stream_handler
         self.run = session.run
@@ -99,7 +102,7 @@ async def upgrade_outbound(
     raw_buffered = BufferedStream(raw if trace is None else trace.wrap(raw))
     t = config.negotiation_timeout
     await _stage("security negotiation", select_protocol(raw_buffered, ["/noise"], timeout=t))
-    muxers = config.muxer_protocols if config.early_muxer_negotiation else ()
+    muxers = (YAMUX,) if config.early_muxer_negotiation else ()
     secure = await _stage(
         "noise handshake",
         secure_outbound(raw_buffered, identity, expected_peer=expected_peer, muxers=muxers,
@@ -111,8 +114,7 @@ async def upgrade_outbound(
         await _stage("muxer negotiation", select_protocol(buffered, [YAMUX], timeout=t))
         secure.unread(buffered.take_buffered())  # yamux runs on the Noise stream itself
     session = YamuxSession(secure, is_client=True, config=config.yamux)
-    return UpgradedConnection(session, secure, early, PeerId.from_public_key(identity.public_key),
-                              "outbound", local_addr, remote_addr)
+    return UpgradedConnection(session, secure, early, "outbound", local_addr, remote_addr)
 
 
 async def upgrade_inbound(raw: ByteStream, identity: PrivateKey, config: HostConfig,
@@ -129,7 +131,7 @@ async def upgrade_inbound(raw: ByteStream, identity: PrivateKey, config: HostCon
     )
     if progress is not None:
         progress()
-    muxers = config.muxer_protocols if config.early_muxer_negotiation else ()
+    muxers = (YAMUX,) if config.early_muxer_negotiation else ()
     secure = await _stage(
         "noise handshake",
         secure_inbound(raw_buffered, identity, muxers=muxers,
@@ -141,5 +143,4 @@ async def upgrade_inbound(raw: ByteStream, identity: PrivateKey, config: HostCon
         await _stage("muxer negotiation", handle_protocol(buffered, [YAMUX], timeout=t))
         secure.unread(buffered.take_buffered())  # yamux runs on the Noise stream itself
     session = YamuxSession(secure, is_client=False, config=config.yamux)
-    return UpgradedConnection(session, secure, early, PeerId.from_public_key(identity.public_key),
-                              "inbound", local_addr, remote_addr)
+    return UpgradedConnection(session, secure, early, "inbound", local_addr, remote_addr)

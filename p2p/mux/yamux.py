@@ -241,6 +241,11 @@ class _Stream:
 class YamuxConnection:
     """One yamux session's protocol state; see the module docstring."""
 
+    __slots__ = ("is_client", "config", "_streams", "_next_id", "_pending_accept", "_inbound",
+                 "_unacked", "_extra_window", "_inbuf", "_payload_left", "_payload_stream",
+                 "_payload_fin", "_out", "_out_size", "_ping_replies", "_pings", "_next_ping",
+                 "rtt", "local_goaway", "remote_goaway", "closed", "error")
+
     def __init__(self, is_client: bool, config: YamuxConfig | None = None) -> None:
         self.is_client = is_client
         self.config = config = config or YamuxConfig()

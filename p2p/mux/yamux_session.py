@@ -290,6 +290,14 @@ class YamuxStream:
 class YamuxSession:
     """A yamux session over the byte stream `lower`; run it with `run()` or `async with`."""
 
+    __slots__ = ("_lower", "config", "is_client", "_core", "_streams", "_accept_queue",
+                 "_accept_wait", "_open_wait", "_pings", "_on_stream", "_output", "_kick",
+                 "try_flush", "_wait_drained", "_checkpoint", "_clock", "_call_at",
+                 "_unyielded_sends", "_push", "_input_end", "_input_over", "_input_error",
+                 "_recv_paused", "_resume_wait", "_reader_scope", "_closed_event", "_tg",
+                 "_own_tg", "_running", "_last_recv", "_ka_ping", "_ka_deadline", "is_closed",
+                 "error")
+
     def __init__(self, lower: ByteStream, *, is_client: bool,
                  config: YamuxConfig = YamuxConfig()) -> None:
         self._lower = lower

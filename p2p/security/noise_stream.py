@@ -12,6 +12,7 @@ order on the wire always matches nonce order.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,6 +35,9 @@ class HandshakeTimeout(HandshakeError):
 
 class NoiseStream:
     """An encrypted ByteStream over a connection (anyio vocabulary: EndOfStream at clean EOF)."""
+
+    __slots__ = ("conn", "local_peer", "remote_peer", "remote_public_key", "early_muxer",
+                 "_transport", "_send_lock", "_raw", "_raw_push", "_raw_writes", "_chunks")
 
     def __init__(
         self,
@@ -193,6 +197,12 @@ async def _close_quietly(conn: BufferedStream) -> None:
             pass
 
 
+@functools.lru_cache(maxsize=16)
+def _peer_id_of(local_key: PublicKey) -> PeerId:
+    """Our own peer ID, made once per identity rather than per connection."""
+    return PeerId.from_public_key(local_key)
+
+
 async def _run(conn: BufferedStream, hs: NoiseHandshake, timeout: float) -> NoiseStream:
     try:
         with anyio.fail_after(timeout):
@@ -220,7 +230,7 @@ async def _run(conn: BufferedStream, hs: NoiseHandshake, timeout: float) -> Nois
     return NoiseStream(
         conn,
         transport,
-        local_peer=PeerId.from_public_key(hs.identity.public_key),
+        local_peer=_peer_id_of(hs.identity.public_key),
         remote_peer=hs.remote_peer,
         remote_public_key=hs.remote_public_key,
         early_muxer=hs.selected_muxer,

@@ -22,7 +22,7 @@ from p2p.errors import ConnectionClosed, DialError, ListenError, P2PError, PeerI
 from p2p.identity import PeerId
 from p2p.logtext import bounded_exc
 from p2p.transport.aio_stream import adopt
-from p2p.transport.base import OnConnection, TransportContext
+from p2p.transport.base import AdmissionTicket, OnConnection, TransportContext
 
 if TYPE_CHECKING:
     from p2p.upgrader import UpgradedConnection
@@ -262,10 +262,47 @@ class TcpTransport:
                 continue
             start_soon(self._accept, bound, adopt(raw), on_connection)
 
-    async def _accept(self, bound: TcpListener, raw: anyio.abc.SocketStream,
-                      on_connection: OnConnection) -> None:
+    async def _upgrade(self, raw: anyio.abc.SocketStream, ticket: AdmissionTicket,
+                       local: Multiaddr, remote: Multiaddr) -> UpgradedConnection | None:
+        """The inbound handshake, bounded in time and evictable; None (socket closed) if it
+        failed, timed out or was evicted."""
         from p2p.upgrader import upgrade_inbound
 
+        cfg = self._ctx.config
+        metrics = self._ctx.metrics
+        try:
+            tracer = self._ctx.tracer
+            trace = None if tracer is None else tracer.connection("inbound", local, remote)
+            with anyio.CancelScope() as evicted, anyio.fail_after(cfg.inbound_upgrade_timeout):
+                # The policy may give this handshake's slot to a newcomer from another
+                # address (fair admission): that cancels the upgrade, and the socket closes.
+                ticket.on_evict = evicted.cancel
+                conn = await upgrade_inbound(raw, self._ctx.identity, cfg, local, remote, trace,
+                                             progress=ticket.progress)
+            ticket.on_evict = None
+            if evicted.cancelled_caught:
+                log.debug("inbound handshake from %s evicted for another address", remote)
+                with anyio.CancelScope(shield=True):
+                    await raw.aclose()
+                return None
+            return conn
+        except TimeoutError:
+            log.debug("inbound upgrade from %s timed out after %.1f s", remote,
+                      cfg.inbound_upgrade_timeout)
+            if metrics is not None:
+                metrics.handshake_failed("inbound", "timeout")
+        except (P2PError, OSError, anyio.EndOfStream, anyio.BrokenResourceError,
+                anyio.ClosedResourceError) as exc:
+            log.debug("inbound upgrade from %s failed: %s", remote, bounded_exc(exc))
+            if metrics is not None:
+                metrics.handshake_failed("inbound", getattr(exc, "stage", "connection lost"))
+        ticket.on_evict = None
+        with anyio.CancelScope(shield=True):
+            await raw.aclose()
+        return None
+
+    async def _accept(self, bound: TcpListener, raw: anyio.abc.SocketStream,
+                      on_connection: OnConnection) -> None:
         try:
             local, remote = stream_addrs(raw)
         except ConnectionClosed:  # reset by the peer before we looked: nothing left to serve
@@ -280,42 +317,17 @@ class TcpTransport:
             await raw.aclose()
             return
         _tune(raw)
-        cfg = self._ctx.config
         try:
             try:
-                tracer = self._ctx.tracer
-                trace = None if tracer is None else tracer.connection("inbound", local, remote)
-                with anyio.CancelScope() as evicted, anyio.fail_after(cfg.inbound_upgrade_timeout):
-                    # The policy may give this handshake's slot to a newcomer from another
-                    # address (fair admission): that cancels the upgrade, and the socket closes.
-                    ticket.on_evict = evicted.cancel
-                    conn = await upgrade_inbound(raw, self._ctx.identity, cfg, local, remote, trace,
-                                                 progress=ticket.progress)
-                if evicted.cancelled_caught:
-                    log.debug("inbound handshake from %s evicted for another address", remote)
-                    with anyio.CancelScope(shield=True):
-                        await raw.aclose()
-                    return
-            except TimeoutError:
-                log.debug("inbound upgrade from %s timed out after %.1f s", remote,
-                          cfg.inbound_upgrade_timeout)
-                if metrics is not None:
-                    metrics.handshake_failed("inbound", "timeout")
-                with anyio.CancelScope(shield=True):
-                    await raw.aclose()
-                return
-            except (P2PError, OSError, anyio.EndOfStream, anyio.BrokenResourceError,
-                    anyio.ClosedResourceError) as exc:
-                log.debug("inbound upgrade from %s failed: %s", remote, bounded_exc(exc))
-                if metrics is not None:
-                    metrics.handshake_failed("inbound", getattr(exc, "stage", "connection lost"))
-                with anyio.CancelScope(shield=True):
-                    await raw.aclose()
-                return
+                conn = await self._upgrade(raw, ticket, local, remote)
             finally:
                 ticket.handshake_done()
+            if conn is None:
+                return
             if metrics is not None:
                 metrics.track_socket(raw.extra(anyio.abc.SocketAttribute.raw_socket, None))
+            # This task lives as long as the connection: what the handshake needed (its scopes,
+            # the eviction hook) is gone by now, so an idle connection does not keep it.
             await on_connection(conn)
         finally:
             ticket.release()
