@@ -374,9 +374,8 @@ async def send_work_to_worker(
     stage = "writing to stream"
     try:
         body_out = request.to_go_json()
-        set_deadline = getattr(stream, "set_read_deadline", None)
-        if (len(body_out) + 4 <= stream.initial_send_window and set_deadline is not None
-                and set_deadline(anyio.current_time() + response_timeout)):
+        if (len(body_out) + 4 <= stream.initial_send_window
+                and stream.set_read_deadline(anyio.current_time() + response_timeout)):
             # The write cannot wait on flow control (it fits a new stream's window) and the
             # stream's read deadline bounds the answer: no cancel scope per request.
             await write_message(stream, body_out)

@@ -30,7 +30,7 @@ from p2p.multistream import (
     encode_message,
     quick_listen,
 )
-from p2p.streams import BufferedStream
+from p2p.streams import BufferedStream, has_nowait_io
 from p2p.sync import LazyLock
 
 __all__ = [
@@ -143,8 +143,8 @@ def _take_ready(stream: BufferedStream) -> bytes:
     """Bytes the stream can hand over without waiting (b"" when it cannot say)."""
     if stream.buffered:
         return b""
-    nowait = getattr(stream.inner, "receive_nowait", None)
-    return nowait(_READ_CHUNK) if nowait is not None else b""
+    inner = stream.inner
+    return inner.receive_nowait(_READ_CHUNK) if has_nowait_io(inner) else b""
 
 
 async def select_protocol(
@@ -177,9 +177,9 @@ async def handle_protocol(
         if quick is not None:
             proto, reply, leftover = quick
             stream.unread(leftover)
-            nowait = getattr(stream.inner, "send_nowait", None)  # no turn of its own: the
-            try:  # handler's reply follows it
-                sent = nowait(reply) if nowait is not None else 0
+            inner = stream.inner  # the echo takes no turn of its own: the handler's reply follows
+            try:
+                sent = inner.send_nowait(reply) if has_nowait_io(inner) else 0
                 if sent < len(reply):
                     await stream.send(reply[sent:])
             except StreamReset as exc:
@@ -244,15 +244,14 @@ class LazyStream:
             try:
                 # A read deadline on the stream is one timer; a cancel scope costs several
                 # times more, on every stream this dialer opens.
-                set_deadline = getattr(self.inner, "set_read_deadline", None)
                 deadline = anyio.current_time() + self.timeout
                 if self._user_deadline is not None:
                     deadline = min(deadline, self._user_deadline)
-                if set_deadline is not None and set_deadline(deadline):
+                if self.inner.set_read_deadline(deadline):
                     try:
                         await self._read_replies()
                     finally:
-                        set_deadline(self._user_deadline)
+                        self.inner.set_read_deadline(self._user_deadline)
                 else:
                     with anyio.fail_after(self.timeout):
                         await self._read_replies()
@@ -293,12 +292,10 @@ class LazyStream:
     def set_read_deadline(self, deadline: float | None) -> bool:
         """The application's read deadline (see `YamuxStream.set_read_deadline`); it also
         bounds the wait for the negotiation replies, together with `timeout`."""
-        setter = getattr(self.inner, "set_read_deadline", None)
-        if setter is None:
+        if not self.inner.set_read_deadline(deadline):
             return False
         self._user_deadline = deadline
-        result = setter(deadline)
-        return result is None or bool(result)
+        return True
 
     async def send(self, item: bytes) -> None:
         if not self._written and await self._write_handshake(bytes(item)):

@@ -4,7 +4,11 @@ Every layer (TCP, Noise, a yamux stream, a negotiated host stream) speaks anyio'
 `receive(max_bytes)` returns at least one byte or raises `anyio.EndOfStream`; `send(data)`;
 `send_eof()` half-closes; `aclose()` closes. Muxed streams add `reset()`.
 
-Two optional fast-path capabilities a stream may declare: `PushReads` and `NonBlockingWrites`.
+Optional capabilities a stream class may declare (typing.Protocols, checked once per class with
+`declares`, never probed with getattr): `PushReads` and `NonBlockingWrites` (the fast paths a yamux
+session uses below it), `ReadDeadlines` (a read bounded by one loop timer instead of a cancel
+scope), `ResettableStream` (abort both directions) and `NoWaitIO` (hand over what is already
+buffered, take a write without a loop turn).
 
 `BufferedStream` lets a protocol parser hand back bytes it read past its own message (multistream
 proposals pipelined with application data, go's lazy streams) so the next layer sees them first.
@@ -13,7 +17,7 @@ proposals pipelined with application data, go's lazy streams) so the next layer 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 import anyio
 
@@ -92,6 +96,63 @@ class NonBlockingWrites(Protocol):
     def try_send(self, item: bytes) -> bool: ...
 
 
+@runtime_checkable
+class ReadDeadlines(Protocol):
+    """A stream whose `receive` can be bounded by a deadline (a yamux or QUIC stream, and the
+    wrappers above them): one loop timer per wait instead of a cancel scope per request.
+
+    Implementers provide `set_read_deadline(deadline)`: from now on `receive` raises TimeoutError
+    instead of waiting past `deadline` (`anyio.current_time()` clock); None lifts it. Return None
+    or True when the deadline is in force, False when it is not after all (a wrapper whose stream
+    below has no deadlines): the caller then bounds its reads with a cancel scope of its own.
+    """
+
+    def set_read_deadline(self, deadline: float | None) -> bool | None: ...
+
+
+@runtime_checkable
+class NoWaitIO(Protocol):
+    """A stream that can act at once, without a loop turn (a yamux stream): multistream's listener
+    answers a proposal that arrived with the stream's opening this way.
+
+    Implementers provide:
+    * `receive_nowait(max_bytes)`: up to `max_bytes` bytes already received, b"" if none (never
+      waits, never raises for an ended stream: `receive` reports that).
+    * `send_nowait(data)`: queue a prefix of `data` without waiting and return its length (0
+      when nothing can be queued now); the caller sends the rest with `send`.
+    """
+
+    def receive_nowait(self, max_bytes: int = 65536) -> bytes: ...
+
+    def send_nowait(self, data: bytes) -> int: ...
+
+
+_DECLARED: dict[tuple[type, Any], bool] = {}
+
+
+def declares(stream: object, capability: Any) -> bool:
+    """Whether `stream`'s class provides the methods of `capability` (a runtime-checkable Protocol
+    of methods only). Asked once per class, then a dict lookup: a Protocol isinstance check costs
+    microseconds, and capabilities are methods of a class, not of one instance."""
+    key = (type(stream), capability)
+    known = _DECLARED.get(key)
+    if known is None:
+        known = _DECLARED[key] = issubclass(type(stream), capability)
+    return known
+
+
+def has_read_deadlines(stream: object) -> TypeGuard[ReadDeadlines]:
+    return declares(stream, ReadDeadlines)
+
+
+def is_resettable(stream: object) -> TypeGuard[ResettableStream]:
+    return declares(stream, ResettableStream)
+
+
+def has_nowait_io(stream: object) -> TypeGuard[NoWaitIO]:
+    return declares(stream, NoWaitIO)
+
+
 class BufferedStream:
     """Wraps a byte stream; adds `unread`, `receive_exactly` and `receive_until_eof`."""
 
@@ -149,13 +210,12 @@ class BufferedStream:
                 return out
 
     def set_read_deadline(self, deadline: float | None) -> bool:
-        """Pass a read deadline (see `YamuxStream.set_read_deadline`) to the stream below;
-        False when it has no such thing (the caller then needs a cancel scope of its own)."""
-        setter = getattr(self.inner, "set_read_deadline", None)
-        if setter is None:
+        """Pass a read deadline (see `ReadDeadlines`) to the stream below; False when it has
+        none (the caller then needs a cancel scope of its own)."""
+        inner = self.inner
+        if not has_read_deadlines(inner):
             return False
-        result = setter(deadline)
-        return result is None or bool(result)
+        return inner.set_read_deadline(deadline) is not False
 
     async def send(self, item: bytes) -> None:
         await self.inner.send(item)
@@ -167,8 +227,9 @@ class BufferedStream:
         await self.inner.aclose()
 
     async def reset(self) -> None:
-        reset = getattr(self.inner, "reset", None)
-        if reset is not None:
-            await reset()
+        """Reset the stream below, or close it when it cannot be reset (a plain byte stream)."""
+        inner = self.inner
+        if is_resettable(inner):
+            await inner.reset()
         else:
-            await self.inner.aclose()
+            await inner.aclose()
