@@ -44,7 +44,8 @@ class HostConfig:
     max_identify_message: int = 8192  # go identify: bytes per delimited message
     max_identify_messages: int = 9  # go identify: 10 reads, EOF within them
     # Behaviour
-    muxer_protocols: tuple[str, ...] = ("/yamux/1.0.0",)
+    # Offer yamux, our only muxer, inside the Noise handshake (go's early muxer negotiation);
+    # off: negotiate it with multistream after the handshake, as peers without it do.
     early_muxer_negotiation: bool = True
     agent_version: str = DEFAULT_AGENT
     protocol_version: str = "ipfs/0.1.0"
@@ -78,8 +79,6 @@ class HostConfig:
         if self.yamux.max_inbound_streams != self.max_inbound_streams_per_conn:
             object.__setattr__(self, "yamux", dataclasses.replace(
                 self.yamux, max_inbound_streams=self.max_inbound_streams_per_conn))
-        if "/yamux/1.0.0" not in self.muxer_protocols:
-            raise ValueError("HostConfig.muxer_protocols must include /yamux/1.0.0")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], base: HostConfig | None = None) -> HostConfig:

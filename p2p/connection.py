@@ -50,6 +50,10 @@ class MuxedStream(Protocol):
     async def reset(self) -> None:
         """Abort both directions at once; later calls raise StreamReset(remote=False)."""
 
+    # An implementation may also provide p2p.streams.NoWaitIO (`receive_nowait`, `send_nowait`):
+    # multistream's listener then answers a proposal that came with the stream's opening without
+    # a wait or a loop turn. Without it the same negotiation takes the ordinary path.
+
     def set_read_deadline(self, deadline: float | None) -> None:
         """From now on `receive` raises TimeoutError instead of waiting past `deadline`
         (`anyio.current_time()` clock); None lifts it. One timer per wait is what makes a
@@ -86,6 +90,10 @@ class MuxedConnection(Protocol):
     @property
     def is_closed(self) -> bool:
         """True once the connection can carry no new stream (closed by either side or failed)."""
+
+    @property
+    def error(self) -> BaseException | None:
+        """Why the connection ended: None while it runs and after a clean close (for logs)."""
 
     async def open_stream(self, *, timeout: float | None = None) -> MuxedStream:
         """A new outbound stream. Waits (at most `timeout`, then TimeoutError) only while the

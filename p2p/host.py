@@ -462,8 +462,7 @@ class Host:
             if not conn.identified.is_set():
                 conn.identify_error = conn.identify_error or ConnectionClosed("connection closed")
                 self._set_identified(conn)
-            log.debug("connection to %s closed (%r)", conn.peer_id,
-                      getattr(conn.muxed, "error", None))
+            log.debug("connection to %s closed (%r)", conn.peer_id, conn.muxed.error)
             self._emit("disconnected", conn)
 
     def _set_identified(self, conn: Connection) -> None:

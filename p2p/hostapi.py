@@ -47,8 +47,19 @@ class ConnectionLike(Protocol):
 class NetStreamLike(Protocol):
     """A negotiated application stream: bytes in and out, plus who and what.
 
-    `receive` returns at least one byte or raises `anyio.EndOfStream`; `aclose` closes our side
-    gracefully (FIN) and never waits for the peer; `reset` aborts both directions.
+    Implementers provide:
+    * `protocol`, `remote_peer`, `conn`: the negotiated protocol ID, the peer, its connection.
+    * `receive(max_bytes)`: at least one byte, or `anyio.EndOfStream` after the peer's FIN;
+      `receive_exactly(n)`: exactly n bytes (a FIN before them is a RemoteProtocolError);
+      `receive_until_eof(limit)`: everything up to the FIN (more than `limit` bytes is a
+      RemoteProtocolError). A stream the peer reset raises `p2p.errors.StreamReset`.
+    * `send(item)`: all of `item`, waiting only for the peer's flow-control credit;
+      `send_eof()`: half-close (never waits).
+    * `aclose()`: close our side gracefully (FIN), never waiting for the peer; `reset()`: abort
+      both directions.
+    * `set_read_deadline(deadline)`: bound every later `receive*` by `deadline`
+      (`anyio.current_time()` clock; TimeoutError past it; None lifts it) and return True, or
+      return False when the stream cannot (the caller then uses a cancel scope).
     """
 
     protocol: str
@@ -72,16 +83,31 @@ StreamHandler = Callable[[Any], Awaitable[None]]  # called with a NetStreamLike
 
 
 class HostLike(Protocol):
-    """What a protocol service may use of a host.
+    """What a protocol service may use of a host; what an implementer (`p2p.host.Host`, or a
+    test's fake host) must provide.
 
+    - `peer_id`, `identity`: our peer ID and the private key it comes from; `peerstore`: what is
+      known of other peers (addresses, keys, protocols, agent); `config`: the host's limits and
+      timeouts (`p2p.config.HostConfig`).
+    - `protocols`: the protocol IDs we have handlers for, sorted (identify advertises them).
     - `set_stream_handler(protocol, handler)`: inbound streams negotiated to `protocol` run
-      `await handler(stream)` in a task of their own; the Host closes the stream after it returns
-      and resets it if it raised.
-    - `new_stream(peer, protocols, timeout=)`: dials if needed, negotiates the first protocol the
-      peer accepts.
+      `await handler(stream)` (a NetStreamLike) in a task of their own; the Host closes the stream
+      after it returns and resets it if it raised. `remove_stream_handler(protocol)` undoes it.
+    - `new_stream(peer, protocols, timeout=)`: a NetStreamLike; dials the peer's known addresses
+      if there is no connection, negotiates the first protocol the peer accepts (lazily, with
+      the first write, when identify said the peer speaks it); the dial, the stream's opening and
+      the negotiation are each bounded by `timeout` (p2p.errors.P2PError or TimeoutError).
+    - `connection(peer)`: a live ConnectionLike to `peer` or None; `connected_peers()`: the peers
+      with one; `connect(addr, timeout=)`: dial a multiaddr (reusing a live connection to the
+      peer it names) and return the peer's ID.
+    - `listen_addrs()` / `p2p_addrs()`: the addresses peers can dial us on (without / with
+      `/p2p/<our id>`).
     - `add_connection_listener(listener)`: see `p2p.events`; returns an unsubscribe function.
     - `start_soon(fn, *args)`: run `await fn(*args)` in the host's task group (cancelled when the
       host closes; a no-op once it is closing); an exception it raises is logged, not propagated.
+    - `set_identified(conn, info, error)`: the identify service's report of what identify on
+      `conn` said (or why it failed); the host stores it on the connection and emits
+      `identified` to the listeners, once per connection.
     """
 
     peer_id: PeerId

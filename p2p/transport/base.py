@@ -1,7 +1,7 @@
 """The transport interface: how the Host dials and listens without knowing what a transport is.
 
 A transport turns a multiaddr into a `p2p.connection.MuxedConnection` (already secured and
-multiplexed): TCP + Noise + yamux (`p2p.transport.tcp_transport.TcpTransport`) or QUIC. The Host
+multiplexed): TCP + Noise + yamux (`p2p.transport.tcp.TcpTransport`) or QUIC (`p2p.transport.quic`). The Host
 keeps a list of them and uses the first whose `can_dial` / `can_listen` accepts an address.
 
 A transport class is constructed with one argument, a `TransportContext` (what the Host shares
@@ -39,8 +39,9 @@ class AdmissionTicket(Protocol):
 
     The policy may evict a pending handshake to give its slot to a newcomer (fair admission,
     p2p/admission.py): it then calls `on_evict`, which the transport sets to something that ends
-    this handshake (TCP: cancel the upgrade, close the socket). `progress()` tells the policy the
-    handshake moved on (it evicts handshakes without progress first).
+    this handshake (TCP: cancel the upgrade, close the socket), and sets back to None once the
+    handshake is over (so a long-lived connection keeps nothing of its handshake). `progress()`
+    tells the policy the handshake moved on (it evicts handshakes without progress first).
     """
 
     on_evict: Callable[[], None] | None

@@ -17,7 +17,7 @@ def test_defaults_follow_go():
 
 
 @pytest.mark.parametrize("field,value", [("dial_timeout", 0), ("max_connections", 0),
-                                         ("muxer_protocols", ("/mplex/6.7.0",))])
+                                         ("max_inbound_streams_per_conn", 0)])
 def test_invalid_values_rejected(field, value):
     with pytest.raises(ValueError):
         HostConfig(**{field: value})
@@ -31,7 +31,10 @@ def test_from_mapping_replaces_and_validates():
     assert HostConfig.from_mapping({}, base=c) == c
     for bad in ({"max_conections": 1}, {"max_connections": "10"}, {"max_connections": True},
                 {"early_muxer_negotiation": 1}, {"yamux": 3}, {"yamux": {"nope": 1}},
-                {"max_connections": -1}):
+                {"max_connections": -1},
+                # removed fields are refused by name, not ignored: yamux is the only muxer
+                # (early muxer negotiation offers exactly it) and Noise the only TCP security
+                {"muxer_protocols": ["/mplex/6.7.0"]}, {"security_protocols": ["/noise"]}):
         with pytest.raises(ValueError):
             HostConfig.from_mapping(bad)
 
