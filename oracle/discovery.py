@@ -13,10 +13,18 @@ CIDv1(raw, sha2-256(namespace)): ADD_PROVIDER to the peers closest to its multih
 the same namespace, so this is how nodes that share no bootnode connection meet, and how a masa
 node that restarted, or that never heard of us, finds us.
 
-Whose node data is taken from gossip: by default only an entry whose `peerId` is the message's
-(signature-checked) author, so nobody can make us list a third node as a staked worker. masa nodes
-also publish entries about other peers (joins and leaves they saw); `accept_third_party=True` takes
-those too, through the tracker's gossip merge (masa's HandleNodeData).
+Whose node data is taken from the gossip topic. masa nodes publish entries about *other* peers
+there (the joins, leaves and stale notices their tracker queues), and take none: masa-oracle
+e90264a subscribes the topic with includeSelf=false (node/protocol.go subscribeToTopics) and its
+subscription loop (pkg/pubsub/manager.go AddSubscription) drops every message when includeSelf is
+false, before NodeEventTracker.HandleMessage would run masa's HandleNodeData. So, as masa, we drop
+every entry whose `peerId` is not the message's (signature-checked) author (`third_party_dropped`):
+nobody can make us list a third node as a staked worker through gossip. We take one thing masa
+does not: an author's own entry, which is what masa itself accepts from a peer on oracle_protocol
+(the sender must be the entry's peer), so Python nodes see each other's node data through gossip.
+Third-party node data reaches us, as it reaches masa, on the `/masa/gossip/` stream and in
+nodeDataSync pushes (oracle/membership.py). `accept_third_party=True` takes topic entries about
+others too, through the tracker's gossip merge (masa's HandleNodeData rules, the bounded tracker).
 """
 
 from __future__ import annotations
@@ -94,6 +102,7 @@ class MasaDiscovery:
         self._sub = self.pubsub.subscribe(self.topic)
         self.taken = 0  # node data entries taken from gossip
         self.refused = 0  # undecodable, or about someone else without accept_third_party
+        self.third_party_dropped = 0  # of those, about someone else (as every masa node drops)
         host.start_soon(self._consume)
 
     async def join(self, bootnodes: Iterable[str | Multiaddr], *, timeout: float | None = None) -> int:
@@ -115,6 +124,7 @@ class MasaDiscovery:
                 continue
             if data.peer_id != str(msg.author) and not self.accept_third_party:
                 self.refused += 1
+                self.third_party_dropped += 1
                 continue
             self.on_node_data(data)
             self.taken += 1
