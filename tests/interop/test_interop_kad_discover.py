@@ -207,6 +207,9 @@ async def test_oracle_node_runs_masas_dht_by_default(masa_net: GoDht, tmp_path: 
                     break
                 await anyio.sleep(0.5)
 
+            while "joined the DHT through " + net.addr(0) not in node.err.read_text(errors="replace"):
+                await anyio.sleep(0.1)  # the bootnode connection was followed by a join (self lookup)
+
         info_off = await anyio.to_thread.run_sync(off.first_line)
         assert info_off["dht"] is False
         with anyio.fail_after(20):
@@ -274,3 +277,23 @@ async def test_restarted_on_a_new_port_go_finds_it(masa_net: GoDht):
                 res = await net.acall("findpeer", node=i, peer=str(me), timeout_ms=10000)
                 assert not res["was_connected"] and new & set(res["addrs"]), (i, res, new)
                 assert str(me) in (await net.acall("connected", node=i))["peers"]
+
+
+async def test_a_new_listen_address_reaches_go_by_identify_push(masa_net: GoDht):
+    """A node that starts listening on another address pushes identify: the Go nodes it is
+    connected to have it in their peerstore at once (go's FindPeer of a connected peer answers
+    from there, and its DHT server hands those addresses to others)."""
+    net = masa_net
+    with anyio.fail_after(60):
+        async with OracleNode(PrivateKey.generate(KeyType.Secp256k1),
+                              NodeConfig(peers=(net.addr(0),), dht=True, discover_interval=0,
+                                         gossip_interval=3600)) as node:
+            me = str(node.peer_id)
+            await _wait_in_go_table(net, 0, node.peer_id)  # go0 identified us
+            (new,) = await node.listen("/ip4/127.0.0.1/tcp/0")
+            while True:
+                res = await net.acall("findpeer", node=0, peer=me, timeout_ms=5000)
+                assert res["was_connected"], res
+                if str(new) in res["addrs"]:
+                    break
+                await anyio.sleep(0.05)
