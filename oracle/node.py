@@ -316,8 +316,10 @@ class OracleNode:
             self.host.start_soon(lambda: disc.run_discover(cfg.discover_interval, first_after=1.0))
 
     async def listen(self, *addrs: str) -> list[Multiaddr]:
-        """Listen on more addresses; peers are told (announce) since our node data changed."""
+        """Listen on more addresses; peers are told: identify push (their peerstores, go's DHT
+        answers) and announce (our node data changed)."""
         bound = await self.host.listen(*addrs)
+        self.host.identify_service.push_all()
         self.membership.announce_all()
         return bound
 

@@ -1,5 +1,5 @@
-"""The identify service: answers `/ipfs/id/1.0.0`, takes `/ipfs/id/push/1.0.0`, and asks every new
-connection's peer who it is (the wire format is `p2p.protocols.identify`).
+"""The identify service: answers `/ipfs/id/1.0.0`, takes and sends (`push_all`) `/ipfs/id/push/1.0.0`,
+and asks every new connection's peer who it is (the wire format is `p2p.protocols.identify`).
 
 On `connected` it starts a task (`host.start_soon`) that opens an identify stream, stores what the
 peer said in the peerstore (addresses, protocols, agent, how it sees us) and then reports the
@@ -85,6 +85,33 @@ class IdentifyService(ConnectionListenerBase):
         info = idp.decode_messages(data, max_message=self._max_message,
                                    max_messages=self._max_messages)
         self._store(stream.remote_peer, info, push=True)
+
+    def push_all(self) -> None:
+        """Identify push (`/ipfs/id/push/1.0.0`) to every connected peer that takes it, as go does
+        when its addresses or protocols change: connected peers learn a new listen address now,
+        not on their next identify (each push runs in its own bounded task)."""
+        for peer in self.host.connected_peers():
+            if idp.IDENTIFY_PUSH in self.host.peerstore.protocols(peer):
+                self.host.start_soon(self._push, peer)
+
+    async def _push(self, peer: PeerId) -> None:
+        stream: Any = None
+        try:
+            with anyio.fail_after(self.host.config.identify_timeout):
+                conn = self.host.connection(peer)
+                if conn is None:
+                    return
+                stream = await self.host.new_stream(peer, [idp.IDENTIFY_PUSH])
+                await stream.send(idp.encode_messages(self.info_for(stream.conn)))
+                await stream.aclose()
+        except _NET_ERRORS as exc:
+            log.debug("identify push to %s failed: %s", peer, bounded_exc(exc))
+            if stream is not None:
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await stream.reset()
+                    except Exception:  # the stream or connection is already gone
+                        pass
 
     # ---- what we ask ------------------------------------------------------------------------
 
