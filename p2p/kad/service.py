@@ -602,41 +602,63 @@ class KadService(ConnectionListenerBase):
 
     async def get_value(self, key: bytes, *, quorum: int = 0,
                         timeout: float | None = None) -> bytes:
-        """go's GetValue: the best valid value for `key` among ours and those of the peers
-        closest to it (GET_VALUE to each; `quorum` > 0 stops once that many valid values are
-        in); raises ValueNotFound. Invalid or mismatched records are ignored, as go does."""
+        """go's GetValue: the best valid value for `key` among ours and the answers of a lookup
+        that asks GET_VALUE (following the closer peers each reply names; `quorum` > 0 ends it
+        once more than that many values are in, as go's searchValueQuorum); raises
+        ValueNotFound. Invalid or mismatched records are ignored, as go does. Then, as go's
+        updatePeerValues, the closest peers that did not answer with the best value are sent it
+        (PUT_VALUE, in the background)."""
         if record_namespace(key) not in self.records.validators:
             raise ValueError(f"no validator for {key!r}")
-        found: list[bytes] = []
+        best: bytes | None = None
+        with_best: set[PeerId] = set()
+        responses = 0
+
+        def take(peer: PeerId, value: bytes) -> None:
+            nonlocal best, with_best, responses
+            responses += 1
+            if best is not None and value != best and self.records.select(key, [best, value]) != 1:
+                return
+            if value != best:
+                best, with_best = value, set()
+            with_best.add(peer)
+
         held = self.records.get(key, self._now())
         if held is not None and self.records.validate(key, held[0]):
-            found.append(held[0])
-        if not (quorum and len(found) >= quorum):
-            closest = await self.get_closest_peers(key, timeout=timeout)
-            request = Message(MessageType.GET_VALUE, key=key)
-            with anyio.CancelScope() as scope:
+            take(self.host.peer_id, held[0])
+        request = Message(MessageType.GET_VALUE, key=key)
 
-                async def ask(peer: PeerId) -> None:
-                    try:
-                        reply = await self.request(peer, request, timeout=timeout)
-                    except _NET_ERRORS as exc:
-                        log.debug("kad GET_VALUE to %s failed: %r", peer, exc)
-                        return
-                    rec = reply.record if reply is not None else None
-                    if rec is None or rec.key != key or not self.records.validate(key, rec.value):
-                        return
-                    found.append(rec.value)
-                    if quorum and len(found) >= quorum:
-                        scope.cancel()
+        async def ask(peer: PeerId) -> list[tuple[PeerId, list[Multiaddr]]]:
+            reply = await self.request(peer, request, timeout=self.config.request_timeout)
+            assert reply is not None
+            rec = reply.record
+            if rec is not None and rec.key == key and self.records.validate(key, rec.value):
+                take(peer, rec.value)
+            return self._referrals(reply.closer_peers)
 
-                async with anyio.create_task_group() as tg:
-                    for peer in closest:
-                        tg.start_soon(ask, peer)
-        if not found:
+        stats = await self._lookup(key, timeout=timeout, ask=ask,
+                                   done=lambda: quorum > 0 and responses > quorum)
+        if best is None:
             raise ValueNotFound(f"no value for {key!r}")
-        best = found[self.records.select(key, found)]
         self._store_local(key, best)
+        if stats.reason != "found":  # a lookup cut short by the quorum does not fix up (go)
+            outdated = [p for p in stats.closest if p not in with_best and p != self.host.peer_id]
+            if outdated:
+                self.host.start_soon(self._fix_up, key, best, outdated)
         return best
+
+    async def _fix_up(self, key: bytes, value: bytes, peers: list[PeerId]) -> None:
+        request = Message(MessageType.PUT_VALUE, key=key, record=Record(key, value, ""))
+
+        async def put(peer: PeerId) -> None:
+            try:
+                await self.request(peer, request, timeout=self.config.request_timeout)
+            except _NET_ERRORS as exc:
+                log.debug("kad fix-up PUT_VALUE to %s failed: %r", peer, exc)
+
+        async with anyio.create_task_group() as tg:
+            for peer in peers:
+                tg.start_soon(put, peer)
 
     async def provide(self, key: bytes, *, timeout: float | None = None) -> int:
         """go's Provide: we become a provider of `key` in our own store, then ADD_PROVIDER

@@ -117,6 +117,20 @@ async def test_values_both_ways_with_masa_validators(godht_bin: Path):
                         MessageType.PUT_VALUE, key=my_ipns, record=Record(my_ipns, rec3, "")), timeout=5)
                 got = await net.acall("getlocal", node=6, key=my_ipns.hex())
                 assert bytes.fromhex(got["data"]) == rec4
+                # a newer record held by one Go node only: our GetValue (a GET_VALUE lookup) picks
+                # it by sequence and, as go's updatePeerValues, gives it to the closest peers
+                # that answered with an older one
+                rec5 = make_record(h.identity, b"/ipfs/bafkqaaa", 5, now + 3600, 3600 * 10**9)
+                await dht.request(PeerId.from_string(net.peer_id(7)), Message(
+                    MessageType.PUT_VALUE, key=my_ipns, record=Record(my_ipns, rec5, "")))
+                before = dht.sender.requests
+                assert await dht.get_value(my_ipns, timeout=20) == rec5
+                print(f"kad GetValue: {dht.sender.requests - before} requests "
+                      f"({GO_NODES} Go nodes, K = 100)")
+                assert dht.sender.requests - before <= GO_NODES  # GET_VALUEs only, no FIND_NODE pass
+                with anyio.fail_after(10):
+                    while bytes.fromhex((await net.acall("getlocal", node=6, key=my_ipns.hex()))["data"]) != rec5:
+                        await anyio.sleep(0.05)
 
                 # a key nobody holds: ValueNotFound once the peers closest to it were asked
                 with pytest.raises(ValueNotFound):
