@@ -586,6 +586,7 @@ class QuicEndpoint:
         self.listening = False
         self._conns: dict[bytes, QuicConn] = {}
         self._live: set[QuicConn] = set()
+        self._by_remote: dict[tuple[str, int], set[QuicConn]] = {}  # for stateless resets
         self._tickets: dict[QuicConn, Any] = {}
         self.on_connection: Callable[[QuicConn], Awaitable[None]] | None = None
         self._closed = False
@@ -668,6 +669,8 @@ class QuicEndpoint:
         if conn is not None:
             conn.datagram_received(data, addr)
             return
+        if header.packet_type == QuicPacketType.ONE_RTT and self._stateless_reset(data, addr):
+            return
         if not self.listening or self._closed:
             return
         if (header.packet_type != QuicPacketType.VERSION_NEGOTIATION
@@ -680,6 +683,19 @@ class QuicEndpoint:
         if header.packet_type != QuicPacketType.INITIAL or len(data) < SMALLEST_MAX_DATAGRAM_SIZE:
             return
         self._accept(header.destination_cid, data, addr)
+
+    def _stateless_reset(self, data: bytes, addr: tuple[str, int]) -> bool:
+        """A short-header datagram for none of our connection IDs: a stateless reset from a peer
+        that lost one of our connections (it restarted)? Then that connection ends now, not after
+        the idle timeout. Only connections to the sender's address are checked."""
+        for conn in tuple(self._by_remote.get(addr, ())):
+            if conn.quic.is_stateless_reset(data):
+                log.debug("stateless reset from %s: %r ends", addr, conn)
+                conn.quic.end_by_stateless_reset()
+                conn._process_events()
+                conn._kick()
+                return True
+        return False
 
     def _accept(self, original_cid: bytes, data: bytes, addr: tuple[str, int]) -> None:
         transport = self._transport
@@ -714,7 +730,7 @@ class QuicEndpoint:
             if ticket is not None:
                 ticket.release()
             return
-        self._live.add(conn)
+        self._add_live(conn)
         if ticket is not None:
             self._tickets[conn] = ticket
         if not transport.start_soon(self._serve_inbound, conn):
@@ -761,10 +777,19 @@ class QuicEndpoint:
     def connection_ended(self, conn: QuicConn) -> None:
         self._drop(conn)
         self._live.discard(conn)
+        same = self._by_remote.get(conn._remote)
+        if same is not None:
+            same.discard(conn)
+            if not same:
+                del self._by_remote[conn._remote]
         self._maybe_close()
 
     def add_connection(self, conn: QuicConn) -> None:
+        self._add_live(conn)
+
+    def _add_live(self, conn: QuicConn) -> None:
         self._live.add(conn)
+        self._by_remote.setdefault(conn._remote, set()).add(conn)
 
     def stop_listening(self) -> None:
         self.listening = False

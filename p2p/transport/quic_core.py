@@ -1,6 +1,6 @@
 """aioquic's sans-IO QuicConnection with the hooks libp2p needs and aioquic does not offer.
 
-aioquic (1.x) does QUIC v1 and TLS 1.3; libp2p needs five things it has no public option for, so
+aioquic (1.x) does QUIC v1 and TLS 1.3; libp2p needs six things it has no public option for, so
 `Libp2pQuicConnection` subclasses it and overrides the smallest private methods that do each:
 
 1. Certificate verification *inside* the handshake. aioquic verifies nothing itself when
@@ -18,6 +18,13 @@ aioquic (1.x) does QUIC v1 and TLS 1.3; libp2p needs five things it has no publi
 4. Go's stream-count limits: 256 concurrent incoming bidirectional streams, 5 unidirectional.
 5. Pacing bursts sized to what an event loop can time (`p2p.transport.quic_pacing`): aioquic's
    pacer sends 16 datagrams, then asks for a sub-millisecond sleep that epoll rounds up to 1 ms.
+6. Stateless resets (RFC 9000 §10.3), which aioquic neither detects nor acts on: a peer that
+   lost our connection's state (a restarted go node: its reset key derives from its identity
+   key) answers our packets with one; `is_stateless_reset` checks a datagram against the tokens
+   the peer gave us and `end_by_stateless_reset` ends the connection at once, sending nothing.
+   quic-go answers only packets of more than 42 bytes, so our keep-alive PING (`send_ping`,
+   25 bytes bare) is padded past that in `_write_ping_frame`: an idle connection to a restarted
+   peer ends at the next keep-alive instead of the idle timeout.
 
 The TLS context is aioquic's own object with its class swapped for a subclass that only overrides
 methods (no new slots), right after aioquic creates it in `_initialize`.
@@ -25,6 +32,7 @@ methods (no new slots), right after aioquic creates it in `_initialize`.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import ssl
 from typing import Any
@@ -38,6 +46,12 @@ from p2p.identity import PeerId
 from p2p.security.tls_cert import TlsIdentity, VerifiedPeer, verify_certificate_chain
 from p2p.transport.quic_flow import ReceiveWindow
 from p2p.transport.quic_pacing import GranularPacer
+
+# RFC 9000 §10.3: a stateless reset is at least 21 bytes: 5 unpredictable, then the 16-byte token.
+_MIN_STATELESS_RESET = 21
+# PADDING after a keep-alive PING: the packet then exceeds quic-go's 42-byte floor for answering
+# with a stateless reset (protocol.MinStatelessResetSize), even with go's 4-byte connection IDs.
+_KEEPALIVE_PADDING = 24
 
 __all__ = ["ALPN", "Libp2pQuicConnection", "QuicLimits", "make_configuration"]
 
@@ -216,6 +230,37 @@ class Libp2pQuicConnection(QuicConnection):
         from aioquic.tls import Epoch
         space = self._spaces.get(Epoch.INITIAL) if self._spaces else None
         return (space is not None and space.largest_received_packet >= 0) or self._close_pending
+
+    def is_stateless_reset(self, datagram: bytes) -> bool:
+        """Whether `datagram` (one that matched none of our connection IDs) ends in a stateless
+        reset token the peer issued for a connection ID we may be using (RFC 9000 §10.3.1)."""
+        if len(datagram) < _MIN_STATELESS_RESET or datagram[0] & 0xC0 != 0x40:
+            return False
+        tail = datagram[-16:]
+        return any(cid.stateless_reset_token and hmac.compare_digest(cid.stateless_reset_token, tail)
+                   for cid in (self._peer_cid, *self._peer_cid_available))
+
+    def end_by_stateless_reset(self) -> None:
+        """The peer has no state for this connection: end it without sending anything."""
+        if self.is_ended:
+            return
+        from aioquic.quic.events import ConnectionTerminated
+        from aioquic.quic.packet import QuicErrorCode
+        self._close_event = ConnectionTerminated(
+            error_code=QuicErrorCode.NO_ERROR, frame_type=None, reason_phrase="stateless reset")
+        self._close_end()
+
+    def _write_ping_frame(self, builder: Any, uids: list[int] = [],  # noqa: B006 (aioquic's)
+                          comment: str = "") -> None:
+        super()._write_ping_frame(builder, uids, comment)
+        if uids:  # a keep-alive (`send_ping`); loss probes carry no uid
+            from aioquic.quic.packet import QuicFrameType
+            from aioquic.quic.packet_builder import QuicPacketBuilderStop
+            try:
+                buf = builder.start_frame(QuicFrameType.PADDING, capacity=_KEEPALIVE_PADDING)
+            except QuicPacketBuilderStop:  # no room left in this packet: it is large already
+                return
+            buf.push_bytes(bytes(_KEEPALIVE_PADDING - 1))
 
     @property
     def is_ended(self) -> bool:

@@ -375,3 +375,64 @@ async def test_idle_connection_lives_only_with_keepalive(keepalive: float | None
                 assert not conn.is_closed
                 await st.send(b"b")
                 assert await receive_n(st, 1) == b"b"
+
+
+def _stateless_reset(token: bytes) -> bytes:
+    """A stateless reset as quic-go sends one (RFC 9000 §10.3): a short header's first bits
+    (01), unpredictable bytes, the 16-byte token."""
+    body = bytearray(os.urandom(27))
+    body[0] = (body[0] & 0x3F) | 0x40
+    return bytes(body) + token
+
+
+async def test_stateless_reset_from_the_peer_ends_the_connection_at_once() -> None:
+    """A restarted peer (go derives its reset key from its identity key) answers our packets with
+    a stateless reset; aioquic ignores those, so the connection lived on until the idle timeout
+    (~35 s against a restarted masa node). A datagram with the wrong token changes nothing."""
+    with anyio.fail_after(30):
+        async with pair(handler=echo) as (server, client, go):
+            conn = await dial(client, server, go)
+            st = await conn.open_stream()
+            await st.send(b"hi")
+            assert await receive_n(st, 2) == b"hi"
+            server_conn = server.conns[0]
+            token = conn.quic._peer_cid.stateless_reset_token
+            assert len(token) == 16
+            wrong = bytes(b ^ 0xFF for b in token)
+            server_conn._endpoint._raw.sendto(_stateless_reset(wrong), server_conn._remote)
+            await anyio.sleep(0.3)
+            assert not conn.quic.is_ended
+            await st.send(b"still")
+            assert await receive_n(st, 5) == b"still"
+            server_conn._endpoint._raw.sendto(_stateless_reset(token), server_conn._remote)
+            with anyio.fail_after(2):
+                while not conn.quic.is_ended:
+                    await anyio.sleep(0.01)
+            with pytest.raises(ConnectionClosed, match="stateless reset"):
+                await st.receive(10)
+
+
+async def test_keepalive_ping_is_padded_past_quic_gos_stateless_reset_floor() -> None:
+    """quic-go answers only packets over 42 bytes with a stateless reset; a bare PING packet is
+    ~25, so an idle connection to a restarted go peer would wait for the idle timeout."""
+    with anyio.fail_after(30):
+        async with pair(handler=echo) as (server, client, go):
+            short_timers(client, 30.0, 0.3)
+            conn = await dial(client, server, go)
+            st = await conn.open_stream()
+            await st.send(b"a")
+            assert await receive_n(st, 1) == b"a"
+            await anyio.sleep(0.2)  # acknowledgements settle
+            sizes: list[int] = []
+            endpoint = conn._endpoint
+            original = endpoint.send
+
+            def record(data: bytes, addr: tuple[str, int]) -> None:
+                sizes.append(len(data))
+                original(data, addr)
+
+            endpoint.send = record  # type: ignore[method-assign]
+            await anyio.sleep(1.0)  # idle: only keep-alives leave
+            endpoint.send = original  # type: ignore[method-assign]
+            assert sizes and min(sizes) > 42, sizes
+            assert not conn.is_closed

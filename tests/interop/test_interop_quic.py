@@ -23,7 +23,7 @@ from go_exchanges import (ECHO, KEY_TYPES, echo_32_concurrent_streams, go,
 from gopeer import GoPeer, GoPeerError, run_gopeer
 from oracle.handlers import handle_test
 from oracle.node import NodeConfig, OracleNode
-from p2p.errors import PeerIdMismatch
+from p2p.errors import P2PError, PeerIdMismatch
 from p2p.host import Host
 from p2p.identity import KeyType, PeerId, PrivateKey, parse_key_type
 from p2p.protocols.echo import echo_handler, echo_roundtrip
@@ -262,3 +262,44 @@ def test_p2p_serve_on_quic_answers_go(gopeer_bin):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("idle", [False, True])
+async def test_go_restarted_on_the_same_port_resets_our_connection(start_goquic, tmp_path, idle):
+    """A go node killed and restarted with the same key on the same port holds no state for our
+    connection; quic-go answers our next packet over 42 bytes with a stateless reset, its reset key
+    derived from the identity key: a stream write, or (idle) our padded keep-alive PING. The
+    connection ends at once and the next stream dials the new process. aioquic ignores stateless
+    resets by itself: the connection used to hang until the idle timeout (~35 s after a real masa
+    node restarted)."""
+    import signal
+    import time
+
+    key_file = tmp_path / "go.key"
+    key_file.write_bytes(PrivateKey.generate(KeyType.Ed25519).to_protobuf())
+    first = start_goquic("--echo", "--key-file", str(key_file))
+    port = quic_addr(first).split("/udp/")[1].split("/")[0]
+    with anyio.fail_after(60):
+        async with our_host() as host:
+            pid = await host.connect(quic_addr(first))
+            assert await echo_roundtrip(host, pid, b"before") == b"before"
+            conn = host.connection(pid)
+            os.kill(first.pid, signal.SIGKILL)  # no CONNECTION_CLOSE, as a crash or masa's exit
+            await anyio.to_thread.run_sync(first.stop)
+            second = await anyio.to_thread.run_sync(lambda: start_goquic(
+                "--echo", "--key-file", str(key_file), "--listen", f"/ip4/127.0.0.1/udp/{port}/quic-v1"))
+            assert second.peer_id == first.peer_id
+            started = time.monotonic()
+            if idle:
+                conn.muxed._keepalive = 0.5  # go's and ours: 15 s, scaled down
+                conn.muxed._kick()
+            else:
+                stream = await host.new_stream(pid, [ECHO])
+                with pytest.raises(P2PError):  # ConnectionClosed
+                    await stream.send(b"x" * 200)
+                    await stream.receive(200)
+            while host.connection(pid) is conn:
+                await anyio.sleep(0.01)
+            assert time.monotonic() - started < 5, "ended by the stateless reset, not the idle timeout"
+            assert "stateless reset" in str(conn.muxed.error)
+            assert await echo_roundtrip(host, pid, b"after") == b"after"  # the new process
