@@ -158,6 +158,7 @@ class Router:
         self._dontwant_ids: dict[PeerId, int] = {}
         self.ticks = 0
         self.dropped_invalid = 0  # messages refused by StrictSign
+        self.duplicates = 0  # messages received again (what IDONTWANT is there to save)
 
     # ---- output ------------------------------------------------------------------------------
 
@@ -373,7 +374,10 @@ class Router:
         if not msg.signature:
             self.dropped_invalid += 1
             return False
-        return msg.id not in self.seen
+        if msg.id in self.seen:
+            self.duplicates += 1
+            return False
+        return True
 
     def _send_idontwant(self, msgs: list[PubMessage]) -> None:
         """go's PreValidation: before checking them, tell our v1.2 mesh peers which large
