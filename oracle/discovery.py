@@ -14,14 +14,20 @@ the same namespace, so this is how nodes that share no bootnode connection meet,
 node that restarted, or that never heard of us, finds us.
 
 Whose node data is taken from the gossip topic. masa nodes publish entries about *other* peers
-there (the joins, leaves and stale notices their tracker queues), and take none: masa-oracle
-e90264a subscribes the topic with includeSelf=false (node/protocol.go subscribeToTopics) and its
-subscription loop (pkg/pubsub/manager.go AddSubscription) drops every message when includeSelf is
-false, before NodeEventTracker.HandleMessage would run masa's HandleNodeData. So, as masa, we drop
-every entry whose `peerId` is not the message's (signature-checked) author (`third_party_dropped`):
-nobody can make us list a third node as a staked worker through gossip. We take one thing masa
-does not: an author's own entry, which is what masa itself accepts from a peer on oracle_protocol
-(the sender must be the entry's peer), so Python nodes see each other's node data through gossip.
+there (the joins, leaves and stale notices their tracker queues), and take about every other one:
+masa-oracle e90264a subscribes the topic with includeSelf=false (node/protocol.go
+subscribeToTopics), whose loop (pkg/pubsub/manager.go AddSubscription) drops what it reads, but
+every node's resolver cache (pkg/db/resolver_cache.go monitorNodeData) subscribes the tracker a
+second time through Manager.Subscribe, which hands out the *same* subscription and reads it
+without that check; whichever loop wins a message decides, and the second one gives it to
+NodeEventTracker.HandleMessage, i.e. HandleNodeData (seen on a real masa node: "Stale or replayed
+node data received for node: <ours>" at each of our publications). HandleNodeData re-queues what it
+merged, so two masa nodes echo an entry to each other once a second. We do not follow masa there:
+by default we drop every entry whose `peerId` is not the message's (signature-checked) author
+(`third_party_dropped`), so nobody can make us list a third node as a staked worker through gossip
+and we join no echo. We do take an author's own entry (so does masa, in the same
+draw), which is what masa accepts from a peer on oracle_protocol (the sender must be the entry's
+peer), so Python nodes see each other's node data through gossip.
 Third-party node data reaches us, as it reaches masa, on the `/masa/gossip/` stream and in
 nodeDataSync pushes (oracle/membership.py). `accept_third_party=True` takes topic entries about
 others too, through the tracker's gossip merge (masa's HandleNodeData rules, the bounded tracker).
