@@ -308,6 +308,73 @@ def _selfcheck(data: bytes) -> None:
         raise IndexError("deliberate untyped error")
 
 
+# ---- kad, pubsub, ipns -----------------------------------------------------------------------
+
+
+def _kad_message(data: bytes) -> None:
+    from p2p.kad.messages import Message
+
+    msg = Message.decode(data)
+    assert Message.decode(msg.encode()) == msg
+
+
+def _kad_seeds() -> list[bytes]:
+    from p2p.kad.messages import Connectedness, Message, MessageType, PeerEntry, Record
+
+    peer = PeerEntry(b"\x00\x24" + bytes(36), [bytes.fromhex("047f000001060fa1")],
+                     Connectedness.CONNECTED)
+    return [Message(MessageType.FIND_NODE, key=b"k", closer_peers=[peer]).encode(),
+            Message(MessageType.PUT_VALUE, key=b"/db/x", record=Record(b"/db/x", b"v", "t")).encode()]
+
+
+def _pubsub_rpc(data: bytes) -> None:
+    import random
+
+    from p2p.identity import PeerId
+    from p2p.pubsub.router import MESHSUB_12, Router
+    from p2p.pubsub.rpc import RPC
+
+    rpc = RPC.decode(data)
+    local, peer = PeerId(b"\x00\x02\x08\x01"), PeerId(b"\x00\x02\x08\x02")
+    router = Router(local, rng=random.Random(0))
+    router.add_peer(peer, MESHSUB_12, outbound=True)
+    router.join("t", 0.0)
+    router.handle_rpc(peer, rpc, 0.5, protocol=MESHSUB_12)  # a decoded RPC never makes it raise
+    router.heartbeat(1.0)
+    router.take_urgent()
+    router.take_outgoing()
+
+
+def _pubsub_seeds() -> list[bytes]:
+    from p2p.pubsub.rpc import RPC, Control, IHave, Prune, PubMessage, SubOpts
+    from p2p.pubsub.sign import sign
+
+    msg = PubMessage(data=b"x" * 1100, seqno=bytes(8), topic="t")
+    sign(msg, _identity(_SEEDS["init"]))
+    ctl = Control(ihave=[IHave("t", [b"id"])], iwant=[[b"id"]], graft=["t"],
+                  prune=[Prune("t", backoff=60)], idontwant=[[msg.id]])
+    return [RPC(subscriptions=[SubOpts(True, "t")], publish=[msg], control=ctl).encode()]
+
+
+def _ipns_record(data: bytes) -> None:
+    from p2p.identity import PeerId
+    from p2p.kad.ipns import IpnsRecord, IpnsValidator, routing_key
+
+    name = routing_key(PeerId.from_public_key(_identity(_SEEDS["init"]).public_key))
+    v = IpnsValidator(clock=lambda: 0.0)
+    ok = v.validate(name, data)  # never raises
+    v.select(name, [data, data])
+    rec = IpnsRecord.decode(data)
+    rec.fields()
+    assert not ok or rec.signature_v2
+
+
+def _ipns_seeds() -> list[bytes]:
+    from p2p.kad.ipns import make_record
+
+    return [make_record(_identity(_SEEDS["init"]), b"/ipfs/bafkqaaa", 1, 4102444800.0, 10**9)]
+
+
 TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("varint", _varint, _remote, lambda: [b"\x00\x7f\x80\x01\xff\xff\x03", b"\x80\x00"]),
     Target("protobuf", _protobuf, _remote,
@@ -329,6 +396,9 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("work_request", _work_request, _remote, _oracle_json_seeds),
     Target("work_response", _work_response, _remote, _oracle_json_seeds),
     Target("frame_decoder", _frames, _remote, _frame_seeds),
+    Target("kad_message", _kad_message, _remote, _kad_seeds),
+    Target("pubsub_rpc", _pubsub_rpc, _remote, _pubsub_seeds),
+    Target("ipns_record", _ipns_record, _remote, _ipns_seeds),
     # Not run by default: proves the runner reports an untyped exception (tests/fuzz).
     Target("_selfcheck", _selfcheck, _remote, lambda: [b"crash", b"fine"]),
 ]}

@@ -20,7 +20,8 @@ def test_one_target_per_network_parser():
     assert set(PUBLIC) == {
         "varint", "protobuf", "public_key", "peer_id", "multistream_reader", "multistream_listener",
         "multistream_dialer", "noise_responder", "noise_transport", "noise_payload", "yamux",
-        "identify", "work_request", "work_response", "frame_decoder"}
+        "identify", "work_request", "work_response", "frame_decoder", "kad_message", "pubsub_rpc",
+        "ipns_record"}
 
 
 @pytest.mark.parametrize("name", PUBLIC)
