@@ -125,11 +125,16 @@ class KadService(ConnectionListenerBase):
             host.start_soon(self._close_idle_streams)
 
     def close(self) -> None:
-        """Stop serving and stop listening to connection events."""
+        """Stop serving and stop listening to connection events; the streams kept for our
+        requests are closed (in the background, while the host runs)."""
         self._closed = True
         if self.config.mode == "server":
             self.host.remove_stream_handler(self.protocol)
         self._unsubscribe()
+        try:
+            self.host.start_soon(self.sender.aclose)
+        except P2PError:
+            pass  # the host is gone, and the streams with it
 
     @staticmethod
     def _now() -> float:

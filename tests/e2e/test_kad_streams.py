@@ -92,3 +92,15 @@ async def test_idle_streams_are_closed_and_kept_streams_are_bounded():
                     await anyio.sleep(0.05)
             await cdht.request(servers[-1].peer_id, Message(MessageType.PING))
             assert cdht.sender.streams_opened == base + 5 and cdht.sender.retries == 0
+
+
+async def test_close_closes_the_kept_streams():
+    with anyio.fail_after(30):
+        async with contextlib.AsyncExitStack() as stack:
+            _, server, cdht, _ = await _pair(stack, KadConfig(), KadConfig())
+            await cdht.request(server.peer_id, Message(MessageType.PING))
+            assert len(cdht.sender) == 1
+            cdht.close()
+            with anyio.fail_after(5):
+                while len(cdht.sender):
+                    await anyio.sleep(0.01)
