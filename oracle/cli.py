@@ -519,6 +519,10 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--request-id", default="", metavar="ID", help="request ID (default a new UUID)")
     w.add_argument("--timeout", type=positive_float, default=60.0, metavar="SECONDS",
                    help="bound on the whole exchange (default 60)")
+    w.add_argument("--dht", action="store_true", default=None,
+                   help="join masa's DHT through the --peer nodes and find a chosen worker we are "
+                        "not connected to by its ID, as a masa requester does (default: off: only "
+                        "the workers we are connected to are tried)")
 
     ps = sub.add_parser("peers", help="print the masa network as a peer's node data shows it (JSON)")
     common(ps)

@@ -274,3 +274,23 @@ def test_node_work_limits_option(tmp_path: Path) -> None:
     args = cli.build_parser().parse_args(["node", "--work-limits", '{"max_queued_total": 5}'])
     config = _node_config(args, work_limits=_work_limits(args.work_limits))
     assert config.work_limits.max_queued_total == 5
+
+
+def test_work_dht_option_turns_the_requesters_dht_on() -> None:
+    """`work --dht`: a masa node that is no worker itself lists its workers (nodeDataSync) but we
+    are not connected to them; masa's own requester finds them through the DHT, and so does ours
+    with --dht (by hand against real masa-oracle nodes: served by a worker the --peer only knew).
+    Without it `work` stays as it was: only connected workers are tried."""
+    from oracle.cli import _node_config, build_parser
+
+    parser = build_parser()
+
+    def config(*argv: str):
+        args = parser.parse_args(list(argv))
+        args.listen = getattr(args, "listen", None)  # `work` has none: cmd_work passes listen=()
+        return _node_config(args, listen=())
+
+    base = ["work", "--type", "web", "--peer", "/ip4/127.0.0.1/udp/4001/quic-v1/p2p/" + SECP256K1_PEER_ID]
+    assert config(*base, "--dht").dht is True
+    assert config(*base).dht is False
+    assert config("node").dht is True  # every masa node runs it
