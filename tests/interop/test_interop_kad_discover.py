@@ -82,6 +82,21 @@ async def _drop_until_gone(host: Host, net: GoDht, i: int) -> None:
                 return
 
 
+async def _gone_at_go(net: GoDht, i: int, peer: PeerId) -> None:
+    """Wait until Go node i has no connection to a peer whose host has exited; after 5 s, go
+    closes it itself (seen once under full-suite load: a Go node still listed the exited node
+    after 10 s)."""
+    with anyio.fail_after(15):
+        with anyio.move_on_after(5):
+            while str(peer) in (await net.acall("connected", node=i))["peers"]:
+                await anyio.sleep(0.02)
+            return
+        print(f"go{i} still connected to the exited {peer} after 5 s: go closes it")
+        while str(peer) in (await net.acall("connected", node=i))["peers"]:
+            await net.acall("disconnect", node=i, peer=str(peer), check=False)
+            await anyio.sleep(0.1)
+
+
 async def test_providers_of_the_masa_namespace_both_ways(masa_net: GoDht):
     net = masa_net
     go_ids = [net.peer_id(i) for i in range(GO_NODES)]
@@ -249,9 +264,7 @@ async def test_restarted_on_a_new_port_go_finds_it(masa_net: GoDht):
             for i in range(GO_NODES):
                 await _wait_in_go_table(net, i, me)
         for i in range(GO_NODES):
-            with anyio.fail_after(10):
-                while str(me) in (await net.acall("connected", node=i))["peers"]:
-                    await anyio.sleep(0.02)
+            await _gone_at_go(net, i, me)
 
         # The go behaviour: back on a new port, joined through go0 only (no self lookup).
         async with Host(key) as bare:
@@ -260,10 +273,8 @@ async def test_restarted_on_a_new_port_go_finds_it(masa_net: GoDht):
             await KadService(bare, masa_config()).bootstrap([net.addr(0)], self_lookup=False)
             first_try = await net.acall("findpeer", node=3, peer=str(me), timeout_ms=10000, check=False)
             assert first_try.get("error") == "routing: not found", first_try
-        with anyio.fail_after(10):
-            for i in (0, 3):
-                while str(me) in (await net.acall("connected", node=i))["peers"]:
-                    await anyio.sleep(0.02)
+        for i in (0, 3):
+            await _gone_at_go(net, i, me)
 
         # Ours: restarted on another new port, our node's join reaches every Go node.
         async with OracleNode(key, NodeConfig(peers=(net.addr(0),), dht=True, discover_interval=0,
