@@ -254,7 +254,7 @@ def _work_limits(value: Any) -> WorkLimits:
 
 
 def _dht_on(args: argparse.Namespace) -> bool:
-    """`node` runs the DHT unless --no-dht (every masa node runs it); `work` and `peers` do not."""
+    """`node` runs the DHT unless --no-dht (every masa node runs it); `work` and `peers` only with --dht."""
     flag = getattr(args, "dht", None)
     if getattr(args, "command", None) == "node":
         return flag is not False

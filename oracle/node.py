@@ -311,8 +311,9 @@ class OracleNode:
                                               self_data=self._gossip_self)
         self.directory.finder = lambda peer: disc.reach(peer, find_timeout=cfg.dht_find_timeout)
         self.host.start_soon(disc.publish_self_every, cfg.gossip_interval)
-        if cfg.discover_interval > 0:
-            # the first round once the bootnodes had a moment to connect (masa: right after them)
+        if cfg.discover_interval > 0 and self.host.listen_addrs():
+            # the first round once the bootnodes had a moment to connect (masa: right after them);
+            # a node that does not listen (`oracle work`, `oracle peers`) advertises nothing
             self.host.start_soon(lambda: disc.run_discover(cfg.discover_interval, first_after=1.0))
 
     async def listen(self, *addrs: str) -> list[Multiaddr]:

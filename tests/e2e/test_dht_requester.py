@@ -48,3 +48,18 @@ async def test_a_worker_the_dht_cannot_reach_costs_the_find_budget():
             assert stalled.is_set()  # the lookup did ask the silent peer
             assert "failed to find peer" in response.error and ghost in response.error, response
             assert budget <= elapsed < budget + 1.0, elapsed
+
+
+async def test_discover_loop_runs_on_a_listening_node_only():
+    """masa's Discover loop advertises the node as a provider of its oracle namespace: a node that
+    does not listen (`oracle work --dht`, `oracle peers`) must not, nobody could dial it."""
+    with anyio.fail_after(20):
+        async with OracleNode(config=NodeConfig(dht=True, gossip_interval=3600)) as worker, \
+                OracleNode(config=NodeConfig(listen=(), dht=True, gossip_interval=3600)) as client:
+            assert worker.discovery is not None and client.discovery is not None
+            while worker.discovery.rounds < 1:  # first round 1 s after start
+                await anyio.sleep(0.05)
+            await anyio.sleep(0.5)  # the client started just after: its round would be done too
+            assert client.discovery.rounds == 0
+            kad = worker.discovery.kad  # a round provides us in our own store first
+            assert worker.peer_id in kad.providers.get(worker.discovery.namespace_key, kad._now())
