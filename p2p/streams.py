@@ -17,7 +17,7 @@ proposals pipelined with application data, go's lazy streams) so the next layer 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, TypeGuard, runtime_checkable
+from typing import Any, Protocol, TypeGuard, cast, runtime_checkable
 
 import anyio
 
@@ -127,30 +127,39 @@ class NoWaitIO(Protocol):
     def send_nowait(self, data: bytes) -> int: ...
 
 
-_DECLARED: dict[tuple[type, Any], bool] = {}
+def _declared_by_class(capability: Any) -> Callable[[object], bool]:
+    """A check of `capability` (a runtime-checkable Protocol of methods only) asked once per
+    class, then a dict lookup: a Protocol isinstance check costs microseconds, and our streams
+    declare their capabilities as methods of their class, not of one instance."""
+    known: dict[type, bool] = {}
+
+    def check(stream: object) -> bool:
+        cls = type(stream)
+        ok = known.get(cls)
+        if ok is None:
+            ok = known[cls] = issubclass(cls, capability)
+        return ok
+
+    return check
+
+
+_CHECKS: dict[Any, Callable[[object], bool]] = {}
 
 
 def declares(stream: object, capability: Any) -> bool:
-    """Whether `stream`'s class provides the methods of `capability` (a runtime-checkable Protocol
-    of methods only). Asked once per class, then a dict lookup: a Protocol isinstance check costs
-    microseconds, and capabilities are methods of a class, not of one instance."""
-    key = (type(stream), capability)
-    known = _DECLARED.get(key)
-    if known is None:
-        known = _DECLARED[key] = issubclass(type(stream), capability)
-    return known
+    """Whether `stream`'s class provides the methods of `capability` (asked once per class)."""
+    check = _CHECKS.get(capability)
+    if check is None:
+        check = _CHECKS[capability] = _declared_by_class(capability)
+    return check(stream)
 
 
-def has_read_deadlines(stream: object) -> TypeGuard[ReadDeadlines]:
-    return declares(stream, ReadDeadlines)
-
-
-def is_resettable(stream: object) -> TypeGuard[ResettableStream]:
-    return declares(stream, ResettableStream)
-
-
-def has_nowait_io(stream: object) -> TypeGuard[NoWaitIO]:
-    return declares(stream, NoWaitIO)
+#: has_read_deadlines(stream) -> bool, narrowing `stream` to ReadDeadlines (and likewise below)
+has_read_deadlines = cast(Callable[[object], TypeGuard[ReadDeadlines]],
+                          _declared_by_class(ReadDeadlines))
+is_resettable = cast(Callable[[object], TypeGuard[ResettableStream]],
+                     _declared_by_class(ResettableStream))
+has_nowait_io = cast(Callable[[object], TypeGuard[NoWaitIO]], _declared_by_class(NoWaitIO))
 
 
 class BufferedStream:

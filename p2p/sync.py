@@ -17,7 +17,6 @@ import asyncio
 from typing import Any
 
 import anyio
-import sniffio
 
 __all__ = ["Flag", "LazyLock"]
 
@@ -51,12 +50,18 @@ class Flag:
     async def wait(self) -> None:
         if self._set:
             return
-        if sniffio.current_async_library() != "asyncio":
+        try:
+            # A running asyncio loop means anyio runs on asyncio (trio runs none in its thread);
+            # asking sniffio instead cost ~1 us on every wait.
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None:
             if self._waiters is None:
                 self._waiters = anyio.Event()
             await self._waiters.wait()
             return
-        fut = asyncio.get_running_loop().create_future()
+        fut = loop.create_future()
         if self._waiters is None:
             self._waiters = [fut]
         else:
