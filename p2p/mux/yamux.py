@@ -181,7 +181,7 @@ class _RecvBuffer:
     def __len__(self) -> int:
         return self._size
 
-    def append(self, data: bytes) -> None:
+    def append(self, data: bytes | memoryview) -> None:
         self._chunks.append(data)
         self._size += len(data)
 
@@ -343,13 +343,18 @@ class YamuxConnection:
     def _parse(self, mv: memoryview, events: list[Event], now: float | None) -> None:
         pos, end = 0, len(mv)
         inbuf = self._inbuf
+        # A payload that is most of an immutable input (a Noise frame's plaintext) is kept as a
+        # view of it, not copied: a reader taking several frames joins them once. A smaller piece
+        # is copied, so buffered bytes never keep more than twice their size alive.
+        whole = len(mv.obj) if isinstance(mv.obj, bytes) else -1  # what a view keeps alive
         while True:
             left = self._payload_left
             if left:
                 n = min(left, end - pos)
                 st = self._payload_stream
                 if st is not None and n:
-                    st.recv_buf.append(bytes(mv[pos:pos + n]))
+                    piece = mv[pos:pos + n]
+                    st.recv_buf.append(piece if 2 * n >= whole > 0 else bytes(piece))
                     events.append(DataReceived(st.id, n))
                 pos += n
                 self._payload_left = left = left - n

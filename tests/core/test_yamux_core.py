@@ -453,3 +453,45 @@ def test_config_is_validated():
         YamuxConfig(keepalive_interval=0)
     with pytest.raises(Exception):
         YamuxConfig().accept_backlog = 3  # frozen
+
+
+# ---- received payloads: views of the input, never pinning more than twice their size ----------
+
+
+def _open_inbound(conn: YamuxConnection, sid: int = 1) -> None:
+    conn.receive_data(frame(1, 1, sid, 0))  # WindowUpdate + SYN from the peer
+    assert conn.accept(sid)
+
+
+def test_big_payload_is_a_view_of_the_input_and_reads_back_exactly():
+    server = YamuxConnection(False)
+    _open_inbound(server)
+    payloads = [bytes([i]) * 65507 for i in range(4)]
+    for p in payloads:  # one Noise frame's plaintext each: header + 65507 bytes
+        server.receive_data(data(1, p))
+    chunks = server._streams[1].recv_buf._chunks
+    assert all(isinstance(c, memoryview) for c in chunks)  # kept, not copied
+    got = server.read(1, 1 << 20)
+    assert type(got) is bytes and got == b"".join(payloads)
+
+
+def test_small_payload_of_a_big_input_is_copied():
+    """A frame to a stream nobody reads, then a big payload for a stream already closed (skipped):
+    keeping a view of the 1-byte piece would keep the whole input alive for it."""
+    server = YamuxConnection(False)
+    _open_inbound(server, 1)
+    wire = data(1, b"x") + data(99, b"y" * 60000)  # stream 99 is unknown: its payload is skipped
+    server.receive_data(wire)
+    (chunk,) = server._streams[1].recv_buf._chunks
+    assert type(chunk) is bytes and chunk == b"x"
+
+
+def test_mutable_input_is_always_copied():
+    server = YamuxConnection(False)
+    _open_inbound(server)
+    wire = bytearray(data(1, b"z" * 1000))
+    server.receive_data(wire)
+    wire[12:] = b"?" * 1000  # the caller reuses its buffer
+    (chunk,) = server._streams[1].recv_buf._chunks
+    assert type(chunk) is bytes
+    assert server.read(1, 4096) == b"z" * 1000
