@@ -19,3 +19,13 @@ def test_counts_per_mib_find_the_frames_of_each_direction() -> None:
     # updates go out in more, smaller batches: 2-2.5 were seen). Data sent back would take >= 15.
     assert rows["bulk x1 listen"]["AEAD seal"] < 8
     assert "per MiB of payload" in profile_twoway.table(rows)
+
+
+def test_idle_share_is_wall_minus_cpu_of_each_process() -> None:
+    row = profile_twoway.idle_once(4 << 20, 1, 256 << 10)
+    assert row["wall ms"] > 0 and row["listener cpu ms"] > 0 and row["dialer cpu ms"] > 0
+    for side in ("listener", "dialer"):
+        assert 0 <= row[f"{side} idle"] < 1
+        # idle share and CPU per MiB describe the same run
+        expected = max(0.0, 1 - row[f"{side} cpu ms"] / row["wall ms"])
+        assert abs(row[f"{side} idle"] - expected) < 1e-9
