@@ -7,6 +7,10 @@ inbound:  answer `/noise` (`na` to anything else, e.g. go's `/tls/1.0.0` or v0.2
 When yamux is negotiated by multistream, what multistream read past its reply goes back to the
 Noise stream and yamux runs on the Noise stream itself, not on a wrapper: its fast paths (pushed
 reads, writes without waiting) are there whichever way the muxer was chosen.
+The caller bounds each upgrade as a whole (TcpTransport: the dial timeout outbound,
+`inbound_upgrade_timeout` inbound), so the Noise handshake has no timeout scope of its own here
+(it had the same bound inside the caller's: two scopes per connection for one deadline);
+multistream's negotiations keep their shorter `negotiation_timeout`.
 Each failure is wrapped in an `UpgradeError` that names its stage. The result is an
 `UpgradedConnection`: the `p2p.connection.MuxedConnection` that TCP hands the Host.
 
@@ -106,7 +110,7 @@ async def upgrade_outbound(
     secure = await _stage(
         "noise handshake",
         secure_outbound(raw_buffered, identity, expected_peer=expected_peer, muxers=muxers,
-                        timeout=config.dial_timeout, trace=trace),
+                        timeout=None, trace=trace),
     )
     early = secure.early_muxer == YAMUX
     if not early:
@@ -134,8 +138,7 @@ async def upgrade_inbound(raw: ByteStream, identity: PrivateKey, config: HostCon
     muxers = (YAMUX,) if config.early_muxer_negotiation else ()
     secure = await _stage(
         "noise handshake",
-        secure_inbound(raw_buffered, identity, muxers=muxers,
-                       timeout=config.inbound_upgrade_timeout, trace=trace),
+        secure_inbound(raw_buffered, identity, muxers=muxers, timeout=None, trace=trace),
     )
     early = secure.early_muxer == YAMUX
     if not early:

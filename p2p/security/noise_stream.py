@@ -203,21 +203,28 @@ def _peer_id_of(local_key: PublicKey) -> PeerId:
     return PeerId.from_public_key(local_key)
 
 
-async def _run(conn: BufferedStream, hs: NoiseHandshake, timeout: float) -> NoiseStream:
+async def _exchange(conn: BufferedStream, hs: NoiseHandshake) -> None:
+    out = hs.data_to_send()
+    if out:
+        await conn.send(out)
+    while not hs.complete:
+        try:
+            data = await conn.receive(_HANDSHAKE_READ)
+        except (anyio.EndOfStream, anyio.BrokenResourceError) as exc:
+            raise HandshakeError("connection closed during noise handshake") from exc
+        hs.receive_data(data)
+        out = hs.data_to_send()
+        if out:
+            await conn.send(out)
+
+
+async def _run(conn: BufferedStream, hs: NoiseHandshake, timeout: float | None) -> NoiseStream:
     try:
-        with anyio.fail_after(timeout):
-            out = hs.data_to_send()
-            if out:
-                await conn.send(out)
-            while not hs.complete:
-                try:
-                    data = await conn.receive(_HANDSHAKE_READ)
-                except (anyio.EndOfStream, anyio.BrokenResourceError) as exc:
-                    raise HandshakeError("connection closed during noise handshake") from exc
-                hs.receive_data(data)
-                out = hs.data_to_send()
-                if out:
-                    await conn.send(out)
+        if timeout is None:  # the caller bounds the whole upgrade in time
+            await _exchange(conn, hs)
+        else:
+            with anyio.fail_after(timeout):
+                await _exchange(conn, hs)
         transport = hs.to_transport()
         plaintext = transport.decrypt_frames(hs.leftover) if hs.leftover else []
     except TimeoutError:
@@ -244,7 +251,7 @@ async def secure_outbound(
     *,
     expected_peer: PeerId | None,
     muxers: Sequence[str] = ("/yamux/1.0.0",),
-    timeout: float = 15.0,
+    timeout: float | None = 15.0,
     trace: Any = None,
 ) -> NoiseStream:
     """Dialer side (Noise initiator); raises PeerIdMismatch if the peer is not `expected_peer`.
@@ -259,7 +266,7 @@ async def secure_inbound(
     identity: PrivateKey,
     *,
     muxers: Sequence[str] = ("/yamux/1.0.0",),
-    timeout: float = 15.0,
+    timeout: float | None = 15.0,
     trace: Any = None,
 ) -> NoiseStream:
     """Listener side (Noise responder); the remote identity is whatever the peer proves."""

@@ -7,6 +7,7 @@ read back from the socket so the advertised multiaddr is dialable.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
@@ -22,6 +23,7 @@ from p2p.errors import ConnectionClosed, DialError, ListenError, P2PError, PeerI
 from p2p.identity import PeerId
 from p2p.logtext import bounded_exc
 from p2p.transport.aio_stream import adopt
+from p2p.transport.aio_stream import connect as aio_connect
 from p2p.transport.base import AdmissionTicket, OnConnection, TransportContext
 
 if TYPE_CHECKING:
@@ -89,14 +91,25 @@ def _tune(stream: anyio.abc.SocketStream) -> None:
 async def dial(addr: TcpAddress, *, timeout: float) -> anyio.abc.SocketStream:
     try:
         with anyio.fail_after(timeout):
-            stream = await anyio.connect_tcp(addr.host, addr.port)
+            if addr.family in ("ip4", "ip6") and _on_asyncio():
+                # an IP address on asyncio: the loop's own connect, straight into our stream
+                stream: anyio.abc.SocketStream = await aio_connect(addr.host, addr.port)  # type: ignore[assignment]
+            else:  # trio, or a DNS name (anyio resolves it and tries each address)
+                stream = adopt(await anyio.connect_tcp(addr.host, addr.port))
     except TimeoutError:
         raise DialError(f"tcp connect to {addr.host}:{addr.port} timed out") from None
     except OSError as exc:
         raise DialError(f"tcp connect to {addr.host}:{addr.port} failed: {os_reason(exc)}") from None
     _tune(stream)
-    adopted: anyio.abc.SocketStream = adopt(stream)  # asyncio: our leaner stream on the same transport
-    return adopted
+    return stream
+
+
+def _on_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # trio runs no asyncio loop in its thread
+        return False
+    return True
 
 
 def os_reason(exc: OSError) -> str:

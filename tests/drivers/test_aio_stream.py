@@ -92,3 +92,46 @@ async def test_trio_keeps_anyios_stream(anyio_backend):
         stream = await anyio.connect_tcp("127.0.0.1", port)
         async with stream:
             assert adopt(stream) is stream
+
+
+async def test_tcp_dial_takes_the_loops_connect_on_asyncio_and_anyios_on_trio(anyio_backend):
+    """p2p.transport.tcp.dial: an IP address on asyncio goes through aio_stream.connect (what the
+    listener wrote before the stream took the connection over is kept); trio keeps anyio's."""
+    from p2p.transport.tcp import TcpAddress, dial
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+
+    async def speak_first(stream: anyio.abc.SocketStream) -> None:
+        await stream.send(b"header first")
+        await stream.send_eof()
+        assert await read_all(stream) == b"bye"
+
+    with anyio.fail_after(10):
+        async with listener, anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, speak_first)
+            client = await dial(TcpAddress("127.0.0.1", port, "ip4"), timeout=5)
+            try:
+                assert isinstance(client, AsyncioTcpStream) == (anyio_backend == "asyncio")
+                await anyio.sleep(0.05)  # the header may well arrive before anyone reads it
+                assert await read_all(client) == b"header first"
+                await client.send(b"bye")
+                await client.send_eof()
+                await anyio.sleep(0.05)
+            finally:
+                await client.aclose()
+            tg.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_connect_refused_is_an_oserror_named_by_dial(anyio_backend):
+    from p2p.errors import DialError
+    from p2p.transport.tcp import TcpAddress, dial
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    await listener.aclose()  # nothing listens there any more
+    with pytest.raises(OSError):
+        await aio_stream.connect("127.0.0.1", port)
+    with pytest.raises(DialError, match="connection refused"):
+        await dial(TcpAddress("127.0.0.1", port, "ip4"), timeout=5)
