@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -114,14 +115,30 @@ def _decode_struct(
         return None
     if not isinstance(value, Pairs):
         raise MessageError(f"json: cannot unmarshal {_type_name(value)} into Go value of type {struct}")
-    by_fold = {_fold(json_name): (json_name, attr, conv) for json_name, (attr, conv) in fields.items()}
+    by_fold = _fold_map(tuple(fields))
     out = dict(defaults)
     for key, item in value:
-        match = by_fold.get(_fold(key))
-        if match is not None:
-            json_name, attr, conv = match
+        json_name = by_fold.get(_fold_cached(key) if len(key) <= _CACHED_KEY_LEN else _fold(key))
+        if json_name is not None:
+            attr, conv = fields[json_name]
             out[attr] = conv(struct, json_name, item, out[attr])
     return out
+
+
+@functools.lru_cache(maxsize=16)
+def _fold_map(json_names: tuple[str, ...]) -> dict[str, str]:
+    """A struct's folded field names -> its JSON names (made once per struct, not per message)."""
+    return {_fold(name): name for name in json_names}
+
+
+#: Keys up to this length have their folded form cached (the usual ones, every message); a peer's
+#: longer keys are folded each time, so the cache holds at most 512 short strings.
+_CACHED_KEY_LEN = 64
+
+
+@functools.lru_cache(maxsize=512)
+def _fold_cached(key: str) -> str:
+    return _fold(key)
 
 
 def _parse(body: bytes) -> Any:
