@@ -269,15 +269,25 @@ class WorkerProtocol(Protocol):
             scope.cancel()
 
         if sniffio.current_async_library() == "asyncio":
-            # A plain task watches (anyio's task spawn costs more than a quick handler's work);
-            # once the work is done it is cancelled and ends in the next loop turn on its own.
+            # A plain task watches (anyio's task spawn costs more than a quick handler's work),
+            # started at the next loop turn: work done before then (a handler that never waits)
+            # needs no watcher at all. Once the work is done the watcher is cancelled.
             scope = anyio.CancelScope()
-            watcher = asyncio.get_running_loop().create_task(watch(scope))
+            loop = asyncio.get_running_loop()
+            watcher: asyncio.Task[None] | None = None
+
+            def start_watching() -> None:
+                nonlocal watcher
+                watcher = loop.create_task(watch(scope))
+
+            pending = loop.call_soon(start_watching)
             try:
                 with scope:
                     result = await self.manager.execute_work(request, timeout=self.work_timeout)
             finally:
-                watcher.cancel()
+                pending.cancel()
+                if watcher is not None:
+                    watcher.cancel()
             return None if gone or scope.cancelled_caught else result
         async with anyio.create_task_group() as tg:
             tg.start_soon(watch, tg.cancel_scope)
