@@ -27,6 +27,16 @@ MAX_ADDR_SIZE = 256  # ours: one binary multiaddr
 MAX_VALUE_SIZE = 64 << 10  # ours: one record value (masa's NodeData JSON is ~1 KiB)
 
 
+def _uvarint64(value: int) -> bytes:
+    """A protobuf varint of up to 64 bits (10 bytes); p2p.varint stops at 63."""
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
 class KadDecodeError(DecodeError):
     """A kad message was malformed or exceeded a bound."""
 
@@ -133,8 +143,10 @@ class Message:
             out.append(pb.field_bytes(3, self.record.encode()))
         out.extend(pb.field_bytes(8, p.encode()) for p in self.closer_peers)
         out.extend(pb.field_bytes(9, p.encode()) for p in self.provider_peers)
-        if self.cluster_level_raw:
+        if self.cluster_level_raw > 0:
             out.append(pb.field_varint(10, self.cluster_level_raw))
+        elif self.cluster_level_raw < 0:  # an int32 < 0, as go writes it: 64-bit two's complement
+            out.append(b"\x50" + _uvarint64(self.cluster_level_raw & 0xFFFFFFFFFFFFFFFF))
         return b"".join(out)
 
     @classmethod
@@ -164,7 +176,9 @@ class Message:
                     target.append(PeerEntry.decode(pb.expect_bytes(wtype, value, "Peer"),
                                                    max_addrs=max_addrs))
                 elif number == 10:
-                    msg.cluster_level_raw = pb.expect_varint(wtype, value, "clusterLevelRaw")
+                    raw = pb.expect_varint(wtype, value, "clusterLevelRaw") & 0xFFFFFFFF
+                    # an int32, as go's decoder keeps it: the low 32 bits, signed
+                    msg.cluster_level_raw = raw - (1 << 32) if raw >= 1 << 31 else raw
                 # unknown fields are skipped, as go skips them
         except KadDecodeError:
             raise

@@ -231,14 +231,14 @@ class KadService(ConnectionListenerBase):
                 target = None
             if target is not None and target != sender and target not in closest:
                 closest.append(target)
-            return Message(MessageType.FIND_NODE, cluster_level_raw=msg.cluster_level_raw,
+            return Message(MessageType.FIND_NODE, cluster_level_raw=msg.cluster_level + 1,
                            closer_peers=self._entries(closest, local_only))
         if t is MessageType.GET_PROVIDERS:
             if not msg.key or len(msg.key) > MAX_PROVIDER_KEY:
                 raise KadRequestError("GET_PROVIDERS key empty or over 80 bytes")
             provs = self.providers.get_with_addrs(msg.key, now)
             return Message(MessageType.GET_PROVIDERS, key=msg.key,
-                           cluster_level_raw=msg.cluster_level_raw,
+                           cluster_level_raw=msg.cluster_level + 1,
                            provider_peers=self._provider_entries(provs, local_only),
                            closer_peers=self._entries(self._closest_for(msg.key, sender), local_only))
         if t is MessageType.ADD_PROVIDER:
@@ -268,7 +268,7 @@ class KadService(ConnectionListenerBase):
             found = self.records.get(msg.key, now)
             record = Record(msg.key, found[0], found[1]) if found else None
             return Message(MessageType.GET_VALUE, key=msg.key, record=record,
-                           cluster_level_raw=msg.cluster_level_raw,
+                           cluster_level_raw=msg.cluster_level + 1,
                            closer_peers=self._entries(self._closest_for(msg.key, sender), local_only))
         raise KadRequestError(f"unsupported kad message type {t}")
 

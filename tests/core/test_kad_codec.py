@@ -121,3 +121,14 @@ def test_delimited_reader_bounds_and_splits():
     with pytest.raises(delimited.FrameTooLarge):
         delimited.DelimitedReader(10).feed(b"\x0b")
     assert delimited.DelimitedReader(10, skip_empty=True).feed(b"\x00\x01x") == [b"x"]
+
+
+def test_cluster_level_is_an_int32_as_go_keeps_it():
+    """A hostile clusterLevelRaw (any 10-byte varint) decodes to go's int32 and re-encodes (go
+    echoes PING and PUT_VALUE requests as they are): found by the kad_message fuzz target."""
+    msg = Message.decode(b"\x50" + b"\xff" * 8 + b"\x95\x04")
+    assert -(1 << 31) <= msg.cluster_level_raw < 1 << 31 and msg.cluster_level >= 0
+    assert Message.decode(msg.encode()) == msg
+    neg = Message.decode(b"\x50" + b"\xff" * 9 + b"\x01")  # -1 as go writes an int32
+    assert neg.cluster_level_raw == -1 and neg.cluster_level == 0
+    assert neg.encode() == b"\x50" + b"\xff" * 9 + b"\x01"
