@@ -1,6 +1,6 @@
 """aioquic's sans-IO QuicConnection with the hooks libp2p needs and aioquic does not offer.
 
-aioquic (1.x) does QUIC v1 and TLS 1.3; libp2p needs six things it has no public option for, so
+aioquic (1.x) does QUIC v1 and TLS 1.3; libp2p needs seven things it has no public option for, so
 `Libp2pQuicConnection` subclasses it and overrides the smallest private methods that do each:
 
 1. Certificate verification *inside* the handshake. aioquic verifies nothing itself when
@@ -25,6 +25,10 @@ aioquic (1.x) does QUIC v1 and TLS 1.3; libp2p needs six things it has no public
    quic-go answers only packets of more than 42 bytes, so our keep-alive PING (`send_ping`,
    25 bytes bare) is padded past that in `_write_ping_frame`: an idle connection to a restarted
    peer ends at the next keep-alive instead of the idle timeout.
+7. Larger datagrams where the path is known to carry them (`set_datagram_size`): aioquic sends
+   1200-byte datagrams for a connection's whole life (no path MTU discovery), and its per-packet
+   work is Python, so bytes per datagram set the cost per byte. The peer's max_udp_payload_size
+   transport parameter (which aioquic checks but does not keep) bounds it: quic-go's is 1452.
 
 The TLS context is aioquic's own object with its class swapped for a subclass that only overrides
 methods (no new slots), right after aioquic creates it in `_initialize`.
@@ -38,9 +42,11 @@ import ssl
 from typing import Any
 
 from aioquic import tls
+from aioquic.buffer import Buffer  # type: ignore[attr-defined]  # re-exported from aioquic._buffer
 from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.congestion.base import K_INITIAL_WINDOW
 from aioquic.quic.connection import QuicConnection
-from aioquic.quic.packet import QuicProtocolVersion
+from aioquic.quic.packet import QuicProtocolVersion, pull_quic_transport_parameters
 
 from p2p.identity import PeerId
 from p2p.security.tls_cert import TlsIdentity, VerifiedPeer, verify_certificate_chain
@@ -53,7 +59,7 @@ _MIN_STATELESS_RESET = 21
 # with a stateless reset (protocol.MinStatelessResetSize), even with go's 4-byte connection IDs.
 _KEEPALIVE_PADDING = 24
 
-__all__ = ["ALPN", "Libp2pQuicConnection", "QuicLimits", "make_configuration"]
+__all__ = ["ALPN", "MAX_DATAGRAM_SIZE", "Libp2pQuicConnection", "QuicLimits", "make_configuration"]
 
 ALPN = "libp2p"
 
@@ -76,6 +82,14 @@ class QuicLimits:
     max_stream_window = 10 * 1024 * 1024
     connection_window = 768 * 1024  # 1.5 x the stream window
     max_connection_window = 15 * 1024 * 1024
+
+
+#: What a peer that does not say otherwise accepts (RFC 9000 section 18.2, max_udp_payload_size).
+DEFAULT_MAX_UDP_PAYLOAD = 65527
+#: The largest datagram aioquic can fill: it writes a STREAM frame's length as a 2-byte varint
+#: (< 16384), so a larger packet would carry a frame whose length field wrapped (the peer acks a
+#: packet whose data it read short: a stream that stalls for ever).
+MAX_DATAGRAM_SIZE = 16384
 
 
 def make_configuration(tls_identity: TlsIdentity, *, is_client: bool,
@@ -144,6 +158,8 @@ class Libp2pQuicConnection(QuicConnection):
                                                QuicLimits.max_connection_window)
         self.clock_now = 0.0  # the driver's clock at its last call (the limit writers need one)
         self._loss._pacer = GranularPacer(max_datagram_size=self._max_datagram_size)
+        #: The peer's max_udp_payload_size, known from its transport parameters.
+        self.peer_max_udp_payload: int | None = None
 
     # -- hooks into aioquic --------------------------------------------------------------------
     def _initialize(self, peer_cid: bytes) -> None:
@@ -153,6 +169,12 @@ class Libp2pQuicConnection(QuicConnection):
         context._libp2p_owner = self  # type: ignore[attr-defined]
         if not self._is_client:
             context._request_client_certificate = True
+
+    def _parse_transport_parameters(self, data: bytes, from_session_ticket: bool = False) -> None:
+        super()._parse_transport_parameters(data, from_session_ticket)
+        # aioquic validated and applied them (a malformed blob raised above); keep the one it drops
+        params = pull_quic_transport_parameters(Buffer(data=data))
+        self.peer_max_udp_payload = params.max_udp_payload_size or DEFAULT_MAX_UDP_PAYLOAD
 
     def _write_stream_limits(self, builder: Any, space: Any, stream: Any) -> None:
         window = self.stream_windows.get(stream.stream_id)
@@ -185,6 +207,30 @@ class Libp2pQuicConnection(QuicConnection):
             max_data.used = saved
 
     # -- what the driver uses ------------------------------------------------------------------
+    @property
+    def datagram_size(self) -> int:
+        return self._max_datagram_size
+
+    def set_datagram_size(self, size: int) -> int:
+        """Send datagrams of up to `size` bytes (UDP payload) from now on, as far as the peer's
+        max_udp_payload_size allows and never below QUIC's 1200; returns the size in use.
+        Only after the handshake (the peer's limit is known then): the caller knows the path
+        carries `size` (a loopback peer). The congestion controller and the pacer count in
+        datagrams of this size too; in slow start the window is at least the initial 10 of them
+        (RFC 9002's initial window for a connection starting at this size)."""
+        if not self._handshake_complete or self.peer_max_udp_payload is None:
+            return self._max_datagram_size
+        size = max(self._configuration.max_datagram_size,
+                   min(size, self.peer_max_udp_payload, MAX_DATAGRAM_SIZE))
+        self._max_datagram_size = size
+        cc = self._loss._cc
+        if cc.ssthresh is None:  # still in slow start: at least the initial window in new datagrams
+            cc.congestion_window = max(cc.congestion_window, K_INITIAL_WINDOW * size)
+        for part in (cc, self._loss._pacer):
+            if hasattr(part, "_max_datagram_size"):
+                part._max_datagram_size = size
+        return size
+
     def smoothed_rtt(self) -> float | None:
         rtt = getattr(self._loss, "_rtt_smoothed", 0.0)
         return rtt or None

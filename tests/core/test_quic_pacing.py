@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from aioquic.quic.recovery import QuicPacketPacer
 
+from quic_memory import MSS, pair, transfer
+
 from p2p.identity import PrivateKey
 from p2p.security.tls_cert import make_certificate
 from p2p.transport.quic_core import Libp2pQuicConnection, make_configuration
 from p2p.transport.quic_pacing import BURST_PACKETS, PACING_GRANULARITY, GranularPacer
-
-MSS = 1200
 
 
 def burst(pacer: QuicPacketPacer, now: float) -> int:
@@ -57,71 +57,15 @@ def test_a_connection_paces_with_it() -> None:
     assert isinstance(Libp2pQuicConnection(configuration=conf)._loss._pacer, GranularPacer)
 
 
-def _pair() -> tuple[Libp2pQuicConnection, Libp2pQuicConnection]:
-    client = Libp2pQuicConnection(configuration=make_configuration(
-        make_certificate(PrivateKey.generate()), is_client=True))
-    server_conf = make_configuration(make_certificate(PrivateKey.generate()), is_client=False)
-    now = 0.0
-    client.connect(("127.0.0.1", 2), now)
-    server: Libp2pQuicConnection | None = None
-    for _ in range(20):
-        now += 0.001
-        for data, _ in client.datagrams_to_send(now):
-            if server is None:
-                from aioquic.buffer import Buffer  # type: ignore[attr-defined]
-                from aioquic.quic.packet import pull_quic_header
-                header = pull_quic_header(Buffer(data=data), host_cid_length=8)
-                server = Libp2pQuicConnection(
-                    configuration=server_conf,
-                    original_destination_connection_id=header.destination_cid)
-            server.receive_datagram(data, ("127.0.0.1", 1), now)
-        assert server is not None
-        for data, _ in server.datagrams_to_send(now):
-            client.receive_datagram(data, ("127.0.0.1", 2), now)
-        if client.handshake_complete and server.handshake_complete:
-            return client, server
-    raise AssertionError("no handshake")
-
-
-def _transfer_ms(client: Libp2pQuicConnection, server: Libp2pQuicConnection, size: int) -> int:
-    """Simulated milliseconds to move `size` bytes when every side wakes once per millisecond
-    (timers and datagrams alike), the reader consuming what arrived."""
-    from aioquic.quic import events as qe
-    sid = client.get_next_available_stream_id()
-    client.send_stream_data(sid, bytes(size), end_stream=True)
-    server.window_for(sid)
-    got, now, ms = 0, 1.0, 0
-    while got < size:
-        assert ms < 100_000
-        ms += 1
-        now += 0.001
-        client.clock_now = server.clock_now = now
-        for conn in (client, server):
-            timer = conn.get_timer()
-            if timer is not None and timer <= now:
-                conn.handle_timer(now)
-        for data, _ in client.datagrams_to_send(now):
-            server.receive_datagram(data, ("127.0.0.1", 1), now)
-        while (ev := server.next_event()) is not None:
-            if isinstance(ev, qe.StreamDataReceived):
-                got += len(ev.data)
-                server.consumed(sid, len(ev.data), now)
-        for data, _ in server.datagrams_to_send(now):
-            client.receive_datagram(data, ("127.0.0.1", 2), now)
-        while client.next_event() is not None:
-            pass
-    return ms
-
-
 def test_one_ms_wakeups_are_not_the_limit() -> None:
     """8 MiB with 1 ms wake-ups: aioquic's pacer needs ~440 ms (16 datagrams a wake-up, ~19 MB/s);
     with bursts sized to the granularity the window grows and it takes a fraction of that."""
     size = 8 << 20
-    client, server = _pair()
-    ours = _transfer_ms(client, server, size)
-    client, server = _pair()
+    client, server = pair()
+    ours = transfer(client, server, bytes(size)).ms
+    client, server = pair()
     for conn in (client, server):
         conn._loss._pacer = QuicPacketPacer(max_datagram_size=MSS)
-    theirs = _transfer_ms(client, server, size)
+    theirs = transfer(client, server, bytes(size)).ms
     assert theirs >= size / (17 * MSS)  # the cap this module removes, still there in aioquic
     assert ours * 3 < theirs, (ours, theirs)

@@ -22,7 +22,8 @@ from readers import read_all, receive_n
 
 from p2p.errors import ConnectionClosed, DialError, PeerIdMismatch, StreamReset
 from p2p.identity import KeyType, PeerId, PrivateKey
-from p2p.transport.quic import QuicConn, QuicStream, QuicTransport, parse_quic_multiaddr
+from p2p.transport.quic import (LOOPBACK_DATAGRAM, QuicConn, QuicStream, QuicTransport,
+                                _is_loopback, parse_quic_multiaddr)
 from p2p.transport.quic_core import QuicLimits
 
 pytestmark = pytest.mark.anyio
@@ -116,8 +117,16 @@ async def test_dial_authenticates_both_sides_and_echoes(listen: str) -> None:
             inbound = server.conns[0]
             assert inbound.remote_peer == client.local_peer and inbound.direction == "inbound"
             assert inbound.remote_public_key == client.identity.public_key
+            # a loopback peer: both ends send large datagrams (the echo above went in them)
+            assert conn.quic.datagram_size == inbound.quic.datagram_size == LOOPBACK_DATAGRAM
             await conn.close()
             assert conn.is_closed
+
+
+def test_only_loopback_peers_get_large_datagrams() -> None:
+    assert _is_loopback("127.0.0.1") and _is_loopback("127.8.9.10") and _is_loopback("::1")
+    for host in ("10.0.0.1", "192.168.1.2", "2001:db8::1", "fe80::1%eth0", "::", "0.0.0.0", "x"):
+        assert not _is_loopback(host), host
 
 
 async def test_wrong_expected_peer_is_refused_in_the_handshake() -> None:
