@@ -29,6 +29,10 @@ aioquic (1.x) does QUIC v1 and TLS 1.3; libp2p needs seven things it has no publ
    1200-byte datagrams for a connection's whole life (no path MTU discovery), and its per-packet
    work is Python, so bytes per datagram set the cost per byte. The peer's max_udp_payload_size
    transport parameter (which aioquic checks but does not keep) bounds it: quic-go's is 1452.
+7. ACKs ride on the application's data (`send_stream_data`): aioquic writes an ACK only once its
+   1 ms ack delay has passed, so an immediate answer left without it and an ACK-only datagram
+   followed a millisecond later, from a timer (two datagrams and a wake-up per request and side
+   instead of one). quic-go bundles any pending ACK into every packet it sends; so do we.
 
 The TLS context is aioquic's own object with its class swapped for a subclass that only overrides
 methods (no new slots), right after aioquic creates it in `_initialize`.
@@ -45,7 +49,7 @@ from aioquic import tls
 from aioquic.buffer import Buffer  # type: ignore[attr-defined]  # re-exported from aioquic._buffer
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.congestion.base import K_INITIAL_WINDOW
-from aioquic.quic.connection import QuicConnection
+from aioquic.quic.connection import NetworkAddress, QuicConnection
 from aioquic.quic.packet import QuicProtocolVersion, pull_quic_transport_parameters
 
 from p2p.identity import PeerId
@@ -158,6 +162,7 @@ class Libp2pQuicConnection(QuicConnection):
                                                QuicLimits.max_connection_window)
         self.clock_now = 0.0  # the driver's clock at its last call (the limit writers need one)
         self._loss._pacer = GranularPacer(max_datagram_size=self._max_datagram_size)
+        self._ack_with_data = False  # stream data was queued: send a pending ACK with it
         #: The peer's max_udp_payload_size, known from its transport parameters.
         self.peer_max_udp_payload: int | None = None
 
@@ -205,6 +210,18 @@ class Libp2pQuicConnection(QuicConnection):
             super()._write_connection_limits(builder, space)
         finally:
             max_data.used = saved
+
+    def send_stream_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+        super().send_stream_data(stream_id, data, end_stream)
+        self._ack_with_data = True
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, NetworkAddress]]:
+        if self._ack_with_data:
+            self._ack_with_data = False
+            space = self._spaces.get(tls.Epoch.ONE_RTT) if self._spaces else None
+            if space is not None and space.ack_at is not None and space.ack_at > now:
+                space.ack_at = now  # due now: the packet carrying the data carries the ACK
+        return super().datagrams_to_send(now)
 
     # -- what the driver uses ------------------------------------------------------------------
     @property
