@@ -342,11 +342,6 @@ class QuicConn:
         self.quic.send_stream_data(sid, b"")  # creates the stream; it opens with its first data
         return self._new_stream(sid)
 
-    def try_flush(self) -> bool:
-        """Output leaves from the driver task: wake it (the yamux session's word for this)."""
-        self._kick()
-        return True
-
     async def run(self) -> None:
         """Wait until the connection has ended (its driver runs in the transport's task)."""
         try:
