@@ -182,13 +182,18 @@ class Libp2pQuicConnection(QuicConnection):
         self.peer_max_udp_payload = params.max_udp_payload_size or DEFAULT_MAX_UDP_PAYLOAD
 
     def _write_stream_limits(self, builder: Any, space: Any, stream: Any) -> None:
+        # aioquic calls this for every stream in every packet it builds: the common case (no
+        # update due, nothing unsent) returns before any other work.
         window = self.stream_windows.get(stream.stream_id)
         if window is None or not stream.max_stream_data_local:  # discarded, or receives nothing
             return
-        limit = window.update(self.clock_now, self.smoothed_rtt())
-        if limit is not None and limit > stream.max_stream_data_local:
-            stream.max_stream_data_local = limit
-            self.connection_window.ensure_window(int(window.window * 1.5), self.clock_now)
+        if window.limit - window.consumed <= window.update_below:  # window.due(), inlined
+            limit = window.update(self.clock_now, self.smoothed_rtt())
+            if limit is not None and limit > stream.max_stream_data_local:
+                stream.max_stream_data_local = limit
+                self.connection_window.ensure_window(int(window.window * 1.5), self.clock_now)
+        if stream.max_stream_data_local_sent == stream.max_stream_data_local:
+            return  # aioquic's writer would find nothing to send either (its doubling is hidden)
         # aioquic's own writer sends MAX_STREAM_DATA when the limit moved; its doubling rule
         # needs highest_offset * 2 > limit, which the hook below keeps from firing.
         saved = stream.receiver.highest_offset

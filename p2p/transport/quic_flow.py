@@ -23,7 +23,8 @@ UPDATE_THRESHOLD = 0.25  # quic-go protocol.WindowUpdateThreshold
 class ReceiveWindow:
     """The credit of one stream (or of the whole connection) on the receiving side."""
 
-    __slots__ = ("window", "max_window", "consumed", "limit", "_epoch_start", "_epoch_offset")
+    __slots__ = ("_window", "max_window", "consumed", "limit", "update_below", "_epoch_start",
+                 "_epoch_offset")
 
     def __init__(self, window: int, max_window: int) -> None:
         self.window = window
@@ -46,10 +47,23 @@ class ReceiveWindow:
             self.window = min(size, self.max_window)
             self._start_epoch(now)
 
+    @property
+    def window(self) -> int:
+        return self._window
+
+    @window.setter
+    def window(self, size: int) -> None:
+        self._window = size
+        #: an update is due once no more than this is left (checked per packet and stream)
+        self.update_below = size * (1 - UPDATE_THRESHOLD)
+
+    def due(self) -> bool:
+        """Whether an update is due (less than 75 % of the window left): `update` says what."""
+        return self.limit - self.consumed <= self.update_below
+
     def update(self, now: float, rtt: float | None) -> int | None:
         """The new limit to advertise, or None when no update is due yet."""
-        remaining = self.limit - self.consumed
-        if remaining > self.window * (1 - UPDATE_THRESHOLD):
+        if not self.due():
             return None
         self._maybe_grow(now, rtt)
         self.limit = self.consumed + self.window

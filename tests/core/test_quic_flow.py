@@ -55,3 +55,15 @@ def test_limit_never_exceeds_consumed_plus_cap(steps: list[tuple[int, float]]) -
             last = new
         assert w.limit <= w.consumed + w.max_window
         assert w.limit - w.consumed >= 0
+
+
+@given(st.lists(st.tuples(st.integers(0, 300 * KIB), st.floats(0, 1)), max_size=60))
+def test_due_is_exactly_when_update_moves(steps: list[tuple[int, float]]) -> None:
+    """`due()` is the cheap check the per-packet hook makes before `update` (same answer)."""
+    w = ReceiveWindow(64 * KIB, 256 * KIB)
+    now = 0.0
+    for n, dt in steps:
+        now += dt
+        w.add_consumed(min(n, w.limit - w.consumed), now)
+        due = w.due()
+        assert (w.update(now, 0.05) is not None) == due
