@@ -13,7 +13,7 @@ from p2p.negotiate import handle_protocol, select_protocol
 from p2p.streams import BufferedStream
 from p2p.trace import Tracer
 from p2p.trace.quic import packet_kind
-from p2p.transport.quic import QuicConn, QuicTransport
+from p2p.transport.quic import LOOPBACK_DATAGRAM, QuicConn, QuicTransport
 
 pytestmark = pytest.mark.anyio
 
@@ -73,7 +73,7 @@ async def test_a_traced_quic_dial():
     datagrams = find(records, layer="quic", event="datagram")
     kinds = {(d["dir"], d["packet"]) for d in datagrams}
     assert ("out", "initial") in kinds and ("in", "initial") in kinds and ("out", "1rtt") in kinds
-    assert all(d["length"] <= 1500 for d in datagrams)
+    assert all(d["length"] <= LOOPBACK_DATAGRAM for d in datagrams)  # a loopback dial's size
     (done,) = find(records, layer="quic", event="handshake_complete")
     assert done["alpn"] == "libp2p" and done["identity_key_type"] == "Secp256k1"
     assert done["remote_peer"].startswith("16Uiu2HA")
