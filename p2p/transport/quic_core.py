@@ -1,6 +1,6 @@
 """aioquic's sans-IO QuicConnection with the hooks libp2p needs and aioquic does not offer.
 
-aioquic (1.x) does QUIC v1 and TLS 1.3; libp2p needs seven things it has no public option for, so
+aioquic (1.x) does QUIC v1 and TLS 1.3; libp2p needs eight things it has no public option for, so
 `Libp2pQuicConnection` subclasses it and overrides the smallest private methods that do each:
 
 1. Certificate verification *inside* the handshake. aioquic verifies nothing itself when
@@ -29,7 +29,7 @@ aioquic (1.x) does QUIC v1 and TLS 1.3; libp2p needs seven things it has no publ
    1200-byte datagrams for a connection's whole life (no path MTU discovery), and its per-packet
    work is Python, so bytes per datagram set the cost per byte. The peer's max_udp_payload_size
    transport parameter (which aioquic checks but does not keep) bounds it: quic-go's is 1452.
-7. ACKs ride on the application's data (`send_stream_data`): aioquic writes an ACK only once its
+8. ACKs ride on the application's data (`send_stream_data`): aioquic writes an ACK only once its
    1 ms ack delay has passed, so an immediate answer left without it and an ACK-only datagram
    followed a millisecond later, from a timer (two datagrams and a wake-up per request and side
    instead of one). quic-go bundles any pending ACK into every packet it sends; so do we.
