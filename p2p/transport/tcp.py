@@ -286,14 +286,15 @@ class TcpTransport:
         try:
             tracer = self._ctx.tracer
             trace = None if tracer is None else tracer.connection("inbound", local, remote)
-            with anyio.CancelScope() as evicted, anyio.fail_after(cfg.inbound_upgrade_timeout):
+            with anyio.fail_after(cfg.inbound_upgrade_timeout) as scope:
                 # The policy may give this handshake's slot to a newcomer from another
-                # address (fair admission): that cancels the upgrade, and the socket closes.
-                ticket.on_evict = evicted.cancel
+                # address (fair admission): that cancels the upgrade (before its deadline, so
+                # no TimeoutError), and the socket closes.
+                ticket.on_evict = scope.cancel
                 conn = await upgrade_inbound(raw, self._ctx.identity, cfg, local, remote, trace,
                                              progress=ticket.progress)
             ticket.on_evict = None
-            if evicted.cancelled_caught:
+            if scope.cancelled_caught:
                 log.debug("inbound handshake from %s evicted for another address", remote)
                 with anyio.CancelScope(shield=True):
                     await raw.aclose()
