@@ -42,12 +42,14 @@ class RecordingAdmission:
         self.inner = inner
         self.refuse = refuse
         self.log: list[str] = []
+        self.tickets: list = []
 
     def try_admit(self, ip: str):
         self.log.append(f"admit {ip}")
         if self.refuse:
             return None
         ticket = self.inner.try_admit(ip)
+        self.tickets.append(ticket)
         outer = self
 
         class Ticket:
@@ -130,6 +132,9 @@ async def test_admission_ticket_follows_the_connection():
             peer = await client.connect(server.p2p_addrs()[0])
             await client.identify(peer)
             assert adm.log == ["admit 127.0.0.1", "progress", "handshake_done"]
+            # the eviction hook lived only as long as the handshake: an up connection keeps none
+            (ticket,) = adm.tickets
+            assert ticket.on_evict is None
             await client.disconnect(peer)
             while "release" not in adm.log:
                 await anyio.sleep(0.01)
