@@ -524,7 +524,7 @@ class Host:
         ms = await conn.muxed.open_stream(timeout=timeout)  # waits only without a free slot
         metrics = self.metrics
         cls = NetStream if metrics is None else MeteredNetStream
-        if protocols and protocols[0] in self.peerstore.protocols(peer):
+        if protocols and self.peerstore.supports(peer, protocols[0]):
             stream = cls(LazyStream(BufferedStream(ms), protocols[0]), protocols[0], conn)
         else:
             stream = cls(ms, "", conn)

@@ -76,6 +76,12 @@ class Peerstore:
         info = self._peers.get(peer)
         return set(info.protocols) if info else set()
 
+    def supports(self, peer: PeerId, protocol: str) -> bool:
+        """Whether identify said `peer` speaks `protocol` (no copy of its protocol set: the
+        host asks on every new stream)."""
+        info = self._peers.get(peer)
+        return info is not None and protocol in info.protocols
+
     def set_agent(self, peer: PeerId, *, agent_version: str | None = None,
                   protocol_version: str | None = None, observed_addr: Multiaddr | None = None) -> None:
         """What identify said about the peer's software and how it saw us (None: unchanged)."""
