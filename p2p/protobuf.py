@@ -19,8 +19,17 @@ WT_FIXED32 = 5
 
 
 def _uvarint(value: int) -> bytes:
-    # protobuf varints may be up to 10 bytes (uint64); our messages never need more than 63 bits.
-    return varint.encode(value)
+    # protobuf varints may be up to 10 bytes (uint64); multiformats varints stop at 63 bits.
+    if value <= varint.MAX_VALUE:
+        return varint.encode(value)
+    if value >> 64:
+        raise ValueError(f"protobuf varint out of range: {value}")
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 def field_bytes(number: int, value: bytes | bytearray | memoryview) -> bytes:
@@ -48,7 +57,9 @@ def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
         pos += 1
         value |= (b & 0x7F) << shift
         if b < 0x80:
-            return value, pos
+            # gogo-generated decoders (go-libp2p's, kad-dht's, pubsub's) keep the low 64 bits of
+            # a 10-byte varint and drop the rest
+            return value & 0xFFFF_FFFF_FFFF_FFFF, pos
         shift += 7
         if pos - start >= 10:
             raise DecodeError("protobuf varint too long")
