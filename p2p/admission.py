@@ -13,7 +13,8 @@ transport) closes that connection.
 
 Sans-IO: counters and ordered sets only, no clock, no I/O. "Oldest" is admission order; "progress"
 is whatever the transport reports with `ticket.progress()` (TCP: the peer negotiated a security
-protocol, i.e. it spoke multistream correctly).
+protocol, i.e. it spoke multistream correctly; QUIC: a Handshake packet came from the peer, i.e. it
+read our first flight at its address). TCP and QUIC share one policy in a Host.
 """
 
 from __future__ import annotations

@@ -31,10 +31,10 @@ class HostConfig:
     max_connections: int = 1024  # ours; go's resource manager system scope is memory-scaled
     max_connections_per_ip: int = 64  # ours: one address cannot take every slot
     max_connections_per_peer: int = 8  # go resource manager: 8 conns per peer
-    # Upgrades in progress at once (go transient scope: 32 + scaling). When all are taken, a new
-    # address still gets one: admission (p2p/admission.py) evicts a pending handshake of the
-    # address holding the most (its oldest without progress), so a few addresses cannot lock out
-    # everyone else by opening connections that never finish their handshake.
+    # Upgrades in progress at once, TCP and QUIC handshakes together (go transient scope: 32 +
+    # scaling). When all are taken, a new address still gets one: admission (p2p/admission.py)
+    # evicts a pending handshake of the address holding the most (its oldest without progress), so
+    # a few addresses cannot lock out everyone else with handshakes they never finish.
     max_pending_inbound: int = 64
     max_pending_inbound_per_ip: int = 16  # ours: one address cannot hold every upgrade slot
     # ours (go delegates to its resource manager); the host's yamux sessions enforce it (it

@@ -39,15 +39,19 @@ class AdmissionTicket(Protocol):
 
     The policy may evict a pending handshake to give its slot to a newcomer (fair admission,
     p2p/admission.py): it then calls `on_evict`, which the transport sets to something that ends
-    this handshake (TCP: cancel the upgrade, close the socket), and sets back to None once the
-    handshake is over (so a long-lived connection keeps nothing of its handshake). `progress()`
-    tells the policy the handshake moved on (it evicts handshakes without progress first).
+    this handshake (TCP: cancel the upgrade, close the socket; QUIC: a CONNECTION_CLOSE), and sets
+    back to None once the handshake is over (so a long-lived connection keeps nothing of its
+    handshake). `progress()` tells the policy the handshake moved on (it evicts handshakes without
+    progress first).
     """
 
     on_evict: Callable[[], None] | None
+    #: set by the policy when it evicted this handshake (before it calls `on_evict`)
+    evicted: bool
 
     def progress(self) -> None:
-        """The handshake made progress (the dialer negotiated a security protocol)."""
+        """The handshake made progress (TCP: the dialer negotiated a security protocol; QUIC: a
+        Handshake packet came from the dialer, which therefore read our first flight)."""
 
     def handshake_done(self) -> None:
         """The upgrade finished, successfully or not: its handshake slot is free again."""

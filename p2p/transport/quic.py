@@ -6,9 +6,13 @@ module is the thin anyio driver around it, so both asyncio and trio run it (aioq
 layer is not used):
 
 * `QuicEndpoint`: one UDP socket. It hands each datagram to the connection its destination
-  connection ID names; on a listening socket an Initial of a new connection is admitted (per
-  address, ahead of any handshake work, through the Host's admission policy) and a first datagram
-  that does not decrypt is dropped with its connection at once (Initial floods cost no state).
+  connection ID names; on a listening socket a first datagram whose Initial does not decrypt is
+  dropped (Initial floods cost no state), and one that does is admitted through the Host's
+  admission policy (`p2p.admission.ConnectionLimits`, shared with TCP; the transport makes its own
+  from `HostConfig` when used without a Host) before any TLS work. That policy is fair across
+  addresses: when every pending slot is held, a new address still gets one by evicting another
+  address's handshake that has made no progress (no Handshake packet from its peer yet), which is
+  then closed with CONNECTION_CLOSE (CONNECTION_REFUSED, "evicted").
   Dials leave from a listening socket of the same family when one is bound to the wildcard or to
   the dialled scope (as go's quicreuse), else from a dial-only socket.
 * `QuicConn` (a `MuxedConnection`): a driver task feeds aioquic's timers, sends what it has to
@@ -49,8 +53,15 @@ from p2p.errors import ConnectionClosed, DialError, P2PError, PeerIdMismatch, St
 from p2p.identity import PeerId, PrivateKey, PublicKey
 from p2p.security.tls_cert import TlsIdentity, make_certificate
 from p2p.sync import Flag
+from p2p.transport.base import Admission, AdmissionTicket
 from p2p.transport.quic_addr import is_quic_multiaddr, parse_quic_multiaddr, quic_multiaddr
-from p2p.transport.quic_core import ALPN, Libp2pQuicConnection, QuicLimits, make_configuration
+from p2p.transport.quic_core import (
+    ALPN,
+    Libp2pQuicConnection,
+    QuicLimits,
+    initial_decrypts,
+    make_configuration,
+)
 
 __all__ = ["QuicConn", "QuicListener", "QuicStream", "QuicTransport", "is_quic_multiaddr",
            "parse_quic_multiaddr", "quic_multiaddr"]
@@ -62,6 +73,10 @@ SEND_HIGH_WATER = 1 << 20
 #: Close codes (go-libp2p p2p/transport/quic): a normal close, and a refusal after the handshake.
 CLOSE_NORMAL = 0
 CLOSE_REFUSED = 1
+#: A pending inbound handshake evicted for another address: a transport-level close (readable in
+#: the Initial and Handshake packets, where an application close loses its code and reason).
+EVICTED_ERROR = 0x2  # QUIC CONNECTION_REFUSED
+EVICTED_REASON = "evicted: handshake slots full"
 #: How long a closed stream still accepts (and drops) the peer's data before STOP_SENDING.
 STOP_LINGER = 1.0
 #: How long `close()` waits for the CONNECTION_CLOSE to leave and the connection to end.
@@ -305,6 +320,8 @@ class QuicConn:
         self._seen_inbound: set[int] = set()
         self._keepalive: float | None = endpoint._transport.keepalive_interval
         self._lingering: dict[int, float] = {}  # stream -> when its STOP_SENDING is due
+        #: inbound, until the peer's first Handshake packet: tells admission the handshake moved on
+        self.on_progress: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"<QuicConn {self.direction} {self.remote_addr} {self.remote_peer}>"
@@ -356,12 +373,19 @@ class QuicConn:
         with anyio.move_on_after(CLOSE_GRACE, shield=True):
             await self._ended.wait()
 
-    def _begin_close(self, code: int, reason: str) -> None:
+    def _begin_close(self, code: int, reason: str, *, transport_error: bool = False) -> None:
         if not self._closing and not self._ended.is_set():
             self._closing = True
-            self.quic.close(error_code=code, reason_phrase=reason)
+            # frame_type 0 makes it a transport-level CONNECTION_CLOSE (0x1c)
+            self.quic.close(error_code=code, frame_type=0 if transport_error else None,
+                            reason_phrase=reason)
             self._fail_streams(ConnectionClosed("QUIC connection closed locally"))
             self._kick()
+
+    def evict(self) -> None:
+        """Admission gave this pending inbound handshake's slot to another address: close it."""
+        self.error = self.error or ConnectionClosed("QUIC handshake evicted for another address")
+        self._begin_close(EVICTED_ERROR, EVICTED_REASON, transport_error=True)
 
     # -- the driver ---------------------------------------------------------------------------
     def _kick(self) -> None:
@@ -398,6 +422,9 @@ class QuicConn:
         self._last_received = now
         self._keepalive_sent = False
         self.quic.receive_datagram(data, addr, now)
+        if self.on_progress is not None and self.quic.received_handshake:
+            progressed, self.on_progress = self.on_progress, None
+            progressed()
         self._process_events()
         self._kick()
 
@@ -596,7 +623,7 @@ class QuicEndpoint:
         self._conns: dict[bytes, QuicConn] = {}
         self._live: set[QuicConn] = set()
         self._by_remote: dict[tuple[str, int], set[QuicConn]] = {}  # for stateless resets
-        self._tickets: dict[QuicConn, Any] = {}
+        self._tickets: dict[QuicConn, AdmissionTicket] = {}
         self.on_connection: Callable[[QuicConn], Awaitable[None]] | None = None
         self._closed = False
         # UDP payload bytes through this socket, for --metrics (an integer add per datagram
@@ -708,53 +735,44 @@ class QuicEndpoint:
 
     def _accept(self, original_cid: bytes, data: bytes, addr: tuple[str, int]) -> None:
         transport = self._transport
-        metrics = getattr(transport.ctx, "metrics", None)
-        if not transport.handshake_slot(addr[0]):
-            log.debug("refusing QUIC connection from %s: handshakes in progress", addr)
-            if metrics is not None:
-                metrics.limit_hit("quic handshakes in progress")
+        if not initial_decrypts(data, _CID_LENGTH):  # noise: it may neither take nor evict a slot
             return
-        ticket = transport.admit(addr[0])
-        if ticket is False:
-            transport.handshake_over(addr[0])
+        ticket = transport.admission.try_admit(addr[0])
+        if ticket is None:
             log.debug("refusing QUIC connection from %s: limits", addr)
+            metrics = getattr(transport.ctx, "metrics", None)
             if metrics is not None:
                 metrics.limit_hit("inbound connection admission")
             return
         quic = Libp2pQuicConnection(configuration=transport.server_configuration,
                                     original_destination_connection_id=original_cid)
         conn = transport.new_conn(self, quic, addr, "inbound", transport.local_peer)
+        ticket.on_evict = conn.evict
+        conn.on_progress = ticket.progress
         self.register(original_cid, conn)
         self.register(quic.host_cid, conn)
         conn.datagram_received(data, addr)
-        if not quic.received_initial:  # nothing decrypted: no state kept for it
+        if not quic.received_initial or not transport.start_soon(conn.drive):
+            # nothing decrypted after all (no state kept for it), or the host is closing
             self._drop(conn)
-            transport.handshake_over(addr[0])
-            if ticket is not None:
-                ticket.release()
-            return
-        if not transport.start_soon(conn.drive):  # the host is closing: serve nothing new
-            self._drop(conn)
-            transport.handshake_over(addr[0])
-            if ticket is not None:
-                ticket.release()
+            ticket.release()
             return
         self._add_live(conn)
-        if ticket is not None:
-            self._tickets[conn] = ticket
+        self._tickets[conn] = ticket
         if not transport.start_soon(self._serve_inbound, conn):
             conn._begin_close(CLOSE_REFUSED, "closing")
 
     async def _serve_inbound(self, conn: QuicConn) -> None:
-        ticket = self._tickets.get(conn)
-        in_handshake = True
+        ticket = self._tickets[conn]
         try:
             with anyio.move_on_after(self._transport.inbound_timeout):
                 await conn._handshake.wait()
-            in_handshake = False
-            self._transport.handshake_over(conn._remote[0])
-            if ticket is not None:
-                ticket.handshake_done()
+            ticket.handshake_done()
+            ticket.on_evict = conn.on_progress = None  # nothing of the handshake kept after it
+            if ticket.evicted:
+                log.debug("inbound QUIC handshake from %s evicted for another address",
+                          conn.remote_addr)
+                return
             if not conn.is_established or conn.is_closed:
                 log.debug("inbound QUIC handshake from %s failed: %r", conn.remote_addr, conn.error)
                 metrics = getattr(self._transport.ctx, "metrics", None)
@@ -769,14 +787,11 @@ class QuicEndpoint:
                 return
             await handler(conn)
         finally:
-            if in_handshake:
-                self._transport.handshake_over(conn._remote[0])
             with anyio.CancelScope(shield=True):
                 if not conn._ended.is_set():
                     await conn.close()
-            ticket = self._tickets.pop(conn, None)
-            if ticket is not None:
-                ticket.release()
+            del self._tickets[conn]
+            ticket.release()
 
     def _drop(self, conn: QuicConn) -> None:
         for cid, c in list(self._conns.items()):
@@ -852,12 +867,17 @@ class QuicTransport:
         config = getattr(ctx, "config", None)
         self.inbound_timeout = float(getattr(config, "inbound_upgrade_timeout", 0) or
                                      QuicLimits.handshake_idle_timeout)
-        # Handshakes in progress, bounded as the TCP upgrades are (also when no admission policy
-        # is given): an Initial flood holds at most this much state.
-        self.max_pending = int(getattr(config, "max_pending_inbound", 64))
-        self.max_pending_per_ip = int(getattr(config, "max_pending_inbound_per_ip", 16))
-        self._pending = 0
-        self._pending_per_ip: dict[str, int] = {}
+        # Inbound handshakes are admitted by the Host's policy (shared with TCP); without a Host,
+        # by the same policy over this transport's own connections, with `config`'s limits
+        # (HostConfig.max_pending_inbound, max_pending_inbound_per_ip, max_connections...).
+        admission = getattr(ctx, "admission", None)
+        if admission is None:
+            from p2p.admission import ConnectionLimits
+            from p2p.config import HostConfig
+
+            admission = ConnectionLimits(config if isinstance(config, HostConfig) else HostConfig(),
+                                         self._inbound_connections)
+        self.admission: Admission = admission
         self._endpoints: list[QuicEndpoint] = []
         self._dial_endpoints: dict[int, QuicEndpoint] = {}
         self._endpoint_lock: anyio.Lock | None = None
@@ -898,29 +918,9 @@ class QuicTransport:
             return False
         return True
 
-    def admit(self, ip: str) -> Any:
-        """An admission ticket, None when no policy is set, or False to refuse."""
-        admission = getattr(self.ctx, "admission", None)
-        if admission is None:
-            return None
-        ticket = admission.try_admit(ip)
-        return False if ticket is None else ticket
-
-    def handshake_slot(self, ip: str) -> bool:
-        """Take one of the handshake slots (total and per address), or say there is none."""
-        if self._pending >= self.max_pending or self._pending_per_ip.get(ip, 0) >= self.max_pending_per_ip:
-            return False
-        self._pending += 1
-        self._pending_per_ip[ip] = self._pending_per_ip.get(ip, 0) + 1
-        return True
-
-    def handshake_over(self, ip: str) -> None:
-        self._pending -= 1
-        left = self._pending_per_ip.get(ip, 1) - 1
-        if left > 0:
-            self._pending_per_ip[ip] = left
-        else:
-            self._pending_per_ip.pop(ip, None)
+    def _inbound_connections(self) -> int:
+        """Inbound connections of this transport (what its own admission policy counts)."""
+        return sum(len(ep._tickets) for ep in self._endpoints)
 
     def release(self, endpoint: QuicEndpoint) -> bool:
         """An idle, non-listening endpoint asks to close: dial endpoints stay for reuse."""

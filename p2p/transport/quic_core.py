@@ -63,7 +63,8 @@ _MIN_STATELESS_RESET = 21
 # with a stateless reset (protocol.MinStatelessResetSize), even with go's 4-byte connection IDs.
 _KEEPALIVE_PADDING = 24
 
-__all__ = ["ALPN", "MAX_DATAGRAM_SIZE", "Libp2pQuicConnection", "QuicLimits", "make_configuration"]
+__all__ = ["ALPN", "MAX_DATAGRAM_SIZE", "Libp2pQuicConnection", "QuicLimits", "initial_decrypts",
+           "make_configuration"]
 
 ALPN = "libp2p"
 
@@ -112,6 +113,32 @@ def make_configuration(tls_identity: TlsIdentity, *, is_client: bool,
         max_data=QuicLimits.connection_window,
         max_datagram_frame_size=65536,  # go enables datagrams (unused): advertise the same
     )
+
+
+def initial_decrypts(data: bytes, cid_length: int) -> bool:
+    """Whether the first packet of a client's first datagram is an Initial that decrypts (its
+    keys derive from the connection ID it names, RFC 9001 5.2). A server checks this before
+    admission, so a datagram of noise can neither take nor evict a handshake slot; it costs a
+    few HKDF expansions and one AES-GCM open, no TLS."""
+    from aioquic.buffer import Buffer  # type: ignore[attr-defined]
+    from aioquic._crypto import CryptoError
+    from aioquic.quic.crypto import CryptoPair
+    from aioquic.quic.packet import QuicPacketType, pull_quic_header
+
+    buf = Buffer(data=data)
+    try:
+        header = pull_quic_header(buf, host_cid_length=cid_length)
+    except ValueError:
+        return False
+    if header.packet_type != QuicPacketType.INITIAL or header.version is None:
+        return False
+    crypto = CryptoPair()
+    crypto.setup_initial(header.destination_cid, is_client=False, version=header.version)
+    try:
+        crypto.decrypt_packet(data[:header.packet_length], buf.tell(), 0)
+    except (CryptoError, ValueError):
+        return False
+    return True
 
 
 class _CertificateRequired(tls.Alert):
@@ -329,6 +356,14 @@ class Libp2pQuicConnection(QuicConnection):
             except QuicPacketBuilderStop:  # no room left in this packet: it is large already
                 return
             buf.push_bytes(bytes(_KEEPALIVE_PADDING - 1))
+
+    @property
+    def received_handshake(self) -> bool:
+        """Whether a Handshake packet decrypted: the peer read our first flight and answered it
+        from its address (an inbound handshake that made progress, for admission)."""
+        from aioquic.tls import Epoch
+        space = self._spaces.get(Epoch.HANDSHAKE) if self._spaces else None
+        return space is not None and space.largest_received_packet >= 0
 
     @property
     def is_ended(self) -> bool:

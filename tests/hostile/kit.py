@@ -340,10 +340,14 @@ class NodeProcess:
 
 
 def p2p_node(log_dir: Path, limits: dict[str, Any] | None = None, *,
-             backend: str = "asyncio", debug: bool = False) -> NodeProcess:
-    """`python -m p2p serve --echo`; with `debug` its log names each offender's typed error."""
+             backend: str = "asyncio", debug: bool = False,
+             listen: Sequence[str] = ()) -> NodeProcess:
+    """`python -m p2p serve --echo`; with `debug` its log names each offender's typed error;
+    `listen` replaces the default TCP address (e.g. a QUIC one)."""
     level = "DEBUG" if debug else "INFO"
     argv = ["-m", "p2p", "--log-level", level, "--backend", backend, "serve", "--echo"]
+    for addr in listen:
+        argv += ["--listen", addr]
     if limits:
         argv += ["--limits", json.dumps(limits)]
     return NodeProcess(argv, log_dir=log_dir)

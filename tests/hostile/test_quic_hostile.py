@@ -58,10 +58,10 @@ class Target:
 
 
 @asynccontextmanager
-async def target() -> AsyncIterator[tuple[Target, Callable[[], QuicTransport]]]:
+async def target(config: Any = None) -> AsyncIterator[tuple[Target, Callable[[], QuicTransport]]]:
     """Our listener (streams are taken and never read) and a factory of dialling transports."""
     async with anyio.create_task_group() as tg:
-        server = QuicTransport(Ctx(PrivateKey.generate(KeyType.Ed25519), tg.start_soon))
+        server = QuicTransport(Ctx(PrivateKey.generate(KeyType.Ed25519), tg.start_soon, config))
         made: list[QuicTransport] = [server]
         t = Target(server, "")
 
@@ -196,7 +196,7 @@ async def test_initial_flood_from_many_ports_keeps_no_state() -> None:
                 while not t.accepted:
                     await anyio.sleep(0.01)
             # no connection state left behind by the junk: only the honest connection lives
-            assert len(endpoint._live) == 1 and t.transport._pending == 0
+            assert len(endpoint._live) == 1 and t.transport.admission.pending == 0
             for sock in socks:
                 await sock.aclose()
 
@@ -218,16 +218,68 @@ async def test_handshake_flood_is_bounded_per_address() -> None:
                     await sock.sendto(data, host, port)
                 socks.append(sock)
             await anyio.sleep(0.2)
-            assert t.transport._pending <= t.transport.max_pending_per_ip
-            assert t.transport._pending_per_ip.get("127.0.0.2", 0) <= t.transport.max_pending_per_ip
+            admission = t.transport.admission
+            per_ip = admission.config.max_pending_inbound_per_ip
+            assert admission.pending == admission.pending_per_ip["127.0.0.2"] == per_ip
             honest = await dialler().dial(t.addr, None, 5)
             assert honest.remote_peer == t.transport.local_peer
             for sock in socks:
                 await sock.aclose()
             # the half-open handshakes time out (go's 5 s handshake idle timeout)
             with anyio.fail_after(QuicLimits.handshake_idle_timeout + 5):
-                while t.transport._pending:
+                while admission.pending:
                     await anyio.sleep(0.1)
+
+
+async def test_full_handshake_slots_evict_for_a_new_address() -> None:
+    """Every pending slot (4) held by stalled ClientHellos from 127.0.0.2: a dialler from
+    127.0.0.1 still connects at once, the oldest stalled handshake is closed with a transport
+    CONNECTION_CLOSE (CONNECTION_REFUSED, "evicted") its sender reads, and undecryptable Initials
+    from a third address evict nothing."""
+    from p2p.config import HostConfig
+    from p2p.transport.quic import EVICTED_ERROR, EVICTED_REASON
+    from p2p.transport.quic_core import Libp2pQuicConnection
+    config = HostConfig(max_pending_inbound=4, max_pending_inbound_per_ip=4)
+    with anyio.fail_after(30):
+        async with target(config) as (t, dialler):
+            host, port, _ = parse_quic_multiaddr(t.addr)
+            admission = t.transport.admission
+            hello_conf = make_configuration(make_certificate(PrivateKey.generate()), is_client=True)
+            sock = await anyio.create_udp_socket(local_host="127.0.0.2")
+            stalled = {}
+            for _ in range(4):
+                quic = Libp2pQuicConnection(configuration=hello_conf)
+                quic.connect((host, port), anyio.current_time())
+                for data, _addr in quic.datagrams_to_send(anyio.current_time()):
+                    await sock.sendto(data, host, port)
+                stalled[quic.host_cid] = quic
+            with anyio.fail_after(5):
+                while admission.pending < 4:
+                    await anyio.sleep(0.01)
+            junk = await anyio.create_udp_socket(local_host="127.0.0.3")
+            for _ in range(10):
+                await junk.sendto(junk_initial(os.urandom(8)), host, port)
+            await anyio.sleep(0.1)
+            assert admission.evictions == 0 and admission.pending_per_ip == {"127.0.0.2": 4}
+            start = anyio.current_time()
+            honest = await dialler().dial(t.addr, None, 5)
+            assert honest.remote_peer == t.transport.local_peer
+            assert anyio.current_time() - start < 1.0
+            assert admission.evictions == 1
+            closes = []
+            with anyio.fail_after(5):  # the evicted handshake's CONNECTION_CLOSE reaches its sender
+                while not closes:
+                    data, _addr = await sock.receive()
+                    from aioquic.quic.packet import pull_quic_header
+                    cid = pull_quic_header(Buffer(data=data), host_cid_length=8).destination_cid
+                    quic = stalled[cid]
+                    quic.receive_datagram(data, (host, port), anyio.current_time())
+                    if quic._close_event is not None:  # (its event waits for the drain timer)
+                        closes.append(quic._close_event)
+            assert (closes[0].error_code, closes[0].reason_phrase) == (EVICTED_ERROR, EVICTED_REASON)
+            assert admission.pending_per_ip["127.0.0.2"] == 3
+            await sock.aclose()
+            await junk.aclose()
 
 
 async def test_stream_flood_beyond_the_limit_closes_the_connection() -> None:

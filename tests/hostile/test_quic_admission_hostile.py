@@ -1,0 +1,141 @@
+"""Fair admission on QUIC against `python -m p2p serve` listening on QUIC only: five addresses
+(127.0.0.2-6, one UDP socket each) send real ClientHellos (Initial packets) and never answer the
+node's handshake, keeping as many handshakes pending as their per-address cap allows and sending a
+new one whenever one of theirs ends (a patient attacker refilling its slots). With 16 pending
+slots, 4 per address, they hold every one. A new honest address (127.0.0.1: an in-process host,
+then go-libp2p v0.36.3 dialling QUIC) must still connect and ping within 1 s: the node evicts an
+attacker's pending handshake for it, with a CONNECTION_CLOSE the attacker sees. Before QUIC used
+the fair policy, its own pending counters refused the honest Initial while the slots were held.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+from kit import REPORT, NodeProcess, go_probe, honest_ping, p2p_node, run_case, stop_checked
+from p2p.identity import PrivateKey
+from p2p.security.tls_cert import make_certificate
+from p2p.transport.quic import EVICTED_ERROR
+from p2p.transport.quic_core import Libp2pQuicConnection, make_configuration
+
+LIMITS = {"max_pending_inbound": 16, "max_pending_inbound_per_ip": 4,
+          "inbound_upgrade_timeout": 30.0}
+ATTACKERS = [f"127.0.0.{i}" for i in range(2, 7)]
+ANSWER_WAIT = 0.1  # a ClientHello the node did not answer within this was refused
+
+
+@pytest.fixture(scope="module")
+def node(log_dir: Path) -> Iterator[NodeProcess]:
+    n = p2p_node(log_dir, LIMITS, listen=["/ip4/127.0.0.1/udp/0/quic-v1"])
+    yield n
+    stop_checked(n)
+
+
+class Stalling:
+    """One attacker address: a UDP socket sending ClientHellos that never go further. A handshake
+    is held from the node's first answer until the node closes it (its CONNECTION_CLOSE is read
+    by feeding the node's datagrams to the attacker's own QUIC state, which never sends)."""
+
+    def __init__(self, source: str, host: str, port: int, cap: int) -> None:
+        self.source, self.host, self.port, self.cap = source, host, port, cap
+        self.conf = make_configuration(make_certificate(PrivateKey.generate()), is_client=True)
+        self.sent: dict[bytes, tuple[Libp2pQuicConnection, float]] = {}  # no answer yet
+        self.held: dict[bytes, Libp2pQuicConnection] = {}
+        self.answered = 0
+        self.closed = 0  # held handshakes the node closed (CONNECTION_CLOSE received)
+        self.evicted = 0  # of which evicted for another address (CONNECTION_REFUSED)
+
+    async def run(self) -> None:
+        async with await anyio.create_udp_socket(local_host=self.source) as sock:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._receive, sock)
+                while True:
+                    now = time.monotonic()
+                    for cid, (_, at) in list(self.sent.items()):
+                        if now - at > ANSWER_WAIT:
+                            del self.sent[cid]  # refused: the node kept nothing
+                    if len(self.held) + len(self.sent) < self.cap:
+                        quic = Libp2pQuicConnection(configuration=self.conf)
+                        quic.connect((self.host, self.port), now)
+                        for data, _ in quic.datagrams_to_send(now):
+                            await sock.sendto(data, self.host, self.port)
+                        self.sent[quic.host_cid] = (quic, now)
+                    await anyio.sleep(0.02)
+
+    async def _receive(self, sock: anyio.abc.UDPSocket) -> None:
+        from aioquic.buffer import Buffer
+        from aioquic.quic.packet import pull_quic_header
+
+        async for data, addr in sock:
+            try:
+                header = pull_quic_header(Buffer(data=data), host_cid_length=8)
+            except ValueError:
+                continue
+            cid = header.destination_cid
+            if cid in self.sent:
+                self.held[cid] = self.sent.pop(cid)[0]
+                self.answered += 1
+            quic = self.held.get(cid)
+            if quic is None:
+                continue
+            quic.receive_datagram(data, (str(addr[0]), int(addr[1])), time.monotonic())
+            close = quic._close_event  # the node's CONNECTION_CLOSE (its event waits for a timer)
+            if close is not None:
+                del self.held[cid]
+                self.closed += 1
+                self.evicted += close.error_code == EVICTED_ERROR
+
+
+@pytest.mark.anyio
+async def test_new_address_connects_over_quic_while_others_hold_every_pending_slot(
+        node, go_binary) -> None:
+    attackers = [Stalling(src, node.host, node.port, LIMITS["max_pending_inbound_per_ip"])
+                 for src in ATTACKERS]
+
+    def held() -> int:
+        return sum(len(a.held) for a in attackers)
+
+    async def attack(started: anyio.Event) -> None:
+        async with anyio.create_task_group() as tg:
+            for a in attackers:
+                tg.start_soon(a.run)
+            with anyio.fail_after(10):  # every slot answered, and held
+                while held() < LIMITS["max_pending_inbound"]:
+                    await anyio.sleep(0.02)
+            started.set()
+
+    waits: list[float] = []
+    held_at_probe: list[int] = []
+
+    async def honest() -> float:
+        held_at_probe.append(held())
+        took = await honest_ping(node.addr)  # connect + ping within 1 s, from a new address
+        waits.append(took)
+        return took
+
+    async def go() -> float:
+        held_at_probe.append(held())
+        took = await go_probe(node.addr, go_binary)
+        waits.append(took)
+        return took
+
+    start = time.perf_counter()
+    result = await run_case("fair admission on QUIC: 5 addresses hold all 16 pending slots", node,
+                            attack, [honest, go], rounds=3)
+    closed = sum(a.closed for a in attackers)
+    evicted = sum(a.evicted for a in attackers)
+    with open(REPORT, "a") as f:
+        f.write(f"fair admission on QUIC: a new address waited {min(waits) * 1000:.0f}-"
+                f"{max(waits) * 1000:.0f} ms to connect + ping (in-process and go, 3 rounds);"
+                f" attackers held {min(held_at_probe)}-{max(held_at_probe)} of 16 slots at each"
+                f" probe, {sum(a.answered for a in attackers)} ClientHellos answered, {closed}"
+                f" closed by the node ({evicted} evicted) in {time.perf_counter() - start:.1f} s\n")
+    assert len(result.honest) == 6 and max(waits) < 1.0
+    # the attackers did hold (nearly) every slot when the honest peers came, and the node closed
+    # the handshakes it evicted for them with a CONNECTION_CLOSE the attackers received
+    assert min(held_at_probe) >= LIMITS["max_pending_inbound"] - 2, held_at_probe
+    assert evicted >= len(result.honest) // 2  # (one may come while an attacker refills)
