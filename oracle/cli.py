@@ -56,6 +56,7 @@ from p2p.trace.cli import add_trace_options, tracer_from_args
 from oracle.gating import WorkLimits
 from oracle.handlers import HandlerLoadError, default_handlers, handle_test, load_handler
 from oracle.manager import ERR_NO_WORKERS, WorkerConfig, WorkHandler
+from oracle.memory import return_large_blocks
 from oracle.messages import WorkResponse
 from oracle.node import NodeConfig, OracleNode, SelfConnectError
 from oracle.protocol import PROTOCOL_VERSION
@@ -281,6 +282,7 @@ def _node_config(args: argparse.Namespace, **overrides: Any) -> NodeConfig:
 
 
 async def cmd_node(args: argparse.Namespace) -> int:
+    return_large_blocks()  # answers' memory goes back to the system once they are gone
     config = _node_config(
         args,
         connect_timeout=float(args.connect_timeout or 10.0),
