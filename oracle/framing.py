@@ -25,6 +25,7 @@ __all__ = [
     "FrameTooLarge",
     "TruncatedFrame",
     "encode_frame",
+    "frame_prefix",
     "read_message",
     "write_message",
 ]
@@ -60,9 +61,14 @@ class FrameTimeout(FrameError, TimeoutError):
 
 def encode_frame(body: bytes) -> bytes:
     """Length prefix + body; a body a uint32 cannot describe is our own error."""
-    if len(body) > MAX_WIRE_SIZE:
-        raise LocalProtocolError(f"message of {len(body)} bytes cannot be framed")
-    return struct.pack(">I", len(body)) + bytes(body)
+    return frame_prefix(len(body)) + bytes(body)
+
+
+def frame_prefix(size: int) -> bytes:
+    """The length prefix of a `size`-byte body (written before a body sent in pieces)."""
+    if size > MAX_WIRE_SIZE:
+        raise LocalProtocolError(f"message of {size} bytes cannot be framed")
+    return struct.pack(">I", size)
 
 
 class FrameDecoder:

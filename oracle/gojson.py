@@ -29,6 +29,7 @@ import json.encoder
 import math
 import re
 from decimal import Decimal
+from collections.abc import Iterator
 from typing import Any
 
 from p2p.errors import LocalProtocolError, RemoteProtocolError
@@ -96,6 +97,7 @@ def _escape_char(match: re.Match[str]) -> str:
 # give the same bytes (tests/oracle/test_gojson_fast.py).
 _FAST_ESCAPE_MIN = 256
 _PIECE = 64 * 1024
+_OUT_PIECE = 16 * 1024  # characters per piece of `go_json_pieces` (<= 6 output bytes each)
 _HTML_AND_SEPARATORS = [("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
                         ("\u2029", "\\u2029")]
 _c_escape = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
@@ -133,7 +135,7 @@ def _quote_fast(s: str) -> str:
     """The same output as `_quote_slow`, one str.replace pass per escapable character present.
 
     Every escape maps one character, so the string is escaped in pieces of `_PIECE` characters:
-    no C call holds the GIL for long when this runs on a worker thread beside the event loop.
+    no single C call runs long (`go_json_pieces` goes further and hands the pieces out).
     """
     if len(s) <= _PIECE:
         return '"' + _escape_piece(s) + '"'
@@ -150,6 +152,24 @@ def _quote(s: str) -> str:
     if len(s) >= _FAST_ESCAPE_MIN:
         return _quote_fast(s)
     return _quote_slow(s)
+
+
+def go_json_pieces(value: Any) -> Iterator[bytes]:
+    """`go_json_dumps(value)` as consecutive pieces whose concatenation is those exact bytes.
+
+    A string longer than `_OUT_PIECE` characters (the large body of a work answer) comes escaped
+    and encoded `_OUT_PIECE` characters at a time (at most 96 KiB each), so a caller can write the
+    pieces as they are without joining them (each byte of the answer is built once, then only
+    encrypted), in writes no larger than it likes, and take a turn of its event loop between two
+    pieces (each is ~0.05 ms of CPU). Anything else comes as one piece.
+    """
+    if not isinstance(value, str) or len(value) <= _OUT_PIECE:
+        yield go_json_dumps(value)
+        return
+    yield b'"'
+    for start in range(0, len(value), _OUT_PIECE):
+        yield _escape_piece(value[start:start + _OUT_PIECE]).encode("utf-8")
+    yield b'"'
 
 
 def _go_float(f: float) -> str:
@@ -280,7 +300,10 @@ def loads_pairs(body: bytes) -> Any:
         if text.startswith("\ufeff"):  # what json.loads says of a BOM (its decoder does not look)
             raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
         value = _DECODER.decode(text)
-        if _SURROGATE.search(text) or _SURROGATE_ESCAPE.search(text):
+        # (an ASCII text holds no surrogate, and no escaped one without a backslash: both
+        # tests are C scans far faster than the regular expressions over a large body)
+        if ((not text.isascii() and _SURROGATE.search(text))
+                or ("\\" in text and _SURROGATE_ESCAPE.search(text))):
             value = _fix_strings(value)
     except JSONSyntaxError:
         raise

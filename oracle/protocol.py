@@ -8,9 +8,11 @@ What we add to Go's handler, in order: admission by the WorkerPolicy before read
 request over its peer's share waits in a bounded queue for a bounded time; refusal = an error
 response), a size limit and a read timeout on the request (malformed or slow input = stream reset,
 no answer), cancellation of the work when the requester goes away (EOF or reset on the stream while
-the work runs: a Go requester only closes its side once it has given up or read the answer), an
-answer encoded off the event loop when it is large (other peers are not stalled by one answer), held
-within the policy's answer memory budget, and a bounded write of it. The request's slot is kept
+the work runs: a Go requester only closes its side once it has given up or read the answer), a large
+request decoded and a large answer built in steps with a turn of the event loop between two (other
+peers are not stalled by one answer; a worker thread would make the loop wait for the GIL, longest
+on a loaded machine), the answer held within the policy's answer memory budget, and a bounded
+write of it in slices. The request's slot is kept
 until its answer is written or the stream is gone, so a requester that never reads holds at most its
 share of slots and of the answer budget.
 
@@ -24,9 +26,10 @@ import abc
 import asyncio
 import logging
 from dataclasses import replace
-from typing import Any, Awaitable, Callable, Hashable, Iterable, Protocol as _Protocol, Sequence
+from typing import Any, Awaitable, Callable, Generator, Hashable, Iterable, Protocol as _Protocol, Sequence, TypeVar
 
 import anyio
+import anyio.lowlevel
 import sniffio
 
 from p2p.errors import P2PError
@@ -36,6 +39,7 @@ from oracle.framing import (
     DEFAULT_MAX_REQUEST_SIZE,
     DEFAULT_MAX_RESPONSE_SIZE,
     encode_frame,
+    frame_prefix,
     read_message,
     write_message,
 )
@@ -55,14 +59,20 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 PROTOCOL_VERSION = "v0.8.4"  # masa internal/versioning ProtocolVersion
 WORKER_PROTOCOL_NAME = "worker_protocol"
 # Bytes a requester may send after its request before we call it a protocol violation.
 _MAX_TRAILING_BYTES = 64 * 1024
-# Answers whose data/error strings are at most this long are encoded on the event loop (well under
-# a millisecond even when every character needs an escape); larger ones on a worker thread.
-_ENCODE_ON_LOOP = 16 * 1024
+# Answers whose data/error strings are at most this long are encoded in one go (well under a
+# millisecond even when every character needs an escape); larger ones in pieces.
+_ENCODE_AT_ONCE = 16 * 1024
+# A large answer's builder gives the event loop a turn after this many bytes (~0.2-0.5 ms of CPU).
+_BUILD_SLICE = 256 * 1024
+# A large answer goes to the stream in slices of this size, so no single write of the layers
+# below (framing, encryption, the socket) holds the loop for long.
+_WRITE_SLICE = 256 * 1024
 # Errors a stream or host may raise for network reasons (everything else is a bug and propagates).
 _NET_ERRORS = (
     P2PError,
@@ -92,7 +102,7 @@ class NetStreamLike(_Protocol):
 
     async def receive(self, max_bytes: int = 65536) -> bytes: ...
     async def receive_exactly(self, n: int) -> bytes: ...
-    async def send(self, item: bytes) -> None: ...
+    async def send(self, item: bytes | memoryview) -> None: ...
     async def send_eof(self) -> None: ...
     async def reset(self) -> None: ...
     async def aclose(self) -> None: ...
@@ -120,6 +130,16 @@ class Protocol(abc.ABC):
     @abc.abstractmethod
     def register(self, node: HostLike) -> None:
         """Install this protocol's stream handler(s) on `node`."""
+
+
+async def _stepwise(steps: Generator[None, None, _T]) -> _T:
+    """Run a sans-IO computation that yields between its steps, giving the loop a turn at each."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        await anyio.lowlevel.checkpoint()
 
 
 def _describe(exc: BaseException) -> str:
@@ -181,7 +201,7 @@ class WorkerProtocol(Protocol):
                 f"the policy's max_answer_bytes_per_peer ({limits.max_answer_bytes_per_peer}) must"
                 f" hold one answer of max_response_size ({max_response_size}) bytes and its prefix")
         self._host: HostLike | None = None
-        self._encode_limiter: anyio.CapacityLimiter | None = None
+        self._build_lock: anyio.Lock | None = None
 
     @property
     def protocol_id(self) -> str:
@@ -216,11 +236,10 @@ class WorkerProtocol(Protocol):
                 return
             try:
                 body = await read_message(stream, max_size=self.max_request_size, timeout=self.read_timeout)
-                if len(body) <= _ENCODE_ON_LOOP:
+                if len(body) <= _ENCODE_AT_ONCE:
                     request = WorkRequest.from_json(body)
-                else:  # a large request is decoded off the loop too (1 MiB: ~15 ms of CPU)
-                    request = await anyio.to_thread.run_sync(WorkRequest.from_json, body,
-                                                             limiter=self._limiter())
+                else:  # ~4 ms of CPU for 1 MiB: in steps, with a turn of the loop between two
+                    request = await _stepwise(WorkRequest.decode_steps(body))
             except _NET_ERRORS as exc:  # MessageError and frame errors are P2PErrors too
                 log.info("bad work request from %s: %s", stream.remote_peer, bounded(exc))
                 await _reset(stream)
@@ -298,34 +317,52 @@ class WorkerProtocol(Protocol):
     def _small_answer(self, error: str) -> bytes:
         return encode_frame(WorkResponse(error=error, worker_peer_id=self._local_id).to_go_json())
 
-    def _encode_frame(self, response: WorkResponse) -> bytes:
-        """The answer's frame (length prefix + Go JSON), or an error answer's when it cannot be
-        encoded or is over the response size limit. Runs on a worker thread for large answers."""
-        try:
-            body = response.to_go_json()
-        except GoJSONEncodeError as exc:
-            body = WorkResponse(error=f"error marshaling work response: {exc}", worker_peer_id=self._local_id).to_go_json()
-        if len(body) > self.max_response_size:
-            error = f"work response of {len(body)} bytes exceeds the limit of {self.max_response_size} bytes"
-            body = WorkResponse(error=error, worker_peer_id=self._local_id).to_go_json()
-        return encode_frame(body)
+    def _too_large(self, size: int) -> bytes:
+        return self._small_answer(
+            f"work response of {size} bytes exceeds the limit of {self.max_response_size} bytes")
 
     async def _encode_answer(self, response: WorkResponse) -> bytes:
-        """Encode on the event loop when it is cheap, else on a worker thread (one at a time, so
-        large answers being built cost the memory of one), leaving the loop to other peers."""
+        """The answer's frame (length prefix + Go JSON), or an error answer's when it cannot be
+        encoded or is over the response size limit.
+
+        A small answer is encoded in one go. A large one is built in pieces (`go_json_pieces`:
+        escaped and encoded a bounded slice at a time) with a turn of the event loop every
+        `_BUILD_SLICE` bytes, one large answer at a time (its transient pieces cost the memory
+        of one), then joined with its prefix once: the one copy of the whole answer (the
+        one-go encoder made six), into a block the allocator gives back to the system when the
+        answer is gone (pieces held until then would stay in the heap as RSS).
+        """
         response = replace(response, worker_peer_id=self._local_id)
         data, error = response.data, response.error
-        if ((data is None or (type(data) in (str, bytes) and len(data) <= _ENCODE_ON_LOOP))
-                and len(error) <= _ENCODE_ON_LOOP and response.work_request is None):
-            return self._encode_frame(response)
-        return await anyio.to_thread.run_sync(self._encode_frame, response, limiter=self._limiter())
-
-    def _limiter(self) -> anyio.CapacityLimiter:
-        """One worker thread at a time builds or parses large messages: their transient copies
-        cost the memory of one, and the loop keeps a core when the machine has two."""
-        if self._encode_limiter is None:
-            self._encode_limiter = anyio.CapacityLimiter(1)
-        return self._encode_limiter
+        try:
+            if ((data is None or (type(data) in (str, bytes) and len(data) <= _ENCODE_AT_ONCE))
+                    and len(error) <= _ENCODE_AT_ONCE and response.work_request is None):
+                body = response.to_go_json()
+                if len(body) > self.max_response_size:
+                    return self._too_large(len(body))
+                return encode_frame(body)
+            if self._build_lock is None:
+                self._build_lock = anyio.Lock()
+            async with self._build_lock:
+                pieces = [b""]  # the length prefix, once the size is known
+                size = unyielded = 0
+                for piece in response.go_json_pieces():
+                    size += len(piece)
+                    if size <= self.max_response_size:
+                        pieces.append(piece)
+                    elif len(pieces) > 1:
+                        del pieces[1:]  # too large: only its size is still counted, for the error
+                    unyielded += len(piece)
+                    if unyielded >= _BUILD_SLICE:
+                        unyielded = 0
+                        await anyio.lowlevel.checkpoint()
+                del piece
+                if size > self.max_response_size:
+                    return self._too_large(size)
+                pieces[0] = frame_prefix(size)
+                return b"".join(pieces)
+        except GoJSONEncodeError as exc:
+            return self._small_answer(f"error marshaling work response: {exc}")
 
     async def _refuse(self, stream: NetStreamLike, reason: str) -> None:
         """Answer a refusal, then read the request it refused (bounded by the request size limit
@@ -346,8 +383,10 @@ class WorkerProtocol(Protocol):
             if len(frame) <= stream.initial_send_window:
                 await stream.send(frame)
             else:
+                view = memoryview(frame)  # slices of it are sent as they are (no copy)
                 with anyio.fail_after(self.write_timeout):
-                    await stream.send(frame)
+                    for start in range(0, len(frame), _WRITE_SLICE):
+                        await stream.send(view[start:start + _WRITE_SLICE])
         except _NET_ERRORS as exc:
             log.info("could not answer %s: %s", stream.remote_peer, bounded(exc))
             await _reset(stream)

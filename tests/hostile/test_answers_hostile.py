@@ -37,7 +37,7 @@ BIG = 786_000  # the largest data whose request frame fits the default 1 MiB req
 PING_LIMIT = 0.100
 #: RSS the unread-answers attack may add over the node's baseline: the answer budget
 #: (WorkerPolicy.max_answer_bytes_total, 64 MiB) plus requests in flight, yamux buffers, and the
-#: one answer being encoded at a time (a 4.7 MB answer passes through ~4 buffers of its size).
+#: one answer being built at a time (its pieces, then the one buffer they are joined into).
 UNREAD_RSS_BOUND_KIB = 64 * 1024 + 48 * 1024
 #: What may stay over the baseline once every stream is gone.
 SETTLED_RSS_KIB = 24 * 1024
