@@ -111,14 +111,22 @@ async def test_new_address_connects_over_quic_while_others_hold_every_pending_sl
     waits: list[float] = []
     held_at_probe: list[int] = []
 
-    async def honest() -> float:
+    async def all_held() -> None:
+        """Each probe starts once the attackers hold every slot again (they refill within
+        ~0.1 s of losing one), so it cannot get in without an eviction."""
+        with anyio.fail_after(5):
+            while held() < LIMITS["max_pending_inbound"]:
+                await anyio.sleep(0.005)
         held_at_probe.append(held())
+
+    async def honest() -> float:
+        await all_held()
         took = await honest_ping(node.addr)  # connect + ping within 1 s, from a new address
         waits.append(took)
         return took
 
     async def go() -> float:
-        held_at_probe.append(held())
+        await all_held()
         took = await go_probe(node.addr, go_binary)
         waits.append(took)
         return took
@@ -135,7 +143,6 @@ async def test_new_address_connects_over_quic_while_others_hold_every_pending_sl
                 f" probe, {sum(a.answered for a in attackers)} ClientHellos answered, {closed}"
                 f" closed by the node ({evicted} evicted) in {time.perf_counter() - start:.1f} s\n")
     assert len(result.honest) == 6 and max(waits) < 1.0
-    # the attackers did hold (nearly) every slot when the honest peers came, and the node closed
-    # the handshakes it evicted for them with a CONNECTION_CLOSE the attackers received
-    assert min(held_at_probe) >= LIMITS["max_pending_inbound"] - 2, held_at_probe
-    assert evicted >= len(result.honest) // 2  # (one may come while an attacker refills)
+    # The node closed handshakes it evicted for them with a CONNECTION_CLOSE the attackers read
+    # (a probe may still find a slot that a timed-out attacker handshake left a moment before).
+    assert evicted >= len(result.honest) // 2, (evicted, closed)
