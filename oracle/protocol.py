@@ -360,6 +360,7 @@ class WorkerProtocol(Protocol):
                 if size > self.max_response_size:
                     return self._too_large(size)
                 pieces[0] = frame_prefix(size)
+                await anyio.lowlevel.checkpoint()  # the join (~1 ms for 4.7 MB) is a step alone
                 return b"".join(pieces)
         except GoJSONEncodeError as exc:
             return self._small_answer(f"error marshaling work response: {exc}")
