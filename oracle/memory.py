@@ -13,7 +13,6 @@ an answer being built, frames) are reused from the heap.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 
 __all__ = ["return_large_blocks"]
@@ -27,7 +26,9 @@ def return_large_blocks(threshold: int = 1 << 20) -> bool:
     """Fix glibc's mmap threshold at `threshold` bytes for this process (see the module
     docstring); False, changing nothing, where the C library is not glibc."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        # The process's own symbols, where the C library's are: no library search (find_library
+        # runs `ldconfig -p`, a subprocess, ~0.35 s at start-up on a loaded machine).
+        libc = ctypes.CDLL(None)
         mallopt = libc.mallopt
         libc.gnu_get_libc_version  # noqa: B018  (only glibc has it)
     except (OSError, AttributeError):
