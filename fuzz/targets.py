@@ -65,6 +65,11 @@ def _protobuf(data: bytes) -> None:
     for number, wtype, value in protobuf.iter_fields(data):
         assert number >= 1 and wtype in (0, 1, 2, 5)
         assert isinstance(value, bytes) == (wtype == 2)
+        assert isinstance(value, bytes) or 0 <= value <= protobuf.MAX_UINT64
+        if wtype == protobuf.WT_VARINT:  # every varint go would accept re-encodes and reads back
+            assert isinstance(value, int)
+            assert list(protobuf.iter_fields(protobuf.field_varint(number, value))) == [
+                (number, wtype, value)]
 
 
 def _public_key(data: bytes) -> None:

@@ -9,24 +9,38 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from p2p import varint
-from p2p.errors import DecodeError
+from p2p.errors import DecodeError, LocalProtocolError
 
 WT_VARINT = 0
 WT_FIXED64 = 1
 WT_LEN = 2
 WT_FIXED32 = 5
 
+MAX_UINT64 = (1 << 64) - 1
+MAX_VARINT_LEN = 10  # 64 bits in 7-bit groups; go's decoders read no further
+
+
+class VarintRangeError(LocalProtocolError, ValueError):
+    """We were asked to encode a varint outside uint64 (negative, or >= 2**64).
+
+    Signed fields (int32/int64) must be passed as go writes them: two's complement mod 2**64.
+    """
+
+
+class VarintOverflowError(DecodeError):
+    """A peer sent a protobuf varint longer than 10 bytes (go's gogo decoders: ErrIntOverflow)."""
+
 
 def _uvarint(value: int) -> bytes:
-    # protobuf varints may be up to 10 bytes (uint64); multiformats varints stop at 63 bits.
-    if value <= varint.MAX_VALUE:
-        return varint.encode(value)
-    if value >> 64:
-        raise ValueError(f"protobuf varint out of range: {value}")
+    # Unlike p2p.varint (multiformats lengths, <= 63 bits), protobuf varints carry full uint64s
+    # (kad's clusterLevelRaw as go writes a negative int32, pubsub's backoff).
+    if value < 0 or value > MAX_UINT64:
+        raise VarintRangeError(f"protobuf varint out of uint64 range: {value}")
+    if value < 0x80:
+        return bytes((value,))
     out = bytearray()
     while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
+        out.append((value & 0x7F) | 0x80)
         value >>= 7
     out.append(value)
     return bytes(out)
@@ -45,7 +59,8 @@ def field_varint(number: int, value: int) -> bytes:
 
 
 def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
-    # Protobuf encoders are not required to be minimal; accept up to 10 bytes like Go's decoder.
+    # Protobuf encoders are not required to be minimal (go accepts `80 00`); like go's decoders we
+    # read at most 10 bytes (an 11th is an overflow error).
     value = 0
     shift = 0
     end = len(buf)
@@ -57,12 +72,12 @@ def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
         pos += 1
         value |= (b & 0x7F) << shift
         if b < 0x80:
-            # gogo-generated decoders (go-libp2p's, kad-dht's, pubsub's) keep the low 64 bits of
-            # a 10-byte varint and drop the rest
-            return value & 0xFFFF_FFFF_FFFF_FFFF, pos
+            # gogo-generated decoders (kad-dht v0.26.1's, pubsub v0.12.0's) keep the low 64 bits
+            # of a 10-byte varint and drop the rest (google.golang.org/protobuf's protowire refuses it)
+            return value & MAX_UINT64, pos
+        if pos - start >= MAX_VARINT_LEN:
+            raise VarintOverflowError("protobuf varint too long (over 10 bytes)")
         shift += 7
-        if pos - start >= 10:
-            raise DecodeError("protobuf varint too long")
 
 
 def iter_fields(buf: bytes | bytearray | memoryview) -> Iterator[tuple[int, int, int | bytes]]:

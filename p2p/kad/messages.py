@@ -27,16 +27,6 @@ MAX_ADDR_SIZE = 256  # ours: one binary multiaddr
 MAX_VALUE_SIZE = 64 << 10  # ours: one record value (masa's NodeData JSON is ~1 KiB)
 
 
-def _uvarint64(value: int) -> bytes:
-    """A protobuf varint of up to 64 bits (10 bytes); p2p.varint stops at 63."""
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 class KadDecodeError(DecodeError):
     """A kad message was malformed or exceeded a bound."""
 
@@ -143,10 +133,8 @@ class Message:
             out.append(pb.field_bytes(3, self.record.encode()))
         out.extend(pb.field_bytes(8, p.encode()) for p in self.closer_peers)
         out.extend(pb.field_bytes(9, p.encode()) for p in self.provider_peers)
-        if self.cluster_level_raw > 0:
-            out.append(pb.field_varint(10, self.cluster_level_raw))
-        elif self.cluster_level_raw < 0:  # an int32 < 0, as go writes it: 64-bit two's complement
-            out.append(b"\x50" + _uvarint64(self.cluster_level_raw & 0xFFFFFFFFFFFFFFFF))
+        if self.cluster_level_raw:  # an int32; go writes one < 0 as 64-bit two's complement
+            out.append(pb.field_varint(10, self.cluster_level_raw & pb.MAX_UINT64))
         return b"".join(out)
 
     @classmethod
