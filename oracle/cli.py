@@ -170,6 +170,7 @@ _LIST_KEYS = {"listen", "worker", "peer", "bootnode", "allow", "handler"}
 _SCALAR_KEYS = {
     "key_type", "key_file", "protocol_version", "env", "connect_timeout",
     "max_concurrent_per_peer", "max_concurrent_total", "limits", "staked", "metrics", "dht", "work_limits",
+    "gossip_third_party",
 }
 
 
@@ -274,6 +275,13 @@ def _node_config(args: argparse.Namespace, **overrides: Any) -> NodeConfig:
         is_staked=args.staked is not False,
         dht=_dht_on(args),
     )
+    third_party = getattr(args, "gossip_third_party", None)
+    if third_party is not None:  # `node` only; from --config it must be a JSON bool
+        if not isinstance(third_party, bool):
+            raise CliError(f"gossip_third_party must be true or false, not {third_party!r}")
+        if third_party and not fields["dht"]:
+            raise CliError("--gossip-third-party needs the DHT and its gossip topic (drop --no-dht)")
+        fields["gossip_third_party"] = third_party
     fields.update(overrides)
     try:
         return NodeConfig(**fields)
@@ -513,6 +521,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "VERSION[-ENV] every minute) and gossip topic: join through the --peer/--bootnode "
                         "nodes, be found by the whole network, find workers by ID (default: on, as "
                         "every masa node runs it; --no-dht: only the peers named and those that dial us)")
+    n.add_argument("--gossip-third-party", action=argparse.BooleanOptionalAction, default=None,
+                   help="also take node data about OTHER peers from the gossip topic into the node "
+                        "tracker, as masa's resolver merges it (default: off: only an author's own "
+                        "entry; needs the DHT)")
 
     w = sub.add_parser("work", help="distribute one piece of work and print the WorkResponse")
     common(w)

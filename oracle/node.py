@@ -115,6 +115,9 @@ class NodeConfig:
     # the DHT cannot reach costs DistributeWork (tests/e2e/test_dht_requester.py)
     dht_find_timeout: float = 0.5
     gossip_interval: float = 60.0  # how often our NodeData goes out on the gossip topic
+    # take NodeData about OTHER peers from the gossip topic into the tracker too (masa's resolver
+    # merges them); off: only an author's own entry (MasaDiscovery.accept_third_party). Needs dht
+    gossip_third_party: bool = False
     # masa's Discover loop: Advertise + FindPeers on `/masa/oracle_protocol/<v>[-env]`; 0 = off
     discover_interval: float = 60.0
     membership: MembershipConfig = field(default_factory=MembershipConfig)
@@ -126,6 +129,10 @@ class NodeConfig:
             raise ValueError("NodeConfig timeouts must be > 0")
         if self.discover_interval < 0 or not self.dht_find_timeout > 0:
             raise ValueError("NodeConfig discover_interval must be >= 0, dht_find_timeout > 0")
+        if not isinstance(self.gossip_third_party, bool):
+            raise ValueError("NodeConfig gossip_third_party must be a bool")
+        if self.gossip_third_party and not self.dht:
+            raise ValueError("NodeConfig gossip_third_party needs dht (the gossip topic runs with it)")
         if not (0 < self.redial_min <= self.redial_max) or self.node_data_wait < 0:
             raise ValueError("NodeConfig redial/node-data timings must be > 0 (min <= max)")
         if self.max_concurrent_per_peer < 1 or self.max_concurrent_total < 1:
@@ -308,7 +315,8 @@ class OracleNode:
         cfg = self.config
         disc = self.discovery = MasaDiscovery(self.host, self.tracker, version=cfg.protocol_version,
                                               env=cfg.env, on_node_data=self.membership.feed_gossip,
-                                              self_data=self._gossip_self)
+                                              self_data=self._gossip_self,
+                                              accept_third_party=cfg.gossip_third_party)
         self.directory.finder = lambda peer: disc.reach(peer, find_timeout=cfg.dht_find_timeout)
         self.host.start_soon(disc.publish_self_every, cfg.gossip_interval)
         if cfg.discover_interval > 0 and self.host.listen_addrs():

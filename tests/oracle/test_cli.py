@@ -294,3 +294,49 @@ def test_work_dht_option_turns_the_requesters_dht_on() -> None:
     assert config(*base, "--dht").dht is True
     assert config(*base).dht is False
     assert config("node").dht is True  # every masa node runs it
+
+
+def test_gossip_third_party_option_reaches_the_discovery_service(tmp_path: Path, capsys) -> None:
+    """`node --gossip-third-party` (or `gossip_third_party` in --config) becomes NodeConfig's field
+    and the started node's MasaDiscovery.accept_third_party; off by default; refused without DHT."""
+    import anyio
+
+    from oracle.cli import CliError, _node_config, build_parser
+    from oracle.node import NodeConfig, OracleNode
+
+    parser = build_parser()
+    local = ["--listen", "/ip4/127.0.0.1/tcp/0"]
+
+    def config(*argv: str) -> NodeConfig:
+        return _node_config(parser.parse_args(["node", *local, *argv]))
+
+    with pytest.raises(SystemExit):
+        parser.parse_args(["node", "--help"])
+    assert "--gossip-third-party" in capsys.readouterr().out
+    assert config().gossip_third_party is False
+    assert config("--no-gossip-third-party").gossip_third_party is False
+    on = config("--gossip-third-party")
+    assert on.gossip_third_party is True and on.dht is True
+    with pytest.raises(CliError, match="needs the DHT"):
+        config("--gossip-third-party", "--no-dht")
+    args = parser.parse_args(["node", *local])
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"gossip-third-party": True}))
+    cli.apply_config_file(args, str(path))
+    assert _node_config(args).gossip_third_party is True
+    args = parser.parse_args(["node", *local])
+    path.write_text(json.dumps({"gossip_third_party": "yes"}))
+    cli.apply_config_file(args, str(path))
+    with pytest.raises(CliError, match="true or false"):
+        _node_config(args)
+    with pytest.raises(ValueError, match="needs dht"):
+        NodeConfig(gossip_third_party=True)
+
+    async def started(cfg: NodeConfig) -> bool:
+        with anyio.fail_after(20):
+            async with OracleNode(config=cfg) as node:
+                assert node.discovery is not None
+                return node.discovery.accept_third_party
+
+    assert anyio.run(started, on) is True
+    assert anyio.run(started, config()) is False
