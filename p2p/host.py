@@ -223,8 +223,14 @@ class Host:
         with anyio.CancelScope(shield=True):
             for listener in self._listeners:
                 await listener.aclose()
-            for conns in list(self._conns.values()):
-                for conn in conns:
+            # A connection may join while this sweep waits (an inbound handshake or a dial that
+            # was already past its last check): sweep until none is left open, so every peer
+            # hears GoAway / CONNECTION_CLOSE now rather than at its keepalive or idle timeout.
+            done: set[Connection] = set()
+            while left := [c for conns in list(self._conns.values()) for c in conns
+                           if c not in done]:
+                for conn in left:
+                    done.add(conn)
                     with anyio.move_on_after(1):
                         await conn.muxed.close()
 
@@ -355,6 +361,9 @@ class Host:
 
     async def _serve_inbound(self, muxed: MuxedConnection) -> None:
         """A transport's callback for an upgraded inbound connection; returns when it ended."""
+        if self._closed:  # its handshake ended after the close sweep: tell the peer at once
+            await _close_unowned(muxed)
+            return
         if len(self._conns.get(muxed.remote_peer, ())) >= self.config.max_connections_per_peer:
             if self.metrics is not None:
                 self.metrics.limit_hit("connections per peer")
@@ -405,10 +414,18 @@ class Host:
                     return conn
             self._dialing[expected] = anyio.Event()
         try:
-            conn = Connection(await transport.dial(addr, expected, timeout))
+            muxed = await transport.dial(addr, expected, timeout)
+            try:
+                tg = self._task_group()  # raises once the host is closing
+            except P2PError:
+                # The handshake finished after the close sweep: nothing would ever run or close
+                # this connection, and the peer would list us until its keepalive failed.
+                await _close_unowned(muxed)
+                raise DialError(f"dial {addr}: the host closed meanwhile") from None
+            conn = Connection(muxed)
             self.peerstore.add_addrs(conn.peer_id, [conn.remote_addr])
             started = anyio.Event()
-            self._task_group().start_soon(self._run_connection, conn, started)
+            tg.start_soon(self._run_connection, conn, started)
             await started.wait()
             return conn
         finally:
@@ -625,6 +642,16 @@ async def _guarded(fn: Callable[..., Awaitable[object]], args: tuple[object, ...
         await fn(*args)
     except Exception:
         log.exception("host task %r failed", fn)
+
+
+async def _close_unowned(muxed: MuxedConnection) -> None:
+    """Close a connection the host will not run (GoAway / CONNECTION_CLOSE, bounded), even when
+    the caller is being cancelled."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(1):
+        try:
+            await muxed.close()
+        except Exception:  # already broken: nothing left to tell the peer
+            log.debug("closing an unowned connection failed", exc_info=True)
 
 
 async def _quiet_reset(stream: NetStream) -> None:

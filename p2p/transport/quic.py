@@ -472,9 +472,26 @@ class QuicConn:
                     quic.send_ping(self._ping_uid)
         except BaseException as exc:
             self.error = self.error or (exc if isinstance(exc, Exception) else ConnectionClosed("cancelled"))
+            self.close_now()  # cancelled (the host's group ends): the peer must not wait for its idle timeout
             raise
         finally:
             self._on_ended()
+
+    def close_now(self) -> None:
+        """Send CONNECTION_CLOSE at once, from the caller, without the driver: for when the
+        driver is being cancelled or the socket is about to close. Without it the peer keeps the
+        connection until its idle timeout (go: 30 s). A no-op once the connection has ended."""
+        quic = self.quic
+        if quic.is_ended:
+            return
+        quic.close(error_code=CLOSE_NORMAL, reason_phrase="")  # aioquic: no-op if already closing
+        send = self._endpoint.send
+        now = quic.clock_now = _clock()
+        try:
+            for data, addr in quic.datagrams_to_send(now):
+                send(data, addr)
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            log.debug("CONNECTION_CLOSE on exit not sent", exc_info=True)
 
     async def _transmit(self) -> None:
         now = _clock()
@@ -689,6 +706,8 @@ class QuicEndpoint:
 
     def _close_socket(self) -> None:
         if not self._closed:
+            for conn in list(self._live):  # their drivers may be cancelled after this socket is gone
+                conn.close_now()
             self._closed = True
             anyio.notify_closing(self._raw)
             if self._metrics is not None:

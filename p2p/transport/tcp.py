@@ -310,6 +310,10 @@ class TcpTransport:
             log.debug("inbound upgrade from %s failed: %s", remote, bounded_exc(exc))
             if metrics is not None:
                 metrics.handshake_failed("inbound", getattr(exc, "stage", "connection lost"))
+        except BaseException:  # cancelled (the host's group ends): the dialler must see EOF now
+            with anyio.CancelScope(shield=True):
+                await raw.aclose()
+            raise
         ticket.on_evict = None
         with anyio.CancelScope(shield=True):
             await raw.aclose()
