@@ -406,6 +406,7 @@ class Host:
 
     async def _dial(self, transport: Transport, addr: Multiaddr, expected: PeerId | None,
                     timeout: float) -> Connection:
+        self._task_group()  # a closing host dials nothing (P2PError)
         if expected is not None:
             while (ev := self._dialing.get(expected)) is not None:
                 await ev.wait()  # another task is dialling this peer: share its connection
