@@ -192,6 +192,8 @@ class Libp2pQuicConnection(QuicConnection):
         self._ack_with_data = False  # stream data was queued: send a pending ACK with it
         #: The peer's max_udp_payload_size, known from its transport parameters.
         self.peer_max_udp_payload: int | None = None
+        #: A datagram size asked for before the Initial space was gone (see set_datagram_size).
+        self._wanted_datagram_size: int | None = None
 
     # -- hooks into aioquic --------------------------------------------------------------------
     def _initialize(self, peer_cid: bytes) -> None:
@@ -253,7 +255,14 @@ class Libp2pQuicConnection(QuicConnection):
             space = self._spaces.get(tls.Epoch.ONE_RTT) if self._spaces else None
             if space is not None and space.ack_at is not None and space.ack_at > now:
                 space.ack_at = now  # due now: the packet carrying the data carries the ACK
-        return super().datagrams_to_send(now)
+        datagrams = super().datagrams_to_send(now)
+        if self._wanted_datagram_size is not None:  # the client drops its Initial space in there
+            self.set_datagram_size(self._wanted_datagram_size)
+        return datagrams
+
+    def _initial_space_discarded(self) -> bool:
+        space = self._spaces.get(tls.Epoch.INITIAL) if self._spaces else None
+        return space is None or space.discarded
 
     # -- what the driver uses ------------------------------------------------------------------
     @property
@@ -269,6 +278,14 @@ class Libp2pQuicConnection(QuicConnection):
         (RFC 9002's initial window for a connection starting at this size)."""
         if not self._handshake_complete or self.peer_max_udp_payload is None:
             return self._max_datagram_size
+        if not self._initial_space_discarded():
+            # A datagram holding an Initial packet is padded to the whole datagram size (the
+            # client's last flight: its Initial ACK beside the Handshake Finished). At 16 KiB the
+            # peer would walk ~15 KB of PADDING frames in Python (aioquic skips them a byte at a
+            # time: ~0.8 ms a handshake), so the size waits until no Initial packet can be sent.
+            self._wanted_datagram_size = size
+            return self._max_datagram_size
+        self._wanted_datagram_size = None
         size = max(self._configuration.max_datagram_size,
                    min(size, self.peer_max_udp_payload, MAX_DATAGRAM_SIZE))
         self._max_datagram_size = size
