@@ -35,6 +35,7 @@ from p2p.identity import PrivateKey
 PROTO = "/masa/worker_protocol/v0.8.4"
 BIG = 786_000  # the largest data whose request frame fits the default 1 MiB request limit
 PING_LIMIT = 0.100
+QUIET = 0.010  # the slowest ping without the attack on a quiet machine: ~1 ms
 #: RSS the unread-answers attack may add over the node's baseline: the answer budget
 #: (WorkerPolicy.max_answer_bytes_total, 64 MiB) plus requests in flight, yamux buffers, and the
 #: one answer being built at a time (its pieces, then the one buffer they are joined into).
@@ -94,13 +95,19 @@ async def test_costly_answers_do_not_stall_pings(node, honest, go_binary) -> Non
     assert result["failures"] == 0, result
     assert result["count"] >= 8, result
     assert len(times) >= 10
-    # 95 % of the pings under 100 ms, and none over 250 ms unless the machine's own load (the
-    # pings without the attack) already costs that much: on a shared 2-core machine (load 9-17
-    # while measured) the scheduler alone puts a ping or two above 100 ms; a stalled loop does
-    # not look like that (before the fix: p90 1151 ms, max 1476 ms; one answer blocked it 0.6 s).
+    # Every ping under 100 ms when the machine is otherwise quiet (the pings without the attack
+    # all under QUIET: measured there, max 8.5-12.3 ms in 5 runs while ~147 answers of 4.7 MB
+    # were built). On a machine loaded by other work, the OS keeps the loop's thread off the CPU
+    # for 100-190 ms at times (seen with probes inside the node: no long callback, the longest
+    # 3.4-4.4 ms), which no code of ours can prevent: there 95 % stay under 100 ms and none over
+    # 250 ms or 3x the slowest ping without the attack. A stalled loop fails both (before the
+    # fix: p90 1151 ms, max 1476 ms; one answer blocked it 0.6 s).
     ordered = sorted(times)
-    assert ordered[int(len(ordered) * 0.95)] < PING_LIMIT, ordered[-8:]
-    assert ordered[-1] < max(2.5 * PING_LIMIT, 3 * max(baseline)), (ordered[-8:], max(baseline))
+    if max(baseline) < QUIET:
+        assert ordered[-1] < PING_LIMIT, (ordered[-8:], max(baseline))
+    else:
+        assert ordered[int(len(ordered) * 0.95)] < PING_LIMIT, ordered[-8:]
+        assert ordered[-1] < max(2.5 * PING_LIMIT, 3 * max(baseline)), (ordered[-8:], max(baseline))
 
 
 @pytest.mark.anyio
