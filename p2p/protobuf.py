@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from p2p.errors import DecodeError, LocalProtocolError
+from p2p.varint import leb128
 
 WT_VARINT = 0
 WT_FIXED64 = 1
@@ -36,14 +37,7 @@ def _uvarint(value: int) -> bytes:
     # (kad's clusterLevelRaw as go writes a negative int32, pubsub's backoff).
     if value < 0 or value > MAX_UINT64:
         raise VarintRangeError(f"protobuf varint out of uint64 range: {value}")
-    if value < 0x80:
-        return bytes((value,))
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+    return leb128(value)
 
 
 def field_bytes(number: int, value: bytes | bytearray | memoryview) -> bytes:

@@ -19,6 +19,12 @@ class VarintError(DecodeError):
 def encode(value: int) -> bytes:
     if value < 0 or value > MAX_VALUE:
         raise ValueError(f"varint out of range: {value}")
+    return leb128(value)
+
+
+def leb128(value: int) -> bytes:
+    """The 7-bit groups of a non-negative `value`, low first (no range check: callers bound it,
+    63 bits here, 64 for protobuf's varints)."""
     if value < 0x80:
         return bytes((value,))
     out = bytearray()

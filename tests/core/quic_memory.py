@@ -16,9 +16,10 @@ MSS = 1200  # aioquic's datagram size
 
 
 def pair(server_class: type[Libp2pQuicConnection] = Libp2pQuicConnection,
+         client_class: type[Libp2pQuicConnection] = Libp2pQuicConnection,
          ) -> tuple[Libp2pQuicConnection, Libp2pQuicConnection]:
     """A client and a server connection with the handshake done (1 ms per round trip)."""
-    client = Libp2pQuicConnection(configuration=make_configuration(
+    client = client_class(configuration=make_configuration(
         make_certificate(PrivateKey.generate()), is_client=True))
     server_conf = make_configuration(make_certificate(PrivateKey.generate()), is_client=False)
     now = 0.0
