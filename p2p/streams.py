@@ -4,8 +4,8 @@ Every layer (TCP, Noise, a yamux stream, a negotiated host stream) speaks anyio'
 `receive(max_bytes)` returns at least one byte or raises `anyio.EndOfStream`; `send(data)`;
 `send_eof()` half-closes; `aclose()` closes. Muxed streams add `reset()`.
 
-Optional capabilities a stream class may declare (typing.Protocols, checked once per class with
-`declares`, never probed with getattr): `PushReads` and `NonBlockingWrites` (the fast paths a yamux
+Optional capabilities a stream class may declare (typing.Protocols, checked once per class by
+`has_read_deadlines`, `is_resettable` and `has_nowait_io`, never probed with getattr): `PushReads` and `NonBlockingWrites` (the fast paths a yamux
 session uses below it), `ReadDeadlines` (a read bounded by one loop timer instead of a cancel
 scope), `ResettableStream` (abort both directions) and `NoWaitIO` (hand over what is already
 buffered, take a write without a loop turn).
@@ -141,17 +141,6 @@ def _declared_by_class(capability: Any) -> Callable[[object], bool]:
         return ok
 
     return check
-
-
-_CHECKS: dict[Any, Callable[[object], bool]] = {}
-
-
-def declares(stream: object, capability: Any) -> bool:
-    """Whether `stream`'s class provides the methods of `capability` (asked once per class)."""
-    check = _CHECKS.get(capability)
-    if check is None:
-        check = _CHECKS[capability] = _declared_by_class(capability)
-    return check(stream)
 
 
 #: has_read_deadlines(stream) -> bool, narrowing `stream` to ReadDeadlines (and likewise below)

@@ -12,8 +12,7 @@ from p2p import negotiate
 
 from p2p.mux.yamux_session import YamuxSession, YamuxStream
 from p2p.negotiate import LazyStream, NegotiationTimeout
-from p2p.streams import (BufferedStream, NoWaitIO, ReadDeadlines, ResettableStream, declares,
-                         has_read_deadlines)
+from p2p.streams import BufferedStream, has_nowait_io, has_read_deadlines, is_resettable
 
 pytestmark = pytest.mark.anyio
 
@@ -43,16 +42,16 @@ class PlainStream:
 def test_what_each_stream_declares() -> None:
     a, _b = memory_stream_pair()
     plain = PlainStream(a)
-    assert not declares(plain, ReadDeadlines) and not declares(plain, ResettableStream)
-    assert not declares(plain, NoWaitIO)
-    assert declares(a, ResettableStream) and not declares(a, ReadDeadlines)
+    assert not has_read_deadlines(plain) and not is_resettable(plain)
+    assert not has_nowait_io(plain)
+    assert is_resettable(a) and not has_read_deadlines(a)
     ys = YamuxStream.__new__(YamuxStream)  # the class is what is asked, not the instance
-    assert declares(ys, ReadDeadlines) and declares(ys, ResettableStream) and declares(ys, NoWaitIO)
+    assert has_read_deadlines(ys) and is_resettable(ys) and has_nowait_io(ys)
     for wrapper in (BufferedStream(plain), LazyStream(BufferedStream(plain), "/p")):
         assert has_read_deadlines(wrapper)  # a wrapper says False at run time if below has none
     # asked once per class: the same answer again, even for a stream changed after the first ask
     plain.set_read_deadline = lambda deadline: None  # type: ignore[attr-defined]
-    assert not declares(plain, ReadDeadlines)
+    assert not has_read_deadlines(plain)
 
 
 async def test_read_deadline_reaches_a_yamux_stream_through_the_wrappers() -> None:
