@@ -25,6 +25,7 @@ from p2p.identity import PeerId
 from p2p.kad.messages import Message, MessageType
 
 STREAM_REUSE_TRIES = 3  # go streamReuseTries
+_DROP_TIMEOUT = 2.0  # closing or resetting a stream we give up on
 _RETRYABLE = (P2PError, OSError, anyio.EndOfStream, anyio.BrokenResourceError,
               anyio.ClosedResourceError)
 
@@ -119,20 +120,20 @@ class MessageSender:
             return reply
 
     async def _reset(self, ps: _PeerStream) -> None:
-        stream, ps.stream, ps.reader = ps.stream, None, None
-        if stream is not None:
-            with anyio.CancelScope(shield=True):
-                try:
-                    await stream.reset()
-                except Exception:
-                    pass
+        await self._drop(ps, reset=True)
 
     async def _close(self, ps: _PeerStream) -> None:
+        await self._drop(ps, reset=False)
+
+    @staticmethod
+    async def _drop(ps: _PeerStream, *, reset: bool) -> None:
+        """Forget `ps`'s stream and reset or close it: shielded from the caller's cancel (its
+        request's deadline), but bounded, since closing may wait on the peer."""
         stream, ps.stream, ps.reader = ps.stream, None, None
         if stream is not None:
-            with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(_DROP_TIMEOUT, shield=True):
                 try:
-                    await stream.aclose()
+                    await (stream.reset() if reset else stream.aclose())
                 except Exception:
                     pass
 
