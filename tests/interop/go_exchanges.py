@@ -14,10 +14,10 @@ from typing import Any
 import anyio
 import pytest
 
-from gopeer import run_gopeer
+from gopeer import GoPeerError, run_gopeer
 from p2p.errors import ConnectionClosed, StreamReset
 from p2p.host import Host
-from p2p.identity import PeerId
+from p2p.identity import PeerId, PrivateKey
 from p2p.protocols.echo import echo_roundtrip
 
 ECHO = "/echo/1.0.0"
@@ -128,3 +128,15 @@ async def go_echoes_pings_halfcloses_resets(gopeer_bin: Path, host: Host, addr: 
         await reset_seen.wait()
     # go's reset reaches us as a remote reset unless its exit closed the connection first
     assert not isinstance(ended_by[0], StreamReset) or ended_by[0].remote
+
+
+async def go_dials_a_wrong_peer_id(gopeer_bin: Path, addr: str) -> tuple[PeerId, str]:
+    """Go pings our address under another peer ID and fails (exit 1): returns the ID it was
+    given and go's error text, whose wording each transport's security layer decides."""
+    wrong = PeerId.from_public_key(PrivateKey.generate().public_key)
+    bad = addr.rsplit("/p2p/", 1)[0] + f"/p2p/{wrong}"
+    with pytest.raises(GoPeerError) as info:
+        await go(gopeer_bin, "ping", bad)
+    assert info.value.returncode == 1
+    error: str = info.value.result["error"]
+    return wrong, error

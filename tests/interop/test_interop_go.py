@@ -15,10 +15,10 @@ from collections.abc import Callable
 import anyio
 import pytest
 
-from go_exchanges import (ECHO, KEY_TYPES, echo_32_concurrent_streams, go,
+from go_exchanges import (ECHO, KEY_TYPES, echo_32_concurrent_streams, go, go_dials_a_wrong_peer_id,
                           go_echoes_pings_halfcloses_resets, go_identifies_us,
                           ping_halfclose_reset)
-from gopeer import GoPeer, GoPeerError
+from gopeer import GoPeer
 from p2p.protocols.echo import echo_handler, echo_roundtrip
 from p2p.config import HostConfig
 from p2p.errors import PeerIdMismatch
@@ -149,13 +149,9 @@ async def test_go_dials_wrong_peer_id(gopeer_bin):
     with anyio.fail_after(30):
         async with our_host() as host:
             addr = await serve_ours(host)
-            wrong = PeerId.from_public_key(PrivateKey.generate().public_key)
-            bad = addr.rsplit("/p2p/", 1)[0] + f"/p2p/{wrong}"
-            with pytest.raises(GoPeerError) as info:
-                await go(gopeer_bin, "ping", bad)
-            assert info.value.returncode == 1
-            assert f"peer id mismatch: expected {wrong}" in info.value.result["error"]
-            assert str(host.peer_id) in info.value.result["error"]
+            wrong, error = await go_dials_a_wrong_peer_id(gopeer_bin, addr)
+            assert f"peer id mismatch: expected {wrong}" in error
+            assert str(host.peer_id) in error
 
 
 # ---- the conformance CLI against go --------------------------------------------------------

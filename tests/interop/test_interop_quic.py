@@ -17,10 +17,10 @@ import os
 import anyio
 import pytest
 
-from go_exchanges import (ECHO, KEY_TYPES, echo_32_concurrent_streams, go,
+from go_exchanges import (ECHO, KEY_TYPES, echo_32_concurrent_streams, go, go_dials_a_wrong_peer_id,
                           go_echoes_pings_halfcloses_resets, go_identifies_us,
                           ping_halfclose_reset)
-from gopeer import GoPeer, GoPeerError, run_gopeer
+from gopeer import GoPeer, run_gopeer
 from oracle.handlers import handle_test
 from oracle.node import NodeConfig, OracleNode
 from p2p.errors import P2PError, PeerIdMismatch
@@ -149,12 +149,7 @@ async def test_go_dials_wrong_peer_id(gopeer_bin):
     with anyio.fail_after(30):
         async with our_host() as host:
             addr = await serve_ours(host)
-            wrong = PeerId.from_public_key(PrivateKey.generate().public_key)
-            bad = addr.rsplit("/p2p/", 1)[0] + f"/p2p/{wrong}"
-            with pytest.raises(GoPeerError) as info:
-                await go(gopeer_bin, "ping", bad)
-            assert info.value.returncode == 1
-            error = info.value.result["error"]
+            _, error = await go_dials_a_wrong_peer_id(gopeer_bin, addr)
             assert f"but remote key matches {host.peer_id}" in error  # go's sec.ErrPeerIDMismatch
             assert host.connected_peers() == []
 
