@@ -173,8 +173,9 @@ async def test_every_subscriber_gets_every_message_once(gossip_net: GoDht):
 async def test_gossip_throughput_ours_and_go(godht_bin: Path):
     """Benchmark (printed): 200 messages of 100 bytes published back to back by a Python node,
     then by a Go node, into the same network; how fast all ten subscribers get them. Asserted:
-    no subscriber gets a message twice under load, and most messages arrive (go drops RPCs to a
-    peer whose 32-RPC queue is full, and so do we: a burst may lose a few)."""
+    no subscriber gets a message twice under load; most of a Python burst arrives (we drop RPCs to
+    a peer whose 32-RPC queue is full, as go does: a burst may lose a few); of a Go burst, each of
+    our subscribers gets at least 0.8x what the median Go subscriber gets."""
     n_msgs = 200
     net = GoDht("-n", GO_NODES, "-topics", TOPIC, binary=godht_bin)
     try:
@@ -200,6 +201,7 @@ async def test_gossip_throughput_ours_and_go(godht_bin: Path):
                         got[h].append((msg.data, time.time() * 1000))
 
                 results = {}
+                per_node: dict[str, list[int]] = {}
                 async with anyio.create_task_group() as tg:
                     for h in (h1, h2):
                         tg.start_soon(collect, h)
@@ -240,6 +242,7 @@ async def test_gossip_throughput_ours_and_go(godht_bin: Path):
                         for d in deliveries:
                             assert len(d) == len({data for data, _ in d})  # exactly once
                         lat = sorted(at - sent_at[data] for d in deliveries for data, at in d)
+                        per_node[who] = [len(d) for d in deliveries]  # GO_NODES go, then ours
                         results[who] = (total / (n_msgs * len(deliveries)),
                                         n_msgs / max(t_end - t0, 1e-3) * 1000,
                                         lat[len(lat) // 2], lat[int(len(lat) * 0.99)])
@@ -247,6 +250,14 @@ async def test_gossip_throughput_ours_and_go(godht_bin: Path):
         for who, (ratio, rate, p50, p99) in results.items():
             print(f"gossip burst from {who}: published at {rate:.0f} msg/s; {ratio:.1%} of "
                   f"{n_msgs} x 10 deliveries; latency p50 {p50:.0f} ms, p99 {p99:.0f} ms")
-        assert results["py"][0] > 0.8 and results["go"][0] > 0.5
+            print(f"  delivered per subscriber (8 go, then 2 ours): {per_node[who]}")
+        assert results["py"][0] > 0.8
+        # From a Go publisher, how much arrives is go's own doing: publishing 200 messages at
+        # 1300-3000 msg/s it drops RPCs at every subscriber's full 32-RPC queue, Go subscribers
+        # included (about half on a quiet machine, where it publishes fastest). What is ours is
+        # that our subscribers take in as much as Go's do.
+        go_median = statistics.median(per_node["go"][:GO_NODES])
+        assert go_median > 0, per_node["go"]
+        assert min(per_node["go"][GO_NODES:]) >= 0.8 * go_median, per_node["go"]
     finally:
         net.stop()
