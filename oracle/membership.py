@@ -307,6 +307,7 @@ class MembershipService:
     async def handle_sync(self, stream: Any) -> None:
         """Pages of node data, one per line, until EOF: each entry overwrites ours."""
         cfg = self.config
+        sender = str(stream.remote_peer)
         splitter = LineSplitter()
         total = entries = 0
         try:
@@ -335,7 +336,7 @@ class MembershipService:
                         if entries > cfg.max_sync_entries:
                             raise MembershipError(f"nodeDataSync stream over {cfg.max_sync_entries} entries")
                         for data in page.data:
-                            self.tracker.refresh_from_boot(data)
+                            self.tracker.refresh_from_boot(data, sender)
                         self.stats["sync_entries"] += len(page.data)
                         self._notify()
                     if done:

@@ -18,7 +18,10 @@ Each of these returns the "channel item" masa would queue (the entry to act upon
 
 Where we differ, on purpose: the tracker is bounded (`max_entries`; the least recently updated
 entry that is neither ours nor connected goes first; masa never deletes), our own entry is never
-overwritten by what others say about us, and what one entry may hold is capped (32 addresses, text
+overwritten by what others say about us, a sender's nodeDataSync page does not roll back what that
+sender announced about itself since (its page and its announce travel on separate streams, so a page
+computed before a handler change can arrive after the announce of the change; masa would keep the
+stale entry until the next announce), and what one entry may hold is capped (32 addresses, text
 fields of 256 characters, `records` of 1 KiB as JSON) so the whole tracker stays within a few MiB.
 
 Eligibility is masa's CanDoWork: staked, and the category flag of the work type (twitter types ->
@@ -241,10 +244,15 @@ class NodeTracker:
         self._store(entry)
         return item
 
-    def refresh_from_boot(self, data: NodeData) -> None:
-        """`nodeDataSync` (RefreshFromBoot): the entry becomes what was received."""
-        if data.peer_id and data.peer_id != self.self_id:
-            self._store(data)
+    def refresh_from_boot(self, data: NodeData, sender: str | None = None) -> None:
+        """`nodeDataSync` (RefreshFromBoot): the entry becomes what was received, unless it is the
+        sender's own entry and not newer than what we hold (both timestamps are the sender's clock)."""
+        if not data.peer_id or data.peer_id == self.self_id:
+            return
+        existing = self._entries.get(data.peer_id)
+        if data.peer_id == sender and existing is not None and data.last_updated <= existing.last_updated:
+            return
+        self._store(data)
 
     def handle_node_data(self, data: NodeData) -> NodeData | None:
         """Gossip (HandleNodeData): returns the channel item, if masa queues one."""

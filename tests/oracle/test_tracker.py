@@ -97,6 +97,24 @@ def test_refresh_from_boot_overwrites() -> None:
     assert t.self_data.is_staked
 
 
+def test_refresh_from_boot_keeps_what_the_sender_announced_since() -> None:
+    # A's page was computed (lastUpdated 5) before A announced a new handler (lastUpdated 6) but
+    # arrived after the announce: the page's entry about A itself does not roll it back.
+    t, _ = tracker()
+    t.add_or_update(NodeData(peer_id=A, is_staked=True))  # joined
+    t.add_or_update(NodeData(peer_id=A, is_staked=True, is_web_scraper=True, multiaddrs=("/ip4/1.2.3.4/tcp/1",),
+                             last_updated=6))
+    t.refresh_from_boot(NodeData(peer_id=A, is_staked=True, last_updated=5), sender=A)
+    assert t.get(A).is_web_scraper and t.get(A).last_updated == 6
+    t.refresh_from_boot(NodeData(peer_id=A, is_staked=True, last_updated=6), sender=A)  # same second
+    assert t.get(A).is_web_scraper
+    t.refresh_from_boot(NodeData(peer_id=A, is_staked=True, last_updated=7), sender=A)  # newer: taken
+    assert not t.get(A).is_web_scraper
+    # about A from someone else: overwritten as received, as masa does
+    t.refresh_from_boot(NodeData(peer_id=A, is_staked=True, is_web_scraper=True, last_updated=1), sender=B)
+    assert t.get(A) == NodeData(peer_id=A, is_staked=True, is_web_scraper=True, last_updated=1)
+
+
 def test_handle_node_data_gossip_rules() -> None:
     t, _ = tracker()
     t.handle_node_data(NodeData(peer_id=A, is_staked=False, last_updated=100))
