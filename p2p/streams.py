@@ -16,7 +16,7 @@ proposals pipelined with application data, go's lazy streams) so the next layer 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeGuard, cast, runtime_checkable
 
 import anyio
@@ -94,6 +94,18 @@ class NonBlockingWrites(Protocol):
     def send_ready(self) -> bool: ...
 
     def try_send(self, item: bytes) -> bool: ...
+
+
+@runtime_checkable
+class GatherWrites(Protocol):
+    """A `NonBlockingWrites` stream that can also take a write as a list of pieces, so the
+    layer above need not join them first (Noise seals them frame by frame into reused buffers).
+
+    Implementers provide `try_send_pieces(pieces, total)`: `try_send` of the pieces' join
+    (`total` bytes). The pieces are not kept after it returns.
+    """
+
+    def try_send_pieces(self, pieces: Sequence[bytes | memoryview], total: int) -> bool: ...
 
 
 @runtime_checkable

@@ -317,6 +317,15 @@ class YamuxConnection:
         self._ping_replies = 0
         return data
 
+    def take_output(self) -> tuple[list[bytes | memoryview], int]:
+        """Everything queued so far as its pieces (headers and payload views) and their total
+        size, not joined: for a stream below that gathers them itself."""
+        out, size = self._out, self._out_size
+        self._out = []
+        self._out_size = 0
+        self._ping_replies = 0
+        return out, size
+
     # ---- input ---------------------------------------------------------------------------------
 
     def receive_data(self, data: bytes | bytearray | memoryview, now: float | None = None

@@ -16,7 +16,7 @@ import anyio
 import anyio.lowlevel
 
 from p2p.errors import ConnectionClosed
-from p2p.streams import ByteStream, NonBlockingWrites
+from p2p.streams import ByteStream, GatherWrites, NonBlockingWrites
 from p2p.sync import Flag, LazyLock
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class SessionOutput:
     """
 
     __slots__ = ("_session", "_core", "_lower", "_write_timeout", "_try_send", "_send_ready",
-                 "_lock", "_writer_wait", "_drain_wait", "_kick_pending", "_call_soon",
+                 "_try_send_pieces", "_lock", "_writer_wait", "_drain_wait", "_kick_pending", "_call_soon",
                  "_checkpoint", "lower_closed")
 
     def __init__(self, session: YamuxSession, lower: ByteStream) -> None:
@@ -66,6 +66,9 @@ class SessionOutput:
         self._send_ready: Callable[[], bool] | None = None
         if isinstance(lower, NonBlockingWrites):
             self._try_send, self._send_ready = lower.try_send, lower.send_ready
+        #: ... and one that takes the queued frames unjoined (Noise seals them frame by frame)
+        self._try_send_pieces: Callable[[list[bytes | memoryview], int], bool] | None = (
+            lower.try_send_pieces if isinstance(lower, GatherWrites) else None)
         self._lock = LazyLock()
         self._writer_wait: Flag | None = None
         self._drain_wait: Flag | None = None
@@ -129,9 +132,8 @@ class SessionOutput:
                 or not ready()):
             self.wake_writer()
             return False
-        data = self._take()
         try:
-            self._try_send(data)  # type: ignore[misc]  # ready: it takes the bytes
+            self._write_now()
         except Exception as exc:
             self._session._shutdown(ConnectionClosed(f"yamux write failed: {exc!r}"))
             return False
@@ -147,15 +149,17 @@ class SessionOutput:
         write is shielded (a frame is never cut in half) and bounded by `write_timeout`.
         """
         async with self._lock:
-            data = self._take()
-            if not data:
+            if not self._core.pending_output:
                 return
             if self.lower_closed:
+                self._take()
                 raise ConnectionClosed("yamux session closed")
             try:
-                if not wait and self._try_send is not None and self._try_send(data):
+                if not wait and self._send_ready is not None and self._send_ready():
+                    self._write_now()
                     self._session._on_written()
                     return
+                data = self._take()
                 with anyio.fail_after(self._write_timeout, shield=True):
                     await self._lower.send(data)
                 self._session._on_written()
@@ -173,9 +177,22 @@ class SessionOutput:
     def _take(self) -> bytes:
         """All queued output, for one write; senders waiting for it to drain may go on."""
         data = self._core.data_to_send()
+        self._wake_drained()
+        return data
+
+    def _wake_drained(self) -> None:
         ev, self._drain_wait = self._drain_wait, None
         _wake(ev)
-        return data
+
+    def _write_now(self) -> None:
+        """Hand all queued output to the stream below, which takes it without waiting
+        (`send_ready()` was just True); unjoined when it gathers the pieces itself."""
+        if self._try_send_pieces is None:
+            self._try_send(self._take())  # type: ignore[misc]
+            return
+        pieces, size = self._core.take_output()
+        self._wake_drained()
+        self._try_send_pieces(pieces, size)
 
     async def wait_drained(self) -> None:
         """Backpressure for senders: wait until the writer has taken the queued output."""
@@ -189,8 +206,7 @@ class SessionOutput:
     def wake_all(self) -> None:
         """Teardown: the writer and every drained-waiter look again (and see the session over)."""
         self.wake_writer()
-        ev, self._drain_wait = self._drain_wait, None
-        _wake(ev)
+        self._wake_drained()
 
     async def run_writer(self) -> None:
         """The writer task: sleeps until kicked, lets the tasks woken in the same turns add their

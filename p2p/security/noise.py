@@ -301,6 +301,55 @@ class NoiseTransport:
         dst.release()
         return out
 
+    @staticmethod
+    def sealed_size(total: int) -> int:
+        """Wire bytes `encrypt` makes of `total` plaintext bytes."""
+        return total + -(-total // MAX_PLAINTEXT) * (2 + TAG_LEN)
+
+    def encrypt_pieces_into(self, pieces: Sequence[bytes | memoryview], out: bytearray,
+                            stage: bytearray) -> int:
+        """Frame the concatenation of `pieces` into `out` exactly as `encrypt` frames their join
+        (same frames, same bytes); return the bytes written (`sealed_size` of their total).
+
+        Each frame's plaintext is gathered in `stage` (at least MAX_PLAINTEXT bytes, reused
+        by the caller) instead of joining everything first: a caller that also reuses `out`
+        then allocates nothing per write. A large buffer allocated and freed on every write made
+        glibc grow and trim its heap (brk) around each one, page-faulting fresh pages in.
+        """
+        dst = memoryview(out)
+        st = memoryview(stage)
+        seal = self._send.encrypt_into
+        pos = fill = 0
+        for piece in pieces:
+            n = len(piece)
+            if fill + n < MAX_PLAINTEXT:  # the common case: the piece fits the frame whole
+                st[fill:fill + n] = piece
+                fill += n
+                continue
+            src = memoryview(piece)
+            off = 0
+            while off < n:
+                k = min(n - off, MAX_PLAINTEXT - fill)
+                st[fill:fill + k] = src[off:off + k]
+                fill += k
+                off += k
+                if fill == MAX_PLAINTEXT:
+                    size = MAX_PLAINTEXT + TAG_LEN
+                    out[pos] = size >> 8
+                    out[pos + 1] = size & 0xFF
+                    seal(b"", st, dst[pos + 2:pos + 2 + size])
+                    pos += 2 + size
+                    fill = 0
+        if fill:
+            size = fill + TAG_LEN
+            out[pos] = size >> 8
+            out[pos + 1] = size & 0xFF
+            seal(b"", st[:fill], dst[pos + 2:pos + 2 + size])
+            pos += 2 + size
+        st.release()
+        dst.release()
+        return pos
+
     def decrypt(self, data: bytes | bytearray | memoryview) -> bytes:
         """Return the plaintext of every complete frame now available; keep a partial one."""
         parts = self.decrypt_frames(data)

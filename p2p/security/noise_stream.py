@@ -13,6 +13,7 @@ order on the wire always matches nonce order.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,7 +21,8 @@ import anyio
 
 from p2p.errors import HandshakeError
 from p2p.identity import PeerId, PrivateKey, PublicKey
-from p2p.security.noise import MAX_FRAME, NoiseDecryptError, NoiseHandshake, NoiseTransport
+from p2p.security.noise import (MAX_FRAME, MAX_PLAINTEXT, NoiseDecryptError, NoiseHandshake,
+                                NoiseTransport)
 from p2p.streams import BufferedStream, NonBlockingWrites, PushReads
 from p2p.sync import LazyLock
 
@@ -173,6 +175,22 @@ class NoiseStream:
             self._raw_writes.try_send(self._transport.encrypt(item))  # type: ignore[union-attr]
         return True
 
+    def try_send_pieces(self, pieces: Sequence[bytes | memoryview], total: int) -> bool:
+        """`try_send` of the concatenation of `pieces` (`total` bytes), sealed frame by frame
+        into this thread's reused buffers (`_SealBuffers`) rather than joined and sealed into
+        fresh ones; False, with nothing sent, when `send` must be used."""
+        if not self.send_ready():
+            return False
+        if total:
+            raw = self._raw_writes
+            bufs = _SEAL
+            out = bufs.out_for(NoiseTransport.sealed_size(total))
+            n = self._transport.encrypt_pieces_into(pieces, out, bufs.stage)
+            raw.try_send(memoryview(out)[:n])  # type: ignore[union-attr]
+            if not raw.send_ready():  # type: ignore[union-attr]
+                bufs.forget(out)  # the kernel left part of it: the transport may still hold it
+        return True
+
     def unread(self, plaintext: bytes) -> None:
         """Give back plaintext read past a message (what multistream read past its reply when
         it negotiated the muxer): the next `receive`, or the receiver when pushing, gets it
@@ -187,6 +205,42 @@ class NoiseStream:
 
     async def aclose(self) -> None:
         await self.conn.aclose()
+
+
+#: The largest sealed write a thread keeps a buffer for.
+_MAX_KEPT = 4 << 20
+
+
+class _SealBuffers(threading.local):
+    """One thread's buffers for sealing writes (`NoiseStream.try_send_pieces`): a frame's
+    plaintext is gathered in `stage`, the frames sealed into `out`, reused write after write.
+
+    Per thread rather than per connection: an idle connection holds none of it, and a write is
+    sealed and handed to the transport within one call. `out` is reused only while the transport
+    holds no reference to it: a write the kernel took whole (asyncio's transport keeps any unsent
+    rest, by reference on Python 3.12+); otherwise it is forgotten and a new one made. It grows
+    to the largest write up to `_MAX_KEPT`; larger writes get a buffer of their own.
+    """
+
+    def __init__(self) -> None:
+        self.stage = bytearray(MAX_PLAINTEXT)
+        self._out = bytearray()
+
+    def out_for(self, size: int) -> bytearray:
+        out = self._out
+        if len(out) >= size:
+            return out
+        out = bytearray(size)
+        if size <= _MAX_KEPT:
+            self._out = out
+        return out
+
+    def forget(self, out: bytearray) -> None:
+        if out is self._out:
+            self._out = bytearray()
+
+
+_SEAL = _SealBuffers()
 
 
 async def _close_quietly(conn: BufferedStream) -> None:

@@ -18,7 +18,7 @@ Payload"); the XX pattern, https://noiseprotocol.org/noise.html (section 7.5).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from p2p.errors import DecodeError
@@ -326,6 +326,13 @@ class TracedNoiseTransport(NoiseTransport):
         for start in range(0, len(view), MAX_PLAINTEXT):
             self._frame("out", view[start : start + MAX_PLAINTEXT])
         return super().encrypt(data)
+
+    def encrypt_pieces_into(self, pieces: Sequence[bytes | memoryview], out: bytearray,
+                            stage: bytearray) -> int:
+        joined = memoryview(b"".join(pieces))  # the same frames as `encrypt` of the join
+        for start in range(0, len(joined), MAX_PLAINTEXT):
+            self._frame("out", joined[start : start + MAX_PLAINTEXT])
+        return super().encrypt_pieces_into(pieces, out, stage)
 
     def decrypt_frames(self, data: bytes | bytearray | memoryview) -> list[bytes]:
         frames = super().decrypt_frames(data)

@@ -29,6 +29,7 @@ from p2p.errors import (
 from p2p.identity import KeyType, PeerId, PrivateKey, PublicKey
 from p2p.security import noise, noise_payload
 from p2p.security.noise import (
+    MAX_PLAINTEXT,
     CipherState,
     HandshakeComplete,
     HandshakeState,
@@ -556,6 +557,39 @@ def test_transport_buffers_partial_frames() -> None:
     assert b.buffered == 2  # the next length prefix
     assert b.decrypt(wire[25:]) == b"world"
     assert b.buffered == 0
+
+
+def _seal_pieces(pieces: list[bytes | memoryview], spare: int = 0) -> bytes:
+    """`encrypt_pieces_into` on a fresh transport, into a buffer `spare` bytes too large."""
+    a, _ = transport_pair()
+    total = sum(len(p) for p in pieces)
+    out = bytearray(b"\xee" * (NoiseTransport.sealed_size(total) + spare))
+    n = a.encrypt_pieces_into(pieces, out, bytearray(MAX_PLAINTEXT))
+    assert n == NoiseTransport.sealed_size(total)
+    assert out[n:] == b"\xee" * spare  # nothing written past the frames
+    return bytes(out[:n])
+
+
+def test_pieces_of_yamux_frames_seal_as_their_join() -> None:
+    # a 256 KiB yamux write: four (12-byte header, 65507-byte payload) pairs, each exactly one
+    # noise frame, then a 12 + 116 byte tail: the frames fall on the pieces' own boundaries
+    pieces: list[bytes | memoryview] = []
+    for i in range(4):
+        pieces += [bytes([i]) * 12, memoryview(bytes([i + 100]) * 65507)]
+    pieces += [b"h" * 12, memoryview(b"t" * 116)]
+    a, b = transport_pair()
+    assert _seal_pieces(pieces, spare=40) == a.encrypt(b"".join(pieces))
+    assert b.decrypt(_seal_pieces(pieces)) == b"".join(pieces)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 140_000), max_size=7), st.integers(0, 100))
+def test_pieces_seal_exactly_as_their_join(sizes: list[int], spare: int) -> None:
+    pieces: list[bytes | memoryview] = [
+        memoryview(bytes([i % 251]) * n) if i % 2 else bytes([i % 251]) * n
+        for i, n in enumerate(sizes)]
+    a, _ = transport_pair()
+    assert _seal_pieces(pieces, spare) == a.encrypt(b"".join(pieces))
 
 
 @pytest.mark.parametrize("frame", [b"\x00\x00", b"\x00\x0f" + bytes(15)])

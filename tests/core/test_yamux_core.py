@@ -78,6 +78,20 @@ def test_open_and_accept_bytes_are_gos():
     assert client.receive_data(bytes.fromhex("000100020000000300000000")) == [StreamAcked(3)]
 
 
+def test_take_output_gives_the_queued_frames_unjoined():
+    client, _ = pair()
+    sid = client.open_stream()
+    payload = bytes(range(256)) * 300  # 76800 bytes: two data frames
+    assert client.send(sid, payload) == len(payload)
+    pieces, size = client.take_output()
+    assert size == len(b"".join(pieces)) == 12 + 12 + 65507 + 12 + (len(payload) - 65507)
+    assert b"".join(pieces) == (bytes.fromhex("000100010000000100000000")
+                                + struct.pack(">BBHII", 0, 0, 0, 1, 65507) + payload[:65507]
+                                + struct.pack(">BBHII", 0, 0, 0, 1, 11293) + payload[65507:])
+    assert isinstance(pieces[2], memoryview) and pieces[2].obj is payload  # not copied
+    assert client.pending_output == 0 and client.data_to_send() == b""
+
+
 def test_fin_and_rst_go_on_window_update_frames():
     client, server = pair()
     sid = client.open_stream()

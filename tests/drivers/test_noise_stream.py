@@ -14,6 +14,7 @@ from readers import read_all
 
 from p2p.errors import HandshakeError, PeerIdMismatch, RemoteProtocolError
 from p2p.identity import PeerId, PrivateKey
+from p2p.security.noise import CipherState, NoiseTransport
 from p2p.security.noise_stream import (
     HandshakeTimeout,
     NoiseStream,
@@ -211,3 +212,55 @@ async def test_empty_frames_are_skipped_and_small_frames_coalesced() -> None:
                 got.append(chunk)
     assert b"".join(got) == bytes(range(10))
     assert len(got) < 10  # ten one-byte frames did not need ten receive calls
+
+
+class _KernelStandIn:
+    """The raw stream under a NoiseStream: takes every write (keeping it, as asyncio's transport
+    keeps an unsent rest) and is ready for more until `fill()` says the kernel took only part."""
+
+    def __init__(self) -> None:
+        self.writes: list[memoryview] = []
+        self.copies: list[bytes] = []
+        self.full_after_next = False
+        self.full = False
+
+    def send_ready(self) -> bool:
+        return not self.full
+
+    def try_send(self, item: memoryview) -> bool:
+        assert not self.full
+        self.writes.append(item)
+        self.copies.append(bytes(item))
+        self.full = self.full_after_next
+        return True
+
+
+def _stream_over(raw: _KernelStandIn) -> tuple[NoiseStream, NoiseTransport]:
+    k1, k2 = bytes(range(32)), bytes(range(1, 33))
+    stream = NoiseStream(raw, NoiseTransport(CipherState(k1), CipherState(k2)),  # type: ignore[arg-type]
+                         local_peer=CLIENT_ID, remote_peer=SERVER_ID,
+                         remote_public_key=SERVER_KEY.public_key, early_muxer=None)
+    return stream, NoiseTransport(CipherState(k2), CipherState(k1))
+
+
+def test_sealed_writes_reuse_one_buffer_while_the_kernel_takes_them_whole() -> None:
+    raw = _KernelStandIn()
+    stream, peer = _stream_over(raw)
+    writes = [[b"h" * 12, memoryview(bytes([i]) * 200_000)] for i in range(3)]
+    for pieces in writes:
+        assert stream.try_send_pieces(pieces, 200_012)
+    assert raw.writes[0].obj is raw.writes[1].obj is raw.writes[2].obj  # no buffer per write
+    assert peer.decrypt(b"".join(raw.copies)) == b"".join(b"".join(p) for p in writes)
+
+
+def test_a_write_the_transport_may_still_hold_is_never_overwritten() -> None:
+    raw = _KernelStandIn()
+    stream, peer = _stream_over(raw)
+    raw.full_after_next = True  # the kernel takes part: the transport keeps the rest
+    assert stream.try_send_pieces([b"first" * 1000], 5000)
+    assert not stream.try_send_pieces([b"x"], 1)  # not ready: nothing taken
+    raw.full = raw.full_after_next = False  # drained
+    assert stream.try_send_pieces([b"second" * 500], 3000)  # would fit the first's buffer
+    assert bytes(raw.writes[0]) == raw.copies[0]  # the held write is intact
+    assert raw.writes[0].obj is not raw.writes[1].obj
+    assert peer.decrypt(b"".join(raw.copies)) == b"first" * 1000 + b"second" * 500
