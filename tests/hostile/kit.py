@@ -33,7 +33,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from p2p.errors import P2PError
+from p2p.errors import P2PError, StreamReset
 from p2p.host import Host
 from p2p.identity import PeerId, PrivateKey
 from p2p.mux.yamux_frame import HEADER_SIZE, decode_header, encode_header
@@ -92,11 +92,24 @@ async def raw_connect(host: str, port: int, *, source: str | None = None,
 
 async def closed_by_peer(stream: BufferedStream, timeout: float) -> bool:
     """True when the peer closes (EOF or reset) within `timeout`; whatever it sends is drained."""
+    return await _ended_within(stream, timeout,
+                               (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError))
+
+
+async def reset_seen(stream: Any, timeout: float = 5.0) -> bool:
+    """True when the remote resets (or closes) a libp2p stream within `timeout`; whatever it
+    sends is drained."""
+    return await _ended_within(stream, timeout, (StreamReset, anyio.EndOfStream,
+                                                 anyio.BrokenResourceError, anyio.ClosedResourceError))
+
+
+async def _ended_within(stream: Any, timeout: float,
+                        ends: tuple[type[BaseException], ...]) -> bool:
     try:
         with anyio.fail_after(timeout):
             while True:
                 await stream.receive(65536)
-    except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError):
+    except ends:
         return True
     except TimeoutError:
         return False

@@ -12,8 +12,9 @@ import anyio
 import pytest
 from multiaddr import Multiaddr
 
+from kit import reset_seen
+
 from p2p import delimited
-from p2p.errors import StreamReset
 from p2p.host import Host
 from p2p.identity import KeyType, PeerId, PrivateKey
 from p2p.kad.config import KadConfig
@@ -22,23 +23,6 @@ from p2p.kad.service import KadService, PeerNotFound
 
 pytestmark = pytest.mark.anyio
 PROTO = "/ipfs/kad/1.0.0"
-
-
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
-async def _reset_seen(stream, timeout: float = 5.0) -> bool:
-    """True when the remote resets (or closes) the stream within `timeout`."""
-    try:
-        with anyio.fail_after(timeout):
-            while True:
-                await stream.receive(65536)
-    except (StreamReset, anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
-        return True
-    except TimeoutError:
-        return False
 
 
 @pytest.mark.parametrize("payload", [
@@ -58,7 +42,7 @@ async def test_bad_requests_reset_the_stream(payload):
             peer = await attacker.connect(victim.p2p_addrs()[0])
             s = await attacker.new_stream(peer, [PROTO])
             await s.send(payload)
-            assert await _reset_seen(s)
+            assert await reset_seen(s)
             # and the victim still answers an honest request on a new stream
             honest = KadService(attacker, KadConfig(mode="client"))
             await honest.ping(peer, timeout=5)
@@ -75,7 +59,7 @@ async def test_request_flood_is_cut_off():
             peer = await attacker.connect(victim.p2p_addrs()[0])
             s = await attacker.new_stream(peer, [PROTO])
             await s.send(delimited.encode(Message(MessageType.PING).encode()) * 500)
-            assert await _reset_seen(s)
+            assert await reset_seen(s)
             assert 20 <= len(answered) < 30  # the burst is served, then the stream is reset
 
 

@@ -10,30 +10,15 @@ from __future__ import annotations
 import anyio
 import pytest
 
+from kit import reset_seen
+
 from p2p import delimited
-from p2p.errors import StreamReset
 from p2p.host import Host
 from p2p.pubsub.router import MESHSUB_11, MESHSUB_12
 from p2p.pubsub.rpc import RPC, Control, SubOpts
 from p2p.pubsub.service import PubSubService
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
-async def _reset_seen(stream, timeout: float = 5.0) -> bool:
-    try:
-        with anyio.fail_after(timeout):
-            while True:
-                await stream.receive(65536)
-    except (StreamReset, anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
-        return True
-    except TimeoutError:
-        return False
 
 
 @pytest.mark.parametrize("payload", [
@@ -51,7 +36,7 @@ async def test_bad_rpcs_reset_the_stream(payload):
             peer = await attacker.connect(victim.p2p_addrs()[0])
             s = await attacker.new_stream(peer, [MESHSUB_11])
             await s.send(delimited.encode(RPC(subscriptions=[SubOpts(True, "t")]).encode()) + payload)
-            assert await _reset_seen(s)
+            assert await reset_seen(s)
             # an honest peer still gets through: it subscribes and receives a message
             hps = PubSubService(honest)
             sub = hps.subscribe("t")
@@ -124,7 +109,7 @@ async def test_rpc_flood_resets_the_stream():
             peer = await attacker.connect(victim.p2p_addrs()[0])
             s = await attacker.new_stream(peer, [MESHSUB_11])
             await s.send(delimited.encode(RPC(subscriptions=[SubOpts(True, "t")]).encode()) * 1000)
-            assert await _reset_seen(s)
+            assert await reset_seen(s)
             assert 90 <= len(handled) <= 110  # the burst, then the reset
 
 
@@ -159,7 +144,7 @@ async def test_idontwant_flood_costs_bounded_memory_and_oversized_lists_reset():
             assert len(victim.connected_peers()) == 2
             # over the decoder's 5000 IDs per RPC: the stream is reset
             await s.send(delimited.encode(RPC(control=Control(idontwant=[[b"%06d" % i for i in range(5001)]])).encode()))
-            assert await _reset_seen(s)
+            assert await reset_seen(s)
             with anyio.fail_after(10):
                 while honest.peer_id not in ps.mesh_peers("t") or victim.peer_id not in hps.mesh_peers("t"):
                     await anyio.sleep(0.02)
