@@ -16,7 +16,7 @@ from kit import reset_seen
 
 from p2p import delimited
 from p2p.host import Host
-from p2p.identity import KeyType, PeerId, PrivateKey
+from p2p.identity import PeerId
 from p2p.kad.config import KadConfig
 from p2p.kad.messages import KadDecodeError, Message, MessageType, PeerEntry
 from p2p.kad.service import KadService, PeerNotFound

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from godht import build_godht
+from godht import GoDht, build_godht
 from gomasa import build_gomasa
 from gopeer import GoPeer, build_gopeer, build_goquic
 
@@ -118,3 +118,20 @@ def start_gopeer(gopeer_bin: Path) -> Iterator[Callable[..., GoPeer]]:
 def start_goquic(goquic_bin: Path) -> Iterator[Callable[..., GoPeer]]:
     """Factory like `start_gopeer` for `goquic serve` (a Go QUIC listener)."""
     yield from _serve_factory(goquic_bin)
+
+
+@pytest.fixture
+def start_godht(godht_bin: Path) -> Iterator[Callable[..., GoDht]]:
+    """Factory: ``start_godht("-n", 8, ...)`` starts a `godht serve` network (flags as godht's);
+    every network is stopped after the test, and the tail of its stderr goes to the report."""
+    nets: list[GoDht] = []
+
+    def start(*args: object, start_timeout: float = 60.0) -> GoDht:
+        net = GoDht(*map(str, args), start_timeout=start_timeout, binary=godht_bin)
+        nets.append(net)
+        return net
+
+    yield start
+    for net in nets:
+        net.stop()
+        print("--- godht stderr ---\n" + net.stderr_text()[-5000:])

@@ -24,6 +24,8 @@ import anyio.to_thread
 from gopeer import GoPeerError, build_go_program
 
 GODHT_SRC = Path(__file__).resolve().parent / "godht"
+#: `godht serve` flags for a DHT shaped as masa's: protocol prefix /masa, K = 100.
+MASA_DHT = ("-prefix", "/masa", "-bucket", 100)
 
 
 def build_godht() -> Path:

@@ -6,12 +6,9 @@ IDONTWANT to the v1.2 node only, and both get every message once."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import anyio
 import pytest
 
-from godht import GoDht
 from p2p.host import Host
 from p2p.identity import KeyType, PeerId, PrivateKey
 from p2p.pubsub.router import FLOODSUB, MESHSUB_10, MESHSUB_11
@@ -30,58 +27,54 @@ def anyio_backend():
     return "asyncio"
 
 
-async def test_idontwant_duplicates_v12_against_v11(godht_bin: Path):
-    net = GoDht("-n", GO_NODES, "-topics", TOPIC, binary=godht_bin)
-    try:
-        with anyio.fail_after(90):
-            async with Host(PrivateKey.generate(KeyType.Secp256k1)) as ha, \
-                    Host(PrivateKey.generate(KeyType.Secp256k1)) as hb:
-                nodes = {"v1.2": PubSubService(ha),
-                         "v1.1": PubSubService(hb, protocols=(MESHSUB_11, MESHSUB_10, FLOODSUB))}
-                subs = {name: ps.subscribe(TOPIC) for name, ps in nodes.items()}
+async def test_idontwant_duplicates_v12_against_v11(start_godht):
+    net = start_godht("-n", GO_NODES, "-topics", TOPIC)
+    with anyio.fail_after(90):
+        async with Host(PrivateKey.generate(KeyType.Secp256k1)) as ha, \
+                Host(PrivateKey.generate(KeyType.Secp256k1)) as hb:
+            nodes = {"v1.2": PubSubService(ha),
+                     "v1.1": PubSubService(hb, protocols=(MESHSUB_11, MESHSUB_10, FLOODSUB))}
+            subs = {name: ps.subscribe(TOPIC) for name, ps in nodes.items()}
+            for ps in nodes.values():
+                for i in range(GO_NODES):
+                    await ps.host.connect(net.addr(i))
+            with anyio.fail_after(15):
                 for ps in nodes.values():
-                    for i in range(GO_NODES):
-                        await ps.host.connect(net.addr(i))
-                with anyio.fail_after(15):
-                    for ps in nodes.values():
-                        while len(ps.mesh_peers(TOPIC)) < GO_NODES:
-                            await anyio.sleep(0.05)
-                await anyio.sleep(2.2)  # two heartbeats: the Go meshes settle with us in them
-                base = {name: ps.router.duplicates for name, ps in nodes.items()}
-                got: dict[str, list[bytes]] = {name: [] for name in nodes}
+                    while len(ps.mesh_peers(TOPIC)) < GO_NODES:
+                        await anyio.sleep(0.05)
+            await anyio.sleep(2.2)  # two heartbeats: the Go meshes settle with us in them
+            base = {name: ps.router.duplicates for name, ps in nodes.items()}
+            got: dict[str, list[bytes]] = {name: [] for name in nodes}
 
-                async def collect(name: str) -> None:
-                    async for msg in subs[name]:
-                        got[name].append(msg.data)
+            async def collect(name: str) -> None:
+                async for msg in subs[name]:
+                    got[name].append(msg.data)
 
-                async with anyio.create_task_group() as tg:
-                    for name in nodes:
-                        tg.start_soon(collect, name)
-                    await net.acall("publishmany", node=0, topic=TOPIC, count=COUNT, size=SIZE,
-                                    data=b"burst".hex())
-                    with anyio.fail_after(20):
-                        while any(len(v) < COUNT for v in got.values()):
-                            await anyio.sleep(0.05)
-                    await anyio.sleep(1.5)  # late duplicates
-                    tg.cancel_scope.cancel()
-                traces = [await net.acall("pubsubtrace", node=i) for i in range(GO_NODES)]
-                for name, ps in nodes.items():
-                    pid = str(ps.host.peer_id)
-                    assert len(got[name]) == COUNT == len(set(got[name]))
-                    dups = ps.router.duplicates - base[name]
-                    queued = sum(len(t["sent"].get(pid, [])) for t in traces)
-                    idw_from_go = sum(len(t["idontwant_sent"].get(pid, [])) for t in traces)
-                    sent_back = sum(len(t["recv"].get(pid, [])) + len(t["dup"].get(pid, []))
-                                    for t in traces)
-                    print(f"IDONTWANT {name}: {COUNT} x {SIZE} B from a Go node, {GO_NODES} Go "
-                          f"mesh peers: {dups} duplicates received, Go queued {queued} messages "
-                          f"for it, it sent {sent_back} to Go, Go sent it {idw_from_go} "
-                          f"IDONTWANT IDs")
-                    if name == "v1.2":
-                        assert idw_from_go > 0
-                        assert ps.router.peers[PeerId.from_string(net.peer_id(0))].protocol == "/meshsub/1.2.0"
-                    else:
-                        assert idw_from_go == 0
-    finally:
-        net.stop()
-        print("--- godht stderr ---\n" + net.stderr_text()[-3000:])
+            async with anyio.create_task_group() as tg:
+                for name in nodes:
+                    tg.start_soon(collect, name)
+                await net.acall("publishmany", node=0, topic=TOPIC, count=COUNT, size=SIZE,
+                                data=b"burst".hex())
+                with anyio.fail_after(20):
+                    while any(len(v) < COUNT for v in got.values()):
+                        await anyio.sleep(0.05)
+                await anyio.sleep(1.5)  # late duplicates
+                tg.cancel_scope.cancel()
+            traces = [await net.acall("pubsubtrace", node=i) for i in range(GO_NODES)]
+            for name, ps in nodes.items():
+                pid = str(ps.host.peer_id)
+                assert len(got[name]) == COUNT == len(set(got[name]))
+                dups = ps.router.duplicates - base[name]
+                queued = sum(len(t["sent"].get(pid, [])) for t in traces)
+                idw_from_go = sum(len(t["idontwant_sent"].get(pid, [])) for t in traces)
+                sent_back = sum(len(t["recv"].get(pid, [])) + len(t["dup"].get(pid, []))
+                                for t in traces)
+                print(f"IDONTWANT {name}: {COUNT} x {SIZE} B from a Go node, {GO_NODES} Go "
+                      f"mesh peers: {dups} duplicates received, Go queued {queued} messages "
+                      f"for it, it sent {sent_back} to Go, Go sent it {idw_from_go} "
+                      f"IDONTWANT IDs")
+                if name == "v1.2":
+                    assert idw_from_go > 0
+                    assert ps.router.peers[PeerId.from_string(net.peer_id(0))].protocol == "/meshsub/1.2.0"
+                else:
+                    assert idw_from_go == 0

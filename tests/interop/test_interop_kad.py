@@ -17,7 +17,7 @@ import anyio
 import pytest
 from multiaddr import Multiaddr
 
-from godht import GoDht, godht_vectors
+from godht import MASA_DHT, GoDht, godht_vectors
 from p2p.host import Host
 from p2p.identity import KeyType, PeerId, PrivateKey
 from p2p.kad.config import KadConfig, masa_config
@@ -36,11 +36,8 @@ def anyio_backend():
 
 
 @pytest.fixture
-def masa_net(godht_bin: Path):
-    net = GoDht("-n", GO_NODES, "-prefix", "/masa", "-bucket", 100, "-alpha", 10, binary=godht_bin)
-    yield net
-    net.stop()
-    print("--- godht stderr ---\n" + net.stderr_text()[-5000:])
+def masa_net(start_godht) -> GoDht:
+    return start_godht("-n", GO_NODES, *MASA_DHT, "-alpha", 10)
 
 
 async def _wait_in_go_table(net: GoDht, node: int, peer: PeerId, timeout: float = 15.0) -> None:

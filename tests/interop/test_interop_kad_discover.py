@@ -27,7 +27,7 @@ from typing import Any
 import anyio
 import pytest
 
-from godht import GoDht
+from godht import MASA_DHT, GoDht
 from oracle.discovery import namespace_key
 from oracle.node import NodeConfig, OracleNode
 from p2p.host import Host
@@ -49,11 +49,8 @@ def anyio_backend():
 
 
 @pytest.fixture
-def masa_net(godht_bin: Path):
-    net = GoDht("-n", GO_NODES, "-prefix", "/masa", "-bucket", 100, "-alpha", 100, binary=godht_bin)
-    yield net
-    net.stop()
-    print("--- godht stderr ---\n" + net.stderr_text()[-3000:])
+def masa_net(start_godht) -> GoDht:
+    return start_godht("-n", GO_NODES, *MASA_DHT, "-alpha", 100)
 
 
 def test_namespace_key_is_the_multihash_go_provides():
