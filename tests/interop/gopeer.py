@@ -2,11 +2,11 @@
 
 The Go program prints exactly one JSON line on stdout per run (for ``serve``: once it is
 listening), logs on stderr, and on failure prints ``{"error": ...}`` and exits non-zero.
-This module compiles it once per source digest into ``<repo>/.cache/gopeer/<sha256>/gopeer``
-and wraps its two shapes: a long-running listener (:class:`GoPeer`) and one-shot dialer
-commands (:func:`run_gopeer`). Everything is synchronous and subprocess-based, so tests on
-either anyio backend (or none) can use it; every wait has a timeout, and a missing or
-failing Go toolchain is an error, never a skip.
+This module compiles it once per source digest (its sources and those of ``gokit/``, the package
+the Go peers share) into ``<repo>/.cache/gopeer/<sha256>/gopeer`` and wraps its two shapes: a
+long-running listener (:class:`GoPeer`) and one-shot dialer commands (:func:`run_gopeer`).
+Everything is synchronous and subprocess-based, so tests on either anyio backend (or none) can
+use it; every wait has a timeout, and a missing or failing Go toolchain is an error, never a skip.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -55,15 +56,26 @@ class GoPeerError(RuntimeError):
 
 
 def source_digest(src: Path = GOPEER_SRC) -> str:
-    """SHA-256 over the Go sources, go.mod and go.sum (names and contents, sorted)."""
+    """SHA-256 over the Go sources, go.mod and go.sum (names and contents, sorted) of `src` and of
+    the local modules its go.mod replaces (``=> ../gokit``, the peers' shared code), so that a
+    change to shared code rebuilds every program that uses it."""
     h = hashlib.sha256()
-    files = sorted(p for p in src.iterdir()
-                   if p.is_file() and (p.suffix == ".go" or p.name in ("go.mod", "go.sum")))
-    for path in files:
-        data = path.read_bytes()
-        h.update(f"{path.name}\0{len(data)}\0".encode())
-        h.update(data)
+    for prefix, folder in [("", src), *_local_replacements(src)]:
+        files = sorted(p for p in folder.iterdir()
+                       if p.is_file() and (p.suffix == ".go" or p.name in ("go.mod", "go.sum")))
+        for path in files:
+            data = path.read_bytes()
+            h.update(f"{prefix}{path.name}\0{len(data)}\0".encode())
+            h.update(data)
     return h.hexdigest()
+
+
+def _local_replacements(src: Path) -> list[tuple[str, Path]]:
+    """(the path as go.mod writes it + "/", the folder) of each ``replace X => ./dir|../dir``."""
+    mod = src / "go.mod"
+    text = mod.read_text() if mod.is_file() else ""
+    found = sorted(set(re.findall(r"=>\s*(\.\.?/[^\s)]+)", text)))
+    return [(f"{rel}/", (src / rel).resolve()) for rel in found]
 
 
 def build_gopeer(*, timeout: float = BUILD_TIMEOUT) -> Path:

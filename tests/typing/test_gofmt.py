@@ -1,5 +1,6 @@
-"""The Go test peers under tests/interop/*/ are gofmt-clean. Part of the suite (CI installs Go for
-the interop tests anyway), so a missing gofmt fails here rather than skipping the check."""
+"""The Go test peers under tests/interop/*/ and their shared package (gokit) are gofmt-clean. Part
+of the suite (CI installs Go for the interop tests anyway), so a missing gofmt fails here rather
+than skipping the check."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-GO_PEERS = ("gopeer", "goquic", "gomasa", "godht")
+GO_PEERS = ("gopeer", "goquic", "gomasa", "godht", "gokit")
 
 
 def _gofmt() -> str:

@@ -9,7 +9,10 @@ require (
 	github.com/libp2p/go-libp2p-pubsub v0.12.0
 	github.com/libp2p/go-libp2p-record v0.2.0
 	github.com/multiformats/go-multiaddr v0.13.0
+	gokit v0.0.0
 )
+
+replace gokit => ../gokit
 
 require (
 	github.com/benbjohnson/clock v1.3.5 // indirect

@@ -21,7 +21,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"log"
 	"os"
 	"strings"
 	"sync"
@@ -30,38 +29,21 @@ import (
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/core/routing"
 	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
-	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"gokit"
 )
 
-var logger = log.New(os.Stderr, "godht: ", log.Lmicroseconds)
-
-var stdout = struct {
-	sync.Mutex
-	w *bufio.Writer
-}{w: bufio.NewWriter(os.Stdout)}
-
-func emit(v any) {
-	data, err := json.Marshal(v)
-	if err != nil {
-		data, _ = json.Marshal(map[string]string{"error": err.Error()})
-	}
-	stdout.Lock()
-	defer stdout.Unlock()
-	stdout.w.Write(data)
-	stdout.w.WriteByte('\n')
-	stdout.w.Flush()
-}
+var logger = gokit.Named("godht")
 
 type message struct {
 	From   string  `json:"from"`
@@ -92,24 +74,20 @@ func unixMs() float64 { return float64(time.Now().UnixMicro()) / 1000 }
 // router picks the node's pubsub router: "gossipsub" (go's defaults, as masa), "meshsub10"
 // (GossipSub speaking only /meshsub/1.0.0) or "floodsub".
 func newNode(ctx context.Context, prefix string, bucket int, alpha int, router string) (*node, error) {
-	priv, _, err := crypto.GenerateKeyPair(crypto.Secp256k1, 0)
+	priv, err := gokit.GenerateKey("secp256k1")
 	if err != nil {
 		return nil, err
 	}
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(rcmgr.InfiniteLimits))
+	hostOpts, err := gokit.TestHostOptions(priv)
 	if err != nil {
 		return nil, err
 	}
-	h, err := libp2p.New(
-		libp2p.Identity(priv),
+	h, err := libp2p.New(append(hostOpts,
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.Security(noise.ID, noise.New),
-		libp2p.ResourceManager(rm),
-		libp2p.DisableRelay(),
-		libp2p.DisableMetrics(),
 		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
-	)
+	)...)
 	if err != nil {
 		return nil, err
 	}
@@ -479,7 +457,7 @@ func serve(args []string) error {
 	for _, n := range nodes {
 		infos = append(infos, n.info())
 	}
-	emit(map[string]any{"nodes": infos})
+	gokit.Emit(map[string]any{"nodes": infos})
 
 	var wg sync.WaitGroup
 	scanner := bufio.NewScanner(os.Stdin)
@@ -487,7 +465,7 @@ func serve(args []string) error {
 	for scanner.Scan() {
 		var c command
 		if err := json.Unmarshal(scanner.Bytes(), &c); err != nil {
-			emit(map[string]any{"error": "bad command: " + err.Error()})
+			gokit.Emit(map[string]any{"error": "bad command: " + err.Error()})
 			continue
 		}
 		wg.Add(1)
@@ -501,7 +479,7 @@ func serve(args []string) error {
 			if err != nil {
 				res["error"] = err.Error()
 			}
-			emit(res)
+			gokit.Emit(res)
 		}(c)
 	}
 	cancel()
@@ -514,21 +492,8 @@ func serve(args []string) error {
 }
 
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: godht serve [flags] | godht vectors")
-		os.Exit(2)
-	}
-	var err error
-	switch os.Args[1] {
-	case "serve":
-		err = serve(os.Args[2:])
-	case "vectors":
-		err = vectors()
-	default:
-		err = fmt.Errorf("unknown command %q", os.Args[1])
-	}
-	if err != nil {
-		emit(map[string]string{"error": err.Error()})
-		os.Exit(1)
-	}
+	gokit.Main("usage: godht serve [flags] | godht vectors", map[string]func([]string) error{
+		"serve":   serve,
+		"vectors": func([]string) error { return vectors() },
+	})
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"gokit"
 )
 
 type marshaler interface{ Marshal() ([]byte, error) }
@@ -156,6 +158,6 @@ func vectors() error {
 	if err := put("pubsub_rpc_hello", hello); err != nil {
 		return err
 	}
-	emit(out)
+	gokit.Emit(out)
 	return nil
 }

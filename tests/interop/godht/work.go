@@ -11,20 +11,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"gokit"
 )
-
-type workRequest struct {
-	WorkType  string `json:"workType,omitempty"`
-	RequestId string `json:"requestId,omitempty"`
-	Data      []byte `json:"data,omitempty"`
-}
-
-type workResponse struct {
-	WorkRequest  *workRequest `json:"workRequest,omitempty"`
-	Data         interface{}  `json:"data,omitempty"`
-	Error        string       `json:"error,omitempty"`
-	WorkerPeerId string       `json:"workerPeerId,omitempty"`
-}
 
 // sendWork does what masa's DistributeWork does for one remote candidate:
 // DHT FindPeer (findMs), Connect (connectMs), then one request on
@@ -51,7 +40,7 @@ func sendWork(ctx context.Context, n *node, target peer.ID, data []byte, findMs,
 	}
 	defer s.Close()
 	s.SetDeadline(time.Now().Add(45 * time.Second))
-	body, err := json.Marshal(workRequest{WorkType: "test", RequestId: "godht", Data: data})
+	body, err := json.Marshal(gokit.WorkRequest{WorkType: "test", RequestId: "godht", Data: data})
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +56,7 @@ func sendWork(ctx context.Context, n *node, target peer.ID, data []byte, findMs,
 	if _, err := io.ReadFull(s, buf); err != nil {
 		return nil, err
 	}
-	var resp workResponse
+	var resp gokit.WorkResponse
 	if err := json.Unmarshal(buf, &resp); err != nil {
 		return nil, err
 	}

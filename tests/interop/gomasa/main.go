@@ -18,13 +18,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log"
 	"math/rand"
 	"os"
 	"strings"
@@ -45,46 +42,18 @@ import (
 	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"gokit"
 )
 
-var logger = log.New(os.Stderr, "gomasa: ", log.Lmicroseconds)
-
-type stringList []string
-
-func (l *stringList) String() string     { return fmt.Sprint(*l) }
-func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
-
-func emit(v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		b, _ = json.Marshal(map[string]string{"error": err.Error()})
-	}
-	os.Stdout.Write(append(b, '\n'))
-}
-
-func fail(err error) {
-	emit(map[string]string{"error": err.Error()})
-	os.Exit(1)
-}
+var logger = gokit.Named("gomasa")
 
 func main() {
-	if len(os.Args) < 2 {
-		fail(errors.New("usage: gomasa serve|nodedata|decode [options]"))
-	}
-	var err error
-	switch os.Args[1] {
-	case "serve":
-		err = cmdServe(os.Args[2:])
-	case "nodedata":
-		err = cmdNodeData(os.Args[2:])
-	case "decode":
-		err = cmdDecode()
-	default:
-		err = fmt.Errorf("unknown command %q", os.Args[1])
-	}
-	if err != nil {
-		fail(err)
-	}
+	gokit.Main("usage: gomasa serve|nodedata|decode [options]", map[string]func([]string) error{
+		"serve":    cmdServe,
+		"nodedata": cmdNodeData,
+		"decode":   func([]string) error { return cmdDecode() },
+	})
 }
 
 // protocolWithVersion is masa's config.ProtocolWithVersion.
@@ -98,7 +67,7 @@ func protocolWithVersion(name, version, env string) protocol.ID {
 // cmdNodeData prints json.Marshal of a NodeData built from flags.
 func cmdNodeData(args []string) error {
 	fs := flag.NewFlagSet("nodedata", flag.ContinueOnError)
-	var addrs stringList
+	var addrs gokit.StringList
 	fs.Var(&addrs, "multiaddr", "multiaddr (repeatable)")
 	id := fs.String("peer-id", "", "peer ID")
 	lastUpdated := fs.Int64("last-updated", 0, "lastUpdated (Unix s)")
@@ -162,14 +131,14 @@ func cmdDecode() error {
 	}
 	var nd NodeData
 	if err := json.Unmarshal(body, &nd); err != nil {
-		emit(map[string]any{"ok": false, "error": err.Error()})
+		gokit.Emit(map[string]any{"ok": false, "error": err.Error()})
 		return nil
 	}
 	out, err := json.Marshal(nd)
 	if err != nil {
 		return err
 	}
-	emit(map[string]any{"ok": true, "json": string(out)})
+	gokit.Emit(map[string]any{"ok": true, "json": string(out)})
 	return nil
 }
 
@@ -183,7 +152,7 @@ type node struct {
 	self       NodeData
 	bootnodes  []string
 	start      time.Time
-	handlers   map[string]func([]byte) WorkResponse
+	handlers   map[string]func([]byte) gokit.WorkResponse
 	mu         sync.Mutex
 	syncsIn    int
 	syncPushes map[string]int
@@ -196,21 +165,17 @@ type node struct {
 
 func (n *node) proto(name string) protocol.ID { return protocolWithVersion(name, n.version, n.env) }
 
+// loadKey decodes the hex of a protobuf private key, or makes a new secp256k1 key.
 func loadKey(hexKey string) (crypto.PrivKey, error) {
 	if hexKey == "" {
-		k, _, err := crypto.GenerateKeyPair(crypto.Secp256k1, -1)
-		return k, err
+		return gokit.GenerateKey("secp256k1")
 	}
-	raw, err := hex.DecodeString(strings.TrimSpace(hexKey))
-	if err != nil {
-		return nil, err
-	}
-	return crypto.UnmarshalPrivateKey(raw)
+	return gokit.DecodeKey([]byte(hexKey))
 }
 
 func cmdServe(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	var listen, bootnodes stringList
+	var listen, bootnodes gokit.StringList
 	fs.Var(&listen, "listen", "listen multiaddr (default /ip4/127.0.0.1/tcp/0)")
 	fs.Var(&bootnodes, "bootnode", "bootnode multiaddr with /p2p (repeatable)")
 	version := fs.String("protocol-version", "v0.8.4", "masa protocol version")
@@ -226,7 +191,7 @@ func cmdServe(args []string) error {
 		return err
 	}
 	if len(listen) == 0 {
-		listen = stringList{"/ip4/127.0.0.1/tcp/0"}
+		listen = gokit.StringList{"/ip4/127.0.0.1/tcp/0"}
 	}
 	priv, err := loadKey(*keyHex)
 	if err != nil {
@@ -257,7 +222,7 @@ func cmdServe(args []string) error {
 	defer h.Close()
 	ctx := context.Background()
 	n := &node{h: h, ctx: ctx, version: *version, env: *env, tracker: newTracker(*version),
-		bootnodes: bootnodes, start: time.Now(), handlers: map[string]func([]byte) WorkResponse{},
+		bootnodes: bootnodes, start: time.Now(), handlers: map[string]func([]byte) gokit.WorkResponse{},
 		syncPushes: map[string]int{}, findMs: *findMs}
 	if *withDHT {
 		// masa: ModeAutoServer (server until AutoNAT says private; on loopback it stays server),
@@ -314,7 +279,7 @@ func cmdServe(args []string) error {
 			addrs = append(addrs, fmt.Sprintf("%s/p2p/%s", a, h.ID()))
 		}
 	}
-	emit(map[string]any{"peer_id": h.ID().String(), "addrs": addrs})
+	gokit.Emit(map[string]any{"peer_id": h.ID().String(), "addrs": addrs})
 
 	// EnableDHT's bootnode push, after we are listening.
 	for _, b := range bootnodes {
@@ -505,98 +470,63 @@ func (n *node) sendNodeData(p peer.ID) {
 
 // --- work --------------------------------------------------------------------
 
-type WorkRequest struct {
-	WorkType  string `json:"workType,omitempty"`
-	RequestId string `json:"requestId,omitempty"`
-	Data      []byte `json:"data,omitempty"`
-}
-
-type WorkResponse struct {
-	WorkRequest  *WorkRequest `json:"workRequest,omitempty"`
-	Data         any          `json:"data,omitempty"`
-	Error        string       `json:"error,omitempty"`
-	WorkerPeerId string       `json:"workerPeerId,omitempty"`
-}
-
 // handleWeb asserts types as masa's WebHandler does: data without a number
 // `depth` or a string `url` panics (and takes the process down, as in masa).
 // It does not fetch anything (tests have no internet): it echoes what it got.
-func handleWeb(data []byte) WorkResponse {
+func handleWeb(data []byte) gokit.WorkResponse {
 	var m map[string]any
 	if err := json.Unmarshal(data, &m); err != nil {
-		return WorkResponse{Error: fmt.Sprintf("unable to parse web data: %v", err)}
+		return gokit.WorkResponse{Error: fmt.Sprintf("unable to parse web data: %v", err)}
 	}
 	depth := int(m["depth"].(float64))
 	url := m["url"].(string)
-	return WorkResponse{Data: map[string]any{"url": url, "depth": depth, "scraper": "gomasa"}}
+	return gokit.WorkResponse{Data: map[string]any{"url": url, "depth": depth, "scraper": "gomasa"}}
 }
 
-func handleTwitter(data []byte) WorkResponse {
+func handleTwitter(data []byte) gokit.WorkResponse {
 	var m map[string]any
 	if err := json.Unmarshal(data, &m); err != nil {
-		return WorkResponse{Error: fmt.Sprintf("unable to parse twitter query data: %v", err)}
+		return gokit.WorkResponse{Error: fmt.Sprintf("unable to parse twitter query data: %v", err)}
 	}
 	count := int(m["count"].(float64))
 	query := m["query"].(string)
-	return WorkResponse{Data: map[string]any{"query": query, "count": count, "scraper": "gomasa"}}
+	return gokit.WorkResponse{Data: map[string]any{"query": query, "count": count, "scraper": "gomasa"}}
 }
 
-func (n *node) executeWork(req WorkRequest) WorkResponse {
+func (n *node) executeWork(req gokit.WorkRequest) gokit.WorkResponse {
 	h, ok := n.handlers[req.WorkType]
 	if !ok {
-		return WorkResponse{Error: "work handler not found"}
+		return gokit.WorkResponse{Error: "work handler not found"}
 	}
-	done := make(chan WorkResponse, 1)
+	done := make(chan gokit.WorkResponse, 1)
 	go func() { done <- h(req.Data) }()
 	select {
 	case r := <-done:
 		return r
 	case <-time.After(45 * time.Second):
-		return WorkResponse{Error: "work execution timed out"}
+		return gokit.WorkResponse{Error: "work execution timed out"}
 	}
 }
 
 // handleWorkerStream: masa's HandleWorkerStream (no length bound, close at the end).
 func (n *node) handleWorkerStream(s network.Stream) {
-	defer s.Close()
-	lengthBuf := make([]byte, 4)
-	if _, err := io.ReadFull(s, lengthBuf); err != nil {
-		logger.Printf("worker: reading message length: %v", err)
-		return
+	answered := gokit.ServeWork(s, func(req gokit.WorkRequest) gokit.WorkResponse {
+		logger.Printf("worker: %s work from %s", req.WorkType, s.Conn().RemotePeer())
+		return n.executeWork(req)
+	})
+	if answered {
+		n.mu.Lock()
+		n.workDone++
+		n.mu.Unlock()
 	}
-	msg := make([]byte, binary.BigEndian.Uint32(lengthBuf))
-	if _, err := io.ReadFull(s, msg); err != nil {
-		logger.Printf("worker: reading message: %v", err)
-		return
-	}
-	var req WorkRequest
-	if err := json.Unmarshal(msg, &req); err != nil {
-		logger.Printf("worker: unmarshaling work request: %v", err)
-		return
-	}
-	logger.Printf("worker: %s work from %s", req.WorkType, s.Conn().RemotePeer())
-	resp := n.executeWork(req)
-	resp.WorkerPeerId = n.h.ID().String()
-	out, err := json.Marshal(resp)
-	if err != nil {
-		return
-	}
-	binary.BigEndian.PutUint32(lengthBuf, uint32(len(out)))
-	if _, err := s.Write(lengthBuf); err != nil {
-		return
-	}
-	s.Write(out)
-	n.mu.Lock()
-	n.workDone++
-	n.mu.Unlock()
 }
 
-func (n *node) sendWork(p peer.ID, req WorkRequest) (WorkResponse, string, error) {
+func (n *node) sendWork(p peer.ID, req gokit.WorkRequest) (gokit.WorkResponse, string, error) {
 	ctx, cancel := context.WithTimeout(n.ctx, 45*time.Second)
 	defer cancel()
 	s, err := n.h.NewStream(ctx, p, n.proto("worker_protocol"))
 	if err != nil {
-		return WorkResponse{}, "", fmt.Errorf("error opening stream: %v", err)
+		return gokit.WorkResponse{}, "", fmt.Errorf("error opening stream: %v", err)
 	}
 	defer s.Close()
 	dl, _ := ctx.Deadline()
@@ -605,18 +535,18 @@ func (n *node) sendWork(p peer.ID, req WorkRequest) (WorkResponse, string, error
 	lengthBuf := make([]byte, 4)
 	binary.BigEndian.PutUint32(lengthBuf, uint32(len(body)))
 	if _, err := s.Write(append(lengthBuf, body...)); err != nil {
-		return WorkResponse{}, "", fmt.Errorf("error writing to stream: %v", err)
+		return gokit.WorkResponse{}, "", fmt.Errorf("error writing to stream: %v", err)
 	}
 	if _, err := io.ReadFull(s, lengthBuf); err != nil {
-		return WorkResponse{}, "", fmt.Errorf("error reading response length: %v", err)
+		return gokit.WorkResponse{}, "", fmt.Errorf("error reading response length: %v", err)
 	}
 	buf := make([]byte, binary.BigEndian.Uint32(lengthBuf))
 	if _, err := io.ReadFull(s, buf); err != nil {
-		return WorkResponse{}, "", fmt.Errorf("error reading response: %v", err)
+		return gokit.WorkResponse{}, "", fmt.Errorf("error reading response: %v", err)
 	}
-	var resp WorkResponse
+	var resp gokit.WorkResponse
 	if err := json.Unmarshal(buf, &resp); err != nil {
-		return WorkResponse{}, string(buf), fmt.Errorf("error unmarshaling response: %v", err)
+		return gokit.WorkResponse{}, string(buf), fmt.Errorf("error unmarshaling response: %v", err)
 	}
 	return resp, string(buf), nil
 }
@@ -643,7 +573,7 @@ func (n *node) distributeWork(workType string, data []byte) map[string]any {
 		eligible = eligible[:10]
 	}
 	logger.Printf("Found %d eligible remote workers", len(eligible))
-	req := WorkRequest{WorkType: workType, RequestId: fmt.Sprintf("gomasa-%d", time.Now().UnixNano()), Data: data}
+	req := gokit.WorkRequest{WorkType: workType, RequestId: fmt.Sprintf("gomasa-%d", time.Now().UnixNano()), Data: data}
 	var errs []string
 	var attempts []string
 	var found []string   // workers found through the DHT (not connected before)
@@ -704,7 +634,7 @@ func (n *node) distributeWork(workType string, data []byte) map[string]any {
 	if len(errs) > 0 {
 		msg = "All workers failed. Errors: " + strings.Join(errs, "; ")
 	}
-	return map[string]any{"response": WorkResponse{Error: msg}, "worker": "", "eligible": eligible, "attempts": attempts}
+	return map[string]any{"response": gokit.WorkResponse{Error: msg}, "worker": "", "eligible": eligible, "attempts": attempts}
 }
 
 // --- control -----------------------------------------------------------------
@@ -727,10 +657,10 @@ func (n *node) control() {
 	for scanner.Scan() {
 		var c command
 		if err := json.Unmarshal(scanner.Bytes(), &c); err != nil {
-			emit(map[string]string{"error": err.Error()})
+			gokit.Emit(map[string]string{"error": err.Error()})
 			continue
 		}
-		emit(n.run(c))
+		gokit.Emit(n.run(c))
 	}
 }
 

@@ -27,6 +27,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"gokit"
 )
 
 const (
@@ -49,7 +51,7 @@ func benchStack() *stackOptions {
 
 func cmdBench(args []string) error {
 	if len(args) < 1 {
-		return usageError{"usage: gopeer bench listen | bench dial <scenario> --addr A --params JSON"}
+		return gokit.Usagef("usage: gopeer bench listen | bench dial <scenario> --addr A --params JSON")
 	}
 	switch args[0] {
 	case "listen":
@@ -57,7 +59,7 @@ func cmdBench(args []string) error {
 	case "dial":
 		return benchDial(args[1:])
 	}
-	return usageError{fmt.Sprintf("unknown bench role %q", args[0])}
+	return gokit.Usagef("unknown bench role %q", args[0])
 }
 
 func benchListen() error {
@@ -67,23 +69,17 @@ func benchListen() error {
 	}
 	defer h.Close()
 	h.SetStreamHandler(benchEcho, benchEchoHandler())
-	h.SetStreamHandler(benchSink, handleSink)
-	h.SetStreamHandler(workerProtocol("v0.8.4", ""), handleWorkerStream)
-	p2p, err := ma.NewComponent("p2p", h.ID().String())
-	if err != nil {
-		return err
-	}
-	emit(map[string]string{"addr": h.Network().ListenAddresses()[0].Encapsulate(p2p).String()})
-	io.Copy(io.Discard, os.Stdin) // serve until the harness closes our stdin
-	return nil
+	h.SetStreamHandler(benchSink, gokit.HandleSink)
+	h.SetStreamHandler(workerProtocol("v0.8.4", ""), gokit.HandleTestWork)
+	return gokit.ServeUntilStdinCloses(h)
 }
 
-// benchEchoHandler is handleEcho, with BENCH_CHUNK (when set) as the size of each read: io.Copy
+// benchEchoHandler is gokit.HandleEcho, with BENCH_CHUNK (when set) as the size of each read: io.Copy
 // on a yamux stream otherwise reads into its own 32 KiB buffer.
 func benchEchoHandler() network.StreamHandler {
 	chunk, err := strconv.Atoi(os.Getenv("BENCH_CHUNK"))
 	if err != nil || chunk <= 0 {
-		return handleEcho
+		return gokit.HandleEcho
 	}
 	return func(s network.Stream) {
 		buf := make([]byte, chunk)
@@ -97,36 +93,20 @@ func benchEchoHandler() network.StreamHandler {
 	}
 }
 
-// handleSink counts bytes until EOF, then answers the count (8 bytes, big endian).
-func handleSink(s network.Stream) {
-	n, err := io.Copy(io.Discard, s)
-	if err != nil {
-		s.Reset()
-		return
-	}
-	var out [8]byte
-	binary.BigEndian.PutUint64(out[:], uint64(n))
-	if _, err := s.Write(out[:]); err != nil {
-		s.Reset()
-		return
-	}
-	s.Close()
-}
-
 func benchDial(args []string) error {
 	fs := flag.NewFlagSet("bench dial", flag.ContinueOnError)
 	addr := fs.String("addr", "", "listener multiaddr ending in /p2p/<id>")
 	params := fs.String("params", "{}", "scenario parameters (JSON)")
-	pos, err := parseArgs(fs, args)
+	pos, err := gokit.ParseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
-		return usageError{"bench dial needs one scenario"}
+		return gokit.Usagef("bench dial needs one scenario")
 	}
 	var p benchParams
 	if err := json.Unmarshal([]byte(*params), &p); err != nil {
-		return usageError{fmt.Sprintf("bad --params: %v", err)}
+		return gokit.Usagef("bad --params: %v", err)
 	}
 	if p.BudgetS == 0 {
 		p.BudgetS = 10
@@ -136,11 +116,11 @@ func benchDial(args []string) error {
 	}
 	maddr, err := ma.NewMultiaddr(*addr)
 	if err != nil {
-		return usageError{fmt.Sprintf("bad --addr: %v", err)}
+		return gokit.Usagef("bad --addr: %v", err)
 	}
 	info, err := peer.AddrInfoFromP2pAddr(maddr)
 	if err != nil {
-		return usageError{err.Error()}
+		return gokit.Usagef("%v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -171,7 +151,7 @@ func benchDial(args []string) error {
 	case "streams":
 		return benchStreams(ctx, h, info.ID, p)
 	}
-	return usageError{fmt.Sprintf("unknown scenario %q", pos[0])}
+	return gokit.Usagef("unknown scenario %q", pos[0])
 }
 
 func benchBulk(ctx context.Context, h host.Host, id peer.ID, p benchParams) error {
@@ -206,7 +186,7 @@ func benchBulk(ctx context.Context, h host.Host, id peer.ID, p benchParams) erro
 	if got := binary.BigEndian.Uint64(ack[:]); got != uint64(p.Size) {
 		return fmt.Errorf("sink counted %d of %d bytes", got, p.Size)
 	}
-	emit(map[string]any{"bytes": p.Size, "seconds": seconds, "mb_per_s": float64(p.Size) / seconds / 1e6})
+	gokit.Emit(map[string]any{"bytes": p.Size, "seconds": seconds, "mb_per_s": float64(p.Size) / seconds / 1e6})
 	return nil
 }
 
@@ -238,7 +218,7 @@ func benchEchoRun(ctx context.Context, h host.Host, id peer.ID, p benchParams) e
 		return first
 	}
 	seconds := time.Since(start).Seconds()
-	emit(map[string]any{"bytes": p.Size, "seconds": seconds, "mb_per_s": float64(p.Size) / seconds / 1e6})
+	gokit.Emit(map[string]any{"bytes": p.Size, "seconds": seconds, "mb_per_s": float64(p.Size) / seconds / 1e6})
 	return nil
 }
 
@@ -327,7 +307,7 @@ func benchHandshakes(ctx context.Context, h host.Host, info peer.AddrInfo, p ben
 		done++
 	}
 	seconds := time.Since(start).Seconds()
-	emit(map[string]any{"count": done, "seconds": seconds, "per_s": float64(done) / seconds})
+	gokit.Emit(map[string]any{"count": done, "seconds": seconds, "per_s": float64(done) / seconds})
 	return nil
 }
 
@@ -337,7 +317,7 @@ func workOnce(ctx context.Context, h host.Host, id peer.ID, size int) error {
 	if err != nil {
 		return err
 	}
-	body, err := json.Marshal(WorkRequest{WorkType: "test", RequestId: "bench", Data: make([]byte, size)})
+	body, err := json.Marshal(gokit.WorkRequest{WorkType: "test", RequestId: "bench", Data: make([]byte, size)})
 	if err != nil {
 		return err
 	}
@@ -357,7 +337,7 @@ func workOnce(ctx context.Context, h host.Host, id peer.ID, size int) error {
 		return err
 	}
 	s.Close()
-	var resp WorkResponse
+	var resp gokit.WorkResponse
 	if err := json.Unmarshal(buf, &resp); err != nil {
 		return err
 	}
@@ -419,7 +399,7 @@ func benchRequests(p benchParams, one func() error) error {
 	if firstErr != "" {
 		res["first_error"] = firstErr
 	}
-	emit(res)
+	gokit.Emit(res)
 	return nil
 }
 
@@ -437,7 +417,7 @@ func phase(name string, extra map[string]any) {
 	for k, v := range extra {
 		m[k] = v
 	}
-	emit(m)
+	gokit.Emit(m)
 	stdinLines.ReadString('\n')
 }
 
@@ -465,7 +445,7 @@ func benchConns(ctx context.Context, info peer.AddrInfo, p benchParams) error {
 		}
 	}
 	phase("ready", map[string]any{"count": p.Count})
-	emit(map[string]any{"ok": true, "count": p.Count})
+	gokit.Emit(map[string]any{"ok": true, "count": p.Count})
 	return nil
 }
 
@@ -494,6 +474,6 @@ func benchStreams(ctx context.Context, h host.Host, id peer.ID, p benchParams) e
 		}
 	}
 	phase("ready", map[string]any{"count": p.Count})
-	emit(map[string]any{"ok": true, "count": p.Count})
+	gokit.Emit(map[string]any{"ok": true, "count": p.Count})
 	return nil
 }

@@ -24,6 +24,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"gokit"
 )
 
 // dialer is a connected host plus the context bounding the whole command.
@@ -43,20 +45,20 @@ func dial(fs *flag.FlagSet, args []string) (*dialer, error) {
 	var so stackOptions
 	so.register(fs)
 	timeout := fs.Float64("timeout", 30, "overall deadline in seconds")
-	pos, err := parseArgs(fs, args)
+	pos, err := gokit.ParseArgs(fs, args)
 	if err != nil {
 		return nil, err
 	}
 	if len(pos) != 1 {
-		return nil, usageError{fs.Name() + " needs exactly one multiaddr ending in /p2p/<peer id>"}
+		return nil, gokit.Usagef("%s needs exactly one multiaddr ending in /p2p/<peer id>", fs.Name())
 	}
 	addr, err := ma.NewMultiaddr(pos[0])
 	if err != nil {
-		return nil, usageError{fmt.Sprintf("bad multiaddr %q: %v", pos[0], err)}
+		return nil, gokit.Usagef("bad multiaddr %q: %v", pos[0], err)
 	}
 	info, err := peer.AddrInfoFromP2pAddr(addr)
 	if err != nil {
-		return nil, usageError{fmt.Sprintf("multiaddr %q: %v", pos[0], err)}
+		return nil, gokit.Usagef("multiaddr %q: %v", pos[0], err)
 	}
 	h, err := so.newHost(nil)
 	if err != nil {
@@ -136,7 +138,7 @@ func cmdPing(args []string) error {
 		}
 		rtts = append(rtts, float64(r.RTT.Microseconds())/1000)
 	}
-	emit(map[string]any{"peer_id": d.target.String(), "rtt_ms": rtts, "connect_ms": d.connectMs})
+	gokit.Emit(map[string]any{"peer_id": d.target.String(), "rtt_ms": rtts, "connect_ms": d.connectMs})
 	return nil
 }
 
@@ -160,7 +162,7 @@ func echoOne(ctx context.Context, h host.Host, p peer.ID, size int) error {
 	if _, err := rand.Read(key); err != nil {
 		return err
 	}
-	s, err := h.NewStream(ctx, p, echoProtocol)
+	s, err := h.NewStream(ctx, p, gokit.EchoProtocol)
 	if err != nil {
 		return fmt.Errorf("new stream: %w", err)
 	}
@@ -227,7 +229,7 @@ func cmdEcho(args []string) error {
 	}
 	defer d.close()
 	if *size < 0 || *streams < 1 {
-		return usageError{"--size must be >= 0 and --streams >= 1"}
+		return gokit.Usagef("--size must be >= 0 and --streams >= 1")
 	}
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -245,7 +247,7 @@ func cmdEcho(args []string) error {
 		return err
 	}
 	total := *size * *streams
-	emit(map[string]any{
+	gokit.Emit(map[string]any{
 		"ok": true, "bytes": total, "streams": *streams, "seconds": secs,
 		"mb_per_s": float64(total) / 1e6 / secs, "connect_ms": d.connectMs,
 	})
@@ -304,7 +306,7 @@ func cmdIdentify(args []string) error {
 		out["public_key_type"] = keyTypeNames[int(pk.Type())]
 		out["public_key_hex"] = hex.EncodeToString(pb)
 	}
-	emit(out)
+	gokit.Emit(out)
 	return nil
 }
 
@@ -326,7 +328,7 @@ func cmdReset(args []string) error {
 		return err
 	}
 	defer d.close()
-	s, err := d.h.NewStream(d.ctx, d.target, echoProtocol)
+	s, err := d.h.NewStream(d.ctx, d.target, gokit.EchoProtocol)
 	if err != nil {
 		return fmt.Errorf("new stream: %w", err)
 	}
@@ -345,7 +347,7 @@ func cmdReset(args []string) error {
 	if err := s.Reset(); err != nil {
 		return fmt.Errorf("reset: %w", err)
 	}
-	emit(map[string]any{"ok": bytes.Equal(echoed, msg), "written": len(msg), "echoed": string(echoed), "reset": true})
+	gokit.Emit(map[string]any{"ok": bytes.Equal(echoed, msg), "written": len(msg), "echoed": string(echoed), "reset": true})
 	return nil
 }
 
@@ -359,7 +361,7 @@ func cmdHalfclose(args []string) error {
 		return err
 	}
 	defer d.close()
-	s, err := d.h.NewStream(d.ctx, d.target, halfcloseProtocol)
+	s, err := d.h.NewStream(d.ctx, d.target, gokit.HalfcloseProtocol)
 	if err != nil {
 		return fmt.Errorf("new stream: %w", err)
 	}
@@ -380,7 +382,7 @@ func cmdHalfclose(args []string) error {
 	}
 	s.Close()
 	want := fmt.Sprintf("got %d bytes", *size)
-	emit(map[string]any{"ok": string(reply) == want, "bytes": *size, "reply": string(reply)})
+	gokit.Emit(map[string]any{"ok": string(reply) == want, "bytes": *size, "reply": string(reply)})
 	return nil
 }
 
@@ -399,7 +401,7 @@ func cmdWork(args []string) error {
 		return err
 	}
 	defer d.close()
-	req := WorkRequest{WorkType: *workType, RequestId: *requestID, Data: []byte(*data)}
+	req := gokit.WorkRequest{WorkType: *workType, RequestId: *requestID, Data: []byte(*data)}
 	s, err := d.h.NewStream(d.ctx, d.target, workerProtocol(*version, *env))
 	if err != nil {
 		return fmt.Errorf("new stream: %w", err)
@@ -426,10 +428,10 @@ func cmdWork(args []string) error {
 	if _, err := io.ReadFull(s, respBuf); err != nil {
 		return fmt.Errorf("read response: %w", err)
 	}
-	var resp WorkResponse
+	var resp gokit.WorkResponse
 	if err := json.Unmarshal(respBuf, &resp); err != nil {
 		return fmt.Errorf("unmarshal response %q: %w", strings.ToValidUTF8(string(respBuf), "?"), err)
 	}
-	emit(map[string]any{"raw": string(respBuf), "response": resp, "protocol": string(s.Protocol())})
+	gokit.Emit(map[string]any{"raw": string(respBuf), "response": resp, "protocol": string(s.Protocol())})
 	return nil
 }

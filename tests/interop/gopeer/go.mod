@@ -5,7 +5,10 @@ go 1.22
 require (
 	github.com/libp2p/go-libp2p v0.36.3
 	github.com/multiformats/go-multiaddr v0.13.0
+	gokit v0.0.0
 )
+
+replace gokit => ../gokit
 
 require (
 	github.com/benbjohnson/clock v1.3.5 // indirect

@@ -8,6 +8,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	tlssec "github.com/libp2p/go-libp2p/p2p/security/tls"
+
+	"gokit"
 )
 
 // libp2pExtensionOID is the libp2p public key extension (1.3.6.1.4.1.53594.1.1).
@@ -19,7 +21,7 @@ func cmdTLSCert(args []string) error {
 	fs := flag.NewFlagSet("tlscert", flag.ContinueOnError)
 	var so stackOptions
 	so.register(fs)
-	if _, err := parseArgs(fs, args); err != nil {
+	if _, err := gokit.ParseArgs(fs, args); err != nil {
 		return err
 	}
 	priv, err := so.identity()
@@ -42,11 +44,11 @@ func cmdTLSCert(args []string) error {
 			ext = e.Value
 		}
 	}
-	pid, err := peerIDOf(priv)
+	pid, err := gokit.PeerIDOf(priv)
 	if err != nil {
 		return err
 	}
-	emit(map[string]string{"cert": hex.EncodeToString(der), "extension": hex.EncodeToString(ext), "peer_id": pid})
+	gokit.Emit(map[string]string{"cert": hex.EncodeToString(der), "extension": hex.EncodeToString(ext), "peer_id": pid})
 	return nil
 }
 
@@ -56,7 +58,7 @@ func cmdTLSCert(args []string) error {
 func cmdTLSVerify(args []string) error {
 	fs := flag.NewFlagSet("tlsverify", flag.ContinueOnError)
 	expected := fs.String("peer", "", "expected peer ID (as when dialling /p2p/ID)")
-	certs, err := parseArgs(fs, args)
+	certs, err := gokit.ParseArgs(fs, args)
 	if err != nil {
 		return err
 	}
@@ -64,7 +66,7 @@ func cmdTLSVerify(args []string) error {
 	for _, h := range certs {
 		der, err := hex.DecodeString(h)
 		if err != nil {
-			return usageError{fmt.Sprintf("bad hex: %v", err)}
+			return gokit.Usagef("bad hex: %v", err)
 		}
 		cert, err := x509.ParseCertificate(der)
 		if err != nil {
@@ -83,12 +85,12 @@ func cmdTLSVerify(args []string) error {
 	if *expected != "" {
 		want, err := peer.Decode(*expected)
 		if err != nil {
-			return usageError{fmt.Sprintf("bad --peer: %v", err)}
+			return gokit.Usagef("bad --peer: %v", err)
 		}
 		if !want.MatchesPublicKey(pub) {
 			return fmt.Errorf("peer IDs don't match: expected %s, got %s", want, pid)
 		}
 	}
-	emit(map[string]string{"peer_id": pid.String()})
+	gokit.Emit(map[string]string{"peer_id": pid.String()})
 	return nil
 }
