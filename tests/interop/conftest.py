@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from godht import GoDht, build_godht
+from godht import MASA_DHT, GoDht, build_godht
 from gomasa import build_gomasa
 from gopeer import GoPeer, build_gopeer, build_goquic
+from oracle.discovery import gossip_topic
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -135,3 +136,10 @@ def start_godht(godht_bin: Path) -> Iterator[Callable[..., GoDht]]:
     for net in nets:
         net.stop()
         print("--- godht stderr ---\n" + net.stderr_text()[-5000:])
+
+
+@pytest.fixture
+def masa_gossip_net(start_godht: Callable[..., GoDht]) -> GoDht:
+    """Eight Go nodes shaped as a masa network: the /masa DHT (K = 100, alpha 10) and masa's
+    gossip topic (`oracle.discovery.gossip_topic()`) subscribed on every node."""
+    return start_godht("-n", 8, *MASA_DHT, "-alpha", 10, "-topics", gossip_topic())

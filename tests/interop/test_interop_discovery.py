@@ -15,7 +15,7 @@ import time
 import anyio
 import pytest
 
-from godht import MASA_DHT
+from godht import GoDht
 from oracle.discovery import gossip_topic
 from oracle.handlers import handle_test
 from oracle.node import NodeConfig, OracleNode
@@ -23,7 +23,6 @@ from p2p.identity import KeyType, PeerId, PrivateKey
 
 pytestmark = pytest.mark.anyio
 
-GO_NODES = 8
 TOPIC = gossip_topic()
 
 
@@ -32,8 +31,9 @@ def anyio_backend():
     return "asyncio"
 
 
-async def test_go_nodes_find_our_worker_and_see_its_node_data(start_godht):
-    net = start_godht("-n", GO_NODES, *MASA_DHT, "-alpha", 10, "-topics", TOPIC)
+async def test_go_nodes_find_our_worker_and_see_its_node_data(masa_gossip_net: GoDht):
+    net = masa_gossip_net
+    go_nodes = len(net.nodes)
     with anyio.fail_after(120):
         config = NodeConfig(peers=(net.addr(0),), dht=True, gossip_interval=3600)
         async with OracleNode(PrivateKey.generate(KeyType.Secp256k1), config,
@@ -41,7 +41,7 @@ async def test_go_nodes_find_our_worker_and_see_its_node_data(start_godht):
             host = worker.host
             tracker = worker.tracker
             disc = worker.discovery
-            assert disc is not None and len(disc.kad.routing_table) >= GO_NODES - 1
+            assert disc is not None and len(disc.kad.routing_table) >= go_nodes - 1
 
             # Gossip both ways: wait for the meshes, then Go and Python publish their own data.
             with anyio.fail_after(15):
@@ -59,7 +59,7 @@ async def test_go_nodes_find_our_worker_and_see_its_node_data(start_godht):
             with anyio.fail_after(15):
                 while go3 not in tracker or disc.refused < 1:
                     await anyio.sleep(0.05)
-                for i in range(GO_NODES):
+                for i in range(go_nodes):
                     while not any(json.loads(bytes.fromhex(m["data"])).get("peerId") == str(host.peer_id)
                                   for m in (await net.acall("messages", node=i, topic=TOPIC))["messages"]):
                         await anyio.sleep(0.05)
@@ -74,7 +74,7 @@ async def test_go_nodes_find_our_worker_and_see_its_node_data(start_godht):
             # Go nodes that are not connected to the worker find it through the DHT and send
             # it work (masa's FindPeer -> Connect -> worker protocol).
             find_ms = []
-            for i in range(1, GO_NODES):
+            for i in range(1, go_nodes):
                 await host.disconnect(PeerId.from_string(net.peer_id(i)))
                 with anyio.fail_after(10):
                     while str(host.peer_id) in (await net.acall("connected", node=i))["peers"]:

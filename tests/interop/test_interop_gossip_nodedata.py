@@ -17,7 +17,7 @@ import time
 import anyio
 import pytest
 
-from godht import MASA_DHT
+from godht import GoDht
 from oracle.discovery import MasaDiscovery, gossip_topic
 from oracle.node import NodeConfig, OracleNode
 from oracle.nodedata import NodeData
@@ -27,7 +27,6 @@ from p2p.identity import KeyType, PrivateKey
 
 pytestmark = pytest.mark.anyio
 
-GO_NODES = 8
 TOPIC = gossip_topic()
 
 
@@ -36,8 +35,9 @@ def anyio_backend():
     return "asyncio"
 
 
-async def test_third_party_node_data_on_the_topic_is_dropped_as_masa_drops_it(start_godht):
-    net = start_godht("-n", GO_NODES, *MASA_DHT, "-alpha", 10, "-topics", TOPIC)
+async def test_third_party_node_data_on_the_topic_is_dropped_as_masa_drops_it(masa_gossip_net: GoDht):
+    net = masa_gossip_net
+    go_nodes = len(net.nodes)
     with anyio.fail_after(90):
         config = NodeConfig(peers=(net.addr(0),), dht=True, gossip_interval=3600, discover_interval=0)
         async with OracleNode(PrivateKey.generate(KeyType.Secp256k1), config) as node, \
@@ -54,7 +54,7 @@ async def test_third_party_node_data_on_the_topic_is_dropped_as_masa_drops_it(st
             await anyio.sleep(1.2)  # a heartbeat on every Go node: their meshes take us in
 
             now = int(time.time())
-            go = [net.peer_id(i) for i in range(GO_NODES)]
+            go = [net.peer_id(i) for i in range(go_nodes)]
             # what a masa node publishes: a join of another peer (masa writes every field),
             # its stale notice later, the author's own entry, and something that is not NodeData
             joined = {"peerId": go[5], "lastUpdated": now - 10, "isActive": True,
