@@ -14,14 +14,13 @@ import json
 import queue
 import signal
 import subprocess
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
 
-from gopeer import GoPeerError, build_go_program
+from gopeer import ChildStderr, GoPeerError, build_go_program
 
 GODHT_SRC = Path(__file__).resolve().parent / "godht"
 #: `godht serve` flags for a DHT shaped as masa's: protocol prefix /masa, K = 100.
@@ -52,10 +51,10 @@ class GoDht:
 
     def __init__(self, *args: str, start_timeout: float = 60.0, binary: Path | None = None) -> None:
         exe = binary or build_godht()
-        self._stderr = tempfile.TemporaryFile()
+        self._stderr = ChildStderr()
         self._proc = subprocess.Popen([str(exe), "serve", *map(str, args)],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=self._stderr)
+                                      stderr=self._stderr.file)
         self._ids = itertools.count(1)
         self._waiting: dict[int, queue.Queue[dict[str, Any]]] = {}
         self._lock = threading.Lock()
@@ -135,13 +134,11 @@ class GoDht:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(timeout=timeout)
         self._reader.join(timeout=timeout)
+        self._stderr.close()
         return proc.returncode
 
     def stderr_text(self) -> str:
-        f = self._stderr
-        f.flush()
-        f.seek(0)
-        return f.read().decode(errors="replace")
+        return self._stderr.text()
 
     def __enter__(self) -> GoDht:
         return self

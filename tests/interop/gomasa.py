@@ -12,13 +12,12 @@ import json
 import queue
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from gopeer import GoPeerError, build_go_program
+from gopeer import ChildStderr, GoPeerError, build_go_program
 
 __all__ = ["GOMASA_SRC", "GoMasa", "build_gomasa", "run_gomasa"]
 
@@ -44,9 +43,9 @@ class GoMasa:
     """A running ``gomasa serve``; commands are synchronous with a timeout."""
 
     def __init__(self, *args: str, start_timeout: float = 30.0) -> None:
-        self._stderr = tempfile.TemporaryFile()
+        self._stderr = ChildStderr()
         self._proc = subprocess.Popen([str(build_gomasa()), "serve", *args], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, stderr=self._stderr)
+                                      stdout=subprocess.PIPE, stderr=self._stderr.file)
         self._lines: queue.Queue[bytes] = queue.Queue()
         self._pump = threading.Thread(target=self._read, daemon=True)
         self._pump.start()
@@ -132,18 +131,10 @@ class GoMasa:
                     f.close()
             except OSError:
                 pass
+        self._stderr.close()
 
     def stderr_text(self) -> str:
-        f = self._stderr
-        try:
-            f.flush()
-            pos = f.tell()
-            f.seek(0)
-            data = f.read()
-            f.seek(pos)
-        except ValueError:
-            return ""
-        return data.decode(errors="replace")
+        return self._stderr.text()
 
     def __enter__(self) -> GoMasa:
         return self

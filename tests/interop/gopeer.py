@@ -24,8 +24,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GOPEER_SRC", "GOQUIC_SRC", "GoPeer", "GoPeerError", "build_go_program", "build_gopeer",
-           "build_goquic", "run_gopeer", "source_digest"]
+__all__ = ["GOPEER_SRC", "GOQUIC_SRC", "ChildStderr", "GoPeer", "GoPeerError", "build_go_program",
+           "build_gopeer", "build_goquic", "run_gopeer", "source_digest"]
 
 GOPEER_SRC = Path(__file__).resolve().parent / "gopeer"
 # The QUIC listener (go-libp2p v0.46.0: v0.36.3's quic-go panics as a server with Go 1.26).
@@ -180,14 +180,37 @@ def _text(data: str | bytes | None) -> str:
     return data.decode(errors="replace") if isinstance(data, bytes) else data
 
 
+class ChildStderr:
+    """A child process's stderr, kept in an unnamed temporary file (``file``, for Popen).
+
+    `text` reads everything written so far with `os.pread`, so it never moves the file offset the
+    child writes at (a seek and read could let a child's write land over earlier lines); after
+    `close` it returns what was written until then.
+    """
+
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile()
+        self._final: str | None = None
+
+    def text(self) -> str:
+        if self._final is not None:
+            return self._final
+        fd = self.file.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
+
+    def close(self) -> None:
+        if self._final is None:
+            self._final = self.text()
+            self.file.close()
+
+
 class GoPeer:
     """A running ``gopeer serve`` process; use :meth:`serve` (or it as a context manager)."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], stderr_file: Any, pump: threading.Thread,
+    def __init__(self, proc: subprocess.Popen[bytes], stderr: ChildStderr, pump: threading.Thread,
                  info: dict[str, Any]) -> None:
         self._proc = proc
-        self._stderr_file = stderr_file
-        self._stderr_final: str | None = None
+        self._stderr = stderr
         self._pump = pump
         self.info = info
         self.peer_id: str = info["peer_id"]
@@ -197,9 +220,9 @@ class GoPeer:
     def serve(cls, *args: str, start_timeout: float = 30.0, binary: Path | None = None) -> GoPeer:
         """Start ``gopeer serve ARGS`` and wait (at most ``start_timeout``) until it listens."""
         exe = binary or build_gopeer()
-        stderr_file = tempfile.TemporaryFile()
+        stderr = ChildStderr()
         proc = subprocess.Popen([str(exe), "serve", *map(str, args)], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=stderr_file)
+                                stdout=subprocess.PIPE, stderr=stderr.file)
         lines: queue.Queue[bytes] = queue.Queue()
         # A reader thread turns the blocking pipe into a queue we can wait on with a timeout;
         # it keeps draining stdout so the child never blocks on a full pipe.
@@ -211,14 +234,14 @@ class GoPeer:
             first = None
         info = _parse_result(first.decode(errors="replace")) if first else None
         if info is None or "peer_id" not in info:
-            peer = cls(proc, stderr_file, pump, {"peer_id": "", "addrs": []})
+            peer = cls(proc, stderr, pump, {"peer_id": "", "addrs": []})
             peer.stop()
             why = info.get("error") if info else (
                 "no output" if first is None else repr(first))
             raise GoPeerError(f"gopeer serve did not start within {start_timeout} s: {why}",
                               returncode=proc.returncode, result=info,
                               stderr=peer.stderr_text())
-        return cls(proc, stderr_file, pump, info)
+        return cls(proc, stderr, pump, info)
 
     @property
     def pid(self) -> int:
@@ -247,22 +270,12 @@ class GoPeer:
         self._pump.join(timeout=timeout)
         if proc.stdout is not None and not self._pump.is_alive():
             proc.stdout.close()
-        if self._stderr_final is None:
-            self._stderr_final = self.stderr_text()
-            self._stderr_file.close()
+        self._stderr.close()
         return proc.returncode
 
     def stderr_text(self) -> str:
         """Everything the peer logged so far (it logs connections and handler errors)."""
-        if self._stderr_final is not None:
-            return self._stderr_final
-        f = self._stderr_file
-        f.flush()
-        pos = f.tell()
-        f.seek(0)
-        data = f.read()
-        f.seek(pos)
-        return data.decode(errors="replace")
+        return self._stderr.text()
 
     def __enter__(self) -> GoPeer:
         return self

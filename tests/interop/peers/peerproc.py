@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import queue
 import subprocess
-import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from gopeer import ChildStderr
 
 __all__ = ["PeerProcess", "PeerProcessError"]
 
@@ -33,11 +34,10 @@ class PeerProcessError(RuntimeError):
 class PeerProcess:
     """One running peer program; use :meth:`start` (or it as a context manager)."""
 
-    def __init__(self, name: str, proc: subprocess.Popen[bytes], stderr_file: Any) -> None:
+    def __init__(self, name: str, proc: subprocess.Popen[bytes], stderr: ChildStderr) -> None:
         self.name = name
         self._proc = proc
-        self._stderr_file = stderr_file
-        self._stderr_final: str | None = None
+        self._stderr = stderr
         self._lines: queue.Queue[bytes | None] = queue.Queue()
         self._lock = threading.Lock()  # one command in flight: answers carry no id
         self._pump = threading.Thread(target=self._read_stdout, daemon=True)
@@ -48,10 +48,10 @@ class PeerProcess:
     def start(cls, name: str, argv: Sequence[str], *, cwd: Path | None = None,
               env: dict[str, str] | None = None, start_timeout: float = 30.0) -> PeerProcess:
         """Start ``argv`` and wait (at most ``start_timeout``) for its first JSON line."""
-        stderr_file = tempfile.TemporaryFile()
+        stderr = ChildStderr()
         proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=stderr_file, cwd=cwd, env=env)
-        peer = cls(name, proc, stderr_file)
+                                stderr=stderr.file, cwd=cwd, env=env)
+        peer = cls(name, proc, stderr)
         try:
             info = peer._next_json(start_timeout, "start")
             if "peer_id" not in info or not info.get("addrs"):
@@ -154,22 +154,12 @@ class PeerProcess:
                 proc.stdin.close()
             except OSError:
                 pass
-        if self._stderr_final is None:
-            self._stderr_final = self.stderr_text()
-            self._stderr_file.close()
+        self._stderr.close()
         return proc.returncode
 
     def stderr_text(self) -> str:
         """Everything the peer logged so far."""
-        if self._stderr_final is not None:
-            return self._stderr_final
-        f = self._stderr_file
-        f.flush()
-        pos = f.tell()
-        f.seek(0)
-        data = f.read()
-        f.seek(pos)
-        return data.decode(errors="replace")
+        return self._stderr.text()
 
     def __enter__(self) -> PeerProcess:
         return self
