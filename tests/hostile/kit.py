@@ -23,7 +23,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,8 @@ from typing import Any
 
 import anyio
 import anyio.abc
+
+from linequeue import stdout_lines
 
 from p2p.errors import P2PError, StreamReset
 from p2p.host import Host
@@ -278,8 +279,7 @@ class NodeProcess:
             self.proc = subprocess.Popen([sys.executable, *argv], cwd=REPO, env=child_env,
                                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                          stderr=err)
-        self._lines: queue.Queue[bytes] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
+        self._lines = stdout_lines(self.proc)
         try:
             line = self._lines.get(timeout=start_timeout)
         except queue.Empty:
@@ -293,12 +293,6 @@ class NodeProcess:
         parts = self.addr.split("/")
         self.host, self.port = parts[2], int(parts[4])
         self.samples: list[Sample] = []
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._lines.put(line)
-        self._lines.put(b"")
 
     @property
     def pid(self) -> int:

@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+
+from linequeue import stdout_lines
 
 from godht import MASA_DHT, GoDht
 from oracle.discovery import namespace_key
@@ -173,14 +173,7 @@ class _CliNode:
             self.proc = subprocess.Popen([sys.executable, "-m", "oracle", "--log-level", "INFO", "node", *args],
                                          cwd=REPO, env=env, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.PIPE, stderr=err)
-        self.lines: queue.Queue[bytes] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line)
-        self.lines.put(b"")
+        self.lines = stdout_lines(self.proc)
 
     def first_line(self, timeout: float = 30) -> dict[str, Any]:
         line = self.lines.get(timeout=timeout)

@@ -13,11 +13,12 @@ import signal
 import stat
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from linequeue import stdout_lines
 
 from p2p.identity import KeyType, PeerId, PrivateKey, save_private_key_file
 
@@ -52,14 +53,7 @@ class Node:
                 cwd=REPO, env=child_env(tmp_path, **env), stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=err,
             )
-        self.lines: queue.Queue[bytes] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line)
-        self.lines.put(b"")
+        self.lines = stdout_lines(self.proc)
 
     def next_json(self, timeout: float = 30) -> dict[str, Any]:
         try:

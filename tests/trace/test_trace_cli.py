@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
+
+from linequeue import stdout_lines
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,14 +30,7 @@ class Server:
         self.proc = subprocess.Popen([sys.executable, "-m", *args], cwd=REPO, env=env(tmp_path),
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL)
-        self.lines: queue.Queue[bytes] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line)
-        self.lines.put(b"")
+        self.lines = stdout_lines(self.proc)
 
     def first_json(self) -> dict:
         line = self.lines.get(timeout=30)
