@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from gopeer import ChildStderr, GoPeerError, build_go_program
+from gopeer import ChildHarness, ChildStderr, GoPeerError, build_go_program
 
 GODHT_SRC = Path(__file__).resolve().parent / "godht"
 #: `godht serve` flags for a DHT shaped as masa's: protocol prefix /masa, K = 100.
@@ -46,7 +46,7 @@ class GoDhtError(RuntimeError):
     pass
 
 
-class GoDht:
+class GoDht(ChildHarness):
     """A running `godht serve`: `nodes` = [{"peer_id", "addrs"}], commands by `call`."""
 
     def __init__(self, *args: str, start_timeout: float = 60.0, binary: Path | None = None) -> None:
@@ -136,12 +136,3 @@ class GoDht:
         self._reader.join(timeout=timeout)
         self._stderr.close()
         return proc.returncode
-
-    def stderr_text(self) -> str:
-        return self._stderr.text()
-
-    def __enter__(self) -> GoDht:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from gopeer import ChildStderr, GoPeerError, build_go_program
+from gopeer import ChildHarness, ChildStderr, GoPeerError, build_go_program
 
 __all__ = ["GOMASA_SRC", "GoMasa", "build_gomasa", "run_gomasa"]
 
@@ -39,7 +39,7 @@ def run_gomasa(*args: str, stdin: bytes = b"", timeout: float = 30.0) -> dict[st
     return {"line": out[-1] if out else ""}
 
 
-class GoMasa:
+class GoMasa(ChildHarness):
     """A running ``gomasa serve``; commands are synchronous with a timeout."""
 
     def __init__(self, *args: str, start_timeout: float = 30.0) -> None:
@@ -132,12 +132,3 @@ class GoMasa:
             except OSError:
                 pass
         self._stderr.close()
-
-    def stderr_text(self) -> str:
-        return self._stderr.text()
-
-    def __enter__(self) -> GoMasa:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

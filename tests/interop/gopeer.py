@@ -22,10 +22,10 @@ import subprocess
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-__all__ = ["GOPEER_SRC", "GOQUIC_SRC", "ChildStderr", "GoPeer", "GoPeerError", "build_go_program",
-           "build_gopeer", "build_goquic", "run_gopeer", "source_digest"]
+__all__ = ["GOPEER_SRC", "GOQUIC_SRC", "ChildHarness", "ChildStderr", "GoPeer", "GoPeerError",
+           "build_go_program", "build_gopeer", "build_goquic", "run_gopeer", "source_digest"]
 
 GOPEER_SRC = Path(__file__).resolve().parent / "gopeer"
 # The QUIC listener (go-libp2p v0.46.0: v0.36.3's quic-go panics as a server with Go 1.26).
@@ -204,7 +204,27 @@ class ChildStderr:
             self.file.close()
 
 
-class GoPeer:
+class ChildHarness:
+    """What the classes driving one child process share: its stderr (``_stderr``, a ChildStderr)
+    and `with`, which stops the child on the way out (each subclass's `stop` says how)."""
+
+    _stderr: ChildStderr
+
+    def stop(self, timeout: float = 5.0) -> int | None:
+        raise NotImplementedError
+
+    def stderr_text(self) -> str:
+        """Everything the child logged so far."""
+        return self._stderr.text()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class GoPeer(ChildHarness):
     """A running ``gopeer serve`` process; use :meth:`serve` (or it as a context manager)."""
 
     def __init__(self, proc: subprocess.Popen[bytes], stderr: ChildStderr, pump: threading.Thread,
@@ -272,16 +292,6 @@ class GoPeer:
             proc.stdout.close()
         self._stderr.close()
         return proc.returncode
-
-    def stderr_text(self) -> str:
-        """Everything the peer logged so far (it logs connections and handler errors)."""
-        return self._stderr.text()
-
-    def __enter__(self) -> GoPeer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<GoPeer pid={self._proc.pid} {self.peer_id} {self.addrs}>"

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gopeer import ChildStderr
+from gopeer import ChildHarness, ChildStderr
 
 __all__ = ["PeerProcess", "PeerProcessError"]
 
@@ -31,7 +31,7 @@ class PeerProcessError(RuntimeError):
         self.stderr = stderr
 
 
-class PeerProcess:
+class PeerProcess(ChildHarness):
     """One running peer program; use :meth:`start` (or it as a context manager)."""
 
     def __init__(self, name: str, proc: subprocess.Popen[bytes], stderr: ChildStderr) -> None:
@@ -157,15 +157,6 @@ class PeerProcess:
         self._stderr.close()
         return proc.returncode
 
-    def stderr_text(self) -> str:
-        """Everything the peer logged so far."""
-        return self._stderr.text()
-
-    def __enter__(self) -> PeerProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<{self.name} pid={self._proc.pid} {self.info.get('peer_id', '')}>"
