@@ -43,7 +43,6 @@ from p2p.peerstore import Peerstore
 from p2p.protocols import identify as idp
 from p2p.services.identify import IdentifyService
 from p2p.services.ping import PingService
-from p2p.streams import BufferedStream
 from p2p.sync import Flag
 from p2p.tasks import StreamTasks
 from p2p.transport.base import Admission, Listener, Transport, TransportContext
@@ -57,14 +56,20 @@ log = logging.getLogger("p2p.host")
 StreamHandler = Callable[["NetStream"], Awaitable[None]]
 
 
-class NetStream(BufferedStream):
-    """A negotiated application stream: bytes in, bytes out, plus who and what."""
+class NetStream(LazyStream):
+    """A negotiated application stream: bytes in, bytes out, plus who and what.
 
-    __slots__ = ("protocol", "remote_peer", "conn")
+    One object over the muxed stream: an outbound stream negotiated lazily (`lazy_timeout`: the
+    wait for the listener's replies) carries its pending proposal itself (`LazyStream`)."""
 
-    def __init__(self, inner: Any, protocol: str, conn: Connection) -> None:
-        super().__init__(inner)
-        self.protocol = protocol
+    __slots__ = ("remote_peer", "conn")
+
+    def __init__(self, inner: Any, protocol: str, conn: Connection, *,
+                 lazy_timeout: float | None = None) -> None:
+        if lazy_timeout is None:
+            super().__init__(inner, protocol, lazy=False)
+        else:
+            super().__init__(inner, protocol, timeout=lazy_timeout)
         self.conn = conn
         self.remote_peer = conn.peer_id
 
@@ -80,8 +85,9 @@ class MeteredNetStream(NetStream):
 
     __slots__ = ("_metrics",)
 
-    def __init__(self, inner: Any, protocol: str, conn: Connection) -> None:
-        super().__init__(inner, protocol, conn)
+    def __init__(self, inner: Any, protocol: str, conn: Connection, *,
+                 lazy_timeout: float | None = None) -> None:
+        super().__init__(inner, protocol, conn, lazy_timeout=lazy_timeout)
         self._metrics: Metrics | None = None
 
     def count_open(self, metrics: Metrics) -> MeteredNetStream:
@@ -543,7 +549,7 @@ class Host:
         metrics = self.metrics
         cls = NetStream if metrics is None else MeteredNetStream
         if protocols and self.peerstore.supports(peer, protocols[0]):
-            stream = cls(LazyStream(BufferedStream(ms), protocols[0]), protocols[0], conn)
+            stream = cls(ms, protocols[0], conn, lazy_timeout=timeout)
         else:
             stream = cls(ms, "", conn)
             try:

@@ -12,6 +12,7 @@ and the two replies are checked on the first read.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -30,7 +31,7 @@ from p2p.multistream import (
     encode_message,
     quick_listen,
 )
-from p2p.streams import BufferedStream, has_nowait_io
+from p2p.streams import BufferedStream, ByteStream, has_nowait_io
 from p2p.sync import LazyLock
 
 __all__ = [
@@ -203,65 +204,75 @@ async def list_protocols(stream: BufferedStream, *, timeout: float = 10.0) -> li
     return machine.protocols
 
 
-class LazyStream:
-    """A dialer stream negotiated optimistically for one protocol (go `NewMSSelect`).
+class LazyStream(BufferedStream):
+    """A stream negotiated optimistically for one protocol (go `NewMSSelect`), in one object.
 
-    `timeout` bounds only the wait for the listener's two replies on the first `receive`. The
-    common reply (header + echo: the very bytes we sent) is recognised by comparison; anything
-    else is handed to a `Dialer` machine, which owns every error.
+    The proposal (header + protocol) travels with the first write, half-close or close; the first
+    read checks the listener's two replies. `timeout` bounds only that wait. The common reply
+    (header + echo: the very bytes we sent) is recognised by comparison; anything else is handed
+    to a `Dialer` machine, which owns every error. Once the replies are checked the stream is a
+    plain `BufferedStream` over `stream`: reads and writes go straight to the stream below, with
+    no wrapper layer per concern (the Host's `NetStream` is a LazyStream, lazy or not).
+
+    `lazy=False` makes a stream whose protocol is already agreed (nothing pending).
     """
 
-    def __init__(self, stream: BufferedStream, protocol: str, *, timeout: float = 10.0) -> None:
-        self.inner = stream
+    __slots__ = ("protocol", "timeout", "_hello", "_lock", "_error", "_user_deadline")
+
+    def __init__(self, stream: ByteStream, protocol: str, *, timeout: float = 10.0,
+                 lazy: bool = True) -> None:
+        super().__init__(stream)
         self.protocol = protocol
         self.timeout = timeout
-        self._hello = _hello(protocol)  # header + proposal; also the listener's usual reply
-        self._written = False
-        self._read_checked = False
+        #: header + proposal still to go out ahead of our first bytes (b"" once sent)
+        self._hello = _hello(protocol) if lazy else b""
+        self._lock: LazyLock | None = None  # a second reader waits here for the first's check
         self._error: BaseException | None = None
         self._user_deadline: float | None = None  # the application's read deadline
-        # Only the first write and the first read take these (the common path checks a flag).
-        self._write_lock = LazyLock()
-        self._read_lock = LazyLock()
+        if lazy:
+            self._recv = self._receive_first
 
-    async def _write_handshake(self, data: bytes = b"") -> bool:
-        """Send header + proposal (+ data) once; return False if they had already gone out."""
-        async with self._write_lock:
-            if self._written:
-                return False
-            self._written = True
-            await self.inner.send(self._hello + data)
-            return True
+    @property
+    def negotiating(self) -> bool:
+        """True until the listener's replies are checked (a lazy stream's first read)."""
+        return self._recv == self._receive_first
 
-    async def _read_handshake(self) -> None:
-        async with self._read_lock:
+    async def _receive_first(self, max_bytes: int) -> bytes:
+        """The first read below: the listener's replies, checked, then what follows them."""
+        if self._lock is None:
+            self._lock = LazyLock()
+        async with self._lock:
             if self._error is not None:
                 raise self._error
-            if self._read_checked:
-                return
-            if not self._written:
-                await self._write_handshake()
-            try:
-                # A read deadline on the stream is one timer; a cancel scope costs several
-                # times more, on every stream this dialer opens.
-                deadline = anyio.current_time() + self.timeout
-                if self._user_deadline is not None:
-                    deadline = min(deadline, self._user_deadline)
-                if self.inner.set_read_deadline(deadline):
-                    try:
-                        await self._read_replies()
-                    finally:
-                        self.inner.set_read_deadline(self._user_deadline)
-                else:
-                    with anyio.fail_after(self.timeout):
-                        await self._read_replies()
-            except TimeoutError:
-                self._error = NegotiationTimeout(self.timeout, "lazy dialer")
-                raise self._error from None
-            except P2PError as exc:
-                self._error = exc
-                raise
-            self._read_checked = True
+            if self._recv == self._receive_first:
+                await self._confirm()
+                self._recv = self.inner.receive
+        return await self.receive(max_bytes)
+
+    async def _confirm(self) -> None:
+        if self._hello:
+            await self.send(b"")
+        try:
+            # A read deadline on the stream is one timer; a cancel scope costs several
+            # times more, on every stream this dialer opens.
+            deadline = _now() + self.timeout
+            user = self._user_deadline
+            if user is not None and user < deadline:
+                deadline = user
+            if BufferedStream.set_read_deadline(self, deadline):
+                try:
+                    await self._read_replies()
+                finally:
+                    BufferedStream.set_read_deadline(self, user)
+            else:
+                with anyio.fail_after(self.timeout):
+                    await self._read_replies()
+        except TimeoutError:
+            self._error = NegotiationTimeout(self.timeout, "lazy dialer")
+            raise self._error from None
+        except P2PError as exc:
+            self._error = exc
+            raise
 
     async def _receive_reply(self) -> bytes:
         try:
@@ -270,50 +281,53 @@ class LazyStream:
             raise UnexpectedEOF("stream ended before the protocol was confirmed") from None
 
     async def _read_replies(self) -> None:
-        hello = self._hello
+        hello = _hello(self.protocol)
         buf = b""
         while hello.startswith(buf):  # so far exactly the expected reply
             buf += await self._receive_reply()
             if buf.startswith(hello):
-                self.inner.unread(buf[len(hello):])
+                self.unread(buf[len(hello):])
                 return
         machine = Dialer([self.protocol])
         machine.data_to_send()  # already sent as `hello`
         machine.receive_data(buf)
         while not machine.done:
             machine.receive_data(await self._receive_reply())
-        self.inner.unread(machine.leftover)
-
-    async def receive(self, max_bytes: int = 65536) -> bytes:
-        if not self._read_checked:
-            await self._read_handshake()
-        return await self.inner.receive(max_bytes)
+        self.unread(machine.leftover)
 
     def set_read_deadline(self, deadline: float | None) -> bool:
         """The application's read deadline (see `YamuxStream.set_read_deadline`); it also
         bounds the wait for the negotiation replies, together with `timeout`."""
-        if not self.inner.set_read_deadline(deadline):
+        if not BufferedStream.set_read_deadline(self, deadline):
             return False
         self._user_deadline = deadline
         return True
 
     async def send(self, item: bytes) -> None:
-        if not self._written and await self._write_handshake(bytes(item)):
-            return
+        hello = self._hello
+        if hello:
+            # Taken in the same step that hands it to the stream below: it goes out first.
+            self._hello = b""
+            item = hello + item
         await self.inner.send(item)
 
     async def send_eof(self) -> None:
-        if not self._written:
-            await self._write_handshake()
+        if self._hello:
+            await self.send(b"")
         await self.inner.send_eof()
 
     async def aclose(self) -> None:
         try:
-            if not self._written:
-                await self._write_handshake()
+            if self._hello:
+                await self.send(b"")
         except Exception as exc:  # closing anyway; a broken stream cannot take the proposal
             log.debug("lazy stream: proposal not flushed before close: %r", exc)
         await self.inner.aclose()
 
-    async def reset(self) -> None:
-        await self.inner.reset()
+
+def _now() -> float:
+    """`anyio.current_time()` without its backend lookup on asyncio (the loop's own clock)."""
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:  # no asyncio loop running here: trio
+        return anyio.current_time()

@@ -16,7 +16,7 @@ proposals pipelined with application data, go's lazy streams) so the next layer 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeGuard, cast, runtime_checkable
 
 import anyio
@@ -166,11 +166,14 @@ has_nowait_io = cast(Callable[[object], TypeGuard[NoWaitIO]], _declared_by_class
 class BufferedStream:
     """Wraps a byte stream; adds `unread`, `receive_exactly` and `receive_until_eof`."""
 
-    __slots__ = ("inner", "_buf")
+    __slots__ = ("inner", "_buf", "_recv")
 
     def __init__(self, inner: ByteStream, initial: bytes = b"") -> None:
         self.inner = inner
         self._buf = bytearray(initial)
+        #: the read below: `inner.receive`, bound once (a subclass may put a first step ahead of
+        #: it: the lazy multistream dialer checks the listener's replies there)
+        self._recv: Callable[[int], Awaitable[bytes]] = inner.receive
 
     def unread(self, data: bytes | bytearray | memoryview) -> None:
         if data:
@@ -191,13 +194,13 @@ class BufferedStream:
             out = bytes(self._buf[:max_bytes])
             del self._buf[:max_bytes]
             return out
-        return await self.inner.receive(max_bytes)
+        return await self._recv(max_bytes)
 
     async def receive_exactly(self, n: int) -> bytes:
         """Read exactly n bytes; a clean EOF before that is a protocol error (truncation)."""
         while len(self._buf) < n:
             try:
-                chunk = await self.inner.receive(max(n - len(self._buf), 65536))
+                chunk = await self._recv(max(n - len(self._buf), 65536))
             except anyio.EndOfStream:
                 raise RemoteProtocolError(
                     f"stream ended after {len(self._buf)} of {n} bytes"
@@ -213,7 +216,7 @@ class BufferedStream:
             if len(self._buf) > limit:
                 raise RemoteProtocolError(f"more than {limit} bytes before end of stream")
             try:
-                self._buf += await self.inner.receive(65536)
+                self._buf += await self._recv(65536)
             except anyio.EndOfStream:
                 out = bytes(self._buf)
                 self._buf.clear()

@@ -281,6 +281,26 @@ async def test_lazy_na_fails_on_first_read_and_stays_failed() -> None:
     await lazy.reset()
 
 
+async def test_lazy_concurrent_first_reads_check_the_replies_once() -> None:
+    """Two tasks reading a lazy stream at once: one checks the listener's replies, the other
+    waits for it, then both read the data that follows (none of it taken as a reply)."""
+    _, _, client, peer = pair()
+    lazy = LazyStream(client, "/masa/kad/1.0.0")
+    assert lazy.negotiating
+    got: list[bytes] = []
+
+    async def read() -> None:
+        got.append(await lazy.receive(3))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read)
+        tg.start_soon(read)
+        await anyio.wait_all_tasks_blocked()
+        await peer.send(HEADER + MASA_KAD + b"abcdef")
+    assert sorted(got) == [b"abc", b"def"]
+    assert not lazy.negotiating
+
+
 async def test_lazy_silent_peer_times_out() -> None:
     _, _, client, _peer = pair()
     lazy = LazyStream(client, "/noise", timeout=SHORT)
