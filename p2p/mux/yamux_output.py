@@ -45,6 +45,8 @@ class SessionOutput:
     * `kick()`: output was queued; have it written soon (never blocks).
     * `try_flush()`: the calling task's output is complete: write it now if the stream below
       takes it without waiting, else leave it to the writer.
+    * `flush_soon()`: output that need not leave this instant (a closed stream's FIN): it goes
+      with the next write, at the latest at the start of the next loop turn.
     * `flush(wait=)`: write everything queued in one write of the stream below (the writer task,
       a GoAway on the way out).
     * `run_writer()`: the writer task.
@@ -53,8 +55,8 @@ class SessionOutput:
     """
 
     __slots__ = ("_session", "_core", "_lower", "_write_timeout", "_try_send", "_send_ready",
-                 "_try_send_pieces", "_lock", "_writer_wait", "_drain_wait", "_kick_pending", "_call_soon",
-                 "_checkpoint", "lower_closed")
+                 "_try_send_pieces", "_lock", "_writer_wait", "_drain_wait", "_kick_pending",
+                 "_flush_due", "_call_soon", "_checkpoint", "lower_closed")
 
     def __init__(self, session: YamuxSession, lower: ByteStream) -> None:
         self._session = session
@@ -73,6 +75,7 @@ class SessionOutput:
         self._writer_wait: Flag | None = None
         self._drain_wait: Flag | None = None
         self._kick_pending = False
+        self._flush_due = False  # the deferred kick writes itself instead of waking the writer
         #: on asyncio, the loop's `call_soon` (see `kick`)
         self._call_soon: Callable[..., Any] | None = None
         self._checkpoint: Callable[[], Any] = anyio.lowlevel.checkpoint
@@ -110,8 +113,28 @@ class SessionOutput:
 
     def _deferred_kick(self) -> None:
         self._kick_pending = False
-        if self._core.pending_output and not self._session.is_closed:
+        if self._flush_due:
+            self._flush_due = False
+            self.try_flush()  # wakes the writer if it cannot write now
+        elif self._core.pending_output and not self._session.is_closed:
             self.wake_writer()
+
+    def flush_soon(self) -> None:
+        """Have the queued output written with the next write, at the latest at the start of
+        the next loop turn: for output nobody waits on (a closed stream's FIN).
+
+        A requester closes a stream once it has read the answer and then usually opens the
+        next one in the same turn: that request's write takes the FIN along (one write, one
+        Noise frame and one read at the peer per request instead of two). On asyncio the
+        deferred kick writes it itself, unless a write took it first; elsewhere the writer does.
+        """
+        if self._call_soon is None:
+            self.try_flush()
+            return
+        self._flush_due = True
+        if self._writer_wait is not None and not self._kick_pending:
+            self._kick_pending = True
+            self._call_soon(self._deferred_kick)
 
     def wake_writer(self) -> None:
         ev, self._writer_wait = self._writer_wait, None
@@ -121,9 +144,9 @@ class SessionOutput:
         """Write what is queued from the calling task, now, if the stream below takes it without
         waiting; True when nothing is left for the writer task.
 
-        Called where a task is about to wait (a stream read) or is done with a stream (`aclose`):
-        its output is complete, so it leaves in this loop turn instead of a later one of the
-        writer task, which saves the request/response path two turns per side.
+        Called where a task is about to wait (a stream read; `flush_soon`'s deferred kick for a
+        closed stream): its output is complete, so it leaves in this loop turn instead of a later
+        one of the writer task, which saves the request/response path two turns per side.
         """
         if not self._core.pending_output:
             return True

@@ -14,9 +14,11 @@ peer that does not read) and resumes once the writer has handed it over.
 
 Output (`SessionOutput`, the only owner of flush decisions): stream calls (`open_stream`, `send`,
 `send_eof`, `aclose`, `reset`) only queue frames in the core and call `kick()`. A task's queued
-output leaves from the task itself when it is about to wait for a read or closes a stream
-(`try_flush`: the stream below takes it without waiting, `p2p.streams.NonBlockingWrites`), so a
-request (SYN + proposal + data + FIN) is one write in the turn that made it. Otherwise the kick
+output leaves from the task itself when it is about to wait for a read (`try_flush`: the stream
+below takes it without waiting, `p2p.streams.NonBlockingWrites`), so a request (SYN + proposal +
+data + FIN) is one write in the turn that made it; a closed stream's output leaves with the next
+write or at the start of the next turn (`flush_soon`: a requester's FIN goes with its next
+request, and a handler's answer and FIN with the turn's other output). Otherwise the kick
 wakes the writer task (on asyncio through a callback at the next loop turn, by when the task has
 usually written its output itself), which, like go-yamux's send loop, writes everything queued
 while it waited in one write. Short sends do not yield; a send yields past 64 KiB queued or after
@@ -266,8 +268,9 @@ class YamuxStream:
     async def aclose(self) -> None:
         """go's Close: FIN if not sent, stop reading (late data is discarded), forget the stream.
 
-        Never waits. The stream's output is complete, so what is queued leaves now from this task
-        when the connection takes it without waiting (`try_flush`), else from the writer."""
+        Never waits. The stream's output is complete: it leaves with the next write of the
+        session, at the latest at the start of the next loop turn (`SessionOutput.flush_soon`),
+        so a requester's FIN goes out with its next request."""
         if self._closed:
             return
         sess = self._session
@@ -278,7 +281,7 @@ class YamuxStream:
         sess._wake_openers()
         self._wake_reader()
         self._wake_writer()
-        sess.try_flush()
+        sess._output.flush_soon()
 
     async def __aenter__(self) -> YamuxStream:
         return self

@@ -74,14 +74,17 @@ class TrySending(Counting):
     def __init__(self, inner) -> None:
         super().__init__(inner)
         self.tried: list[bytes] = []
-        self.tried_by: list[int] = []  # the task that made each try_send
+        self.tried_by: list[int] = []  # the task that made each try_send (0: a callback)
 
     def send_ready(self) -> bool:
         return True
 
     def try_send(self, item: bytes) -> bool:
         self.tried.append(bytes(item))
-        self.tried_by.append(anyio.get_current_task().id)
+        try:
+            self.tried_by.append(anyio.get_current_task().id)
+        except RuntimeError:  # from a loop callback (the deferred kick), not a task
+            self.tried_by.append(0)
         self.writes.append(bytes(item))
         self.inner._send.send_nowait(bytes(item))
         return True
@@ -173,3 +176,57 @@ async def test_short_sends_skip_yielding_only_a_few_times_in_a_row() -> None:
             # so the ticker can run just before one yield and just after the next: 2 x 16 + 1.
             # (Without the bound it would be ~2600: a send waits only past 256 KiB queued.)
             assert 1 <= longest_run <= 33
+
+
+async def test_a_closed_streams_fin_leaves_with_the_next_request(anyio_backend) -> None:
+    """flush_soon: a requester closes a stream once it has read the answer and opens the next
+    one in the same turn; on asyncio the FIN waits for that request's write (one write, one Noise
+    frame, one read at the peer), and with nothing after it, it leaves at the next loop turn
+    without the writer task. trio writes it at once, as before."""
+    a, b = memory_stream_pair()
+    conn = TrySending(a)
+    with anyio.fail_after(10):
+        async with YamuxSession(conn, is_client=True) as client, \
+                YamuxSession(b, is_client=False) as server:
+            await client.ping()
+
+            async def answer() -> None:
+                peer = await server.accept_stream()
+                await peer.receive(10)
+                await peer.send(b"answer")
+                await peer.aclose()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(answer)
+                first = await client.open_stream()
+                await first.send(b"req1")
+                assert await first.receive(10) == b"answer"
+                conn.writes.clear()
+                await first.aclose()  # FIN queued
+                second = await client.open_stream()
+                await second.send(b"req2")
+                if anyio_backend == "asyncio":
+                    assert conn.writes == []  # the FIN waits for the next write...
+                    with anyio.move_on_after(0.5):
+                        await second.receive(10)  # ...made when this task waits
+                    # FIN(1) 12 + WindowUpdate(SYN, 3) 12 + Data(3) header 12 + 4 bytes
+                    assert [len(w) for w in conn.writes] == [12 + 12 + 12 + 4]
+                    assert int.from_bytes(conn.writes[0][4:8], "big") == first.stream_id
+                else:
+                    assert len(conn.writes) == 1 and len(conn.writes[0]) == 12
+                await second.reset()
+
+            await client.ping()  # the RST has left
+            conn.writes.clear()
+            conn.tried.clear()
+            conn.tried_by.clear()
+            last = await client.open_stream()
+            await last.send(b"x")
+            await last.aclose()  # SYN + data + FIN, and nothing after it
+            await anyio.lowlevel.checkpoint()
+            await anyio.lowlevel.checkpoint()
+            assert [len(w) for w in conn.tried] == [12 + 12 + 1 + 12]
+            if anyio_backend == "asyncio":
+                assert conn.tried_by == [0]  # the deferred kick wrote it, not the writer task
+            peer = await server.accept_stream()
+            assert await read_all(peer) == b"x"
