@@ -40,6 +40,8 @@ __all__ = [
     "handle_protocol",
     "list_protocols",
     "LazyStream",
+    "lazy_hello",
+    "read_lazy_replies",
 ]
 
 log = logging.getLogger(__name__)
@@ -204,6 +206,40 @@ async def list_protocols(stream: BufferedStream, *, timeout: float = 10.0) -> li
     return machine.protocols
 
 
+def lazy_hello(protocol: str) -> bytes:
+    """What a lazy dialer sends ahead of its first bytes: header + proposal (and what the
+    listener answers when it agrees)."""
+    return _hello(protocol)
+
+
+async def read_lazy_replies(receive: Callable[[int], Awaitable[bytes]],
+                            unread: Callable[[bytes], None], protocol: str) -> None:
+    """A lazy dialer's check of the listener's replies to the header + proposal it already
+    sent, read with `receive`: the common reply (the very bytes sent) is recognised by
+    comparison; anything else is handed to a `Dialer` machine, which owns every error. What
+    follows the replies goes to `unread`. Unbounded in time: the caller bounds it."""
+    hello = _hello(protocol)
+    buf = b""
+    while hello.startswith(buf):  # so far exactly the expected reply
+        buf += await _receive_reply(receive)
+        if buf.startswith(hello):
+            unread(buf[len(hello):])
+            return
+    machine = Dialer([protocol])
+    machine.data_to_send()  # already sent as `hello`
+    machine.receive_data(buf)
+    while not machine.done:
+        machine.receive_data(await _receive_reply(receive))
+    unread(machine.leftover)
+
+
+async def _receive_reply(receive: Callable[[int], Awaitable[bytes]]) -> bytes:
+    try:
+        return await receive(_READ_CHUNK)
+    except anyio.EndOfStream:
+        raise UnexpectedEOF("stream ended before the protocol was confirmed") from None
+
+
 class LazyStream(BufferedStream):
     """A stream negotiated optimistically for one protocol (go `NewMSSelect`), in one object.
 
@@ -274,26 +310,8 @@ class LazyStream(BufferedStream):
             self._error = exc
             raise
 
-    async def _receive_reply(self) -> bytes:
-        try:
-            return await self.inner.receive(_READ_CHUNK)
-        except anyio.EndOfStream:
-            raise UnexpectedEOF("stream ended before the protocol was confirmed") from None
-
     async def _read_replies(self) -> None:
-        hello = _hello(self.protocol)
-        buf = b""
-        while hello.startswith(buf):  # so far exactly the expected reply
-            buf += await self._receive_reply()
-            if buf.startswith(hello):
-                self.unread(buf[len(hello):])
-                return
-        machine = Dialer([self.protocol])
-        machine.data_to_send()  # already sent as `hello`
-        machine.receive_data(buf)
-        while not machine.done:
-            machine.receive_data(await self._receive_reply())
-        self.unread(machine.leftover)
+        await read_lazy_replies(self.inner.receive, self.unread, self.protocol)
 
     def set_read_deadline(self, deadline: float | None) -> bool:
         """The application's read deadline (see `YamuxStream.set_read_deadline`); it also

@@ -299,6 +299,28 @@ async def _run(conn: BufferedStream, hs: NoiseHandshake, timeout: float | None) 
     )
 
 
+def new_handshake(identity: PrivateKey, *, initiator: bool, expected_peer: PeerId | None = None,
+                  muxers: Sequence[str] = ("/yamux/1.0.0",), trace: Any = None,
+                  proposed: bool = False) -> NoiseHandshake:
+    """The core for one handshake (the initiator's first message already queued); `trace` (a
+    `p2p.trace.hooks.ConnTrace`) swaps in the core that reports what it does (`proposed`: made
+    before the listener's acceptance of /noise crossed the wire). With `finish_handshake`, for
+    a caller that sends the first bytes itself (the upgrader puts them in the same write as the
+    multistream proposal or reply)."""
+    if trace is None:
+        return NoiseHandshake(identity, initiator=initiator, expected_peer=expected_peer,
+                              muxers=muxers)
+    hs: NoiseHandshake = trace.noise_handshake(identity, proposed=proposed, initiator=initiator,
+                                               expected_peer=expected_peer, muxers=muxers)
+    return hs
+
+
+async def finish_handshake(conn: BufferedStream, hs: NoiseHandshake) -> NoiseStream:
+    """Run `hs` to its end on `conn` (what it has queued is sent first), unbounded in time: the
+    caller bounds it. The connection is closed on failure."""
+    return await _run(conn, hs, None)
+
+
 async def secure_outbound(
     conn: BufferedStream,
     identity: PrivateKey,
@@ -308,10 +330,9 @@ async def secure_outbound(
     timeout: float | None = 15.0,
     trace: Any = None,
 ) -> NoiseStream:
-    """Dialer side (Noise initiator); raises PeerIdMismatch if the peer is not `expected_peer`.
-    `trace` (a `p2p.trace.hooks.ConnTrace`) swaps in the core that reports what it does."""
-    make = NoiseHandshake if trace is None else trace.noise_handshake
-    hs = make(identity, initiator=True, expected_peer=expected_peer, muxers=muxers)
+    """Dialer side (Noise initiator); raises PeerIdMismatch if the peer is not `expected_peer`."""
+    hs = new_handshake(identity, initiator=True, expected_peer=expected_peer, muxers=muxers,
+                       trace=trace)
     return await _run(conn, hs, timeout)
 
 
@@ -324,6 +345,5 @@ async def secure_inbound(
     trace: Any = None,
 ) -> NoiseStream:
     """Listener side (Noise responder); the remote identity is whatever the peer proves."""
-    make = NoiseHandshake if trace is None else trace.noise_handshake
-    hs = make(identity, initiator=False, muxers=muxers)
+    hs = new_handshake(identity, initiator=False, muxers=muxers, trace=trace)
     return await _run(conn, hs, timeout)

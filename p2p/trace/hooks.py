@@ -85,8 +85,14 @@ class ConnTrace:
 
     # ---- noise -------------------------------------------------------------------------------
 
-    def noise_handshake(self, identity: Any, **kwargs: Any) -> TracedNoiseHandshake:
-        self._raw = None  # security is agreed (or was never negotiated): Noise reports from here
+    def noise_handshake(self, identity: Any, *, proposed: bool = False,
+                        **kwargs: Any) -> TracedNoiseHandshake:
+        """The Noise core, reporting from here: security is agreed (or was never negotiated),
+        or, `proposed`, is not yet on the wire: a lazy dialer's first message goes with its
+        proposal, and the listener's second with its acceptance (the multistream dissector
+        then ends itself when it sees the acceptance)."""
+        if not proposed:
+            self._raw = None
         return TracedNoiseHandshake(self, identity, **kwargs)
 
     def secured(self, early_muxer: str | None) -> None:

@@ -75,7 +75,7 @@ def test_p2p_commands_trace(tmp_path, servers):
     ping = run(tmp_path, "p2p", "ping", addr, "--count", "2", "--trace")
     assert ping.returncode == 0, ping.stderr
     assert len(json.loads(ping.stdout)["rtt_ms"]) == 2
-    assert " → tcp data length=28" in ping.stderr
+    assert " → tcp data length=62" in ping.stderr  # header, /noise, Noise message 1
     assert "noise handshake message=2" in ping.stderr and "ping[" in ping.stderr
     assert "\x1b[" not in ping.stderr  # not a terminal: no colour
 
