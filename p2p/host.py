@@ -167,7 +167,7 @@ class Host:
         self.peerstore = Peerstore()
         self._handlers: dict[str, StreamHandler] = {}
         self._conns: dict[PeerId, list[Connection]] = {}
-        self._dialing: dict[PeerId, anyio.Event] = {}
+        self._dialing: dict[PeerId, Flag] = {}
         self._listeners: list[Listener] = []
         self._listen_addrs: list[Multiaddr] = []
         self._tg: anyio.abc.TaskGroup | None = None
@@ -419,7 +419,7 @@ class Host:
                 conn = self.connection(expected)
                 if conn is not None:
                     return conn
-            self._dialing[expected] = anyio.Event()
+            self._dialing[expected] = Flag()
         try:
             muxed = await transport.dial(addr, expected, timeout)
             try:
@@ -431,7 +431,7 @@ class Host:
                 raise DialError(f"dial {addr}: the host closed meanwhile") from None
             conn = Connection(muxed)
             self.peerstore.add_addrs(conn.peer_id, [conn.remote_addr])
-            started = anyio.Event()
+            started = Flag()
             tg.start_soon(self._run_connection, conn, started)
             await started.wait()
             return conn
@@ -455,7 +455,7 @@ class Host:
 
     # ---- connections -----------------------------------------------------------------------
 
-    async def _run_connection(self, conn: Connection, started: anyio.Event | None = None) -> None:
+    async def _run_connection(self, conn: Connection, started: Flag | None = None) -> None:
         self._conns.setdefault(conn.peer_id, []).append(conn)
         self.peerstore.set_public_key(conn.peer_id, conn.public_key)
         log.debug("connection %s %s %s", conn.direction, conn.peer_id, conn.remote_addr)

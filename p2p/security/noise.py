@@ -416,6 +416,27 @@ class HandshakeComplete:
     selected_muxer: str | None
 
 
+#: (our identity, the muxers we offer) -> our static key and the payload signing it. The static
+#: key is authenticated by that signature alone, and forward secrecy comes from the ephemeral
+#: keys, so one per identity serves every handshake, as rust-libp2p (substrate) and js-libp2p's
+#: `staticNoiseKey` keep theirs; go makes one per handshake, a key generation and a signature
+#: more per connection (and a peer that keeps its static key is verified once:
+#: `noise_payload._VERIFIED`).
+_LOCAL_STATICS: dict[tuple[PublicKey, tuple[str, ...]], tuple[X25519PrivateKey, bytes]] = {}
+_MAX_LOCAL_STATICS = 64
+
+
+def _local_static(identity: PrivateKey, muxers: tuple[str, ...]) -> tuple[X25519PrivateKey, bytes]:
+    key = (identity.public_key, muxers)
+    found = _LOCAL_STATICS.get(key)
+    if found is None:
+        if len(_LOCAL_STATICS) >= _MAX_LOCAL_STATICS:
+            del _LOCAL_STATICS[next(iter(_LOCAL_STATICS))]
+        static = X25519PrivateKey.generate()
+        found = _LOCAL_STATICS[key] = (static, build_payload(identity, _raw_public(static), muxers))
+    return found
+
+
 class NoiseHandshake:
     """The libp2p Noise handshake (XX + signed identity payload) as a byte-in/byte-out machine."""
 
@@ -429,11 +450,6 @@ class NoiseHandshake:
         static_key: bytes | None = None,
         ephemeral_key: bytes | None = None,
     ) -> None:
-        static = (
-            X25519PrivateKey.from_private_bytes(static_key)
-            if static_key is not None
-            else X25519PrivateKey.generate()  # go: fresh static key per handshake
-        )
         ephemeral = None
         if ephemeral_key is not None:  # only for test vectors; normally generated at msg1/msg2
             ephemeral = X25519PrivateKey.from_private_bytes(ephemeral_key)
@@ -445,10 +461,14 @@ class NoiseHandshake:
             # go ignores a received list this long but never limits its own, so the two sides
             # would disagree on the result; refusing to send one keeps both answers equal.
             raise ValueError(f"at most {MAX_MUXERS} muxers can be offered early")
+        if static_key is None:
+            static, self._payload = _local_static(identity, self.muxers)
+        else:
+            static = X25519PrivateKey.from_private_bytes(static_key)
+            self._payload = build_payload(identity, _raw_public(static), self.muxers)
         self._state = HandshakeState(
             initiator=initiator, static_key=static, ephemeral_key=ephemeral
         )
-        self._payload = build_payload(identity, _raw_public(static), self.muxers)
         self._in = b""
         self._out: list[bytes] = []
         self.leftover = b""

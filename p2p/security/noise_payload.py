@@ -101,20 +101,38 @@ class VerifiedPeer:
     muxers: tuple[str, ...] | None
 
 
+#: (identity key protobuf, signature, remote static key) -> the peer that payload proved. A peer
+#: that reconnects with the same static key (ours keeps one per identity: `noise._local_static`)
+#: is verified once: the three inputs decide the result, so a hit is the answer the full check
+#: gave. Only valid payloads are kept, the oldest dropped first.
+_VERIFIED: dict[tuple[bytes, bytes, bytes], tuple[PeerId, PublicKey]] = {}
+_MAX_VERIFIED = 256
+
+
 def verify_payload(
     data: bytes, remote_static: bytes, expected_peer: PeerId | None
 ) -> VerifiedPeer:
     """Validate a received payload in go's order; raise a HandshakeError subclass on failure."""
     payload = NoiseHandshakePayload.decode(data)  # 1. decode
-    try:  # 2. identity key (p2p.identity refuses RSA > 8192 bits before any OpenSSL work)
-        public_key = PublicKey.from_protobuf(payload.identity_key)
-    except DecodeError as exc:
-        raise PayloadDecodeError(f"invalid identity key in noise payload: {exc}") from exc
-    peer_id = PeerId.from_public_key(public_key)  # 3. peer id
-    if expected_peer is not None and peer_id != expected_peer:  # 4. the peer we dialled?
-        raise PeerIdMismatch(expected_peer, peer_id)
-    if not public_key.verify(SIGNATURE_PREFIX + remote_static, payload.identity_sig):  # 5.
-        raise HandshakeError("noise handshake signature invalid")
+    known_key = (payload.identity_key, payload.identity_sig, bytes(remote_static))
+    known = _VERIFIED.get(known_key)
+    if known is not None:
+        peer_id, public_key = known
+        if expected_peer is not None and peer_id != expected_peer:
+            raise PeerIdMismatch(expected_peer, peer_id)
+    else:
+        try:  # 2. identity key (p2p.identity refuses RSA > 8192 bits before any OpenSSL work)
+            public_key = PublicKey.from_protobuf(payload.identity_key)
+        except DecodeError as exc:
+            raise PayloadDecodeError(f"invalid identity key in noise payload: {exc}") from exc
+        peer_id = PeerId.from_public_key(public_key)  # 3. peer id
+        if expected_peer is not None and peer_id != expected_peer:  # 4. the peer we dialled?
+            raise PeerIdMismatch(expected_peer, peer_id)
+        if not public_key.verify(SIGNATURE_PREFIX + remote_static, payload.identity_sig):  # 5.
+            raise HandshakeError("noise handshake signature invalid")
+        if len(_VERIFIED) >= _MAX_VERIFIED:
+            del _VERIFIED[next(iter(_VERIFIED))]
+        _VERIFIED[known_key] = (peer_id, public_key)
     muxers = None  # 6. extensions, only for an authenticated peer
     ext = payload.extensions
     if ext is not None and 0 < len(ext.stream_muxers) <= MAX_MUXERS:

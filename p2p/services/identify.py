@@ -123,9 +123,20 @@ class IdentifyService(ConnectionListenerBase):
         error: BaseException | None = None
         stream: Any = None
         try:
-            with anyio.fail_after(self.host.config.identify_timeout):
-                stream = await self.host.new_stream(conn.remote_peer, [idp.IDENTIFY])
+            cfg = self.host.config
+            deadline = anyio.current_time() + cfg.identify_timeout
+            # One bound for the whole exchange, as before, without a cancel scope on every
+            # connection: new_stream bounds its own waits (a free stream slot, a negotiation
+            # when identify is not known to be there), the answer's wait is the stream's read
+            # deadline (one timer) where the stream has them
+            stream = await self.host.new_stream(
+                conn.remote_peer, [idp.IDENTIFY],
+                timeout=min(cfg.identify_timeout, cfg.negotiation_timeout))
+            if stream.set_read_deadline(deadline):
                 data = await stream.receive_until_eof(self._limit)
+            else:
+                with anyio.fail_at(deadline):
+                    data = await stream.receive_until_eof(self._limit)
             info = idp.decode_messages(data, max_message=self._max_message,
                                        max_messages=self._max_messages)
             await stream.aclose()

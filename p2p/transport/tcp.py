@@ -88,19 +88,29 @@ def _tune(stream: anyio.abc.SocketStream) -> None:
         pass
 
 
-async def dial(addr: TcpAddress, *, timeout: float) -> anyio.abc.SocketStream:
+async def dial(addr: TcpAddress, *, timeout: float | None) -> anyio.abc.SocketStream:
+    """A tuned TCP connection to `addr`; DialError when it fails or takes over `timeout` seconds
+    (None: the caller bounds it)."""
     try:
-        with anyio.fail_after(timeout):
-            if addr.family in ("ip4", "ip6") and _on_asyncio():
-                # an IP address on asyncio: the loop's own connect, straight into our stream
-                stream: anyio.abc.SocketStream = await aio_connect(addr.host, addr.port)  # type: ignore[assignment]
-            else:  # trio, or a DNS name (anyio resolves it and tries each address)
-                stream = adopt(await anyio.connect_tcp(addr.host, addr.port))
+        if timeout is None:
+            stream = await _connect(addr)
+        else:
+            with anyio.fail_after(timeout):
+                stream = await _connect(addr)
     except TimeoutError:
         raise DialError(f"tcp connect to {addr.host}:{addr.port} timed out") from None
     except OSError as exc:
         raise DialError(f"tcp connect to {addr.host}:{addr.port} failed: {os_reason(exc)}") from None
     _tune(stream)
+    return stream
+
+
+async def _connect(addr: TcpAddress) -> anyio.abc.SocketStream:
+    if addr.family in ("ip4", "ip6") and _on_asyncio():
+        # an IP address on asyncio: the loop's own connect, straight into our stream
+        return await aio_connect(addr.host, addr.port)  # type: ignore[return-value]
+    # trio, or a DNS name (anyio resolves it and tries each address)
+    stream: anyio.abc.SocketStream = adopt(await anyio.connect_tcp(addr.host, addr.port))
     return stream
 
 
@@ -222,9 +232,13 @@ class TcpTransport:
         metrics = self._ctx.metrics
         where = f"{taddr.host}:{taddr.port}"
         raw = None
+        start = anyio.current_time()
+        # One scope for both deadlines: the TCP connect's (go: 5 s) first, then the whole dial's.
+        scope = anyio.CancelScope(deadline=start + min(timeout, cfg.tcp_connect_timeout))
         try:
-            with anyio.fail_after(timeout):
-                raw = await dial(taddr, timeout=min(timeout, cfg.tcp_connect_timeout))
+            with scope:
+                raw = await dial(taddr, timeout=None)
+                scope.deadline = start + timeout
                 try:
                     local, remote = stream_addrs(raw)  # before the upgrade: raw to close
                     tracer = self._ctx.tracer
@@ -238,7 +252,10 @@ class TcpTransport:
                 if metrics is not None:
                     metrics.track_socket(raw.extra(anyio.abc.SocketAttribute.raw_socket, None))
                 return conn
+            raise TimeoutError  # the scope ended the dial: one of its deadlines passed
         except TimeoutError:
+            if raw is None and cfg.tcp_connect_timeout < timeout:
+                raise DialError(f"tcp connect to {where} timed out") from None
             if metrics is not None:
                 metrics.handshake_failed("outbound", "timeout" if raw is not None else "tcp")
             raise DialError(f"dial {where} timed out after {timeout}s") from None
