@@ -283,14 +283,21 @@ class KadService(ConnectionListenerBase):
                 addrs = self.host.listen_addrs()
             else:
                 addrs = self.host.peerstore.addrs(peer)
-            if not local_only:
-                addrs = [a for a in addrs if not _is_loopback(a)]
-            if not addrs:
-                continue
-            connected = peer == self.host.peer_id or self.host.connection(peer) is not None
-            out.append(PeerEntry(peer.to_bytes(), [a.to_bytes() for a in addrs],
-                                 Connectedness.CONNECTED if connected else Connectedness.NOT_CONNECTED))
+            entry = self._entry(peer, addrs, local_only)
+            if entry is not None:
+                out.append(entry)
         return out
+
+    def _entry(self, peer: PeerId, addrs: list[Multiaddr], local_only: bool) -> PeerEntry | None:
+        """`peer` as an answer lists it, or None when no address is left to give (loopback ones
+        only go to a loopback asker)."""
+        if not local_only:
+            addrs = [a for a in addrs if not _is_loopback(a)]
+        if not addrs:
+            return None
+        connected = peer == self.host.peer_id or self.host.connection(peer) is not None
+        return PeerEntry(peer.to_bytes(), [a.to_bytes() for a in addrs],
+                         Connectedness.CONNECTED if connected else Connectedness.NOT_CONNECTED)
 
     def _provider_entries(self, provs: list[tuple[PeerId, list[bytes]]],
                           local_only: bool) -> list[PeerEntry]:
@@ -308,13 +315,9 @@ class KadService(ConnectionListenerBase):
                     except Exception:  # the multiaddr package raises several types on bad bytes
                         continue
                 addrs += [a for a in self.host.peerstore.addrs(peer) if a not in addrs]
-            if not local_only:
-                addrs = [a for a in addrs if not _is_loopback(a)]
-            if not addrs:
-                continue
-            connected = peer == self.host.peer_id or self.host.connection(peer) is not None
-            out.append(PeerEntry(peer.to_bytes(), [a.to_bytes() for a in addrs],
-                                 Connectedness.CONNECTED if connected else Connectedness.NOT_CONNECTED))
+            entry = self._entry(peer, addrs, local_only)
+            if entry is not None:
+                out.append(entry)
         return out
 
     # ---- client ------------------------------------------------------------------------------
