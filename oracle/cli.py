@@ -32,11 +32,12 @@ from typing import Any
 
 import anyio
 
-from p2p.cli import CliError as P2PCliError
 from p2p.cli import (
     LOG_LEVELS,
+    CliError,
     JsonArgumentParser,
     MetricsEndpoint,
+    emit,
     error_text,
     log_level,
     metrics_address,
@@ -45,6 +46,7 @@ from p2p.cli import (
     positive_float,
     positive_int,
     prog_name,
+    report_failure,
     setup_logging,
 )
 from p2p.config import HostConfig
@@ -69,15 +71,6 @@ KEY_TYPES = ("ed25519", "secp256k1", "ecdsa", "rsa")
 # TCP and QUIC, as a masa node with TCP turned on (masa listens on QUIC by default).
 DEFAULT_LISTEN = ("/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1")
 KEY_FILE_NAME = "masa_oracle_key"  # masa pkg/config constants: KeyFileName
-
-
-class CliError(Exception):
-    """An expected failure: printed as {"error": ...}, exit status 1."""
-
-
-def emit(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
 
 
 # ---- identity -----------------------------------------------------------------------------------
@@ -228,10 +221,7 @@ def _host_config(limits: Any) -> HostConfig:
     """`--limits` (JSON text, `@file`, or a mapping from --config): HostConfig fields."""
     if limits is None:
         return HostConfig()
-    try:
-        return config_option("--limits", limits, HostConfig.from_mapping)
-    except P2PCliError as exc:
-        raise CliError(str(exc)) from None
+    return config_option("--limits", limits, HostConfig.from_mapping)
 
 
 def _refuse_own_peer_id(identity: PrivateKey, addrs: Sequence[str]) -> None:
@@ -249,10 +239,7 @@ def _work_limits(value: Any) -> WorkLimits:
     """`--work-limits` (JSON text, `@file`, or a mapping from --config): WorkLimits fields."""
     if value is None:
         return WorkLimits()
-    try:
-        return config_option("--work-limits", value, WorkLimits.from_mapping)
-    except P2PCliError as exc:
-        raise CliError(str(exc)) from None
+    return config_option("--work-limits", value, WorkLimits.from_mapping)
 
 
 def _dht_on(args: argparse.Namespace) -> bool:
@@ -302,10 +289,7 @@ async def cmd_node(args: argparse.Namespace) -> int:
     handlers = build_handlers(args.worker or [], args.handler or [])
     identity, source = resolve_identity(args.key_type, args.key_file)  # last: may create the key file
     _refuse_own_peer_id(identity, args.peer or [])
-    try:
-        endpoint = MetricsEndpoint(args.metrics)
-    except P2PCliError as exc:
-        raise CliError(str(exc)) from None
+    endpoint = MetricsEndpoint(args.metrics)
     with contextlib.ExitStack() as stack:
         stack.callback(endpoint.close)
         signals = stack.enter_context(anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM))
@@ -580,19 +564,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return anyio.run(COMMANDS[args.command], args, backend=args.backend)
     except KeyboardInterrupt:
         return 130
-    except BaseException as exc:  # expected failures become one JSON line
-        err = _flatten(exc)
-        if isinstance(err, SystemExit):
-            raise err
-        if not isinstance(err, (P2PError, CliError, TimeoutError, OSError, ValueError)):
-            log.error("unexpected failure", exc_info=err)
-        emit({"error": error_text(err)})
-        return 1
+    except BaseException as exc:
+        return report_failure(exc, log.error)
     finally:
         close_trace()
 
-
-def _flatten(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc

@@ -442,19 +442,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                          backend_options=backend_options)
     except KeyboardInterrupt:
         return 130
-    except BaseException as exc:  # expected failures become one JSON line
-        err = _flatten(exc)
-        if isinstance(err, SystemExit):
-            raise err
-        if not isinstance(err, (P2PError, CliError, TimeoutError, OSError, ValueError)):
-            logging.getLogger("p2p.cli").debug("unexpected failure", exc_info=err)
-        emit({"error": error_text(err)})
-        return 1
+    except BaseException as exc:
+        return report_failure(exc, logging.getLogger("p2p.cli").debug)
     finally:
         close_trace()
 
 
-def _flatten(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) >= 1:
-        exc = exc.exceptions[0]
-    return exc
+def report_failure(exc: BaseException, log_unexpected: Callable[..., None]) -> int:
+    """How `python -m p2p` and `python -m oracle` end on a failure: one `{"error": ...}` line and
+    exit status 1. An exception group stands for its first error (a SystemExit in it goes on);
+    a failure that is not one a command may meet (ours, a timeout, the OS, a bad value) is also
+    given to `log_unexpected` with its traceback."""
+    err = exc
+    while isinstance(err, BaseExceptionGroup) and err.exceptions:
+        err = err.exceptions[0]
+    if isinstance(err, SystemExit):
+        raise err
+    if not isinstance(err, (P2PError, CliError, TimeoutError, OSError, ValueError)):
+        log_unexpected("unexpected failure", exc_info=err)
+    emit({"error": error_text(err)})
+    return 1
