@@ -419,6 +419,12 @@ async def go_probe(addr: str, binary: Path) -> float:
     return await anyio.to_thread.run_sync(go_ping, addr, binary)
 
 
+def honest_probes(node: NodeProcess, honest: HonestPeer,
+                  go_binary: Path) -> list[Callable[[], Any]]:
+    """The three honest peers a case checks: a new connection of ours, our long-lived one, go's."""
+    return [lambda: honest_ping(node.addr), honest.probe, lambda: go_probe(node.addr, go_binary)]
+
+
 async def probe_during(attack: Callable[[anyio.Event], Any], probes: Sequence[Callable[[], Any]],
                        *, rounds: int = 2) -> list[Any]:
     """Start `attack(started)`; once it sets `started`, run every probe `rounds` times while it

@@ -19,12 +19,9 @@ from p2p.errors import P2PError
 from kit import stop_checked
 from kit import (
     MULTISTREAM,
-    HonestPeer,
     NodeProcess,
-    closed_by_peer,
     flood,
-    go_probe,
-    honest_ping,
+    honest_probes,
     ms_message,
     p2p_node,
     raw_connect,
@@ -42,10 +39,6 @@ def node(log_dir: Path) -> Iterator[NodeProcess]:
     n = p2p_node(log_dir, LIMITS, debug=True)
     yield n
     stop_checked(n)
-
-
-def probes(node: NodeProcess, honest: HonestPeer, go_binary: Path) -> list:
-    return [lambda: honest_ping(node.addr), honest.probe, lambda: go_probe(node.addr, go_binary)]
 
 
 async def offend(node: NodeProcess, payload: bytes, started: anyio.Event, *, close_within: float,
@@ -68,7 +61,7 @@ async def test_garbage(node, honest, go_binary) -> None:
     payload = os.urandom(4096)
     await run_case("multistream garbage", node,
                    lambda ev: offend(node, payload, ev, close_within=2.0, expect="UpgradeError"),
-                   probes(node, honest, go_binary))
+                   honest_probes(node, honest, go_binary))
 
 
 @pytest.mark.anyio
@@ -78,7 +71,7 @@ async def test_oversized_length(node, honest, go_binary) -> None:
         payload = ms_message(MULTISTREAM) + bytes.fromhex("818008" if length == 1025 else "8080808080 20")
         await run_case(f"multistream length {length}", node,
                        lambda ev: offend(node, payload, ev, close_within=2.0, expect="UpgradeError"),
-                       probes(node, honest, go_binary), rounds=1)
+                       honest_probes(node, honest, go_binary), rounds=1)
 
 
 @pytest.mark.anyio
@@ -87,7 +80,7 @@ async def test_non_minimal_varint(node, honest, go_binary) -> None:
     payload = bytes.fromhex("9300") + b"/multistream/1.0.0\n"
     await run_case("multistream non-minimal varint", node,
                    lambda ev: offend(node, payload, ev, close_within=2.0, expect="UpgradeError"),
-                   probes(node, honest, go_binary))
+                   honest_probes(node, honest, go_binary))
 
 
 @pytest.mark.anyio
@@ -97,7 +90,7 @@ async def test_header_then_silence(node, honest, go_binary) -> None:
     await run_case("multistream slowloris", node,
                    lambda ev: offend(node, payload, ev, close_within=4.0,
                                      expect="negotiation (listener) timed out"),
-                   probes(node, honest, go_binary), rounds=3)
+                   honest_probes(node, honest, go_binary), rounds=3)
 
 
 @pytest.mark.anyio
@@ -122,5 +115,5 @@ async def test_thousands_of_na_rounds(node, honest, go_binary) -> None:
         got.append(nas)
         await anyio.sleep_forever()
 
-    await run_case("multistream 3000 na rounds", node, attack, probes(node, honest, go_binary))
+    await run_case("multistream 3000 na rounds", node, attack, honest_probes(node, honest, go_binary))
     assert got and 1 <= got[0] <= LIMITS["max_negotiation_rounds"] + 1, got

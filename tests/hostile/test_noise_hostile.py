@@ -23,16 +23,12 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicNumbers
 from kit import stop_checked
 from kit import (
     REPO,
-    HonestPeer,
     NodeProcess,
     RawNoise,
-    closed_by_peer,
     flood,
-    go_probe,
     honest_payload,
-    honest_ping,
+    honest_probes,
     p2p_node,
-    raw_connect,
     run_case,
     select_noise,
     uvarint,
@@ -52,10 +48,6 @@ def node(log_dir: Path) -> Iterator[NodeProcess]:
     n = p2p_node(log_dir, LIMITS, debug=True)
     yield n
     stop_checked(n)
-
-
-def probes(node: NodeProcess, honest: HonestPeer, go_binary: Path) -> list:
-    return [lambda: honest_ping(node.addr), honest.probe, lambda: go_probe(node.addr, go_binary)]
 
 
 def key_pb(key_type: int, data: bytes) -> bytes:
@@ -117,7 +109,7 @@ def with_payload(fn):
 ])
 async def test_bad_identity_payload(node, honest, go_binary, name, fn, expect) -> None:
     await run_case(f"noise {name}", node, lambda ev: offend(node, ev, with_payload(fn), expect=expect),
-                   probes(node, honest, go_binary), rounds=1)
+                   honest_probes(node, honest, go_binary), rounds=1)
 
 
 @pytest.mark.anyio
@@ -127,7 +119,7 @@ async def test_truncated_handshake_message(node, honest, go_binary) -> None:
         await s.send_eof()
     await run_case("noise truncated msg1", node,
                    lambda ev: offend(node, ev, make, expect="noise handshake"),
-                   probes(node, honest, go_binary), rounds=1)
+                   honest_probes(node, honest, go_binary), rounds=1)
 
 
 @pytest.mark.anyio
@@ -140,7 +132,7 @@ async def test_oversized_handshake_message(node, honest, go_binary) -> None:
         await s.send(b"\xff\xff" + os.urandom(65535))
     await run_case("noise oversized msg3", node,
                    lambda ev: offend(node, ev, make, expect="failed authentication"),
-                   probes(node, honest, go_binary), rounds=1)
+                   honest_probes(node, honest, go_binary), rounds=1)
 
 
 @pytest.mark.anyio
@@ -150,7 +142,7 @@ async def test_handshake_never_finishes(node, honest, go_binary) -> None:
         await RawNoise(s).send_msg1()
     await run_case("noise handshake never finishes", node,
                    lambda ev: offend(node, ev, make, expect="timed out after", close_within=5.0),
-                   probes(node, honest, go_binary), rounds=3)
+                   honest_probes(node, honest, go_binary), rounds=3)
 
 
 async def _established(s) -> RawNoise:
@@ -169,7 +161,7 @@ async def test_flipped_ciphertext_bit(node, honest, go_binary) -> None:
         await s.send(bytes(frame))
     await run_case("noise flipped bit after handshake", node,
                    lambda ev: offend(node, ev, make, expect="failed authentication"),
-                   probes(node, honest, go_binary), rounds=1)
+                   honest_probes(node, honest, go_binary), rounds=1)
 
 
 @pytest.mark.anyio
@@ -188,10 +180,10 @@ async def test_bad_transport_frames(node, honest, go_binary) -> None:
 
     await run_case("noise frame shorter than a tag", node,
                    lambda ev: offend(node, ev, too_short, expect="cannot be authentic"),
-                   probes(node, honest, go_binary), rounds=1)
+                   honest_probes(node, honest, go_binary), rounds=1)
     await run_case("noise truncated transport frame", node,
                    lambda ev: offend(node, ev, truncated, expect="middle of a noise frame"),
-                   probes(node, honest, go_binary), rounds=1)
+                   honest_probes(node, honest, go_binary), rounds=1)
 
 
 def test_peer_id_mismatch_cli(tmp_path: Path) -> None:

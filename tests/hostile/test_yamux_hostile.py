@@ -25,10 +25,8 @@ from kit import (
     WINDOW_UPDATE,
     Bounds,
     FrameReader,
-    HonestPeer,
     NodeProcess,
-    go_probe,
-    honest_ping,
+    honest_probes,
     ms_message,
     noise_session,
     p2p_node,
@@ -45,10 +43,6 @@ def node(log_dir: Path) -> Iterator[NodeProcess]:
     n = p2p_node(log_dir, LIMITS, backend="trio", debug=True)
     yield n
     stop_checked(n)
-
-
-def probes(node: NodeProcess, honest: HonestPeer, go_binary: Path) -> list:
-    return [lambda: honest_ping(node.addr), honest.probe, lambda: go_probe(node.addr, go_binary)]
 
 
 def violation(frames: bytes, rounds: list[list]) -> object:
@@ -94,7 +88,7 @@ async def test_protocol_violation(node, honest, go_binary, name) -> None:
     rounds: list[list] = []
     log_start = node.log_size()
     await run_case(f"yamux {name}", node, violation(CASES[name], rounds),
-                   probes(node, honest, go_binary), rounds=1)
+                   honest_probes(node, honest, go_binary), rounds=1)
     assert "YamuxProtocolError" in node.stderr()[log_start:]
     if name == "SYN after GoAway(1)":  # nothing after the GoAway: no ACK for the later SYNs
         for got in rounds:
@@ -125,7 +119,7 @@ async def test_syn_flood(node, honest, go_binary) -> None:
         started.set()
         await anyio.sleep_forever()
 
-    await run_case("yamux SYN flood 10000", node, attack, probes(node, honest, go_binary),
+    await run_case("yamux SYN flood 10000", node, attack, honest_probes(node, honest, go_binary),
                    bounds=Bounds(rss_growth_kib=48 * 1024), rounds=2)
     print(f"SYN flood: {seen}")
     assert seen["ack"] <= 1024 + 256, seen  # max_inbound_streams (+ streams freed meanwhile)
@@ -175,7 +169,7 @@ async def test_reader_that_never_reads(node, honest, go_binary) -> None:
             await anyio.sleep_forever()
 
     await run_case("yamux never-reading reader vs 1 GiB writer", node, attack,
-                   probes(node, honest, go_binary), rounds=2,
+                   honest_probes(node, honest, go_binary), rounds=2,
                    note="(writer stopped once blocked)")
     # echo buffer (256 KiB read) + node's receive window (256 KiB) + echo in flight (256 KiB)
     assert state["sent"] <= 4 * WINDOW, state
@@ -199,4 +193,4 @@ async def test_control_floods(node, honest, go_binary, kind) -> None:
             started.set()
             await anyio.sleep_forever()
 
-    await run_case(f"yamux {kind} flood", node, attack, probes(node, honest, go_binary), rounds=2)
+    await run_case(f"yamux {kind} flood", node, attack, honest_probes(node, honest, go_binary), rounds=2)
