@@ -9,8 +9,10 @@ the events name, schedule the output they caused. How the bytes arrive depends o
 below can do: one that pushes its reads (`p2p.streams.PushReads`: Noise over our asyncio TCP
 stream) calls `_feed` from the transport's callback, with no task between the socket and the
 stream's task; otherwise a reader task calls `receive` and `_feed`. Either way reading pauses
-while more than `_OUTPUT_HIGH_WATER` of output waits for the peer (a SYN or ping flood from a
-peer that does not read) and resumes once the writer has handed it over.
+while more than `_OUTPUT_HIGH_WATER` of output that the input itself caused waits for the peer (RSTs
+for a SYN flood from a peer that does not read) and resumes once the writer has handed it over.
+Output the streams queued never pauses reading: their senders wait for it to drain instead, and
+two peers that both stopped reading while their writes wait would never drain.
 
 Output (`SessionOutput`, the only owner of flush decisions): stream calls (`open_stream`, `send`,
 `send_eof`, `aclose`, `reset`) only queue frames in the core and call `kick()`. A task's queued
@@ -67,8 +69,8 @@ log = logging.getLogger(__name__)
 
 #: Bytes asked of the stream below per read: large reads keep per-call overhead off the bulk path.
 _RECV_SIZE = 1 << 20
-#: Queued output beyond this makes the input side wait for the writer (bounds memory under a
-#: SYN or ping flood while the peer does not read).
+#: Output caused by input (RSTs, pongs, ACKs) queued beyond this makes the input side wait for
+#: the writer (bounds memory under a SYN flood while the peer does not read).
 _OUTPUT_HIGH_WATER = 1 << 20
 #: A stream `send` yields a loop turn when more than this is queued for the writer...
 _YIELD_ABOVE = 64 * 1024
@@ -297,7 +299,7 @@ class YamuxSession:
                  "_accept_wait", "_open_wait", "_pings", "_on_stream", "_output", "_kick",
                  "try_flush", "_wait_drained", "_checkpoint", "_clock", "_call_at",
                  "_unyielded_sends", "_push", "_input_end", "_input_over", "_input_error",
-                 "_recv_paused", "_resume_wait", "_reader_scope", "_closed_event", "_tg",
+                 "_recv_paused", "_input_output", "_resume_wait", "_reader_scope", "_closed_event", "_tg",
                  "_own_tg", "_running", "_last_recv", "_ka_ping", "_ka_deadline", "is_closed",
                  "error")
 
@@ -331,6 +333,7 @@ class YamuxSession:
         self._input_over = False
         self._input_error: BaseException | None = None
         self._recv_paused = False
+        self._input_output = 0  # bytes of output the input caused since the last write
         self._resume_wait: Flag | None = None  # the reader task waits here while paused
         self._reader_scope: anyio.CancelScope | None = None
         self._closed_event = Flag()
@@ -446,17 +449,19 @@ class YamuxSession:
         """Received bytes into the core: parse, wake whoever the events concern, schedule the
         output they caused. False when the session must end (GoAway with an error code); raises
         YamuxProtocolError on a protocol violation (GoAway(1) is then queued). Pauses input when
-        the output waiting for the peer passes `_OUTPUT_HIGH_WATER`."""
+        the output it caused, still waiting for the peer, passes `_OUTPUT_HIGH_WATER`."""
         now = self._last_recv = self._clock()
         self._unyielded_sends = 0
         core_ = self._core
+        before = core_.pending_output
         events = core_.receive_data(data, now)
         if events and not self._dispatch(events):
             return False
         if core_.pending_output:
-            if core_.pending_output > _OUTPUT_HIGH_WATER:
-                # The peer sends control frames faster than it reads our replies: stop reading
-                # until the writer has handed them to the kernel.
+            self._input_output += core_.pending_output - before
+            if self._input_output > _OUTPUT_HIGH_WATER:
+                # The peer sends frames that earn replies faster than it reads them: stop
+                # reading until the writer has handed them to the kernel.
                 self._recv_paused = True
                 if self._push:
                     self._lower.pause_receiving()  # type: ignore[attr-defined]
@@ -466,8 +471,9 @@ class YamuxSession:
         return True
 
     def _on_written(self) -> None:
-        """After a write: resume input if it was paused and the output has drained enough."""
-        if self._recv_paused and self._core.pending_output <= _OUTPUT_HIGH_WATER:
+        """After a write (of everything queued): resume input if it was paused."""
+        self._input_output = 0
+        if self._recv_paused:
             self._recv_paused = False
             if self._push:
                 if not self._input_over:

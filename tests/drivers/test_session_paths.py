@@ -4,9 +4,11 @@ mode does."""
 
 from __future__ import annotations
 
+import socket
 import struct
 
 import anyio
+import anyio.abc
 import pytest
 
 from p2p.config import HostConfig
@@ -17,6 +19,7 @@ from p2p.mux.yamux_session import YamuxSession
 from p2p.protocols.echo import echo_handler, echo_roundtrip
 from p2p.security.noise_stream import NoiseStream
 from p2p.streams import NonBlockingWrites, PushReads
+from tcppair import tcp_pair
 
 pytestmark = pytest.mark.anyio
 
@@ -110,3 +113,49 @@ async def test_reader_task_pauses_under_an_output_flood_and_resumes(anyio_backen
                 await anyio.sleep(0.001)
             assert lower.reads == 8
             assert not session.is_closed
+
+
+async def test_both_sides_sending_past_the_high_water_mark_do_not_stop_reading(anyio_backend) -> None:
+    """Both peers write more than the kernel's buffers hold on 8 streams each while reading the
+    other's: each side's unsent output passes the high-water mark, yet neither may stop reading
+    for it, or neither's writes ever drain (both ended at the 10 s write timeout). Only output
+    that the peer's input caused (pongs, RSTs) pauses reading. Push mode and reader tasks alike."""
+    per_stream, streams = 512 * 1024, 8
+    with anyio.fail_after(30):
+        async with tcp_pair(adopted=True) as (c, s):
+            for end in (c, s):  # fixed, small kernel buffers: the writers block early
+                sock = end.extra(anyio.abc.SocketAttribute.raw_socket)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            async with YamuxSession(c, is_client=True) as a, YamuxSession(s, is_client=False) as b:
+                assert a._push == b._push == (anyio_backend == "asyncio")  # else reader tasks
+                received = {a: 0, b: 0}
+                paused = []
+
+                async def sink(session: YamuxSession) -> None:
+                    async with anyio.create_task_group() as tg:
+                        for _ in range(streams):
+                            tg.start_soon(drain, session, await session.accept_stream())
+
+                async def drain(session: YamuxSession, st: yamux_session.YamuxStream) -> None:
+                    while True:
+                        try:
+                            n = len(await st.receive(1 << 20))
+                        except anyio.EndOfStream:
+                            return
+                        received[session] += n
+                        paused.append(a._recv_paused or b._recv_paused)
+
+                async def send(session: YamuxSession) -> None:
+                    st = await session.open_stream()
+                    await st.send(bytes(per_stream))
+                    await st.send_eof()
+
+                async with anyio.create_task_group() as tg:
+                    for session in (a, b):
+                        tg.start_soon(sink, session)
+                        for _ in range(streams):
+                            tg.start_soon(send, session)
+                assert received == {a: per_stream * streams, b: per_stream * streams}
+                assert not any(paused)
+                assert not a.is_closed and not b.is_closed
