@@ -428,7 +428,7 @@ func benchConns(ctx context.Context, info peer.AddrInfo, p benchParams) error {
 			h.Close()
 		}
 	}()
-	for i := 0; i <= p.Count; i++ {
+	return openAndHold(p.Count, func() error {
 		h, err := benchStack().newHost(nil)
 		if err != nil {
 			return err
@@ -437,16 +437,8 @@ func benchConns(ctx context.Context, info peer.AddrInfo, p benchParams) error {
 		if err := h.Connect(ctx, info); err != nil {
 			return err
 		}
-		if err := echoOnce(ctx, h, info.ID, []byte("x")); err != nil {
-			return err
-		}
-		if i == 0 {
-			phase("warm", nil)
-		}
-	}
-	phase("ready", map[string]any{"count": p.Count})
-	gokit.Emit(map[string]any{"ok": true, "count": p.Count})
-	return nil
+		return echoOnce(ctx, h, info.ID, []byte("x"))
+	})
 }
 
 func benchStreams(ctx context.Context, h host.Host, id peer.ID, p benchParams) error {
@@ -457,7 +449,7 @@ func benchStreams(ctx context.Context, h host.Host, id peer.ID, p benchParams) e
 		}
 	}()
 	buf := make([]byte, 1)
-	for i := 0; i <= p.Count; i++ {
+	return openAndHold(p.Count, func() error {
 		s, err := h.NewStream(ctx, id, benchEcho)
 		if err != nil {
 			return err
@@ -466,14 +458,23 @@ func benchStreams(ctx context.Context, h host.Host, id peer.ID, p benchParams) e
 		if _, err := s.Write([]byte("x")); err != nil {
 			return err
 		}
-		if _, err := io.ReadFull(s, buf); err != nil {
+		_, err = io.ReadFull(s, buf)
+		return err
+	})
+}
+
+// openAndHold is the memory scenarios' shape: open count+1 things (connections or streams),
+// announcing "warm" after the first, then "ready" and the result while all are held.
+func openAndHold(count int, open func() error) error {
+	for i := 0; i <= count; i++ {
+		if err := open(); err != nil {
 			return err
 		}
 		if i == 0 {
 			phase("warm", nil)
 		}
 	}
-	phase("ready", map[string]any{"count": p.Count})
-	gokit.Emit(map[string]any{"ok": true, "count": p.Count})
+	phase("ready", map[string]any{"count": count})
+	gokit.Emit(map[string]any{"ok": true, "count": count})
 	return nil
 }
