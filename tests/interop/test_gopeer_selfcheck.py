@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import stat
 import time
 from collections.abc import Callable, Iterator
@@ -63,6 +64,21 @@ def test_build_is_cached_by_source_digest(gopeer_bin: Path) -> None:
     assert gopeer_bin == CACHE_DIR / source_digest() / "gopeer"
     assert os.access(gopeer_bin, os.X_OK)
     assert build_gopeer() == gopeer_bin
+
+
+@pytest.mark.parametrize("program", ["gopeer", "goquic", "gomasa", "godht"])
+def test_shared_go_code_is_part_of_every_programs_digest(program: str, tmp_path: Path) -> None:
+    """A change to tests/interop/gokit (taken through `replace gokit => ../gokit`) must rebuild
+    every Go program, or a test would run a binary built from the old shared code."""
+    here = Path(gopeer.__file__).resolve().parent
+    for folder in (program, "gokit"):
+        shutil.copytree(here / folder, tmp_path / folder)
+    src, shared = tmp_path / program, tmp_path / "gokit" / "handlers.go"
+    assert "replace gokit => ../gokit" in (src / "go.mod").read_text()
+    before = source_digest(src)
+    assert source_digest(src) == before  # the digest depends on the sources only
+    shared.write_text(shared.read_text() + "\n// changed\n")
+    assert source_digest(src) != before
 
 
 def test_build_failure_raises_with_go_output(tmp_path: Path,
