@@ -62,7 +62,15 @@ async def test_third_party_node_data_on_the_topic_is_dropped_as_masa_drops_it(ma
             stale = {"peerId": go[5], "lastUpdated": now, "activity": 1}
             own = {"peerId": go[6], "lastUpdated": now, "isStaked": True,
                    "isTwitterScraper": True}
-            for author, body in ((4, joined), (4, stale), (6, own)):
+            # The notice goes out once both of ours have the join: gossip keeps no order between
+            # two messages (each is taken from whichever peer delivers it first), and a notice
+            # taken before the join leaves the join's entry (an unknown peer's notice is stored
+            # as it is, unstaked, and the older, staked join then replaces it).
+            await net.acall("publish", node=4, topic=TOPIC, data=json.dumps(joined).encode().hex())
+            with anyio.fail_after(15):
+                while disc.third_party_dropped < 1 or go[5] not in tracker:
+                    await anyio.sleep(0.02)
+            for author, body in ((4, stale), (6, own)):
                 await net.acall("publish", node=author, topic=TOPIC,
                                 data=json.dumps(body).encode().hex())
             await net.acall("publish", node=2, topic=TOPIC, data=b"{not json".hex())
