@@ -66,18 +66,21 @@ def ensure_js() -> Path:
 
 
 def start_js(key_type: str = "ed25519", *, monitor_interval_ms: int = 10_000,
-             monitor_timeout_ms: int = 5_000, start_timeout: float = 30.0) -> PeerProcess:
+             monitor_timeout_ms: int = 5_000, max_stream_window: int | None = None,
+             start_timeout: float = 30.0) -> PeerProcess:
     """Start a js-libp2p peer with a fresh key; it serves ``/echo/1.0.0`` and ping.
 
     ``monitor_*`` set js's connection monitor (a ping on every connection each interval; the
-    connection is aborted when one is not answered within the timeout).
+    connection is aborted when one is not answered within the timeout); ``max_stream_window``
+    caps its yamux receive windows (js's default lets them grow to 16 MiB).
     """
     folder = ensure_js()
     node = shutil.which("node") or "node"
+    window = [] if max_stream_window is None else ["--max-stream-window", str(max_stream_window)]
     return PeerProcess.start(
         f"js[{key_type}]",
         [node, str(folder / "peer.mjs"), "--key-type", key_type,
          "--monitor-interval-ms", str(monitor_interval_ms),
-         "--monitor-timeout-ms", str(monitor_timeout_ms)],
+         "--monitor-timeout-ms", str(monitor_timeout_ms), *window],
         cwd=folder, start_timeout=start_timeout,
     )

@@ -1,6 +1,7 @@
 // js-libp2p 2.9 interop peer for the Python stack's tests, driven by JSON lines.
 //
 //   node peer.mjs [--key-type ed25519|secp256k1|rsa] [--monitor-interval-ms N] [--monitor-timeout-ms N]
+//                 [--max-stream-window BYTES]
 //
 // Prints one JSON line once listening ({"peer_id", "addrs"}); serves /echo/1.0.0 (echo until the
 // remote half-closes, then close) and /ipfs/ping/1.0.0; then answers one JSON command per stdin line
@@ -93,7 +94,8 @@ async function main () {
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    // --max-stream-window N caps yamux's receive window auto-tuning (js's default: 16 MiB)
+    streamMuxers: [yamux(arg('--max-stream-window') == null ? {} : { maxStreamWindowSize: Number(arg('--max-stream-window')) })],
     services: { identify: identify(), ping: ping() },
     connectionMonitor: {
       pingInterval: Number(arg('--monitor-interval-ms', 10000)),
