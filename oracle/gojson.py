@@ -269,10 +269,6 @@ def _fix_str(s: str) -> str:
     return _SURROGATE.sub("\ufffd", s) if _SURROGATE.search(s) else s
 
 
-def _pairs_hook(pairs: list[tuple[str, Any]]) -> Pairs:
-    return Pairs((_fix_str(k), v) for k, v in pairs)
-
-
 def _parse_float(text: str) -> float:
     value = float(text)
     if math.isinf(value):
@@ -286,7 +282,9 @@ def _reject_constant(name: str) -> Any:
 
 #: One decoder for every message: json.loads with hooks builds a decoder and its scanner per call
 #: (about a third of decoding a small work message).
-_DECODER = json.JSONDecoder(object_pairs_hook=_pairs_hook, parse_float=_parse_float,
+#: Objects become `Pairs` directly (a C call per object, no Python frame): their keys' lone
+#: surrogates are replaced afterwards with the values', only when the text can hold one.
+_DECODER = json.JSONDecoder(object_pairs_hook=Pairs, parse_float=_parse_float,
                             parse_constant=_reject_constant)
 
 
@@ -320,7 +318,8 @@ def _fix_strings(value: Any) -> Any:
     if isinstance(value, Pairs):
         for i, (k, v) in enumerate(value):
             if isinstance(v, (str, list)):
-                value[i] = (k, _fix_strings(v))
+                v = _fix_strings(v)
+            value[i] = (_fix_str(k), v)
         return value
     if isinstance(value, list):
         for i, v in enumerate(value):

@@ -149,7 +149,7 @@ def _as_bool(struct: str, key: str, value: Any, current: bool) -> bool:
 
 
 def _decode_struct(
-    struct: str, value: Any, fields: dict[str, tuple[str, Callable[..., Any]]], defaults: dict[str, Any]
+    struct: str, value: Any, fields: _Fields, defaults: dict[str, Any]
 ) -> dict[str, Any] | None:
     """Assign JSON object members to fields like Go: returns attribute values, None for JSON null."""
     if value is None:
@@ -164,6 +164,22 @@ def _decode_struct(
             attr, conv = fields[json_name]
             out[attr] = conv(struct, json_name, item, out[attr])
     return out
+
+
+_Fields = dict[str, tuple[str, Callable[..., Any]]]  # JSON name -> (attribute, converter)
+_DEFAULTS: dict[type, dict[str, Any]] = {}
+
+
+def _defaults(cls: type, fields: _Fields) -> dict[str, Any]:
+    """A message class's default attribute values (looked up once per class)."""
+    out = _DEFAULTS.get(cls)
+    if out is None:
+        out = _DEFAULTS[cls] = _values(cls, fields)
+    return out
+
+
+def _values(obj: Any, fields: _Fields) -> dict[str, Any]:
+    return {attr: getattr(obj, attr) for attr, _ in fields.values()}
 
 
 @functools.lru_cache(maxsize=16)
@@ -238,14 +254,9 @@ class WorkRequest:
     @classmethod
     def _from_value(cls, value: Any, current: WorkRequest | None = None) -> WorkRequest | None:
         """Go decodes a repeated key into the struct the pointer already holds (merge)."""
-        fields: dict[str, tuple[str, Callable[..., Any]]] = {
-            "workType": ("work_type", _as_str),
-            "requestId": ("request_id", _as_str),
-            "data": ("data", _as_bytes),
-            "workerPeerId": ("worker_peer_id", _as_str),
-        }
-        base = current if current is not None else cls
-        attrs = _decode_struct("WorkRequest", value, fields, {a: getattr(base, a) for a, _ in fields.values()})
+        fields = _REQUEST_FIELDS
+        defaults = _defaults(cls, fields) if current is None else _values(current, fields)
+        attrs = _decode_struct("WorkRequest", value, fields, defaults)
         return None if attrs is None else cls(**attrs)
 
 
@@ -273,15 +284,9 @@ class LoginEvent:
     @classmethod
     def _from_value(cls, value: Any, current: LoginEvent | None = None) -> LoginEvent | None:
         """Go decodes a repeated key into the struct the pointer already holds (merge)."""
-        fields: dict[str, tuple[str, Callable[..., Any]]] = {
-            "peer_id": ("peer_id", _as_str),
-            "user_id": ("user_id", _as_str),
-            "success": ("success", _as_bool),
-            "error": ("error", _as_str),
-            "service_type": ("service_type", _as_str),
-        }
-        base = current if current is not None else cls
-        attrs = _decode_struct("LoginEvent", value, fields, {a: getattr(base, a) for a, _ in fields.values()})
+        fields = _LOGIN_FIELDS
+        defaults = _defaults(cls, fields) if current is None else _values(current, fields)
+        attrs = _decode_struct("LoginEvent", value, fields, defaults)
         return None if attrs is None else cls(**attrs)
 
 
@@ -295,6 +300,29 @@ def _as_login(struct: str, key: str, value: Any, current: Any) -> LoginEvent | N
 
 def _as_any(struct: str, key: str, value: Any, current: Any) -> Any:
     return pairs_to_python(value)
+
+
+_REQUEST_FIELDS: _Fields = {
+    "workType": ("work_type", _as_str),
+    "requestId": ("request_id", _as_str),
+    "data": ("data", _as_bytes),
+    "workerPeerId": ("worker_peer_id", _as_str),
+}
+_LOGIN_FIELDS: _Fields = {
+    "peer_id": ("peer_id", _as_str),
+    "user_id": ("user_id", _as_str),
+    "success": ("success", _as_bool),
+    "error": ("error", _as_str),
+    "service_type": ("service_type", _as_str),
+}
+_RESPONSE_FIELDS: _Fields = {
+    "workRequest": ("work_request", _as_request),
+    "data": ("data", _as_any),
+    "error": ("error", _as_str),
+    "workerPeerId": ("worker_peer_id", _as_str),
+    "recordCount": ("record_count", _as_int),
+    "loginEvent": ("login_event", _as_login),
+}
 
 
 @dataclass(frozen=True)
@@ -342,14 +370,6 @@ class WorkResponse:
     @classmethod
     def from_json(cls, body: bytes) -> WorkResponse:
         """Decode like json.Unmarshal into a WorkResponse; JSON objects in `data` become dicts."""
-        fields: dict[str, tuple[str, Callable[..., Any]]] = {
-            "workRequest": ("work_request", _as_request),
-            "data": ("data", _as_any),
-            "error": ("error", _as_str),
-            "workerPeerId": ("worker_peer_id", _as_str),
-            "recordCount": ("record_count", _as_int),
-            "loginEvent": ("login_event", _as_login),
-        }
-        defaults = {a: getattr(cls, a) for a, _ in fields.values()}
-        attrs = _decode_struct("WorkResponse", _parse(body), fields, defaults)
+        fields = _RESPONSE_FIELDS
+        attrs = _decode_struct("WorkResponse", _parse(body), fields, _defaults(cls, fields))
         return cls() if attrs is None else cls(**attrs)

@@ -300,14 +300,14 @@ class WorkerProtocol(Protocol):
                 watcher = loop.create_task(watch(scope))
 
             pending = loop.call_soon(start_watching)
-            try:
-                with scope:
-                    result = await self.manager.execute_work(request, timeout=self.work_timeout)
+            try:  # the watcher cancels the scope the work runs in (no scope of ours around it)
+                result = await self.manager.execute_work(request, timeout=self.work_timeout,
+                                                         scope=scope)
             finally:
                 pending.cancel()
                 if watcher is not None:
                     watcher.cancel()
-            return None if gone or scope.cancelled_caught else result
+            return None if gone else result
         async with anyio.create_task_group() as tg:
             tg.start_soon(watch, tg.cancel_scope)
             result = await self.manager.execute_work(request, timeout=self.work_timeout)

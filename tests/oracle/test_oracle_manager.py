@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import random
 import threading
 from typing import Any
@@ -128,6 +130,31 @@ async def test_async_handler_timeout() -> None:
     assert cancelled.is_set()  # the async handler was cancelled, not left running
     m = mgr.metrics("stuck")
     assert (m.calls, m.errors, m.timeouts) == (1, 1, 1)
+
+
+@pytest.mark.anyio
+async def test_work_in_the_callers_scope_times_out_or_is_cancelled() -> None:
+    """A caller's scope (the worker protocol's) carries the timeout as its deadline; cancelled
+    by the caller before then, the work ends as `work cancelled`, counted as no timeout."""
+    mgr = WorkHandlerManager()
+
+    async def stuck(data: bytes) -> None:
+        await anyio.Event().wait()
+
+    mgr.add_handler("stuck", stuck)
+    resp = await mgr.execute_work(WorkRequest("stuck"), timeout=0.05, scope=anyio.CancelScope())
+    assert resp == WorkResponse(error="work execution timed out")
+    assert mgr.metrics("stuck").timeouts == 1
+
+    scope = anyio.CancelScope()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(functools.partial(mgr.execute_work, WorkRequest("stuck"), timeout=30,
+                                        scope=scope))
+        await anyio.wait_all_tasks_blocked()
+        assert 29 < scope.deadline - anyio.current_time() <= 30
+        scope.cancel()
+    m = mgr.metrics("stuck")
+    assert (m.calls, m.errors, m.timeouts) == (2, 1, 1)
 
 
 @pytest.mark.anyio
