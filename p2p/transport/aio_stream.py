@@ -2,7 +2,9 @@
 
 Why: anyio's asyncio SocketStream pauses reading after every `receive` and resumes it before the
 next (two epoll_ctl syscalls per wait), yields an extra loop turn after every `send`, and holds
-three deques per connection (~2.3 KiB idle). Here reading stays on while a reader waits (an
+three deques per connection (~2.3 KiB idle). Reads are 64 KiB while reads are small and asyncio's
+256 KiB once one fills 64 KiB (bulk): asyncio allocates the read size for every read, and a
+256 KiB block cost a small message mmap + mremap + munmap per read. Here reading stays on while a reader waits (an
 idle connection's next request costs no epoll_ctl) and pauses when bytes arrive for a busy reader
 or more than `_READ_HIGH_WATER` wait unread; a waiter is one future; `send` yields one turn, or
 until the kernel has taken the bytes. Semantics are anyio's: bytes
@@ -31,6 +33,12 @@ __all__ = ["AsyncioTcpStream", "adopt", "connect"]
 
 #: Unread bytes beyond this pause reading until the application catches up.
 _READ_HIGH_WATER = 256 * 1024
+#: The transport's read size while reads are small, and once a read fills it (asyncio's own).
+#: asyncio allocates a block of the read size for every read and shrinks it to what came: a
+#: 256 KiB block is above glibc's mmap threshold (128 KiB), so every read of a small message
+#: cost mmap + mremap + munmap; a 64 KiB one comes from the heap.
+_SMALL_READ = 64 * 1024
+_LARGE_READ = 256 * 1024
 
 
 class _Protocol(asyncio.Protocol):
@@ -41,6 +49,12 @@ class _Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         o = self.owner
+        size = o._read_size
+        if size == _SMALL_READ:
+            if len(data) >= size:  # it filled the read: more is coming (bulk)
+                o._set_read_size(_LARGE_READ)
+        elif size and len(data) < _SMALL_READ:
+            o._set_read_size(_SMALL_READ)
         if o._on_data is not None:  # push mode: straight to the consumer, no task hop
             o._on_data(data)
             return
@@ -82,7 +96,8 @@ class AsyncioTcpStream:
     """anyio ByteStream words over an asyncio transport, plus `extra` for the socket attributes."""
 
     __slots__ = ("_transport", "_chunks", "_buffered", "_read_paused", "_write_paused", "_eof",
-                 "_lost", "_error", "_closed", "_rwait", "_wwait", "_on_data", "_on_end")
+                 "_lost", "_error", "_closed", "_rwait", "_wwait", "_on_data", "_on_end",
+                 "_read_size")
 
     def __init__(self, transport: asyncio.Transport, chunks: list[bytes], eof: bool,
                  error: Exception | None) -> None:
@@ -99,10 +114,21 @@ class AsyncioTcpStream:
         self._wwait: asyncio.Future[None] | None = None
         self._on_data: Callable[[bytes], None] | None = None
         self._on_end: Callable[[BaseException | None], None] | None = None
+        #: the transport's read size, adapted to the reads (0: it has no settable `max_size`)
+        self._read_size = 0
+        if hasattr(transport, "max_size"):  # asyncio's selector transports (see _set_read_size)
+            self._set_read_size(_SMALL_READ)
         transport.set_protocol(_Protocol(self))
         transport.set_write_buffer_limits(0)  # like anyio: a send returns once the kernel has it
         if not self._lost:
             transport.resume_reading()
+
+    def _set_read_size(self, size: int) -> None:
+        """Small reads while reads are small, asyncio's 256 KiB once one fills the small size
+        (bulk). `max_size` is an undocumented attribute of asyncio's selector transports: one
+        that lacks it (uvloop's reads into a buffer of its own) keeps its own read size."""
+        self._read_size = size
+        self._transport.max_size = size  # type: ignore[attr-defined]
 
     def _wake_reader(self) -> None:
         w = self._rwait

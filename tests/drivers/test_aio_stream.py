@@ -135,3 +135,60 @@ async def test_connect_refused_is_an_oserror_named_by_dial(anyio_backend):
         await aio_stream.connect("127.0.0.1", port)
     with pytest.raises(DialError, match="connection refused"):
         await dial(TcpAddress("127.0.0.1", port, "ip4"), timeout=5)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_read_size_follows_the_reads(anyio_backend):
+    """64 KiB reads while reads are small (asyncio allocates a block of the read size per read:
+    256 KiB ones were mmap + mremap + munmap each), 256 KiB once a read fills 64 KiB (bulk),
+    back to 64 KiB after a small read."""
+    small, large = aio_stream._SMALL_READ, aio_stream._LARGE_READ
+    with anyio.fail_after(10):
+        async with tcp_pair(adopted=True) as (client, server):
+            assert server._transport.max_size == small
+            sizes = set()
+
+            async def read_bulk() -> None:
+                got = 0
+                while got < 4 * large:
+                    got += len(await server.receive(large))
+                    sizes.add(server._transport.max_size)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read_bulk)
+                await client.send(b"x" * (4 * large))
+            assert large in sizes  # a read filled 64 KiB
+            await client.send(b"y")
+            assert await server.receive() == b"y"
+            assert server._transport.max_size == small
+
+
+class _TransportWithoutReadSize:
+    """A transport that does not let its read size be set (as uvloop's)."""
+
+    def __init__(self) -> None:
+        self.protocol = None
+
+    def set_protocol(self, protocol) -> None:
+        self.protocol = protocol
+
+    def set_write_buffer_limits(self, high=None, low=None) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+    def resume_reading(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_transport_without_a_read_size_keeps_its_own(anyio_backend):
+    transport = _TransportWithoutReadSize()
+    stream = AsyncioTcpStream(transport, [], False, None)  # type: ignore[arg-type]
+    transport.protocol.data_received(b"z" * (1 << 20))
+    assert not hasattr(transport, "max_size")
+    assert await stream.receive(1 << 20) == b"z" * (1 << 20)
