@@ -13,6 +13,7 @@ fails, the loopback address of that family stands in (never the wildcard).
 from __future__ import annotations
 
 import array
+import functools
 import ipaddress
 import socket
 import struct
@@ -85,19 +86,29 @@ def interface_addresses(family: str) -> list[str]:
     return unique
 
 
+@functools.lru_cache(maxsize=256)
+def _wildcard_family(addr: Multiaddr) -> str | None:
+    """`ip4`/`ip6` for a wildcard address, None for any other, "" for an empty one (asked for
+    every listen address on every identify: parsing a multiaddr is the multiaddr package's
+    slow path, and a Multiaddr is immutable)."""
+    try:
+        proto, value = next(iter(addr.items()))
+    except StopIteration:
+        return ""
+    return proto.name if is_unspecified(proto.name, str(value)) else None
+
+
 def expand_wildcards(addrs: Iterable[Multiaddr]) -> list[Multiaddr]:
     """Each `/ip4/0.0.0.0/...` (`/ip6/::/...`) as one address per interface address of its family,
     the rest of the address (port, transport) kept; other addresses as they are. No duplicates."""
     out: list[Multiaddr] = []
     cache: dict[str, list[str]] = {}
     for addr in addrs:
-        try:
-            proto, value = next(iter(addr.items()))
-        except StopIteration:
-            continue
-        family = proto.name
-        if not is_unspecified(family, str(value)):
+        family = _wildcard_family(addr)
+        if family is None:
             out.append(addr)
+            continue
+        if not family:  # an empty multiaddr
             continue
         text = str(addr)
         rest = text.split("/", 3)[3] if text.count("/") >= 3 else ""

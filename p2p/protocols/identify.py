@@ -11,6 +11,7 @@ listenAddrs when it is absent, so we never send one).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from multiaddr import Multiaddr
@@ -42,17 +43,13 @@ class IdentifyInfo:
     signed_peer_record: bytes | None = None
 
     def encode(self) -> bytes:
-        out = []
-        if self.public_key is not None:
-            out.append(pb.field_bytes(1, self.public_key))
-        out.extend(pb.field_bytes(2, a) for a in self.listen_addrs)
-        out.extend(pb.field_str(3, p) for p in self.protocols)
+        head, tail = _fields_around_observed(self.public_key, tuple(self.listen_addrs),
+                                             tuple(self.protocols), self.protocol_version,
+                                             self.agent_version)
+        out = [head]
         if self.observed_addr is not None:
             out.append(pb.field_bytes(4, self.observed_addr))
-        if self.protocol_version is not None:
-            out.append(pb.field_str(5, self.protocol_version))
-        if self.agent_version is not None:
-            out.append(pb.field_str(6, self.agent_version))
+        out.append(tail)
         if self.signed_peer_record is not None:
             out.append(pb.field_bytes(8, self.signed_peer_record))
         return b"".join(out)
@@ -102,9 +99,41 @@ def _text(raw: bytes) -> str:
         raise IdentifyError("identify string is not UTF-8") from None
 
 
+@functools.lru_cache(maxsize=64)
+def _fields_around_observed(public_key: bytes | None, listen_addrs: tuple[bytes, ...],
+                            protocols: tuple[str, ...], protocol_version: str | None,
+                            agent_version: str | None) -> tuple[bytes, bytes]:
+    """Fields 1-3 and 5-6, encoded in field order: a host says the same on every connection
+    but the observed address (field 4), so they are encoded once per change."""
+    head = [] if public_key is None else [pb.field_bytes(1, public_key)]
+    head.extend(pb.field_bytes(2, a) for a in listen_addrs)
+    head.extend(pb.field_str(3, p) for p in protocols)
+    tail = []
+    if protocol_version is not None:
+        tail.append(pb.field_str(5, protocol_version))
+    if agent_version is not None:
+        tail.append(pb.field_str(6, agent_version))
+    return b"".join(head), b"".join(tail)
+
+
 def decode_multiaddr(raw: bytes | None) -> Multiaddr | None:
     if not raw:
         return None
+    raw = bytes(raw)
+    # A peer sends the same few addresses on every identify and a Multiaddr is immutable:
+    # parsed once (the multiaddr package's slow path), the usual sizes only (memory bound).
+    return _decode_multiaddr(raw) if len(raw) <= _CACHED_ADDR_LEN else _parse_multiaddr(raw)
+
+
+_CACHED_ADDR_LEN = 128
+
+
+@functools.lru_cache(maxsize=1024)
+def _decode_multiaddr(raw: bytes) -> Multiaddr | None:
+    return _parse_multiaddr(raw)
+
+
+def _parse_multiaddr(raw: bytes) -> Multiaddr | None:
     try:
         return Multiaddr(raw)
     except Exception:  # the multiaddr package raises several unrelated types on bad bytes

@@ -173,10 +173,11 @@ class IdentifyService(ConnectionListenerBase):
 
 
 def _is_loopback(addr: Multiaddr) -> bool:
-    try:
-        first, value = next(iter(addr.items()))
-    except StopIteration:
-        return False
-    return (first.name == "ip4" and str(value).startswith("127.")) or (
-        first.name == "ip6" and str(value) == "::1"
-    )
+    # From the binary form (what parsing the text would build first): /ip4 is code 4, /ip6 41.
+    raw: bytes = addr.to_bytes()
+    if raw[:1] == b"\x04":
+        return raw[1:2] == b"\x7f"
+    return raw[:1] == b"\x29" and raw[1:17] == _IP6_LOOPBACK
+
+
+_IP6_LOOPBACK = bytes(15) + b"\x01"

@@ -55,7 +55,10 @@ def _parse_tcp_string(addr: str) -> tuple[TcpAddress, str | None]:
     return _parse_tcp(Multiaddr(addr))
 
 
+@functools.lru_cache(maxsize=512)
 def _parse_tcp(ma: Multiaddr) -> tuple[TcpAddress, str | None]:
+    # cached: a Multiaddr is immutable, and a host asks for the same few on every dial (the
+    # transport's can_dial, then its dial)
     parts = list(ma.items())
     if len(parts) < 2:
         raise DialError(f"not a TCP multiaddr: {ma}")
@@ -166,6 +169,12 @@ def stream_addrs(stream: anyio.abc.SocketStream) -> tuple[Multiaddr, Multiaddr]:
     Raises ConnectionClosed when the peer already reset the connection: getpeername() then fails
     (ENOTCONN) and anyio reports the attribute as missing, which a remote must not turn into a crash.
     """
+    local, remote, _ = _endpoints(stream)
+    return local, remote
+
+
+def _endpoints(stream: anyio.abc.SocketStream) -> tuple[Multiaddr, Multiaddr, str]:
+    """`stream_addrs` and the remote IP address as text (what admission counts by)."""
     try:
         local: Any = stream.extra(anyio.abc.SocketAttribute.local_address)  # (host, port[, ...])
         remote: Any = stream.extra(anyio.abc.SocketAttribute.remote_address)
@@ -173,7 +182,7 @@ def stream_addrs(stream: anyio.abc.SocketStream) -> tuple[Multiaddr, Multiaddr]:
         rh, rp = remote[:2]
     except (anyio.TypedAttributeLookupError, OSError):
         raise ConnectionClosed("tcp connection reset before its addresses could be read") from None
-    return tcp_multiaddr(lh, lp), tcp_multiaddr(rh, rp)
+    return tcp_multiaddr(lh, lp), tcp_multiaddr(rh, rp), rh
 
 
 def tune_accepted(stream: anyio.abc.SocketStream) -> None:
@@ -189,11 +198,6 @@ def _is_tcp(addr: Multiaddr) -> bool:
     except DialError:
         return False
     return True
-
-
-def _ip_of(addr: Multiaddr) -> str:
-    first, value = next(iter(addr.items()))
-    return str(value)
 
 
 class TcpListener:
@@ -339,11 +343,11 @@ class TcpTransport:
     async def _accept(self, bound: TcpListener, raw: anyio.abc.SocketStream,
                       on_connection: OnConnection) -> None:
         try:
-            local, remote = stream_addrs(raw)
+            local, remote, remote_ip = _endpoints(raw)
         except ConnectionClosed:  # reset by the peer before we looked: nothing left to serve
             await raw.aclose()
             return
-        ticket = None if bound.closed else self._ctx.admission.try_admit(_ip_of(remote))
+        ticket = None if bound.closed else self._ctx.admission.try_admit(remote_ip)
         metrics = self._ctx.metrics
         if ticket is None:  # refused before any handshake work
             log.debug("refusing inbound connection from %s: limits", remote)
