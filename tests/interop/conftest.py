@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
 from godht import MASA_DHT, GoDht, build_godht
-from gomasa import build_gomasa
-from gopeer import GoPeer, build_gopeer, build_goquic
+from gomasa import GoMasa, build_gomasa
+from gopeer import ChildHarness, GoPeer, build_gopeer, build_goquic
 from oracle.discovery import gossip_topic
+
+H = TypeVar("H", bound=ChildHarness)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -69,20 +73,26 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             program.build()
 
 
+def stopped_after_test(start: Callable[..., H], tail: int = 0) -> Iterator[Callable[..., H]]:
+    """The body of a factory fixture: the test calls it to start Go children (`start(...)`);
+    all are stopped after the test, and a test that failed gets their stderr (its last `tail`
+    characters, or all of it) in its report."""
+    started: list[H] = []
+
+    def started_by_test(*args: Any, **kwargs: Any) -> H:
+        child = start(*args, **kwargs)
+        started.append(child)
+        return child
+
+    yield started_by_test
+    for child in started:
+        child.stop()
+        print(f"--- {child!r} stderr ---\n{child.stderr_text()[-tail:]}")
+
+
 def _serve_factory(binary: Path) -> Iterator[Callable[..., GoPeer]]:
-    """Start `binary serve ...` peers; all are stopped after the test, and a test that failed
-    gets their stderr in its report."""
-    peers: list[GoPeer] = []
-
-    def start(*args: str, start_timeout: float = 30.0) -> GoPeer:
-        peer = GoPeer.serve(*args, start_timeout=start_timeout, binary=binary)
-        peers.append(peer)
-        return peer
-
-    yield start
-    for peer in peers:
-        peer.stop()
-        print(f"--- {peer!r} stderr ---\n{peer.stderr_text()}")
+    """Start `binary serve ...` peers (GoPeer.serve's arguments)."""
+    yield from stopped_after_test(functools.partial(GoPeer.serve, binary=binary))
 
 
 @pytest.fixture(scope="session")
@@ -125,17 +135,7 @@ def start_goquic(goquic_bin: Path) -> Iterator[Callable[..., GoPeer]]:
 def start_godht(godht_bin: Path) -> Iterator[Callable[..., GoDht]]:
     """Factory: ``start_godht("-n", 8, ...)`` starts a `godht serve` network (flags as godht's);
     every network is stopped after the test, and the tail of its stderr goes to the report."""
-    nets: list[GoDht] = []
-
-    def start(*args: object, start_timeout: float = 60.0) -> GoDht:
-        net = GoDht(*map(str, args), start_timeout=start_timeout, binary=godht_bin)
-        nets.append(net)
-        return net
-
-    yield start
-    for net in nets:
-        net.stop()
-        print("--- godht stderr ---\n" + net.stderr_text()[-5000:])
+    yield from stopped_after_test(functools.partial(GoDht, binary=godht_bin), tail=5000)
 
 
 @pytest.fixture
@@ -143,3 +143,9 @@ def masa_gossip_net(start_godht: Callable[..., GoDht]) -> GoDht:
     """Eight Go nodes shaped as a masa network: the /masa DHT (K = 100, alpha 10) and masa's
     gossip topic (`oracle.discovery.gossip_topic()`) subscribed on every node."""
     return start_godht("-n", 8, *MASA_DHT, "-alpha", 10, "-topics", gossip_topic())
+
+
+@pytest.fixture
+def start_gomasa(gomasa_bin: Path) -> Iterator[Callable[..., GoMasa]]:
+    """Factory: ``start_gomasa("--web", ...)`` starts a `gomasa serve` (a masa-like Go node)."""
+    yield from stopped_after_test(GoMasa, tail=4000)

@@ -49,7 +49,7 @@ class GoDhtError(RuntimeError):
 class GoDht(ChildHarness):
     """A running `godht serve`: `nodes` = [{"peer_id", "addrs"}], commands by `call`."""
 
-    def __init__(self, *args: str, start_timeout: float = 60.0, binary: Path | None = None) -> None:
+    def __init__(self, *args: object, start_timeout: float = 60.0, binary: Path | None = None) -> None:
         exe = binary or build_godht()
         self._stderr = ChildStderr()
         self._proc = subprocess.Popen([str(exe), "serve", *map(str, args)],
@@ -91,6 +91,9 @@ class GoDht(ChildHarness):
         with self._lock:
             for q in self._waiting.values():
                 q.put({"error": "godht exited"})
+
+    def __repr__(self) -> str:
+        return f"<GoDht pid={self._proc.pid} {len(getattr(self, 'nodes', []))} nodes>"
 
     def peer_id(self, i: int) -> str:
         return self.nodes[i]["peer_id"]

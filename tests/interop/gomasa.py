@@ -59,6 +59,9 @@ class GoMasa(ChildHarness):
         self.peer_id: str = info["peer_id"]
         self.addrs: list[str] = info["addrs"]
 
+    def __repr__(self) -> str:
+        return f"<GoMasa pid={self._proc.pid} {getattr(self, 'peer_id', '')}>"
+
     @property
     def addr(self) -> str:
         return self.addrs[0]

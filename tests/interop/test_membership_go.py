@@ -22,7 +22,7 @@ import anyio
 import anyio.to_thread
 import pytest
 
-from gomasa import GoMasa, run_gomasa
+from gomasa import run_gomasa
 from oracle.handlers import handle_test
 from oracle.nodedata import NodeData, NodeDataError
 from oracle.node import NodeConfig, OracleNode
@@ -30,21 +30,6 @@ from p2p.identity import KeyType, PeerId, PrivateKey
 
 REPO = Path(__file__).resolve().parents[2]
 OTHER = str(PeerId.from_public_key(PrivateKey.generate(KeyType.Secp256k1).public_key))
-
-
-@pytest.fixture
-def gomasa(gomasa_bin: Path) -> Iterator:
-    peers: list[GoMasa] = []
-
-    def start(*args: str) -> GoMasa:
-        peer = GoMasa(*args)
-        peers.append(peer)
-        return peer
-
-    yield start
-    for peer in peers:
-        peer.stop()
-        print(f"--- gomasa {peer.peer_id} stderr ---\n{peer.stderr_text()[-4000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -162,8 +147,8 @@ def test_decoding_agrees_with_go(gomasa_bin: Path, body: bytes) -> None:
 # --- Go selects our worker ---------------------------------------------------------------------
 
 
-def test_go_node_selects_python_worker_cli(gomasa, web_site: str) -> None:
-    go = gomasa()  # a masa node without bootnodes and without web work of its own
+def test_go_node_selects_python_worker_cli(start_gomasa, web_site: str) -> None:
+    go = start_gomasa()  # a masa node without bootnodes and without web work of its own
     node = OracleCli("--worker", "web", "--peer", go.addr)
     try:
         assert node.info["categories"] == ["web"] and node.info["staked"] is True
@@ -181,8 +166,8 @@ def test_go_node_selects_python_worker_cli(gomasa, web_site: str) -> None:
     assert "Traceback" not in err
 
 
-def test_go_node_does_not_select_unstaked_or_categoryless_python(gomasa) -> None:
-    go = gomasa()
+def test_go_node_does_not_select_unstaked_or_categoryless_python(start_gomasa) -> None:
+    go = start_gomasa()
     unstaked = OracleCli("--worker", "web", "--no-staked", "--peer", go.addr)
     tester = OracleCli("--worker", "test", "--peer", go.addr)
     try:
@@ -196,8 +181,8 @@ def test_go_node_does_not_select_unstaked_or_categoryless_python(gomasa) -> None
         tester.stop()
 
 
-def test_drop_and_reconnect_reannounces(gomasa, web_site: str) -> None:
-    go = gomasa()
+def test_drop_and_reconnect_reannounces(start_gomasa, web_site: str) -> None:
+    go = start_gomasa()
     node = OracleCli("--worker", "web", "--peer", go.addr)
     try:
         go.wait_until(announced(node.peer_id), what="first announce")
@@ -213,8 +198,8 @@ def test_drop_and_reconnect_reannounces(gomasa, web_site: str) -> None:
 # --- we select the Go worker -------------------------------------------------------------------
 
 
-def test_python_requester_selects_go_worker_cli(gomasa) -> None:
-    go = gomasa("--web")
+def test_python_requester_selects_go_worker_cli(start_gomasa) -> None:
+    go = start_gomasa("--web")
     code, response = run_work("--type", "web", "--data", json.dumps({"url": "http://example.invalid/"}),
                               "--peer", go.addr, "--timeout", "30")
     assert code == 0, response
@@ -225,9 +210,9 @@ def test_python_requester_selects_go_worker_cli(gomasa) -> None:
 
 
 @pytest.mark.anyio
-async def test_python_requester_does_not_select_unstaked_or_categoryless_go(gomasa) -> None:
-    unstaked = gomasa("--web", "--staked=false")
-    twitter_only = gomasa("--twitter")
+async def test_python_requester_does_not_select_unstaked_or_categoryless_go(start_gomasa) -> None:
+    unstaked = start_gomasa("--web", "--staked=false")
+    twitter_only = start_gomasa("--twitter")
     config = NodeConfig(peers=(unstaked.addr, twitter_only.addr), node_data_wait=10)
     async with OracleNode(PrivateKey.generate(KeyType.Secp256k1), config) as node:
         with anyio.fail_after(10):
@@ -246,8 +231,8 @@ async def test_python_requester_does_not_select_unstaked_or_categoryless_go(goma
 
 
 @pytest.mark.anyio
-async def test_node_data_about_someone_else_is_refused_both_ways(gomasa) -> None:
-    go = gomasa()
+async def test_node_data_about_someone_else_is_refused_both_ways(start_gomasa) -> None:
+    go = start_gomasa()
     async with OracleNode(PrivateKey.generate(KeyType.Secp256k1), NodeConfig(peers=(go.addr,)),
                           handlers={"web": handle_test}) as node:
         me = str(node.peer_id)
@@ -270,8 +255,8 @@ async def test_node_data_about_someone_else_is_refused_both_ways(gomasa) -> None
 
 
 @pytest.mark.parametrize("ours, theirs, selected", [("test", "test", True), ("", "", True), ("test", "", False)])
-def test_env_suffix(gomasa, web_site: str, ours: str, theirs: str, selected: bool) -> None:
-    go = gomasa("--env", theirs) if theirs else gomasa()
+def test_env_suffix(start_gomasa, web_site: str, ours: str, theirs: str, selected: bool) -> None:
+    go = start_gomasa("--env", theirs) if theirs else start_gomasa()
     node = OracleCli("--worker", "web", "--peer", go.addr, *(["--env", ours] if ours else []))
     try:
         if selected:
@@ -285,8 +270,8 @@ def test_env_suffix(gomasa, web_site: str, ours: str, theirs: str, selected: boo
         node.stop()
 
 
-def test_peers_command_prints_the_network(gomasa) -> None:
-    go = gomasa("--web")
+def test_peers_command_prints_the_network(start_gomasa) -> None:
+    go = start_gomasa("--web")
     worker = OracleCli("--worker", "web", "--peer", go.addr)
     try:
         go.wait_until(announced(worker.peer_id), what="the worker's announce")
@@ -303,12 +288,12 @@ def test_peers_command_prints_the_network(gomasa) -> None:
 
 
 @pytest.mark.anyio
-async def test_go_node_with_us_as_bootnode_pushes_its_node_data(gomasa) -> None:
+async def test_go_node_with_us_as_bootnode_pushes_its_node_data(start_gomasa) -> None:
     """masa's EnableDHT push: a Go node started with our node as a bootnode announces itself to us
     on oracle_protocol (and would exit if we did not serve it); we then select it for web work."""
     async with OracleNode(PrivateKey.generate(KeyType.Secp256k1)) as node:
         addr = node.host.p2p_addrs()[0]
-        go = await anyio.to_thread.run_sync(lambda: gomasa("--web", "--bootnode", addr))
+        go = await anyio.to_thread.run_sync(lambda: start_gomasa("--web", "--bootnode", addr))
         with anyio.fail_after(15):
             await node.membership.wait_for(lambda: go.peer_id in node.tracker, 15)
         entry = node.tracker.get(go.peer_id)
@@ -317,11 +302,11 @@ async def test_go_node_with_us_as_bootnode_pushes_its_node_data(gomasa) -> None:
         assert response.worker_peer_id == go.peer_id and response.data["depth"] == 2
 
 
-def test_go_node_exits_when_its_bootnode_lacks_the_oracle_protocol(gomasa) -> None:
+def test_go_node_exits_when_its_bootnode_lacks_the_oracle_protocol(start_gomasa) -> None:
     """Why serving the exact protocol ID matters: masa calls Fatalf on `protocols not supported`."""
     node = OracleCli("--worker", "web", "--env", "other")
     try:
-        go = gomasa("--bootnode", node.info["addrs"][0])
+        go = start_gomasa("--bootnode", node.info["addrs"][0])
         deadline = time.monotonic() + 20
         while go.returncode is None and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -332,8 +317,8 @@ def test_go_node_exits_when_its_bootnode_lacks_the_oracle_protocol(gomasa) -> No
 
 
 @pytest.mark.anyio
-async def test_new_listen_address_is_announced_again(gomasa) -> None:
-    go = gomasa()
+async def test_new_listen_address_is_announced_again(start_gomasa) -> None:
+    go = start_gomasa()
     async with OracleNode(PrivateKey.generate(KeyType.Secp256k1), NodeConfig(peers=(go.addr,)),
                           handlers={"web": handle_test}) as node:
         me = str(node.peer_id)
@@ -346,10 +331,10 @@ async def test_new_listen_address_is_announced_again(gomasa) -> None:
 
 
 @pytest.mark.anyio
-async def test_go_node_sends_work_only_while_connected(gomasa) -> None:
+async def test_go_node_sends_work_only_while_connected(start_gomasa) -> None:
     """masa keeps a left worker's entry (eligible) but FindPeer fails for a peer it is not
     connected to: the work is not sent, and the error names the worker."""
-    go = gomasa()
+    go = start_gomasa()
     config = NodeConfig(peers=(go.addr,), keep_connected=False)
     async with OracleNode(PrivateKey.generate(KeyType.Secp256k1), config, handlers={"web": handle_test}) as node:
         me = str(node.peer_id)
@@ -365,7 +350,7 @@ async def test_go_node_sends_work_only_while_connected(gomasa) -> None:
 
 
 @pytest.mark.anyio
-async def test_go_pushes_over_quic_reach_us_although_go_closes_at_once(gomasa) -> None:
+async def test_go_pushes_over_quic_reach_us_although_go_closes_at_once(start_gomasa) -> None:
     """masa's default transport is QUIC, where go's stream Close is FIN + STOP_SENDING: its
     bootnode push (oracle_protocol) and its nodeDataSync push write header, proposal and data and
     close before our multistream reply is out, so that reply cannot be written. A real
@@ -376,7 +361,7 @@ async def test_go_pushes_over_quic_reach_us_although_go_closes_at_once(gomasa) -
         addr = node.host.p2p_addrs()[0]
         assert "/quic-v1/" in addr
         go = await anyio.to_thread.run_sync(
-            lambda: gomasa("--quic-dial", "--web", "--bootnode", addr))
+            lambda: start_gomasa("--quic-dial", "--web", "--bootnode", addr))
         with anyio.fail_after(15):
             await node.membership.wait_for(lambda: go.peer_id in node.tracker, 15)
         conn = node.host.connection(PeerId.from_string(go.peer_id))
