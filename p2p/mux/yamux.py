@@ -243,7 +243,7 @@ class YamuxConnection:
 
     __slots__ = ("is_client", "config", "_streams", "_next_id", "_pending_accept", "_inbound",
                  "_unacked", "_extra_window", "_inbuf", "_payload_left", "_payload_stream",
-                 "_payload_fin", "_out", "_out_size", "_ping_replies", "_pings", "_next_ping",
+                 "_payload_fin", "_out", "_out_size", "_updates_size", "_ping_replies", "_pings", "_next_ping",
                  "rtt", "local_goaway", "remote_goaway", "closed", "error")
 
     def __init__(self, is_client: bool, config: YamuxConfig | None = None) -> None:
@@ -263,6 +263,7 @@ class YamuxConnection:
         # output
         self._out: list[bytes | memoryview] = []
         self._out_size = 0
+        self._updates_size = 0  # of which plain window updates
         self._ping_replies = 0
         self._pings: dict[int, float | None] = {}
         self._next_ping = 0
@@ -277,6 +278,12 @@ class YamuxConnection:
     @property
     def pending_output(self) -> int:
         return self._out_size
+
+    @property
+    def only_window_updates(self) -> bool:
+        """True when all that is queued is plain window updates: nothing the peer waits on yet
+        (each is sent at half a window, so the peer still has the other half to send)."""
+        return self._out_size == self._updates_size
 
     def send_window(self, stream_id: int) -> int:
         st = self._streams.get(stream_id)
@@ -313,7 +320,7 @@ class YamuxConnection:
             return b""
         data = b"".join(self._out)
         self._out.clear()
-        self._out_size = 0
+        self._out_size = self._updates_size = 0
         self._ping_replies = 0
         return data
 
@@ -322,7 +329,7 @@ class YamuxConnection:
         size, not joined: for a stream below that gathers them itself."""
         out, size = self._out, self._out_size
         self._out = []
-        self._out_size = 0
+        self._out_size = self._updates_size = 0
         self._ping_replies = 0
         return out, size
 
@@ -596,6 +603,8 @@ class YamuxConnection:
         flags = ACK if st.need_ack else 0
         st.need_ack = False
         self._frame(WINDOW_UPDATE, flags, st.id, delta)
+        if not flags:
+            self._updates_size += HEADER_SIZE
 
     def send_eof(self, stream_id: int) -> None:
         """Half-close our side with WindowUpdate+FIN (idempotent)."""

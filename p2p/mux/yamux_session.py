@@ -136,7 +136,10 @@ class YamuxStream:
                 raise anyio.EndOfStream
             if sess.is_closed:
                 raise _session_closed(sess.error)
-            if core.pending_output:  # about to wait: what this task queued leaves now
+            if core.pending_output and not core.only_window_updates:
+                # About to wait: what this task queued (a request) leaves now. Window updates
+                # alone stay with the writer (kicked when they were queued), which sends them
+                # with the data other tasks queue meanwhile instead of a write of their own.
                 sess.try_flush()
             if self._rwait is None:
                 self._rwait = Flag()

@@ -92,6 +92,24 @@ def test_take_output_gives_the_queued_frames_unjoined():
     assert client.pending_output == 0 and client.data_to_send() == b""
 
 
+def test_only_window_updates_tells_a_lone_window_update_from_other_output():
+    client, server = pair()
+    sid = client.open_stream()
+    pump(client, server)
+    server.accept(sid)
+    pump(server, client)
+    assert server.send(sid, bytes(200_000)) == 200_000
+    pump(server, client)
+    assert client.pending_output == 0
+    assert len(client.read(sid, 1 << 20)) == 200_000  # over half the window: an update queued
+    assert client.pending_output == 12 and client.only_window_updates
+    client.send(sid, b"x")
+    assert not client.only_window_updates
+    client.data_to_send()
+    client.ping()
+    assert not client.only_window_updates
+
+
 def test_fin_and_rst_go_on_window_update_frames():
     client, server = pair()
     sid = client.open_stream()

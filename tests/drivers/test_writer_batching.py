@@ -230,3 +230,43 @@ async def test_a_closed_streams_fin_leaves_with_the_next_request(anyio_backend) 
                 assert conn.tried_by == [0]  # the deferred kick wrote it, not the writer task
             peer = await server.accept_stream()
             assert await read_all(peer) == b"x"
+
+
+async def test_window_updates_alone_are_left_to_the_writer(anyio_backend) -> None:
+    """A reader that took over half a window and starts waiting leaves the window update it
+    queued to the writer task, which sends it with what other tasks queue meanwhile, instead of
+    a 12-byte write of its own (a Noise frame, a syscall and a wake-up of the peer); the peer gets
+    it all the same and can go on sending."""
+    a, b = memory_stream_pair()
+    conn = TrySending(a)
+    with anyio.fail_after(10):
+        async with YamuxSession(conn, is_client=True) as client, \
+                YamuxSession(b, is_client=False) as server:
+            await client.ping()
+            st = await client.open_stream()
+            await st.send(b"go")
+            peer = await server.accept_stream()
+            assert await peer.receive(2) == b"go"
+            await anyio.wait_all_tasks_blocked()
+            conn.tried.clear()
+            conn.tried_by.clear()
+            await peer.send(bytes(200_000))  # over half of the 256 KiB window
+            reader: list[int] = []
+            got = 0
+
+            async def read() -> None:
+                nonlocal got
+                reader.append(anyio.get_current_task().id)
+                while got < 200_001:  # all of it (a window update is queued), then one more byte
+                    got += len(await st.receive(1 << 20))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read)
+                while got < 200_000:
+                    await anyio.sleep(0.001)
+                await anyio.wait_all_tasks_blocked()
+                updates = [(t, by) for t, by in zip(conn.tried, conn.tried_by)
+                           if t[:4] == b"\x00\x01\x00\x00"]  # version 0, WindowUpdate, no flags
+                assert len(updates) == 1 and updates[0][1] not in reader  # the writer sent it
+                assert server._core.send_window(peer.stream_id) > 262144 - 200_000
+                await peer.send(b"!")
