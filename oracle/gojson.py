@@ -246,6 +246,8 @@ def go_json_dumps(value: Any) -> bytes:
     Objects with a `to_go_json() -> bytes` method (our message structs) are embedded as they encode.
     Raises GoJSONEncodeError for NaN/Inf, unsupported types and nesting too deep to encode.
     """
+    if type(value) is str:  # the usual member of a work message: no list, no dispatch
+        return _quote(value).encode("utf-8")
     out: list[str] = []
     try:
         _encode(value, out)

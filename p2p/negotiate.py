@@ -12,7 +12,6 @@ and the two replies are checked on the first read.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -32,7 +31,7 @@ from p2p.multistream import (
     quick_listen,
 )
 from p2p.streams import BufferedStream, ByteStream, has_nowait_io
-from p2p.sync import LazyLock
+from p2p.sync import LazyLock, current_time
 
 __all__ = [
     "NegotiationTimeout",
@@ -291,27 +290,24 @@ class LazyStream(BufferedStream):
         try:
             # A read deadline on the stream is one timer; a cancel scope costs several
             # times more, on every stream this dialer opens.
-            deadline = _now() + self.timeout
+            deadline = current_time() + self.timeout
             user = self._user_deadline
             if user is not None and user < deadline:
                 deadline = user
             if BufferedStream.set_read_deadline(self, deadline):
                 try:
-                    await self._read_replies()
+                    await read_lazy_replies(self.inner.receive, self.unread, self.protocol)
                 finally:
                     BufferedStream.set_read_deadline(self, user)
             else:
                 with anyio.fail_after(self.timeout):
-                    await self._read_replies()
+                    await read_lazy_replies(self.inner.receive, self.unread, self.protocol)
         except TimeoutError:
             self._error = NegotiationTimeout(self.timeout, "lazy dialer")
             raise self._error from None
         except P2PError as exc:
             self._error = exc
             raise
-
-    async def _read_replies(self) -> None:
-        await read_lazy_replies(self.inner.receive, self.unread, self.protocol)
 
     def set_read_deadline(self, deadline: float | None) -> bool:
         """The application's read deadline (see `YamuxStream.set_read_deadline`); it also
@@ -341,11 +337,3 @@ class LazyStream(BufferedStream):
         except Exception as exc:  # closing anyway; a broken stream cannot take the proposal
             log.debug("lazy stream: proposal not flushed before close: %r", exc)
         await self.inner.aclose()
-
-
-def _now() -> float:
-    """`anyio.current_time()` without its backend lookup on asyncio (the loop's own clock)."""
-    try:
-        return asyncio.get_running_loop().time()
-    except RuntimeError:  # no asyncio loop running here: trio
-        return anyio.current_time()

@@ -18,7 +18,16 @@ from typing import Any
 
 import anyio
 
-__all__ = ["Flag", "LazyLock"]
+__all__ = ["Flag", "LazyLock", "current_time"]
+
+
+def current_time() -> float:
+    """`anyio.current_time()` without its backend lookup on asyncio (the loop's own clock, the
+    same value): a per-request deadline reads the clock once per request."""
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:  # no asyncio loop running here: trio
+        return anyio.current_time()
 
 
 class Flag:

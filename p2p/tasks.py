@@ -49,17 +49,20 @@ class StreamTasks:
         if self._loop is None:
             self._tg.start_soon(fn, *args)
             return
-        task: asyncio.Task[Any] = self._loop.create_task(fn(*args))
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
+        self._tasks.add(self._loop.create_task(self._run(fn, args)))
 
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            return
-        exc = task.exception()  # retrieved, so asyncio never reports it as unhandled
-        if exc is not None:
-            log.error("stream task failed", exc_info=exc)
+    async def _run(self, fn: Callable[..., Coroutine[Any, Any, Any]], args: tuple[Any, ...]) -> None:
+        """The task's own last step forgets it, instead of a done callback: no callback for the
+        loop to schedule, so a stream's task ends in the turn its handler returns (a turn less
+        per request on a listener)."""
+        try:
+            await fn(*args)
+        except Exception:  # logged here, so asyncio never reports it as unhandled
+            log.error("stream task failed", exc_info=True)
+        finally:
+            task = asyncio.current_task()
+            if task is not None:
+                self._tasks.discard(task)
 
     async def aclose(self) -> None:
         """Cancel every task still running and wait (at most `_CANCEL_GRACE`) until they end."""
