@@ -33,14 +33,17 @@ _CANCEL_GRACE = 5.0
 class StreamTasks:
     """Spawn `fn(*args)` as a task tied to `tg`'s lifetime; `aclose()` cancels and waits for all."""
 
-    __slots__ = ("_tg", "_loop", "_tasks")
+    __slots__ = ("_tg", "_loop", "_tasks", "_last_key")
 
     def __init__(self, tg: anyio.abc.TaskGroup) -> None:
         self._tg = tg
         self._loop: asyncio.AbstractEventLoop | None = None
         if sniffio.current_async_library() == "asyncio":
             self._loop = asyncio.get_running_loop()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        #: the running tasks by a key of their own (a task forgets itself by its key: asking
+        #: asyncio for the current task costs a getpid system call on Python 3.11)
+        self._tasks: dict[int, asyncio.Task[Any]] = {}
+        self._last_key = 0
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -49,9 +52,13 @@ class StreamTasks:
         if self._loop is None:
             self._tg.start_soon(fn, *args)
             return
-        self._tasks.add(self._loop.create_task(self._run(fn, args)))
+        key = self._last_key = self._last_key + 1
+        task = self._loop.create_task(self._run(key, fn, args))
+        if not task.done():  # (an eager task factory may have run it to its end already)
+            self._tasks[key] = task
 
-    async def _run(self, fn: Callable[..., Coroutine[Any, Any, Any]], args: tuple[Any, ...]) -> None:
+    async def _run(self, key: int, fn: Callable[..., Coroutine[Any, Any, Any]],
+                   args: tuple[Any, ...]) -> None:
         """The task's own last step forgets it, instead of a done callback: no callback for the
         loop to schedule, so a stream's task ends in the turn its handler returns (a turn less
         per request on a listener)."""
@@ -60,15 +67,13 @@ class StreamTasks:
         except Exception:  # logged here, so asyncio never reports it as unhandled
             log.error("stream task failed", exc_info=True)
         finally:
-            task = asyncio.current_task()
-            if task is not None:
-                self._tasks.discard(task)
+            self._tasks.pop(key, None)
 
     async def aclose(self) -> None:
         """Cancel every task still running and wait (at most `_CANCEL_GRACE`) until they end."""
         if not self._tasks:
             return
-        tasks = list(self._tasks)
+        tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
         with anyio.CancelScope(shield=True):
