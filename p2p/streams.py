@@ -161,6 +161,11 @@ has_read_deadlines = cast(Callable[[object], TypeGuard[ReadDeadlines]],
 is_resettable = cast(Callable[[object], TypeGuard[ResettableStream]],
                      _declared_by_class(ResettableStream))
 has_nowait_io = cast(Callable[[object], TypeGuard[NoWaitIO]], _declared_by_class(NoWaitIO))
+has_push_reads = cast(Callable[[object], TypeGuard[PushReads]], _declared_by_class(PushReads))
+has_nonblocking_writes = cast(Callable[[object], TypeGuard[NonBlockingWrites]],
+                              _declared_by_class(NonBlockingWrites))
+has_gather_writes = cast(Callable[[object], TypeGuard[GatherWrites]],
+                         _declared_by_class(GatherWrites))
 
 
 class BufferedStream:

@@ -16,7 +16,7 @@ import anyio
 import anyio.lowlevel
 
 from p2p.errors import ConnectionClosed
-from p2p.streams import ByteStream, GatherWrites, NonBlockingWrites
+from p2p.streams import ByteStream, has_gather_writes, has_nonblocking_writes
 from p2p.sync import Flag, LazyLock
 
 if TYPE_CHECKING:
@@ -66,11 +66,11 @@ class SessionOutput:
         #: a write that never waits (Noise over our asyncio TCP stream), used when it can be
         self._try_send: Callable[[bytes], bool] | None = None
         self._send_ready: Callable[[], bool] | None = None
-        if isinstance(lower, NonBlockingWrites):
+        if has_nonblocking_writes(lower):
             self._try_send, self._send_ready = lower.try_send, lower.send_ready
         #: ... and one that takes the queued frames unjoined (Noise seals them frame by frame)
         self._try_send_pieces: Callable[[list[bytes | memoryview], int], bool] | None = (
-            lower.try_send_pieces if isinstance(lower, GatherWrites) else None)
+            lower.try_send_pieces if has_gather_writes(lower) else None)
         self._lock = LazyLock()
         self._writer_wait: Flag | None = None
         self._drain_wait: Flag | None = None

@@ -60,7 +60,7 @@ from p2p.mux.yamux_output import (
     _asyncio_checkpoint,
     _wake,
 )
-from p2p.streams import ByteStream, PushReads
+from p2p.streams import ByteStream, has_push_reads
 from p2p.sync import Flag
 
 __all__ = ["SessionOutput", "YamuxConfig", "YamuxSession", "YamuxStream", "YamuxProtocolError"]
@@ -560,7 +560,7 @@ class YamuxSession:
         frames are parsed where the bytes arrive and only the streams' tasks are woken.
         """
         lower = self._lower
-        if not isinstance(lower, PushReads):
+        if not has_push_reads(lower):
             return False
         self._push = True
         if lower.set_receiver(self._on_data, self._on_end):

@@ -23,7 +23,8 @@ from p2p.errors import HandshakeError
 from p2p.identity import PeerId, PrivateKey, PublicKey
 from p2p.security.noise import (MAX_FRAME, MAX_PLAINTEXT, NoiseDecryptError, NoiseHandshake,
                                 NoiseTransport)
-from p2p.streams import BufferedStream, NonBlockingWrites, PushReads
+from p2p.streams import (BufferedStream, NonBlockingWrites, PushReads, has_nonblocking_writes,
+                         has_push_reads)
 from p2p.sync import LazyLock
 
 RECEIVE_CHUNK = 256 * 1024  # big reads amortise per-call overhead; ~4 frames per read
@@ -63,9 +64,9 @@ class NoiseStream:
         # and its fast paths, found once instead of on every call.
         raw = conn.inner if isinstance(conn, BufferedStream) else conn
         self._raw = raw
-        self._raw_push: PushReads | None = raw if isinstance(raw, PushReads) else None
+        self._raw_push: PushReads | None = raw if has_push_reads(raw) else None
         self._raw_writes: NonBlockingWrites | None = (
-            raw if isinstance(raw, NonBlockingWrites) else None)
+            raw if has_nonblocking_writes(raw) else None)
         # plaintext frames not yet returned, starting with any that arrived behind the handshake
         self._chunks: list[bytes] = [p for p in plaintext if p]  # a few frames at most
 
