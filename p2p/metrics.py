@@ -18,13 +18,13 @@ import struct
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-__all__ = ["Metrics", "parse_metrics_address", "serve_metrics"]
+__all__ = ["CountedConnection", "Metrics", "parse_metrics_address", "serve_metrics"]
 
 # struct tcp_info (linux/tcp.h): tcpi_bytes_acked at offset 120, tcpi_bytes_received at 128.
 _TCP_INFO = getattr(socket, "TCP_INFO", None)
@@ -58,6 +58,16 @@ class _Socket:
         self.seen_out = 0
 
 
+class CountedConnection(Protocol):
+    """What `Metrics.connection_counts` reads of a live connection (a Host's `Connection`)."""
+
+    @property
+    def direction(self) -> str: ...
+
+    @property
+    def transport(self) -> str: ...
+
+
 class Metrics:
     """The counters, gauges and histograms of one node, in a registry of its own."""
 
@@ -88,14 +98,14 @@ class Metrics:
         self._quic_endpoints: dict[int, Any] = {}  # live QUIC sockets (bytes_in / bytes_out)
         self._quic_closed_in = 0
         self._quic_closed_out = 0
-        self._connection_sources: list[Callable[[], Iterable[Any]]] = []
+        self._connection_sources: list[Callable[[], Iterable[CountedConnection]]] = []
         self._scrape_counters: list[tuple[str, str, Callable[[], float]]] = []
         r.register(_ScrapeTimeCollector(weakref.ref(self)))
 
     # ---- reported by the host ----------------------------------------------------------------
 
-    def watch_connections(self, source: Callable[[], Iterable[Any]]) -> None:
-        """`source()` lists the live connections (objects with `direction` and maybe `transport`)."""
+    def watch_connections(self, source: Callable[[], Iterable[CountedConnection]]) -> None:
+        """`source()` lists the live connections, counted by direction and transport."""
         self._connection_sources.append(source)
 
     def add_scrape_counter(self, name: str, documentation: str, read: Callable[[], float]) -> None:
@@ -173,7 +183,7 @@ class Metrics:
         counts: dict[tuple[str, str], int] = {}
         for source in self._connection_sources:
             for conn in list(source()):
-                key = (str(getattr(conn, "direction", "unknown")), str(getattr(conn, "transport", "tcp")))
+                key = (conn.direction, conn.transport)
                 counts[key] = counts.get(key, 0) + 1
         return counts
 
