@@ -34,7 +34,7 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.abc
@@ -63,8 +63,12 @@ from p2p.transport.quic_core import (
     make_configuration,
 )
 
-__all__ = ["QuicConn", "QuicListener", "QuicStream", "QuicTransport", "is_quic_multiaddr",
-           "parse_quic_multiaddr", "quic_multiaddr"]
+if TYPE_CHECKING:
+    from p2p.config import HostConfig
+    from p2p.metrics import Metrics
+
+__all__ = ["QuicConn", "QuicContext", "QuicListener", "QuicStream", "QuicTransport",
+           "is_quic_multiaddr", "parse_quic_multiaddr", "quic_multiaddr"]
 
 log = logging.getLogger("p2p.quic")
 
@@ -647,7 +651,7 @@ class QuicEndpoint:
         # against aioquic's per-packet work; read when Prometheus scrapes).
         self.bytes_in = 0
         self.bytes_out = 0
-        self._metrics = getattr(transport.ctx, "metrics", None)
+        self._metrics = transport.ctx.metrics
         if self._metrics is not None:
             self._metrics.track_quic_endpoint(self)
 
@@ -759,7 +763,7 @@ class QuicEndpoint:
         ticket = transport.admission.try_admit(addr[0])
         if ticket is None:
             log.debug("refusing QUIC connection from %s: limits", addr)
-            metrics = getattr(transport.ctx, "metrics", None)
+            metrics = transport.ctx.metrics
             if metrics is not None:
                 metrics.limit_hit("inbound connection admission")
             return
@@ -794,7 +798,7 @@ class QuicEndpoint:
                 return
             if not conn.is_established or conn.is_closed:
                 log.debug("inbound QUIC handshake from %s failed: %r", conn.remote_addr, conn.error)
-                metrics = getattr(self._transport.ctx, "metrics", None)
+                metrics = self._transport.ctx.metrics
                 if metrics is not None:
                     metrics.handshake_failed("inbound", "quic handshake" if conn._handshake.is_set()
                                              else "quic timeout")
@@ -865,6 +869,31 @@ class QuicListener:
 
 
 # --- the transport -------------------------------------------------------------------------------
+class QuicContext(Protocol):
+    """What QuicTransport reads of its context: a Host's `TransportContext`, or a stand-alone one
+    (tests, tools) that may leave out the config (then QuicLimits' handshake timeout and
+    HostConfig's default limits), the admission (then the transport admits by its own connections),
+    the tracer and the metrics (None: nothing traced or counted)."""
+
+    @property
+    def identity(self) -> PrivateKey: ...
+
+    @property
+    def start_soon(self) -> Callable[..., Any]: ...
+
+    @property
+    def config(self) -> HostConfig | None: ...
+
+    @property
+    def admission(self) -> Admission | None: ...
+
+    @property
+    def tracer(self) -> Any: ...
+
+    @property
+    def metrics(self) -> Metrics | None: ...
+
+
 class QuicTransport:
     """Dial and listen on `/ip4|ip6/HOST/udp/PORT/quic-v1` (see the module docstring).
 
@@ -874,7 +903,7 @@ class QuicTransport:
 
     name = "quic"
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: QuicContext) -> None:
         self.ctx = ctx
         self.identity: PrivateKey = ctx.identity
         self.local_peer = PeerId.from_public_key(self.identity.public_key)
@@ -883,13 +912,13 @@ class QuicTransport:
         self._client_configuration: QuicConfiguration | None = None
         #: PING after this long without receiving (go: 15 s); None sends none.
         self.keepalive_interval: float | None = QuicLimits.keepalive_interval
-        config = getattr(ctx, "config", None)
-        self.inbound_timeout = float(getattr(config, "inbound_upgrade_timeout", 0) or
+        config = ctx.config
+        self.inbound_timeout = float(config.inbound_upgrade_timeout if config is not None else
                                      QuicLimits.handshake_idle_timeout)
         # Inbound handshakes are admitted by the Host's policy (shared with TCP); without a Host,
         # by the same policy over this transport's own connections, with `config`'s limits
         # (HostConfig.max_pending_inbound, max_pending_inbound_per_ip, max_connections...).
-        admission = getattr(ctx, "admission", None)
+        admission = ctx.admission
         if admission is None:
             from p2p.admission import ConnectionLimits
             from p2p.config import HostConfig
@@ -968,7 +997,7 @@ class QuicTransport:
     def new_conn(self, *args: Any) -> QuicConn:
         """A QuicConn; with a tracer in the context, its traced subclass (`p2p.trace.quic`):
         the one check tracing costs a connection."""
-        tracer = getattr(self.ctx, "tracer", None)
+        tracer = self.ctx.tracer
         if tracer is None:
             return QuicConn(*args)
         from p2p.trace.quic import traced_conn_class
@@ -1006,7 +1035,7 @@ class QuicTransport:
             return conn
         error = quic.certificate_error or conn.error
         conn._begin_close(CLOSE_NORMAL, "")
-        metrics = getattr(self.ctx, "metrics", None)
+        metrics = self.ctx.metrics
         if metrics is not None:
             metrics.handshake_failed("outbound", "quic handshake" if conn._handshake.is_set() or error
                                      else "quic timeout")

@@ -47,6 +47,8 @@ class Ctx:
     start_soon: Callable[..., Any]
     config: Any = None
     admission: Any = None
+    tracer: Any = None
+    metrics: Any = None
 
 
 @dataclass

@@ -32,10 +32,11 @@ async def exchange(client_tracer=None) -> QuicConn:
     async with anyio.create_task_group() as tg:
         server_t = QuicTransport(SimpleNamespace(identity=PrivateKey.generate(KeyType.Secp256k1),
                                                  start_soon=tg.start_soon, config=None,
-                                                 admission=None, tracer=None))
+                                                 admission=None, tracer=None, metrics=None))
         client_t = QuicTransport(SimpleNamespace(identity=PrivateKey.generate(KeyType.Ed25519),
                                                  start_soon=tg.start_soon, config=None,
-                                                 admission=None, tracer=client_tracer))
+                                                 admission=None, tracer=client_tracer,
+                                                 metrics=None))
 
         async def echo(stream) -> None:
             buffered = BufferedStream(stream)
