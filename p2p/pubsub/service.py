@@ -211,14 +211,15 @@ class PubSubService(ConnectionListenerBase):
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._watch_outbound, stream, tg.cancel_scope)
-                async with out.recv:
-                    async for data in out.recv:
-                        data = out.take(data)
-                        if data:
-                            await stream.send(data)
+                try:  # inside the group: raised out of it, an error comes wrapped in a group
+                    async with out.recv:
+                        async for data in out.recv:
+                            data = out.take(data)
+                            if data:
+                                await stream.send(data)
+                except _NET_ERRORS as exc:
+                    log.debug("pubsub stream to %s ended: %r", peer, exc)
                 tg.cancel_scope.cancel()
-        except _NET_ERRORS as exc:
-            log.debug("pubsub stream to %s ended: %r", peer, exc)
         finally:
             with anyio.CancelScope(shield=True):
                 try:
