@@ -97,7 +97,13 @@ async def test_refresh_drops_peers_that_stopped_answering():
 async def test_oracle_nodes_find_a_worker_they_never_dialled():
     """Three oracle nodes with `dht=True`: a worker and a requester join through a bootnode only.
     The requester learns of the worker from gossip (its NodeData), finds it through the DHT when
-    it distributes work, and the work is done there."""
+    it distributes work, and the work is done there.
+
+    The requester's find budget is 5 s here, not the default 0.5 s: finding the worker means a
+    lookup and a whole dial (TCP, multistream, Noise, yamux) with all three nodes on this one event
+    loop, and under load that dial completed just as the 0.5 s ran out (1 run in 20 under two busy
+    loops and a full suite: "connection outbound" to the worker logged, then the find's
+    TimeoutError). How fast a find is, is the DHT bench's figure (bench/dht.py), not this test's."""
     from oracle.handlers import handle_test
     from oracle.node import NodeConfig, OracleNode
 
@@ -106,7 +112,8 @@ async def test_oracle_nodes_find_a_worker_they_never_dialled():
             peers = (boot.host.p2p_addrs()[0],)
             async with OracleNode(config=NodeConfig(peers=peers, dht=True, gossip_interval=0.5),
                                   handlers={"test": handle_test}) as worker, \
-                    OracleNode(config=NodeConfig(peers=peers, dht=True, gossip_interval=0.5)) as requester:
+                    OracleNode(config=NodeConfig(peers=peers, dht=True, gossip_interval=0.5,
+                                                 dht_find_timeout=5.0)) as requester:
                 wid = str(worker.peer_id)
                 while wid not in requester.tracker:  # NodeData through gossip, via the bootnode
                     await anyio.sleep(0.05)
