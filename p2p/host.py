@@ -370,6 +370,13 @@ class Host:
         if self._closed:  # its handshake ended after the close sweep: tell the peer at once
             await _close_unowned(muxed)
             return
+        if muxed.remote_peer == self.peer_id:
+            # The other half of a dial to one of our own addresses: the dialling half is what
+            # its caller sees (and refuses, as the oracle node does, or uses); this half would
+            # be a second connection to ourselves, registered whenever its handshake ends,
+            # which may be after the dialling half was closed.
+            await muxed.close()
+            return
         if len(self._conns.get(muxed.remote_peer, ())) >= self.config.max_connections_per_peer:
             if self.metrics is not None:
                 self.metrics.limit_hit("connections per peer")
