@@ -36,7 +36,7 @@ from p2p.mux.yamux_session import YamuxSession
 from p2p.multistream import UnexpectedEOF, quick_listen
 from p2p.negotiate import handle_protocol, lazy_hello, read_lazy_replies, select_protocol
 from p2p.security.noise import NoiseHandshake
-from p2p.security.noise_stream import NoiseStream, finish_handshake, new_handshake
+from p2p.security.noise_stream import NoiseStream, finish_handshake, new_handshake, send_now
 from p2p.streams import BufferedStream, ByteStream
 
 YAMUX = "/yamux/1.0.0"
@@ -126,7 +126,7 @@ async def upgrade_outbound(
     # (one round trip less). A listener reads the proposal as one length-prefixed message (go
     # reads exactly its bytes), so the Noise message waits for its Noise handshake; a listener
     # that refuses /noise gets no other proposal from us anyway.
-    await raw_buffered.send(_NOISE_HELLO + hs.data_to_send())
+    await send_now(raw_buffered, _NOISE_HELLO + hs.data_to_send())
     await _stage("security negotiation",
                  read_lazy_replies(raw_buffered.receive, raw_buffered.unread, NOISE))
     secure = await _stage("noise handshake", finish_handshake(raw_buffered, hs))
@@ -179,7 +179,7 @@ async def upgrade_inbound(raw: ByteStream, identity: PrivateKey, config: HostCon
                 hs.receive_data(ready)  # a first message cannot end the handshake
             except P2PError as exc:
                 raise UpgradeError("noise handshake", exc) from exc
-        await raw_buffered.send(reply + hs.data_to_send())
+        await send_now(raw_buffered, reply + hs.data_to_send())
     secure = await _stage("noise handshake", finish_handshake(raw_buffered, hs))
     early = secure.early_muxer == YAMUX
     if not early:

@@ -258,10 +258,20 @@ def _peer_id_of(local_key: PublicKey) -> PeerId:
     return PeerId.from_public_key(local_key)
 
 
+async def send_now(conn: BufferedStream, data: bytes) -> None:
+    """Write a handshake message without the loop turn a `send` yields after writing (for
+    fairness between bulk writers): the handshake waits for the peer's answer next, or goes on
+    setting up the connection. A connection below that cannot take it at once gets `send`."""
+    raw = conn.inner
+    if has_nonblocking_writes(raw) and raw.try_send(data):
+        return
+    await conn.send(data)
+
+
 async def _exchange(conn: BufferedStream, hs: NoiseHandshake) -> None:
     out = hs.data_to_send()
     if out:
-        await conn.send(out)
+        await send_now(conn, out)
     while not hs.complete:
         try:
             data = await conn.receive(_HANDSHAKE_READ)
@@ -270,7 +280,7 @@ async def _exchange(conn: BufferedStream, hs: NoiseHandshake) -> None:
         hs.receive_data(data)
         out = hs.data_to_send()
         if out:
-            await conn.send(out)
+            await send_now(conn, out)
 
 
 async def _run(conn: BufferedStream, hs: NoiseHandshake, timeout: float | None) -> NoiseStream:
