@@ -167,7 +167,8 @@ async def test_node_data_republished_on_gossip_is_current():
             seen: list[tuple[float, NodeData]] = []
             async for msg in sub:
                 seen.append((time.time(), NodeData.from_json(msg.data)))
-                if seen[-1][0] - started > 2.2:
+                # two publications at least: on a loaded machine the first may arrive after 2.2 s
+                if len(seen) >= 2 and seen[-1][0] - started > 2.2:
                     break
             at, last = seen[-1]
             assert last.peer_id == str(worker.peer_id)
