@@ -29,6 +29,7 @@ import anyio.to_thread
 
 from oracle.messages import WorkRequest, WorkResponse
 from p2p.logtext import bounded
+from p2p.sync import current_time
 
 __all__ = [
     "ERR_ALL_FAILED",
@@ -192,7 +193,7 @@ class WorkHandlerManager:
         if scope is None:
             scope = anyio.move_on_after(limit)
         else:
-            scope.deadline = anyio.current_time() + limit
+            scope.deadline = current_time() + limit
         try:
             with scope:
                 response = await self._call(entry, bytes(request.data))
@@ -221,7 +222,8 @@ class WorkHandlerManager:
                 result = await anyio.to_thread.run_sync(
                     entry.handler, data, abandon_on_cancel=True, limiter=self._limiter
                 )
-            if inspect.isawaitable(result):  # a sync callable that returned a coroutine
+            # (a sync callable may return a coroutine; a WorkResponse needs no ABC check)
+            if type(result) is not WorkResponse and inspect.isawaitable(result):
                 result = await result
         except Exception as exc:  # a handler's failure is the response's error, as in Go
             log.debug("work handler failed", exc_info=True)

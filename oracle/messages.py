@@ -336,13 +336,16 @@ class WorkResponse:
     record_count: int = 0
     login_event: LoginEvent | None = None
 
-    def to_go_json(self) -> bytes:
-        """json.Marshal(WorkResponse) byte for byte; GoJSONEncodeError if `data` is not encodable."""
-        return b"".join(self.go_json_pieces())
+    def to_go_json(self, worker_peer_id: str | None = None) -> bytes:
+        """json.Marshal(WorkResponse) byte for byte; GoJSONEncodeError if `data` is not encodable.
+        `worker_peer_id`: encode as if the response held this one (a worker stamps its own ID on
+        every answer, as Go's sets WorkerPeerId before marshalling, without a copy of it)."""
+        return b"".join(self.go_json_pieces(worker_peer_id))
 
-    def go_json_pieces(self) -> Iterator[bytes]:
+    def go_json_pieces(self, worker_peer_id: str | None = None) -> Iterator[bytes]:
         """`to_go_json()` in consecutive pieces: a large string `data` comes in many (see
         `oracle.gojson.go_json_pieces`), so a large answer is written without being joined."""
+        peer_id = self.worker_peer_id if worker_peer_id is None else worker_peer_id
         sep = b"{"
         if self.work_request is not None:
             yield sep + b'"workRequest":' + self.work_request.to_go_json()
@@ -354,8 +357,8 @@ class WorkResponse:
         tail = []
         if self.error:
             tail.append(b'"error":' + go_json_dumps(self.error))
-        if self.worker_peer_id:
-            tail.append(b'"workerPeerId":' + go_json_dumps(self.worker_peer_id))
+        if peer_id:
+            tail.append(b'"workerPeerId":' + go_json_dumps(peer_id))
         if self.record_count:
             tail.append(b'"recordCount":' + go_json_dumps(int(self.record_count)))
         if self.login_event is not None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
-from dataclasses import replace
 from typing import Any, Awaitable, Callable, Generator, Hashable, Iterable, Protocol as _Protocol, Sequence, TypeVar
 
 import anyio
@@ -333,12 +332,12 @@ class WorkerProtocol(Protocol):
         one-go encoder made six), into a block the allocator gives back to the system when the
         answer is gone (pieces held until then would stay in the heap as RSS).
         """
-        response = replace(response, worker_peer_id=self._local_id)
+        peer_id = self._local_id  # stamped on the answer as it is encoded (no copy of it)
         data, error = response.data, response.error
         try:
             if ((data is None or (type(data) in (str, bytes) and len(data) <= _ENCODE_AT_ONCE))
                     and len(error) <= _ENCODE_AT_ONCE and response.work_request is None):
-                body = response.to_go_json()
+                body = response.to_go_json(peer_id)
                 if len(body) > self.max_response_size:
                     return self._too_large(len(body))
                 return encode_frame(body)
@@ -347,7 +346,7 @@ class WorkerProtocol(Protocol):
             async with self._build_lock:
                 pieces = [b""]  # the length prefix, once the size is known
                 size = unyielded = 0
-                for piece in response.go_json_pieces():
+                for piece in response.go_json_pieces(peer_id):
                     size += len(piece)
                     if size <= self.max_response_size:
                         pieces.append(piece)

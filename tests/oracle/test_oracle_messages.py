@@ -7,6 +7,7 @@ formatting with the e-07 -> e-7 clean-up; []byte as padded standard base64; omit
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -384,3 +385,13 @@ def test_cores_do_no_io(module: str) -> None:
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert not imported & {"anyio", "trio", "asyncio", "socket", "time", "threading"}
+
+
+def test_response_encoded_with_a_worker_peer_id_stamped() -> None:
+    """A worker stamps its ID on the answer as it encodes it: the same bytes as a copy holding it."""
+    for response in (WorkResponse(data="x"), WorkResponse(error="e", worker_peer_id="old"),
+                     WorkResponse(data={"k": [1, 2]}, record_count=3)):
+        copy = dataclasses.replace(response, worker_peer_id="16Uiu2HAm")
+        assert response.to_go_json("16Uiu2HAm") == copy.to_go_json()
+        assert b"".join(response.go_json_pieces("16Uiu2HAm")) == copy.to_go_json()
+    assert WorkResponse(data="x", worker_peer_id="kept").to_go_json() == b'{"data":"x","workerPeerId":"kept"}'
