@@ -90,8 +90,10 @@ async def test_lazy_negotiation_after_identify():
             await server.listen()
             peer = await client.connect(server.p2p_addrs()[0])
             await client.identify(peer)
-            stream = await client.new_stream(peer, [ECHO])
+            stream = await client.new_stream(peer, [ECHO], timeout=0.5)
             assert stream.negotiating  # the proposal waits for the first write
+            # the replies come with the answer: the short open timeout does not bound them
+            assert stream.timeout == client.config.negotiation_timeout
             await stream.send(b"ping")
             await stream.send_eof()
             assert await stream.receive_until_eof(100) == b"ping"
