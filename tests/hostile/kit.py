@@ -415,6 +415,41 @@ def go_ping(addr: str, binary: Path, *, deadline: float = HONEST_DEADLINE) -> fl
     return took
 
 
+def run_queue_waits(pids: Sequence[int]) -> dict[tuple[int, int], int]:
+    """Nanoseconds each thread of `pids` has spent runnable but off the CPU, waiting for the OS
+    to run it (Linux /proc/<pid>/task/<tid>/schedstat, 2nd field), keyed by (pid, tid)."""
+    waits = {}
+    for pid in pids:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    waits[pid, int(tid)] = int(f.read().split()[1])
+            except (FileNotFoundError, ProcessLookupError):
+                pass  # the thread ended meanwhile
+    return waits
+
+
+class OffCpuClock:
+    """Times an exchange between processes in wall-clock seconds and in the seconds their threads
+    spent waiting for a CPU meanwhile: what a machine loaded by other work adds, which no code of
+    ours can prevent. A stalled event loop is not waiting for a CPU (it runs a long callback, or
+    sleeps in a blocking call), so wall minus that wait still shows it, loaded or quiet."""
+
+    def __init__(self, pids: Sequence[int]) -> None:
+        self.pids = list(pids)
+        run_queue_waits(self.pids)  # fails early, naming the file, where schedstat is missing
+
+    async def time(self, exchange: Callable[[], Any]) -> tuple[float, float]:
+        """(wall seconds, seconds of run-queue wait summed over the threads) of `exchange()`."""
+        before = run_queue_waits(self.pids)
+        start = time.perf_counter()
+        await exchange()
+        wall = time.perf_counter() - start
+        after = run_queue_waits(self.pids)
+        waited = sum(ns - before.get(key, 0) for key, ns in after.items())
+        return wall, waited / 1e9
+
+
 async def go_probe(addr: str, binary: Path) -> float:
     return await anyio.to_thread.run_sync(go_ping, addr, binary)
 

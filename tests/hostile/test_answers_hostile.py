@@ -3,8 +3,8 @@
 
 - Costly answers: a go requester keeps 4 requests of ~786 kB of zero bytes in flight (a 1 MiB
   request frame whose answer is 4.7 MB: each byte becomes `\\u0000`); an honest peer's pings over
-  its own connection must stay under 100 ms all the while (95 % of them; none over 250 ms or
-  3 times the slowest ping of the same probes without the attack, whichever is more).
+  its own connection must each stay under 100 ms all the while, not counting the time the OS
+  kept the pinging or the node's threads waiting for a CPU.
 - Unread answers: 12 peers x 4 streams send such requests and never read; the node's RSS must
   stay within the worker's answer budget plus a stated overhead, and come back once the streams
   are gone.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import statistics
 import time
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from kit import REPORT, NodeProcess, stop_checked, wait_for
+from kit import REPORT, NodeProcess, OffCpuClock, stop_checked, wait_for
 
 from gopeer import run_gopeer
 from oracle.framing import write_message
@@ -35,7 +36,6 @@ from p2p.identity import PrivateKey
 PROTO = "/masa/worker_protocol/v0.8.4"
 BIG = 786_000  # the largest data whose request frame fits the default 1 MiB request limit
 PING_LIMIT = 0.100
-QUIET = 0.010  # the slowest ping without the attack on a quiet machine: ~1 ms
 #: RSS the unread-answers attack may add over the node's baseline: the answer budget
 #: (WorkerPolicy.max_answer_bytes_total, 64 MiB) plus requests in flight, yamux buffers, and the
 #: one answer being built at a time (its pieces, then the one buffer they are joined into).
@@ -74,40 +74,49 @@ async def test_costly_answers_do_not_stall_pings(node, honest, go_binary) -> Non
             lambda: go_bench_work(node, go_binary, size=BIG, concurrency=4, count=10_000,
                                   budget_s=4)))
 
+    # A ping's path: this process's loop writes, the node's loop answers, this loop reads. The
+    # time their threads spent runnable but kept off the CPU (by other work on the machine, or
+    # the go requester reading its answers) is the OS's, not a stall of the node's loop.
+    clock = OffCpuClock([os.getpid(), node.pid])
+
+    async def probe() -> tuple[float, float]:
+        return await clock.time(lambda: honest.probe(deadline=5))
+
     # The same probes without an attack first: what this machine's load alone costs a ping.
     baseline = []
     for _ in range(30):
-        baseline.append(await honest.probe(deadline=5))
+        baseline.append(await probe())
         await anyio.sleep(0.02)  # the probes' pace
-    times: list[float] = []
+    pings: list[tuple[float, float]] = []
     async with anyio.create_task_group() as tg:
         tg.start_soon(attack)
         with anyio.fail_after(60):
             while not result:
-                times.append(await honest.probe(deadline=5))
+                pings.append(await probe())
                 await anyio.sleep(0.02)  # the probes' pace
+    times = [wall for wall, _ in pings]
+    own = [wall - waited for wall, waited in pings]
     report(f"costly answers: {result['count']} answers of 4.7 MB in {result['seconds']:.1f} s"
            f" (failures {result['failures']}); honest ping over {len(times)} probes: median"
            f" {statistics.median(times) * 1000:.1f} ms, p90"
-           f" {sorted(times)[int(len(times) * 0.9)] * 1000:.1f} ms, max {max(times) * 1000:.1f} ms"
-           f" (without the attack: median {statistics.median(baseline) * 1000:.1f} ms,"
-           f" max {max(baseline) * 1000:.1f} ms)")
+           f" {sorted(times)[int(len(times) * 0.9)] * 1000:.1f} ms, max {max(times) * 1000:.1f} ms,"
+           f" max without the time waiting for a CPU {max(own) * 1000:.1f} ms"
+           f" (without the attack: median {statistics.median(w for w, _ in baseline) * 1000:.1f}"
+           f" ms, max {max(w for w, _ in baseline) * 1000:.1f} ms)")
     assert result["failures"] == 0, result
     assert result["count"] >= 8, result
     assert len(times) >= 10
-    # Every ping under 100 ms when the machine is otherwise quiet (the pings without the attack
-    # all under QUIET: measured there, max 8.5-12.3 ms in 5 runs while ~147 answers of 4.7 MB
-    # were built). On a machine loaded by other work, the OS keeps the loop's thread off the CPU
-    # for 100-190 ms at times (seen with probes inside the node: no long callback, the longest
-    # 3.4-4.4 ms), which no code of ours can prevent: there 95 % stay under 100 ms and none over
-    # 250 ms or 3x the slowest ping without the attack. A stalled loop fails both (before the
-    # fix: p90 1151 ms, max 1476 ms; one answer blocked it 0.6 s).
-    ordered = sorted(times)
-    if max(baseline) < QUIET:
-        assert ordered[-1] < PING_LIMIT, (ordered[-8:], max(baseline))
-    else:
-        assert ordered[int(len(ordered) * 0.95)] < PING_LIMIT, ordered[-8:]
-        assert ordered[-1] < max(2.5 * PING_LIMIT, 3 * max(baseline)), (ordered[-8:], max(baseline))
+    # Every ping under 100 ms once the time the OS kept either loop's thread waiting for a CPU
+    # is taken out: a machine loaded by other work holds the loop's thread off the CPU for
+    # 100-260 ms at times (seen with probes inside the node: no long callback, the longest
+    # 3.4-4.4 ms), while a long callback or a blocking call in the node's loop is time running
+    # or sleeping, which stays in. On a quiet machine the pings take 8-12 ms all told; a loop
+    # stalled by building answers fails (before 0831fe7: p90 1151 ms, max 1476 ms, one answer
+    # blocked it 0.6 s).
+    slow = [(round(wall, 4), round(waited, 4)) for wall, waited in pings
+            if wall - waited >= PING_LIMIT]
+    assert not slow, f"pings (wall s, of which waiting for a CPU s) over {PING_LIMIT} s: {slow}" \
+        f"; slowest walls {[round(t, 4) for t in sorted(times)[-8:]]}"
 
 
 @pytest.mark.anyio
