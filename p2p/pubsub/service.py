@@ -77,14 +77,22 @@ class Subscription:
             pass
 
     async def receive(self) -> Message:
-        return await self._recv.receive()
+        """The next message; one already queued is taken without a loop turn. Every stream
+        reader delivers at most one RPC's messages per loop turn (it yields after each), so a
+        subscriber taking one message per turn (anyio's receive checkpoints first) fell behind
+        several readers and lost messages at its full queue; it now empties the queue each time
+        it runs."""
+        try:
+            return self._recv.receive_nowait()
+        except anyio.WouldBlock:
+            return await self._recv.receive()
 
     def __aiter__(self) -> Subscription:
         return self
 
     async def __anext__(self) -> Message:
         try:
-            return await self._recv.receive()
+            return await self.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             raise StopAsyncIteration from None
 
