@@ -79,6 +79,19 @@ async def _drop_until_gone(host: Host, net: GoDht, i: int) -> None:
                 return
 
 
+async def _find_when_not_connected(host: Host, net: GoDht, i: int) -> dict[str, Any]:
+    """Go node i's FindPeer of us, started while it has no connection to us. A Go task may dial
+    us again between our drop and the FindPeer (seen under load: the FindPeer then answers from
+    that connection, `queries: 0`); that answer says nothing of the lookup, so drop and ask again."""
+    with anyio.fail_after(45):
+        while True:
+            await _drop_until_gone(host, net, i)
+            res = await net.acall("findpeer", node=i, peer=str(host.peer_id), timeout_ms=10000)
+            if not res["was_connected"]:
+                return res
+            print(f"go{i} dialled us again before its FindPeer: {res}")
+
+
 async def _gone_at_go(net: GoDht, i: int, peer: PeerId) -> None:
     """Wait until Go node i has no connection to a peer whose host has exited; after 5 s, go
     closes it itself (seen once under full-suite load: a Go node still listed the exited node
@@ -274,9 +287,8 @@ async def test_restarted_on_a_new_port_go_finds_it(masa_net: GoDht):
             for i in range(GO_NODES):  # each Go node's check of the new connection is done
                 await _wait_in_go_table(net, i, me)
             for i in range(1, GO_NODES):
-                await _drop_until_gone(again.host, net, i)
-                res = await net.acall("findpeer", node=i, peer=str(me), timeout_ms=10000)
-                assert not res["was_connected"] and new & set(res["addrs"]), (i, res, new)
+                res = await _find_when_not_connected(again.host, net, i)
+                assert new & set(res["addrs"]), (i, res, new)
                 assert str(me) in (await net.acall("connected", node=i))["peers"]
 
 
