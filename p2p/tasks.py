@@ -31,19 +31,20 @@ _CANCEL_GRACE = 5.0
 
 
 class StreamTasks:
-    """Spawn `fn(*args)` as a task tied to `tg`'s lifetime; `aclose()` cancels and waits for all."""
+    """Spawn `fn(*args)` as a task tied to `tg`'s lifetime; `aclose()` cancels and waits for all.
 
-    __slots__ = ("_tg", "_loop", "_tasks", "_last_key")
+    An ended task is forgotten by a done callback (one loop turn after it ends), not by a wrapper
+    coroutine's last step: the wrapper saved that turn at no measurable CPU per request, but its
+    frame cost ~0.3 KiB for every stream whose handler is waiting (bench mem/stream 3.03 -> 3.47)."""
+
+    __slots__ = ("_tg", "_loop", "_tasks")
 
     def __init__(self, tg: anyio.abc.TaskGroup) -> None:
         self._tg = tg
         self._loop: asyncio.AbstractEventLoop | None = None
         if sniffio.current_async_library() == "asyncio":
             self._loop = asyncio.get_running_loop()
-        #: the running tasks by a key of their own (a task forgets itself by its key: asking
-        #: asyncio for the current task costs a getpid system call on Python 3.11)
-        self._tasks: dict[int, asyncio.Task[Any]] = {}
-        self._last_key = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -52,28 +53,23 @@ class StreamTasks:
         if self._loop is None:
             self._tg.start_soon(fn, *args)
             return
-        key = self._last_key = self._last_key + 1
-        task = self._loop.create_task(self._run(key, fn, args))
-        if not task.done():  # (an eager task factory may have run it to its end already)
-            self._tasks[key] = task
+        task: asyncio.Task[Any] = self._loop.create_task(fn(*args))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
 
-    async def _run(self, key: int, fn: Callable[..., Coroutine[Any, Any, Any]],
-                   args: tuple[Any, ...]) -> None:
-        """The task's own last step forgets it, instead of a done callback: no callback for the
-        loop to schedule, so a stream's task ends in the turn its handler returns (a turn less
-        per request on a listener)."""
-        try:
-            await fn(*args)
-        except Exception:  # logged here, so asyncio never reports it as unhandled
-            log.error("stream task failed", exc_info=True)
-        finally:
-            self._tasks.pop(key, None)
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()  # retrieved, so asyncio never reports it as unhandled
+        if exc is not None:
+            log.error("stream task failed", exc_info=exc)
 
     async def aclose(self) -> None:
         """Cancel every task still running and wait (at most `_CANCEL_GRACE`) until they end."""
         if not self._tasks:
             return
-        tasks = list(self._tasks.values())
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         with anyio.CancelScope(shield=True):
