@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pstats
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.profile_twoway import profiled_pair
+
 
 #: label -> substring of the profiled function's label ("" = every call, from the total).
 COUNTED = {
@@ -72,29 +71,10 @@ def _find_scope_enters() -> None:
 
 def profile_once(conns: int, side: str, tmp: Path) -> dict[str, int]:
     """One listener + dialer run of `conns` handshakes with `side` under cProfile: call counts."""
-    py = sys.executable
     prof = tmp / f"{side}-{conns}.prof"
-    peer = ["-m", "bench.ours_peer"]
-    profiled = ["-m", "cProfile", "-o", str(prof), *peer]
-    listener = subprocess.Popen([py, *(profiled if side == "listen" else peer), "listen"],
-                                cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert listener.stdout is not None and listener.stdin is not None
-        addr = json.loads(listener.stdout.readline())["addr"]
-        params = json.dumps({"count": conns, "budget_s": 600})
-        dialer = subprocess.run([py, *(profiled if side == "dial" else peer), "dial", "handshakes",
-                                 "--addr", addr, "--params", params], cwd=ROOT,
-                                capture_output=True, text=True, timeout=900)
-        result = json.loads(dialer.stdout.strip().splitlines()[-1])
-        if "error" in result:
-            raise RuntimeError(f"handshakes dialer: {result['error']}")
-        if result["count"] != conns:
-            raise RuntimeError(f"only {result['count']} of {conns} handshakes in the budget")
-        listener.stdin.close()
-        listener.wait(60)
-    finally:
-        if listener.poll() is None:
-            listener.kill()
+    result = profiled_pair("handshakes", {"count": conns, "budget_s": 600}, side, prof, timeout=900)
+    if result["count"] != conns:
+        raise RuntimeError(f"only {result['count']} of {conns} handshakes in the budget")
     return _stats(prof)
 
 

@@ -56,12 +56,11 @@ def _counts(path: Path) -> dict[str, float]:
     return out
 
 
-def profile_once(scenario: str, size: int, streams: int, side: str, chunk: int,
-                 tmp: Path) -> tuple[dict[str, float], dict[str, Any]]:
-    """One listener + dialer run with `side` ("listen" or "dial") under cProfile."""
+def profiled_pair(scenario: str, params: dict[str, Any], side: str, prof: Path, *,
+                  env: dict[str, str] | None = None, timeout: float = 600) -> dict[str, Any]:
+    """One `bench.ours_peer` listener + dialer run of `scenario`, `side` ("listen" or "dial")
+    under cProfile writing to `prof`; the dialer's result line (an error line raises)."""
     py = sys.executable
-    env = dict(os.environ, BENCH_CHUNK=str(chunk))
-    prof = tmp / f"{scenario}-{streams}-{side}-{size}.prof"
     peer = ["-m", "bench.ours_peer"]
     profiled = ["-m", "cProfile", "-o", str(prof), *peer]
     listener = subprocess.Popen([py, *(profiled if side == "listen" else peer), "listen"], cwd=ROOT,
@@ -69,11 +68,10 @@ def profile_once(scenario: str, size: int, streams: int, side: str, chunk: int,
     try:
         assert listener.stdout is not None and listener.stdin is not None
         addr = json.loads(listener.stdout.readline())["addr"]
-        params = json.dumps({"size": size, "streams": streams, "chunk": chunk})
         dialer = subprocess.run([py, *(profiled if side == "dial" else peer), "dial", scenario,
-                                 "--addr", addr, "--params", params], cwd=ROOT, env=env,
-                                capture_output=True, text=True, timeout=600)
-        result = json.loads(dialer.stdout.strip().splitlines()[-1])
+                                 "--addr", addr, "--params", json.dumps(params)], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=timeout)
+        result: dict[str, Any] = json.loads(dialer.stdout.strip().splitlines()[-1])
         if "error" in result:
             raise RuntimeError(f"{scenario} dialer: {result['error']}")
         listener.stdin.close()
@@ -81,6 +79,15 @@ def profile_once(scenario: str, size: int, streams: int, side: str, chunk: int,
     finally:
         if listener.poll() is None:
             listener.kill()
+    return result
+
+
+def profile_once(scenario: str, size: int, streams: int, side: str, chunk: int,
+                 tmp: Path) -> tuple[dict[str, float], dict[str, Any]]:
+    """One listener + dialer run with `side` ("listen" or "dial") under cProfile."""
+    prof = tmp / f"{scenario}-{streams}-{side}-{size}.prof"
+    result = profiled_pair(scenario, {"size": size, "streams": streams, "chunk": chunk}, side, prof,
+                           env=dict(os.environ, BENCH_CHUNK=str(chunk)))
     return _counts(prof), result
 
 
