@@ -137,15 +137,17 @@ class MasaDiscovery:
 
     async def reach(self, peer: PeerId, *, find_timeout: float = FIND_TIMEOUT) -> bool:
         """masa's step before sending work: connected already, or found (and so dialled)
-        through the DHT within `find_timeout`. False means: skip this worker."""
+        through the DHT within `find_timeout`. False means: skip this worker.
+
+        The answer is whether we are connected once the find ends, however it ends: a dial that
+        completed as the deadline cancelled the find reached the worker all the same."""
         if self.host.connection(peer) is not None:
             return True
         try:
             with anyio.fail_after(find_timeout):
                 await self.kad.find_peer(peer, timeout=find_timeout)
         except (PeerNotFound, TimeoutError, P2PError, OSError) as exc:
-            log.debug("worker %s not found: %r", peer, exc)
-            return False
+            log.debug("find of worker %s ended: %r", peer, exc)
         return self.host.connection(peer) is not None
 
     async def advertise(self, *, timeout: float | None = None) -> int:
