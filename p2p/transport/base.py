@@ -26,6 +26,8 @@ from p2p.identity import PeerId, PrivateKey
 
 if TYPE_CHECKING:
     from p2p.config import HostConfig
+    from p2p.metrics import Metrics
+    from p2p.trace.tracer import Tracer
 
 __all__ = ["Admission", "AdmissionTicket", "Listener", "OnConnection", "Transport",
            "TransportContext"]
@@ -121,6 +123,6 @@ class TransportContext:
     start_soon: Callable[..., Any]
     #: a `p2p.trace.Tracer` when the Host traces its connections: a transport asks it for a
     #: `ConnTrace` per connection (`tracer.connection(...)`) and hands that to its layers
-    tracer: Any = None
+    tracer: Tracer | None = None
     #: `p2p.metrics.Metrics` when the host reports metrics, else None (then nothing is counted)
-    metrics: Any = None
+    metrics: Metrics | None = None

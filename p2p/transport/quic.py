@@ -66,6 +66,7 @@ from p2p.transport.quic_core import (
 if TYPE_CHECKING:
     from p2p.config import HostConfig
     from p2p.metrics import Metrics
+    from p2p.trace.tracer import Tracer
 
 __all__ = ["QuicConn", "QuicContext", "QuicListener", "QuicStream", "QuicTransport",
            "is_quic_multiaddr", "parse_quic_multiaddr", "quic_multiaddr"]
@@ -888,7 +889,7 @@ class QuicContext(Protocol):
     def admission(self) -> Admission | None: ...
 
     @property
-    def tracer(self) -> Any: ...
+    def tracer(self) -> Tracer | None: ...
 
     @property
     def metrics(self) -> Metrics | None: ...
