@@ -34,17 +34,9 @@ from p2p.multistream import (
     parse_ls_body,
 )
 
+from multistream_vectors import HEADER, IDENTIFY, LS, MASA_KAD, NA, NOISE, PING, SIMOPEN, TLS, YAMUX
+
 H = bytes.fromhex
-HEADER = H("13 2f6d756c746973747265616d2f312e302e30 0a")
-NOISE = H("07 2f6e6f697365 0a")
-TLS = H("0b 2f746c732f312e302e30 0a")
-YAMUX = H("0d 2f79616d75782f312e302e30 0a")
-NA = H("03 6e61 0a")
-LS = H("03 6c73 0a")
-SIMOPEN = H("1d 2f6c69627032702f73696d756c74616e656f75732d636f6e6e656374 0a")
-IDENTIFY = H("0f 2f697066732f69642f312e302e30 0a")
-PING = H("11 2f697066732f70696e672f312e302e30 0a")
-MASA_KAD = H("10 2f6d6173612f6b61642f312e302e30 0a")
 
 # go v0.24.2 dialer, security negotiation with the simultaneous-open extension.
 GO_SIMOPEN_IN = HEADER + SIMOPEN + NOISE

@@ -6,15 +6,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from multistream_vectors import HEADER, IDENTIFY, LS, NA, PING, SIMOPEN
 from p2p.multistream import Listener, quick_listen
 
-# Byte constants as go-multistream writes them (hex including the length prefix).
-HEADER = bytes.fromhex("13 2f6d756c746973747265616d2f312e302e30 0a")
-PING = bytes.fromhex("11 2f697066732f70696e672f312e302e30 0a")
-IDENTIFY = bytes.fromhex("0f 2f697066732f69642f312e302e30 0a")
-NA = bytes.fromhex("03 6e61 0a")
-LS = bytes.fromhex("03 6c73 0a")
-SIMOPEN = bytes.fromhex("1d 2f6c69627032702f73696d756c74616e656f75732d636f6e6e656374 0a")
 SUPPORTED = {"/ipfs/ping/1.0.0", "/ipfs/id/1.0.0", "/libp2p/simultaneous-connect", "na", "ls"}
 
 

@@ -27,14 +27,9 @@ from p2p.multistream import (
     State,
     TooManyRounds,
 )
+from multistream_vectors import HEADER, LS, NA, NOISE, SIMOPEN, YAMUX
 
 H = bytes.fromhex
-HEADER = H("13 2f6d756c746973747265616d2f312e302e30 0a")  # /multistream/1.0.0
-YAMUX = H("0d 2f79616d75782f312e302e30 0a")  # /yamux/1.0.0
-NOISE = H("07 2f6e6f697365 0a")  # /noise
-NA = H("03 6e61 0a")
-LS = H("03 6c73 0a")
-SIMOPEN = H("1d 2f6c69627032702f73696d756c74616e656f75732d636f6e6e656374 0a")
 
 INPUTS: dict[str, bytes] = {
     "header": HEADER,

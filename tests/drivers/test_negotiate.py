@@ -20,19 +20,9 @@ from p2p.negotiate import (
     select_protocol,
 )
 from p2p.streams import BufferedStream
+from multistream_vectors import HEADER, LS, MASA_KAD, NA, NOISE, PING, SIMOPEN, TLS, YAMUX
 
 pytestmark = pytest.mark.anyio
-
-H = bytes.fromhex
-HEADER = H("13 2f6d756c746973747265616d2f312e302e30 0a")
-NOISE = H("07 2f6e6f697365 0a")
-TLS = H("0b 2f746c732f312e302e30 0a")
-YAMUX = H("0d 2f79616d75782f312e302e30 0a")
-NA = H("03 6e61 0a")
-LS = H("03 6c73 0a")
-SIMOPEN = H("1d 2f6c69627032702f73696d756c74616e656f75732d636f6e6e656374 0a")
-PING = H("11 2f697066732f70696e672f312e302e30 0a")
-MASA_KAD = H("10 2f6d6173612f6b61642f312e302e30 0a")
 
 SHORT = 0.3  # a silent peer must make negotiation fail this fast
 

@@ -12,12 +12,9 @@ from p2p import negotiate
 from p2p.errors import NegotiationFailed
 from p2p.mux.yamux_session import YamuxSession
 from p2p.streams import BufferedStream
+from multistream_vectors import HEADER, NA, PING
 
 pytestmark = pytest.mark.anyio
-
-HEADER = bytes.fromhex("13 2f6d756c746973747265616d2f312e302e30 0a")
-PING = bytes.fromhex("11 2f697066732f70696e672f312e302e30 0a")
-NA = bytes.fromhex("03 6e61 0a")
 
 
 async def _serve(first: bytes, later: bytes = b"") -> tuple[str, bytes, bytes]:

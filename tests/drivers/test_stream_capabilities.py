@@ -13,11 +13,9 @@ from p2p import negotiate
 from p2p.mux.yamux_session import YamuxSession, YamuxStream
 from p2p.negotiate import LazyStream, NegotiationTimeout
 from p2p.streams import BufferedStream, has_nowait_io, has_read_deadlines, is_resettable
+from multistream_vectors import HEADER, PING
 
 pytestmark = pytest.mark.anyio
-
-HEADER = bytes.fromhex("13 2f6d756c746973747265616d2f312e302e30 0a")
-PING = bytes.fromhex("11 2f697066732f70696e672f312e302e30 0a")
 
 
 class PlainStream:

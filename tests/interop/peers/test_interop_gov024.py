@@ -20,16 +20,11 @@ from p2p.host import NetStream
 from p2p.identity import PeerId, parse_key_type
 from ourside import ECHO, call, echo_streams_and_ping, our_host, serve_ours
 from recorder import serve_recorder
+from multistream_vectors import HEADER, NA, NOISE, SIMOPEN  # go-multistream v0.3.3's simultaneous open
 
 pytestmark = pytest.mark.anyio
 
 KEY_TYPES = ["ed25519", "secp256k1", "ecdsa", "rsa"]
-
-# go-multistream v0.3.3 SelectWithSimopenOrFail's bytes (libp2p specs connections/simopen.md), written out here:
-HEADER = bytes.fromhex("13" "2f6d756c746973747265616d2f312e302e30" "0a")
-SIMOPEN = bytes.fromhex("1d" "2f6c69627032702f73696d756c74616e656f75732d636f6e6e656374" "0a")
-NOISE = bytes.fromhex("07" "2f6e6f697365" "0a")
-NA = bytes.fromhex("03" "6e61" "0a")
 
 
 # ---- go v0.24.2 dials us ---------------------------------------------------------------------
