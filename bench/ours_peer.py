@@ -16,8 +16,9 @@ from dataclasses import replace
 
 import anyio
 
-from bench.peer_common import (ECHO, SINK, echo_result, emit, latency_result, listener_chunk,
-                               parse_args, split_evenly, wait_for_go_ahead)
+from bench.peer_common import (ECHO, SINK, RequestRun, emit, hold_phases, listener_chunk,
+                               parse_args, repeat_within, send_all, split_evenly,
+                               throughput_result, wait_for_go_ahead)
 from p2p.config import HostConfig
 from p2p.host import Host, NetStream
 from p2p.identity import PeerId
@@ -94,18 +95,14 @@ async def bulk(host: Host, peer: PeerId, p: dict) -> dict:
     block = bytes(chunk)
     start = time.perf_counter()
     stream = await host.new_stream(peer, [SINK])
-    sent = 0
-    while sent < size:
-        n = min(chunk, size - sent)
-        await stream.send(block if n == chunk else block[:n])
-        sent += n
+    await send_all(stream.send, block, size)
     await stream.send_eof()
     count = int.from_bytes(await stream.receive_exactly(8), "big")
     seconds = time.perf_counter() - start
     await stream.aclose()
     if count != size:
         raise ValueError(f"sink counted {count} of {size} bytes")
-    return {"bytes": size, "seconds": round(seconds, 6), "mb_per_s": round(size / seconds / 1e6, 3)}
+    return throughput_result(size, seconds)
 
 
 async def echo(host: Host, peer: PeerId, p: dict) -> dict:
@@ -129,11 +126,7 @@ async def echo(host: Host, peer: PeerId, p: dict) -> dict:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(reader)
-            sent = 0
-            while sent < share:
-                n = min(chunk, share - sent)
-                await stream.send(block if n == chunk else block[:n])
-                sent += n
+            await send_all(stream.send, block, share)
             await stream.send_eof()
         await stream.aclose()
         if got != share:
@@ -143,7 +136,7 @@ async def echo(host: Host, peer: PeerId, p: dict) -> dict:
     async with anyio.create_task_group() as tg:
         for share in shares:
             tg.start_soon(one, share)
-    result = echo_result(sum(shares), time.perf_counter() - start)
+    result = throughput_result(sum(shares), time.perf_counter() - start)
     # this process's CPU time over the run (user + system): wall minus this is time spent waiting
     result["cpu_s"] = round(time.process_time() - cpu_start, 6)
     return result
@@ -151,19 +144,16 @@ async def echo(host: Host, peer: PeerId, p: dict) -> dict:
 
 async def handshakes(host: Host, addr: str, p: dict) -> dict:
     """Sequential connect + stream + 32-byte ping-pong + close, each on a brand-new connection."""
-    count, budget = p["count"], p.get("budget_s", 10.0)
     payload = b"p" * 32
-    done = 0
-    start = time.perf_counter()
-    while done < count and time.perf_counter() - start < budget:
+
+    async def one() -> None:
         peer = await host.connect(addr)
         await echo_once(host, peer, payload)
         conn = host.connection(peer)
         if conn is not None:
             await conn.muxed.close()
-        done += 1
-    seconds = time.perf_counter() - start
-    return {"count": done, "seconds": round(seconds, 6), "per_s": round(done / seconds, 3)}
+
+    return await repeat_within(one, p["count"], p.get("budget_s", 10.0))
 
 
 async def run_requests(one, p: dict) -> dict:
@@ -171,32 +161,12 @@ async def run_requests(one, p: dict) -> dict:
 
     `one` bounds each request itself (the echo with a read deadline, the worker protocol with
     its own timeouts); the whole run is bounded too, like the go peer's one context."""
-    count, conc, budget = p["count"], p.get("concurrency", 1), p.get("budget_s", 10.0)
-    latencies: list[float] = []
-    failures = 0
-    first_error: list[str] = []
-    issued = 0
-    start = time.perf_counter()
-
-    async def worker() -> None:
-        nonlocal issued, failures
-        while issued < count and time.perf_counter() - start < budget:
-            issued += 1
-            t0 = time.perf_counter()
-            try:
-                await one(issued)
-            except Exception as exc:
-                failures += 1
-                if not first_error:
-                    first_error.append(f"{type(exc).__name__}: {exc}")
-                continue
-            latencies.append(time.perf_counter() - t0)
-
-    with anyio.fail_after(budget + 2 * REQUEST_TIMEOUT):
+    run = RequestRun(p)
+    with anyio.fail_after(run.budget_s + 2 * REQUEST_TIMEOUT):
         async with anyio.create_task_group() as tg:
-            for _ in range(conc):
-                tg.start_soon(worker)
-    return latency_result(latencies, failures, time.perf_counter() - start, first_error)
+            for _ in range(run.concurrency):
+                tg.start_soon(run.worker, one)
+    return run.result()
 
 
 async def worker_requests(host: Host, peer: PeerId, p: dict) -> dict:
@@ -215,22 +185,16 @@ async def worker_requests(host: Host, peer: PeerId, p: dict) -> dict:
 
 async def hold_connections(addr: str, p: dict) -> dict:
     """One host per connection (a host keeps one connection per peer): warm-up, then `count`."""
-    count = p["count"]
     async with AsyncExitStack() as stack:
-        for i in range(count + 1):
+
+        async def open_one() -> None:
             host = await stack.enter_async_context(Host())
-            peer = await host.connect(addr)
-            await echo_once(host, peer, b"x")
-            if i == 0:
-                emit({"phase": "warm"})
-                await anyio.to_thread.run_sync(wait_for_go_ahead)
-        emit({"phase": "ready", "count": count})
-        await anyio.to_thread.run_sync(wait_for_go_ahead)
-    return {"ok": True, "count": count}
+            await echo_once(host, await host.connect(addr), b"x")
+
+        return await hold_phases(open_one, p["count"], _go_ahead)
 
 
 async def hold_streams(host: Host, peer: PeerId, p: dict) -> dict:
-    count = p["count"]
     streams = []
 
     async def open_one() -> None:
@@ -239,16 +203,14 @@ async def hold_streams(host: Host, peer: PeerId, p: dict) -> dict:
         await s.receive_exactly(1)
         streams.append(s)
 
-    await open_one()
-    emit({"phase": "warm"})
-    await anyio.to_thread.run_sync(wait_for_go_ahead)
-    for _ in range(count):
-        await open_one()
-    emit({"phase": "ready", "count": count})
-    await anyio.to_thread.run_sync(wait_for_go_ahead)
+    result = await hold_phases(open_one, p["count"], _go_ahead)
     for s in streams:
         await s.reset()
-    return {"ok": True, "count": count}
+    return result
+
+
+async def _go_ahead() -> None:
+    await anyio.to_thread.run_sync(wait_for_go_ahead)
 
 
 async def dial(scenario: str, addr: str, p: dict) -> dict:

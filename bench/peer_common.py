@@ -29,7 +29,8 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 
 ECHO = "/bench/echo/1.0.0"
 SINK = "/bench/sink/1.0.0"
@@ -50,9 +51,70 @@ def split_evenly(size: int, streams: int) -> list[int]:
     return [base + (i < extra) for i in range(streams)]
 
 
-def echo_result(total: int, seconds: float) -> dict:
-    """The echo scenario's result: payload bytes sent (each also came back) per second."""
+def throughput_result(total: int, seconds: float) -> dict:
+    """The bulk and echo scenarios' result: payload bytes sent (for echo, each also came back)
+    per second."""
     return {"bytes": total, "seconds": round(seconds, 6), "mb_per_s": round(total / seconds / 1e6, 3)}
+
+
+async def send_all(send: Callable[[bytes], Awaitable[object]], block: bytes | memoryview,
+                   total: int) -> None:
+    """Send `total` bytes with `send`, `len(block)` at a time (the last write cut short): how the
+    bulk and echo scenarios write, on every Python peer."""
+    chunk = len(block)
+    sent = 0
+    while sent < total:
+        n = min(chunk, total - sent)
+        await send(block if n == chunk else block[:n])
+        sent += n
+
+
+async def repeat_within(one: Callable[[], Awaitable[object]], count: int, budget_s: float) -> dict:
+    """`await one()` one after the other, `count` times or until `budget_s` has passed (the
+    handshakes scenario); the result is how many were done and how fast. No async library is
+    used here, so the asyncio and trio peers share it."""
+    done = 0
+    start = time.perf_counter()
+    while done < count and time.perf_counter() - start < budget_s:
+        await one()
+        done += 1
+    seconds = time.perf_counter() - start
+    return {"count": done, "seconds": round(seconds, 6), "per_s": round(done / seconds, 3)}
+
+
+class RequestRun:
+    """The request/response scenarios' bookkeeping: `count` requests shared by the peer's
+    `concurrency` tasks, each running `worker(one)`, none issued after `budget_s`; a failed
+    request is counted (the first error kept) and its time left out of the latencies.
+
+    The peer starts the tasks in its own task group (asyncio or trio); nothing here waits."""
+
+    def __init__(self, p: dict) -> None:
+        self.count: int = p["count"]
+        self.concurrency: int = p.get("concurrency", 1)
+        self.budget_s: float = p.get("budget_s", 10.0)
+        self.latencies: list[float] = []
+        self.failures = 0
+        self.first_error: list[str] = []
+        self.issued = 0
+        self.start = time.perf_counter()
+
+    async def worker(self, one: Callable[[int], Awaitable[object]]) -> None:
+        while self.issued < self.count and time.perf_counter() - self.start < self.budget_s:
+            self.issued += 1
+            t0 = time.perf_counter()
+            try:
+                await one(self.issued)
+            except Exception as exc:
+                self.failures += 1
+                if not self.first_error:
+                    self.first_error.append(f"{type(exc).__name__}: {exc}")
+                continue
+            self.latencies.append(time.perf_counter() - t0)
+
+    def result(self) -> dict:
+        return latency_result(self.latencies, self.failures, time.perf_counter() - self.start,
+                              self.first_error)
 
 
 def emit(obj: dict) -> None:
@@ -63,6 +125,22 @@ def emit(obj: dict) -> None:
 def wait_for_go_ahead() -> None:
     """Block until the harness writes a line (or closes stdin): it reads RSS meanwhile."""
     sys.stdin.readline()
+
+
+async def hold_phases(open_one: Callable[[], Awaitable[object]], count: int,
+                      go_ahead: Callable[[], Awaitable[object]]) -> dict:
+    """The memory scenarios (conns, streams): open one (warm-up: code paths and caches), print
+    the warm phase and wait for the harness's go-ahead (`go_ahead()`: `wait_for_go_ahead` in a
+    thread of the peer's async library), open `count` more, print the ready phase, wait again;
+    whatever `open_one` opened is still held when this returns."""
+    await open_one()
+    emit({"phase": "warm"})
+    await go_ahead()
+    for _ in range(count):
+        await open_one()
+    emit({"phase": "ready", "count": count})
+    await go_ahead()
+    return {"ok": True, "count": count}
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float | None:

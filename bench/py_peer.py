@@ -25,8 +25,9 @@ from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
-from peer_common import (ECHO, SINK, echo_result, emit, latency_result, listener_chunk, parse_args,
-                         split_evenly, wait_for_go_ahead)
+from peer_common import (ECHO, SINK, RequestRun, emit, hold_phases, listener_chunk, parse_args,
+                         repeat_within, send_all, split_evenly, throughput_result,
+                         wait_for_go_ahead)
 
 CHUNK = 64 * 1024
 #: The echo listener's read size (the harness sets BENCH_CHUNK to the dialer's chunk).
@@ -130,17 +131,13 @@ async def bulk(host, peer, p: dict) -> dict:
     block = bytes(chunk)
     start = time.perf_counter()
     stream = await host.new_stream(peer, [SINK])
-    sent = 0
-    while sent < size:
-        n = min(chunk, size - sent)
-        await stream.write(block[:n] if n < chunk else block)
-        sent += n
+    await send_all(stream.write, block, size)
     await stream.close_write()
     count = int.from_bytes(await read_exactly(stream, 8), "big")
     seconds = time.perf_counter() - start
     if count != size:
         raise ValueError(f"sink counted {count} of {size} bytes")
-    return {"bytes": size, "seconds": round(seconds, 6), "mb_per_s": round(size / seconds / 1e6, 3)}
+    return throughput_result(size, seconds)
 
 
 async def echo(host, peer, p: dict) -> dict:
@@ -161,11 +158,7 @@ async def echo(host, peer, p: dict) -> dict:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(reader)
-                sent = 0
-                while sent < share:
-                    n = min(chunk, share - sent)
-                    await stream.write(block if n == chunk else block[:n])
-                    sent += n
+                await send_all(stream.write, block, share)
                 await stream.close_write()
         except BaseException:
             await stream.reset()
@@ -179,51 +172,32 @@ async def echo(host, peer, p: dict) -> dict:
         async with trio.open_nursery() as nursery:
             for share in shares:
                 nursery.start_soon(one, share)
-    return echo_result(sum(shares), time.perf_counter() - start)
+    return throughput_result(sum(shares), time.perf_counter() - start)
 
 
 async def handshakes(host, info, p: dict) -> dict:
-    count, budget = p["count"], p.get("budget_s", 10.0)
     payload = b"p" * 32
-    done = 0
-    start = time.perf_counter()
-    while done < count and time.perf_counter() - start < budget:
+
+    async def one() -> None:
         await host.connect(info)
         await echo_once(host, info.peer_id, payload)
         await host.disconnect(info.peer_id)
-        done += 1
-    seconds = time.perf_counter() - start
-    return {"count": done, "seconds": round(seconds, 6), "per_s": round(done / seconds, 3)}
+
+    return await repeat_within(one, p["count"], p.get("budget_s", 10.0))
 
 
 async def request_response(host, peer, p: dict) -> dict:
-    count, conc, budget = p["count"], p.get("concurrency", 1), p.get("budget_s", 10.0)
     payload = b"r" * p.get("size", 1024)
-    latencies: list[float] = []
-    failures = 0
-    first_error: list[str] = []
-    issued = 0
-    start = time.perf_counter()
 
-    async def worker() -> None:
-        nonlocal issued, failures
-        while issued < count and time.perf_counter() - start < budget:
-            issued += 1
-            t0 = time.perf_counter()
-            try:
-                with trio.fail_after(30):
-                    await echo_once(host, peer, payload)
-            except Exception as exc:
-                failures += 1
-                if not first_error:
-                    first_error.append(f"{type(exc).__name__}: {exc}")
-                continue
-            latencies.append(time.perf_counter() - t0)
+    async def one(_i: int) -> None:
+        with trio.fail_after(30):
+            await echo_once(host, peer, payload)
 
+    run = RequestRun(p)
     async with trio.open_nursery() as nursery:
-        for _ in range(conc):
-            nursery.start_soon(worker)
-    return latency_result(latencies, failures, time.perf_counter() - start, first_error)
+        for _ in range(run.concurrency):
+            nursery.start_soon(run.worker, one)
+    return run.result()
 
 
 async def hold_connections(info, p: dict) -> dict:
@@ -242,18 +216,18 @@ async def hold_connections(info, p: dict) -> dict:
                 await stop.wait()
             await trio.sleep(0)
 
-        nursery.start_soon(one)
-        await ready.acquire()
-        emit({"phase": "warm"})
-        await trio.to_thread.run_sync(wait_for_go_ahead)
-        for _ in range(count):
+        async def open_one() -> None:
             nursery.start_soon(one)
             await ready.acquire()
-        emit({"phase": "ready", "count": count})
-        await trio.to_thread.run_sync(wait_for_go_ahead)
+
+        result = await hold_phases(open_one, count, _go_ahead)
         stop.set()
         nursery.cancel_scope.cancel()
-    return {"ok": True, "count": count}
+    return result
+
+
+async def _go_ahead() -> None:
+    await trio.to_thread.run_sync(wait_for_go_ahead)
 
 
 # py-libp2p's yamux blocks the opening of stream 257 on a connection (a fixed semaphore of 256).
@@ -273,16 +247,10 @@ async def hold_streams(host, peer, p: dict) -> dict:
             await read_exactly(s, 1)
         streams.append(s)
 
-    await open_one()
-    emit({"phase": "warm"})
-    await trio.to_thread.run_sync(wait_for_go_ahead)
-    for _ in range(count):
-        await open_one()
-    emit({"phase": "ready", "count": count})
-    await trio.to_thread.run_sync(wait_for_go_ahead)
+    result = await hold_phases(open_one, count, _go_ahead)
     for s in streams:
         await s.reset()
-    return {"ok": True, "count": count}
+    return result
 
 
 async def dial(scenario: str, addr: str, p: dict) -> dict:
