@@ -25,6 +25,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.interop)
 
 
+@pytest.fixture
+def anyio_backend() -> str:
+    """Interop tests run once per case, on asyncio: the driver and e2e tests cover trio (a module
+    that wants both backends says so with its own fixture)."""
+    return "asyncio"
+
+
 class _GoProgram:
     """One Go program of the suite: built once per session, before the first test that needs it.
 

@@ -26,11 +26,6 @@ pytestmark = pytest.mark.anyio
 TOPIC = gossip_topic()
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 async def test_go_nodes_find_our_worker_and_see_its_node_data(masa_gossip_net: GoDht):
     net = masa_gossip_net
     go_nodes = len(net.nodes)

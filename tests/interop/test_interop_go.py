@@ -28,11 +28,6 @@ from p2p.identity import PeerId, PrivateKey, parse_key_type
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"  # the driver tests cover trio; interop runs once per case
-
-
 def our_host(key_type: str = "ed25519", early: bool = True) -> Host:
     return Host(PrivateKey.generate(parse_key_type(key_type)), HostConfig(early_muxer_negotiation=early))
 

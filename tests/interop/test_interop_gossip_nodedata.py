@@ -30,11 +30,6 @@ pytestmark = pytest.mark.anyio
 TOPIC = gossip_topic()
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 async def test_third_party_node_data_on_the_topic_is_dropped_as_masa_drops_it(masa_gossip_net: GoDht):
     net = masa_gossip_net
     go_nodes = len(net.nodes)

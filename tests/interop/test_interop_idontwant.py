@@ -31,11 +31,6 @@ pytestmark = pytest.mark.anyio
 TOPIC = "/masa/gossip/v0.8.4"
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 def _message(key: PrivateKey, seq: int, size: int) -> PubMessage:
     msg = PubMessage(data=seq.to_bytes(8, "big") + bytes(size - 8), seqno=seq.to_bytes(8, "big"),
                      topic=TOPIC)

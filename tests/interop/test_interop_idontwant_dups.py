@@ -30,11 +30,6 @@ COUNT = 30  # < 32, go's per-peer outbound queue (see above)
 SIZE = 4000
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 async def test_idontwant_duplicates_v12_against_v11(start_godht):
     net = start_godht("-n", GO_NODES, "-topics", TOPIC)
     with anyio.fail_after(90):

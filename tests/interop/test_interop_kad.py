@@ -31,11 +31,6 @@ VECTORS = Path(__file__).resolve().parents[1] / "core" / "godht_vectors.json"
 
 
 @pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
-@pytest.fixture
 def masa_net(start_godht) -> GoDht:
     return start_godht("-n", GO_NODES, *MASA_DHT, "-alpha", 10)
 

@@ -44,11 +44,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
-@pytest.fixture
 def masa_net(start_godht) -> GoDht:
     return start_godht("-n", GO_NODES, *MASA_DHT, "-alpha", 100)
 

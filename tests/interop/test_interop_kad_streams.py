@@ -22,11 +22,6 @@ GO_NODES = 8
 LOOKUPS = 10
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 async def test_lookups_reuse_one_stream_per_go_peer(start_godht):
     net = start_godht("-n", GO_NODES, *MASA_DHT, "-alpha", 10)
     with anyio.fail_after(120):

@@ -34,11 +34,6 @@ pytestmark = pytest.mark.anyio
 GO_NODES = 8
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 async def test_values_both_ways_with_masa_validators(start_godht):
     net = start_godht("-n", GO_NODES, *MASA_DHT, "-alpha", 10)
     with anyio.fail_after(120):

@@ -29,11 +29,6 @@ GO_NODES = 8
 TOPIC = "/masa/gossip/v0.8.4"
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 @pytest.fixture(params=["gossipsub", "mixed"])
 def gossip_net(request, start_godht):
     """Eight go-libp2p-pubsub nodes: all GossipSub with go's defaults (as masa), or six of them

@@ -33,11 +33,6 @@ pytestmark = pytest.mark.anyio
 QUIC_LISTEN = "/ip4/127.0.0.1/udp/0/quic-v1"
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"  # the driver tests cover trio; interop runs once per case
-
-
 def our_host(key_type: str = "ed25519") -> Host:
     return Host(PrivateKey.generate(parse_key_type(key_type)))
 

@@ -25,11 +25,6 @@ pytestmark = pytest.mark.anyio
 WORKER = "/masa/worker_protocol/v0.8.4"
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 def find(records, **match):
     return [r for r in records if all(r.get(k) == v for k, v in match.items())]
 

@@ -21,11 +21,6 @@ pytestmark = pytest.mark.anyio
 TRICKY = "<hi> & bye \u2028 caf\u00e9 \x01"
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 async def go(gopeer_bin, *args: str) -> dict:
     return await anyio.to_thread.run_sync(lambda: run_gopeer(*args, timeout=60, binary=gopeer_bin))
 

@@ -25,11 +25,6 @@ from p2p.identity import KeyType, PeerId, PrivateKey
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 async def fake_web(data: bytes) -> WorkResponse:
     return WorkResponse(data={"crawled": json.loads(data)["url"]})
 

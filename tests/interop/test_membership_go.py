@@ -32,6 +32,12 @@ REPO = Path(__file__).resolve().parents[2]
 OTHER = str(PeerId.from_public_key(PrivateKey.generate(KeyType.Secp256k1).public_key))
 
 
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Unlike the other interop modules, the oracle node meets go on both backends here."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
 def web_site() -> Iterator[str]:
     """A one-page site on 127.0.0.1 for the Python web handler."""

@@ -56,11 +56,6 @@ def js_node_dir() -> Path:
     return _require("js")
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"  # the driver tests cover trio; interop runs once per case
-
-
 def _stop_all(peers: list[PeerProcess]) -> None:
     for peer in peers:
         code = peer.stop()
