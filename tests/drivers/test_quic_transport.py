@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio
 import pytest
+from quic_context import QuicTestContext
 from readers import read_all, receive_n
 
 from p2p.errors import ConnectionClosed, DialError, PeerIdMismatch, StreamReset
@@ -27,18 +28,6 @@ from p2p.transport.quic import (LOOPBACK_DATAGRAM, QuicConn, QuicStream, QuicTra
 from p2p.transport.quic_core import QuicLimits
 
 pytestmark = pytest.mark.anyio
-
-
-@dataclass
-class Ctx:
-    """What a Host gives a transport (identity, config, admission, start_soon)."""
-
-    identity: PrivateKey
-    start_soon: Callable[..., Any]
-    config: Any = None
-    admission: Any = None
-    tracer: Any = None
-    metrics: Any = None
 
 
 @dataclass
@@ -57,8 +46,8 @@ async def pair(listen: str = "/ip4/127.0.0.1/udp/0/quic-v1",
                ) -> AsyncIterator[tuple[Server, QuicTransport, Callable[..., Any]]]:
     """A listening transport (its streams go to `handler`) and a dialling one."""
     async with anyio.create_task_group() as tg:
-        server_t = QuicTransport(Ctx(PrivateKey.generate(key_types[0]), tg.start_soon))
-        client_t = QuicTransport(Ctx(PrivateKey.generate(key_types[1]), tg.start_soon))
+        server_t = QuicTransport(QuicTestContext(PrivateKey.generate(key_types[0]), tg.start_soon))
+        client_t = QuicTransport(QuicTestContext(PrivateKey.generate(key_types[1]), tg.start_soon))
         server = Server(server_t, "")
 
         async def on_connection(conn: QuicConn) -> None:
@@ -147,7 +136,7 @@ async def test_dial_nobody_times_out_as_dial_error() -> None:
         async with anyio.create_task_group() as tg:
             sock = await anyio.create_udp_socket(local_host="127.0.0.1")  # silent: never answers
             port = sock.extra(anyio.abc.SocketAttribute.local_port)
-            client = QuicTransport(Ctx(PrivateKey.generate(), tg.start_soon))
+            client = QuicTransport(QuicTestContext(PrivateKey.generate(), tg.start_soon))
             with pytest.raises(DialError, match="timed out"):
                 await client.dial(f"/ip4/127.0.0.1/udp/{port}/quic-v1", None, 0.5)
             await sock.aclose()

@@ -20,6 +20,7 @@ import anyio.abc
 import pytest
 from aioquic.buffer import Buffer
 from aioquic.quic.packet import QuicProtocolVersion
+from quic_context import QuicTestContext
 
 from p2p.errors import DialError
 from p2p.identity import KeyType, PrivateKey
@@ -42,16 +43,6 @@ STREAM_LIMIT_ERROR = 0x4
 
 
 @dataclass
-class Ctx:
-    identity: PrivateKey
-    start_soon: Callable[..., Any]
-    config: Any = None
-    admission: Any = None
-    tracer: Any = None
-    metrics: Any = None
-
-
-@dataclass
 class Target:
     transport: QuicTransport
     addr: str
@@ -63,7 +54,7 @@ class Target:
 async def target(config: Any = None) -> AsyncIterator[tuple[Target, Callable[[], QuicTransport]]]:
     """Our listener (streams are taken and never read) and a factory of dialling transports."""
     async with anyio.create_task_group() as tg:
-        server = QuicTransport(Ctx(PrivateKey.generate(KeyType.Ed25519), tg.start_soon, config))
+        server = QuicTransport(QuicTestContext(PrivateKey.generate(KeyType.Ed25519), tg.start_soon, config))
         made: list[QuicTransport] = [server]
         t = Target(server, "")
 
@@ -76,7 +67,7 @@ async def target(config: Any = None) -> AsyncIterator[tuple[Target, Callable[[],
         t.addr = f"{listener.addrs[0]}/p2p/{server.local_peer}"
 
         def dialler() -> QuicTransport:
-            d = QuicTransport(Ctx(PrivateKey.generate(KeyType.Ed25519), tg.start_soon))
+            d = QuicTransport(QuicTestContext(PrivateKey.generate(KeyType.Ed25519), tg.start_soon))
             made.append(d)
             return d
 

@@ -3,10 +3,9 @@ peer, and each QUIC stream dissected like a yamux stream."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import anyio
 import pytest
+from quic_context import QuicTestContext
 
 from p2p.identity import KeyType, PrivateKey
 from p2p.negotiate import handle_protocol, select_protocol
@@ -30,13 +29,10 @@ def test_packet_kind_from_the_first_byte():
 
 async def exchange(client_tracer=None) -> QuicConn:
     async with anyio.create_task_group() as tg:
-        server_t = QuicTransport(SimpleNamespace(identity=PrivateKey.generate(KeyType.Secp256k1),
-                                                 start_soon=tg.start_soon, config=None,
-                                                 admission=None, tracer=None, metrics=None))
-        client_t = QuicTransport(SimpleNamespace(identity=PrivateKey.generate(KeyType.Ed25519),
-                                                 start_soon=tg.start_soon, config=None,
-                                                 admission=None, tracer=client_tracer,
-                                                 metrics=None))
+        server_t = QuicTransport(QuicTestContext(PrivateKey.generate(KeyType.Secp256k1),
+                                                 tg.start_soon))
+        client_t = QuicTransport(QuicTestContext(PrivateKey.generate(KeyType.Ed25519),
+                                                 tg.start_soon, tracer=client_tracer))
 
         async def echo(stream) -> None:
             buffered = BufferedStream(stream)
