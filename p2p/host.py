@@ -473,7 +473,8 @@ class Host:
             async with anyio.create_task_group() as tg:
                 streams = StreamTasks(tg)
                 conn.muxed.set_stream_handler(
-                    lambda ms: streams.start_soon(self._handle_inbound_stream, conn, ms))
+                    lambda ms: streams.start_soon(ms, self._handle_inbound_stream, conn, ms,
+                                                  streams))
                 if started is not None:
                     started.set()
                 try:
@@ -500,42 +501,54 @@ class Host:
         conn.identified.set()
         self._emit("identified", conn)
 
-    async def _handle_inbound_stream(self, conn: Connection, ms: MuxedStream) -> None:
-        stream = NetStream(ms, "", conn)
+    async def _handle_inbound_stream(self, conn: Connection, ms: MuxedStream,
+                                     tasks: StreamTasks) -> None:
+        """An inbound stream's task: negotiate, run the handler, close. Its last step forgets
+        the task (`tasks.ended`): no done callback (a loop turn more per request), and no
+        wrapper coroutine (a frame more for every waiting stream)."""
         try:
-            proto = await handle_protocol(
-                stream, self._handlers.keys(), timeout=self.config.negotiation_timeout,
-                max_na_rounds=self.config.max_negotiation_rounds,
-            )
-        except (P2PError, anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-            log.debug("inbound stream negotiation with %s failed: %s", conn.peer_id, bounded_exc(exc))
-            await _quiet_reset(stream)
-            return
-        stream.protocol = proto
-        handler = self._handlers.get(proto)
-        if handler is None:  # removed while negotiating
-            await _quiet_reset(stream)
-            return
-        metrics = self.metrics
-        if metrics is not None:
-            metrics.stream_opened("inbound", proto)
-        try:
-            await handler(stream)
-        except Exception as exc:  # a handler's failure must not take the connection down
-            if isinstance(exc, (P2PError, anyio.EndOfStream, anyio.BrokenResourceError,
-                                anyio.ClosedResourceError, TimeoutError)):
-                log.debug("handler for %s from %s ended: %s", proto, conn.peer_id, bounded_exc(exc))
-            else:
-                log.exception("handler for %s from %s raised", proto, conn.peer_id)
-            await _quiet_reset(stream)
-            return
-        finally:
+            stream = NetStream(ms, "", conn)
+            try:
+                proto = await handle_protocol(
+                    stream, self._handlers.keys(), timeout=self.config.negotiation_timeout,
+                    max_na_rounds=self.config.max_negotiation_rounds,
+                )
+            except (P2PError, anyio.EndOfStream, anyio.BrokenResourceError,
+                    anyio.ClosedResourceError) as exc:
+                log.debug("inbound stream negotiation with %s failed: %s", conn.peer_id,
+                          bounded_exc(exc))
+                await _quiet_reset(stream)
+                return
+            stream.protocol = proto
+            handler = self._handlers.get(proto)
+            if handler is None:  # removed while negotiating
+                await _quiet_reset(stream)
+                return
+            metrics = self.metrics
             if metrics is not None:
-                metrics.stream_closed("inbound", proto)
-        try:  # no shield needed: a MuxedStream's close only queues its FIN, it never waits
-            await stream.aclose()
-        except (P2PError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass
+                metrics.stream_opened("inbound", proto)
+            try:
+                await handler(stream)
+            except Exception as exc:  # a handler's failure must not take the connection down
+                if isinstance(exc, (P2PError, anyio.EndOfStream, anyio.BrokenResourceError,
+                                    anyio.ClosedResourceError, TimeoutError)):
+                    log.debug("handler for %s from %s ended: %s", proto, conn.peer_id,
+                              bounded_exc(exc))
+                else:
+                    log.exception("handler for %s from %s raised", proto, conn.peer_id)
+                await _quiet_reset(stream)
+                return
+            finally:
+                if metrics is not None:
+                    metrics.stream_closed("inbound", proto)
+            try:  # no shield needed: a MuxedStream's close only queues its FIN, it never waits
+                await stream.aclose()
+            except (P2PError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass
+        except Exception:  # nobody awaits the task: a failure is logged here
+            log.exception("inbound stream from %s failed", conn.peer_id)
+        finally:
+            tasks.ended(ms)
 
     # ---- streams ---------------------------------------------------------------------------
 

@@ -13,7 +13,6 @@ anyio's task group.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -23,19 +22,19 @@ import sniffio
 
 __all__ = ["StreamTasks"]
 
-log = logging.getLogger(__name__)
-
 #: How long `aclose` waits for cancelled tasks to finish (a handler that swallows cancellation
 #: must not hold a connection's teardown forever).
 _CANCEL_GRACE = 5.0
 
 
 class StreamTasks:
-    """Spawn `fn(*args)` as a task tied to `tg`'s lifetime; `aclose()` cancels and waits for all.
+    """Run coroutines as tasks tied to `tg`'s lifetime; `aclose()` cancels and waits for all.
 
-    An ended task is forgotten by a done callback (one loop turn after it ends), not by a wrapper
-    coroutine's last step: the wrapper saved that turn at no measurable CPU per request, but its
-    frame cost ~0.3 KiB for every stream whose handler is waiting (bench mem/stream 3.03 -> 3.47)."""
+    A task is forgotten by its own coroutine: it calls `ended(key)` in its last step (a `finally`
+    of the coroutine itself) and handles its own failures. Neither a done callback (asyncio runs
+    it one loop turn after the task ends: a turn more per request on a listener) nor a wrapper
+    coroutine (its frame stays alive, ~0.3 KiB, for every stream whose handler waits: bench
+    mem/stream 3.03 -> 3.47 KiB in 85dd50f) is needed for it."""
 
     __slots__ = ("_tg", "_loop", "_tasks")
 
@@ -44,33 +43,34 @@ class StreamTasks:
         self._loop: asyncio.AbstractEventLoop | None = None
         if sniffio.current_async_library() == "asyncio":
             self._loop = asyncio.get_running_loop()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: dict[object, asyncio.Task[Any]] = {}
 
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def start_soon(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+    def start_soon(self, key: object, fn: Callable[..., Coroutine[Any, Any, Any]],
+                   *args: Any) -> None:
+        """Run `fn(*args)` as a task known by `key` (unique among the running ones) until it
+        calls `ended(key)`. It must handle its own exceptions: nobody awaits the task."""
         if self._loop is None:
             self._tg.start_soon(fn, *args)
             return
         task: asyncio.Task[Any] = self._loop.create_task(fn(*args))
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
+        if not task.done():  # an eager task factory may have run it to its end already
+            self._tasks[key] = task
 
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            return
-        exc = task.exception()  # retrieved, so asyncio never reports it as unhandled
-        if exc is not None:
-            log.error("stream task failed", exc_info=exc)
+    def ended(self, key: object) -> None:
+        """The task of `key` is in its last step: forget it."""
+        self._tasks.pop(key, None)
 
     async def aclose(self) -> None:
         """Cancel every task still running and wait (at most `_CANCEL_GRACE`) until they end."""
         if not self._tasks:
             return
-        tasks = list(self._tasks)
+        tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
         with anyio.CancelScope(shield=True):
             await asyncio.wait(tasks, timeout=_CANCEL_GRACE)
+        # a task cancelled before its first step never ran its coroutine's `ended`
+        self._tasks = {k: t for k, t in self._tasks.items() if not t.done()}

@@ -128,6 +128,8 @@ class SessionOutput:
         Noise frame and one read at the peer per request instead of two). On asyncio the
         deferred kick writes it itself, unless a write took it first; elsewhere the writer does.
         """
+        if not self._core.pending_output:
+            return
         if self._call_soon is None:
             self.try_flush()
             return

@@ -632,6 +632,11 @@ class YamuxSession:
                     st._remote_eof = True
                     st._wake_reader()
                     self._forget_if_done(st)
+                    # Its task will likely answer or close it now, without waiting on this
+                    # session again: a kick scheduled here runs right after that task, in the
+                    # same loop turn, and the task's own kicks find it pending. Kicked by the
+                    # task instead, it would run a turn later (a request's third turn).
+                    self._kick()
             elif kind is core.StreamReset:
                 st = streams.pop(ev[0], None)
                 if st is not None:
