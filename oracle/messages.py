@@ -121,6 +121,10 @@ def _as_bytes(struct: str, key: str, value: Any, current: bytes) -> bytes:
     if isinstance(value, str):
         # Go's base64.StdEncoding: padding required, '\r' and '\n' skipped, nothing else allowed.
         text = value.replace("\r", "").replace("\n", "") if "\r" in value or "\n" in value else value
+        try:  # canonical base64 (what every encoder writes) in one C call, no regular expression
+            return binascii.a2b_base64(text, strict_mode=True)
+        except (binascii.Error, ValueError):
+            pass  # b64decode below says what is wrong, in its words, or takes what it takes
         try:
             return base64.b64decode(text.encode("ascii"), validate=True)
         except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
@@ -156,13 +160,20 @@ def _decode_struct(
         return None
     if not isinstance(value, Pairs):
         raise MessageError(f"json: cannot unmarshal {_type_name(value)} into Go value of type {struct}")
-    by_fold = _fold_map(tuple(fields))
+    by_fold: dict[str, str] | None = None
     out = dict(defaults)
     for key, item in value:
-        json_name = by_fold.get(_fold_cached(key) if len(key) <= _CACHED_KEY_LEN else _fold(key))
-        if json_name is not None:
-            attr, conv = fields[json_name]
-            out[attr] = conv(struct, json_name, item, out[attr])
+        field = fields.get(key)  # the usual case: the exact JSON name, nothing to fold
+        json_name = key
+        if field is None:
+            if by_fold is None:
+                by_fold = _fold_map(tuple(fields))
+            folded = by_fold.get(_fold_cached(key) if len(key) <= _CACHED_KEY_LEN else _fold(key))
+            if folded is None:
+                continue
+            json_name, field = folded, fields[folded]
+        attr, conv = field
+        out[attr] = conv(struct, json_name, item, out[attr])
     return out
 
 
@@ -221,8 +232,8 @@ class WorkRequest:
             parts.append(b'"workType":' + go_json_dumps(self.work_type))
         if self.request_id:
             parts.append(b'"requestId":' + go_json_dumps(self.request_id))
-        if self.data:
-            parts.append(b'"data":' + go_json_dumps(bytes(self.data)))
+        if self.data:  # []byte: padded standard base64, as go_json_dumps writes bytes
+            parts.append(b'"data":"' + binascii.b2a_base64(self.data, newline=False) + b'"')
         if self.worker_peer_id:
             parts.append(b'"workerPeerId":' + go_json_dumps(self.worker_peer_id))
         return b"{" + b",".join(parts) + b"}"
@@ -340,12 +351,17 @@ class WorkResponse:
         """json.Marshal(WorkResponse) byte for byte; GoJSONEncodeError if `data` is not encodable.
         `worker_peer_id`: encode as if the response held this one (a worker stamps its own ID on
         every answer, as Go's sets WorkerPeerId before marshalling, without a copy of it)."""
-        return b"".join(self.go_json_pieces(worker_peer_id))
+        parts = []  # the members in one list, no generators: the small answer of every request
+        if self.work_request is not None:
+            parts.append(b'"workRequest":' + self.work_request.to_go_json())
+        if self.data is not None:
+            parts.append(b'"data":' + go_json_dumps(self.data))
+        parts += self._tail(self.worker_peer_id if worker_peer_id is None else worker_peer_id)
+        return b"{" + b",".join(parts) + b"}"
 
     def go_json_pieces(self, worker_peer_id: str | None = None) -> Iterator[bytes]:
         """`to_go_json()` in consecutive pieces: a large string `data` comes in many (see
         `oracle.gojson.go_json_pieces`), so a large answer is written without being joined."""
-        peer_id = self.worker_peer_id if worker_peer_id is None else worker_peer_id
         sep = b"{"
         if self.work_request is not None:
             yield sep + b'"workRequest":' + self.work_request.to_go_json()
@@ -354,6 +370,14 @@ class WorkResponse:
             yield sep + b'"data":'
             yield from go_json_pieces(self.data)
             sep = b","
+        tail = self._tail(self.worker_peer_id if worker_peer_id is None else worker_peer_id)
+        if tail:
+            yield sep + b",".join(tail) + b"}"
+        else:
+            yield b"}" if sep == b"," else b"{}"
+
+    def _tail(self, peer_id: str) -> list[bytes]:
+        """The members after `data`, encoded, in Go's field order (empty ones omitted)."""
         tail = []
         if self.error:
             tail.append(b'"error":' + go_json_dumps(self.error))
@@ -363,10 +387,7 @@ class WorkResponse:
             tail.append(b'"recordCount":' + go_json_dumps(int(self.record_count)))
         if self.login_event is not None:
             tail.append(b'"loginEvent":' + self.login_event.to_go_json())
-        if tail:
-            yield sep + b",".join(tail) + b"}"
-        else:
-            yield b"}" if sep == b"," else b"{}"
+        return tail
 
     to_json = to_go_json
 

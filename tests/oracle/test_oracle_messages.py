@@ -395,3 +395,31 @@ def test_response_encoded_with_a_worker_peer_id_stamped() -> None:
         assert response.to_go_json("16Uiu2HAm") == copy.to_go_json()
         assert b"".join(response.go_json_pieces("16Uiu2HAm")) == copy.to_go_json()
     assert WorkResponse(data="x", worker_peer_id="kept").to_go_json() == b'{"data":"x","workerPeerId":"kept"}'
+
+
+def test_one_list_encoders_equal_the_pieces_and_go_json_dumps() -> None:
+    """`to_go_json` builds the members in one list (the small answer of every request); the
+    pieces and the generic encoder give the same bytes for every member shape."""
+    request = WorkRequest("web", "id-1", b"\x00\xffhi", "16Uiu2HAmW")
+    login = LoginEvent("p", "u", True, "bad", "twitter")
+    for response in (WorkResponse(), WorkResponse(data=None, error="e"), WorkResponse(data=""),
+                     WorkResponse(data={"b": [1, 2.5, None], "a": "x"}, record_count=7),
+                     WorkResponse(work_request=request, data=b"\x01", error="e",
+                                  worker_peer_id="w", record_count=1, login_event=login),
+                     WorkResponse(work_request=WorkRequest(), login_event=login)):
+        for peer in (None, "", "16Uiu2HAmX"):
+            assert response.to_go_json(peer) == b"".join(response.go_json_pieces(peer))
+    for data in (b"", b"a", b"ab", b"abc", bytes(range(256))):
+        body = WorkRequest("t", data=data).to_go_json()
+        want = b'{"workType":"t"' + (b',"data":' + go_json_dumps(data) if data else b"") + b"}"
+        assert body == want
+
+
+def test_exact_and_folded_member_names_are_one_field() -> None:
+    """Exact names are looked up without folding; folded ones still reach the same field, and
+    the last of any mix wins, as in Go."""
+    assert WorkRequest.from_json(b'{"data":"aGk=","DATA":"aG8="}').data == b"ho"
+    assert WorkRequest.from_json(b'{"DATA":"aG8=","data":"aGk="}').data == b"hi"
+    assert WorkRequest.from_json(b'{"workType":"a","WorkType":"b"}').work_type == "b"
+    assert WorkResponse.from_json(b'{"error":"a","ERROR":"b","error":"c"}').error == "c"
+    assert WorkRequest.from_json(b'{"unknown":1,"requestid":"r"}').request_id == "r"
