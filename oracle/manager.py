@@ -170,8 +170,13 @@ class WorkHandlerManager:
 
     # --- local execution --------------------------------------------------------------------------
 
+    def work_deadline(self, timeout: float | None = None) -> float:
+        """The event loop time at which work started now times out (`execute_work`'s `timeout`)."""
+        return current_time() + (self.config.worker_response_timeout if timeout is None else timeout)
+
     async def execute_work(self, request: WorkRequest, *, timeout: float | None = None,
-                           scope: anyio.CancelScope | None = None) -> WorkResponse:
+                           scope: anyio.CancelScope | None = None,
+                           deadline_by_caller: bool = False) -> WorkResponse:
         """Run the handler of `request.work_type` under `timeout` (default: worker_response_timeout).
 
         `scope`, a cancel scope of the caller's not yet entered, is the one the handler runs in
@@ -180,20 +185,23 @@ class WorkHandlerManager:
         around this one (one scope per request, where two cost ~5 % of a small request's CPU).
         Work so cancelled before its deadline is answered `work cancelled` (for the caller
         only: nobody waits for it) and counted as neither a timeout nor an error.
+        `deadline_by_caller`: the caller sets the scope's deadline itself (`work_deadline()`),
+        e.g. only once the work has outlived a loop turn: a handler that answers at once then
+        costs no timer (one loop timer set and cancelled per request otherwise).
         """
         entry = self._handlers.get(request.work_type)
         if entry is None:
             if self.observer is not None:
                 self.observer("executed", request.work_type, 0.0, ERR_HANDLER_NOT_FOUND)
             return WorkResponse(error=ERR_HANDLER_NOT_FOUND)
-        limit = self.config.worker_response_timeout if timeout is None else timeout
         metrics = entry.metrics
         start = self._clock()
         response: WorkResponse | None = None
         if scope is None:
-            scope = anyio.move_on_after(limit)
-        else:
-            scope.deadline = current_time() + limit
+            scope = anyio.move_on_after(
+                self.config.worker_response_timeout if timeout is None else timeout)
+        elif not deadline_by_caller:
+            scope.deadline = self.work_deadline(timeout)
         try:
             with scope:
                 response = await self._call(entry, bytes(request.data))

@@ -289,20 +289,23 @@ class WorkerProtocol(Protocol):
 
         if sniffio.current_async_library() == "asyncio":
             # A plain task watches (anyio's task spawn costs more than a quick handler's work),
-            # started at the next loop turn: work done before then (a handler that never waits)
-            # needs no watcher at all. Once the work is done the watcher is cancelled.
+            # started at the next loop turn, when the work's deadline is set too: work done
+            # before then (a handler that never waits) needs no watcher and no timer at all.
+            # Once the work is done the watcher is cancelled.
             scope = anyio.CancelScope()
             loop = asyncio.get_running_loop()
             watcher: asyncio.Task[None] | None = None
+            deadline = self.manager.work_deadline(self.work_timeout)  # counted from now
 
             def start_watching() -> None:
                 nonlocal watcher
+                scope.deadline = deadline
                 watcher = loop.create_task(watch(scope))
 
             pending = loop.call_soon(start_watching)
             try:  # the watcher cancels the scope the work runs in (no scope of ours around it)
                 result = await self.manager.execute_work(request, timeout=self.work_timeout,
-                                                         scope=scope)
+                                                         scope=scope, deadline_by_caller=True)
             finally:
                 pending.cancel()
                 if watcher is not None:

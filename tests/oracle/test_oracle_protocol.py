@@ -335,3 +335,55 @@ async def test_distribute_work_over_hosts() -> None:
         directory.remove_worker("peerB")  # explicit list only matters for peers not in the peerstore
         resp = await mgr_a.distribute_work(WorkRequest("test", "req-2", b"again"))
         assert resp.worker_peer_id == "peerB"
+
+
+@pytest.mark.anyio
+async def test_work_that_waits_times_out_at_its_deadline(anyio_backend: str) -> None:
+    """The work's deadline, counted from its start, holds for work that outlives a loop turn
+    (on asyncio it is set at the next turn, with the watcher)."""
+    async with FakeNetwork() as net:
+        client = net.add_host("peerA")
+        _, mgr, _ = _worker(net, work_timeout=0.2)
+
+        async def stuck(data: bytes) -> str:
+            await anyio.sleep(30)
+            return "unreachable"
+
+        mgr.add_handler("stuck", stuck)
+        start = anyio.current_time()
+        with anyio.fail_after(10):
+            resp = await send_work_to_worker(client, "peerB", WorkRequest("stuck"))
+        assert resp == WorkResponse(error="work execution timed out", worker_peer_id="peerB")
+        assert anyio.current_time() - start >= 0.2
+        m = mgr.metrics("stuck")
+        assert (m.calls, m.errors, m.timeouts) == (1, 1, 1)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_work_done_within_its_turn_gets_no_deadline_timer(anyio_backend: str) -> None:
+    """On asyncio the work's scope gets its deadline (a loop timer) only at the next loop turn:
+    a handler that answers without waiting runs in a scope that never had one, one that waits
+    gets the deadline counted from its start."""
+    async with FakeNetwork() as net:
+        client = net.add_host("peerA")
+        _, mgr, _ = _worker(net, work_timeout=30)
+        scopes: list[tuple[float, anyio.CancelScope]] = []
+        execute = mgr.execute_work
+
+        async def spy(request: WorkRequest, **kw: Any) -> WorkResponse:
+            scopes.append((anyio.current_time(), kw["scope"]))
+            return await execute(request, **kw)
+
+        mgr.execute_work = spy  # type: ignore[method-assign]
+
+        async def waits(data: bytes) -> str:
+            await anyio.sleep(0.01)
+            return "waited"
+
+        mgr.add_handler("waits", waits)
+        assert (await send_work_to_worker(client, "peerB", WorkRequest("test", data=b"x"))).data == "x"
+        assert (await send_work_to_worker(client, "peerB", WorkRequest("waits"))).data == "waited"
+        (_, instant), (started, waited) = scopes
+        assert instant.deadline == float("inf")
+        assert started < waited.deadline <= started + 30
