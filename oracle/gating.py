@@ -187,10 +187,13 @@ class WorkerPolicy:
 
     def _has_slot(self, key: str) -> bool:
         lim = self.limits
-        return self._per_peer[key] < lim.max_concurrent_per_peer and self._total < lim.max_concurrent_total
+        # (.get: a Counter's missing key is a Python-level __missing__ call)
+        return (self._per_peer.get(key, 0) < lim.max_concurrent_per_peer
+                and self._total < lim.max_concurrent_total)
 
     def _take(self, admission: Admission) -> None:
-        self._per_peer[admission.peer] += 1
+        key = admission.peer
+        self._per_peer[key] = self._per_peer.get(key, 0) + 1
         self._total += 1
         admission.granted = True
 
@@ -297,7 +300,8 @@ class WorkerPolicy:
 
 
 def _decrement(counts: Counter[str], key: str) -> None:
-    if counts[key] <= 1:
-        del counts[key]
+    left = counts.get(key, 0) - 1
+    if left > 0:
+        counts[key] = left
     else:
-        counts[key] -= 1
+        counts.pop(key, None)  # (dict's own: Counter's __delitem__ is a Python-level call)

@@ -170,9 +170,9 @@ class WorkHandlerManager:
 
     # --- local execution --------------------------------------------------------------------------
 
-    def work_deadline(self, timeout: float | None = None) -> float:
-        """The event loop time at which work started now times out (`execute_work`'s `timeout`)."""
-        return current_time() + (self.config.worker_response_timeout if timeout is None else timeout)
+    def work_timeout(self, timeout: float | None = None) -> float:
+        """Seconds `execute_work(timeout=timeout)` gives the work (None: the configured one)."""
+        return self.config.worker_response_timeout if timeout is None else timeout
 
     async def execute_work(self, request: WorkRequest, *, timeout: float | None = None,
                            scope: anyio.CancelScope | None = None,
@@ -185,7 +185,8 @@ class WorkHandlerManager:
         around this one (one scope per request, where two cost ~5 % of a small request's CPU).
         Work so cancelled before its deadline is answered `work cancelled` (for the caller
         only: nobody waits for it) and counted as neither a timeout nor an error.
-        `deadline_by_caller`: the caller sets the scope's deadline itself (`work_deadline()`),
+        `deadline_by_caller`: the caller sets the scope's deadline itself (`work_timeout()` from
+        the start),
         e.g. only once the work has outlived a loop turn: a handler that answers at once then
         costs no timer (one loop timer set and cancelled per request otherwise).
         """
@@ -198,10 +199,9 @@ class WorkHandlerManager:
         start = self._clock()
         response: WorkResponse | None = None
         if scope is None:
-            scope = anyio.move_on_after(
-                self.config.worker_response_timeout if timeout is None else timeout)
+            scope = anyio.move_on_after(self.work_timeout(timeout))
         elif not deadline_by_caller:
-            scope.deadline = self.work_deadline(timeout)
+            scope.deadline = current_time() + self.work_timeout(timeout)
         try:
             with scope:
                 response = await self._call(entry, bytes(request.data))

@@ -29,7 +29,6 @@ from typing import Any, Awaitable, Callable, Generator, Hashable, Iterable, Prot
 
 import anyio
 import anyio.lowlevel
-import sniffio
 
 from p2p.errors import P2PError
 from p2p.host import NetStream
@@ -200,7 +199,8 @@ class WorkerProtocol(Protocol):
             raise ValueError(
                 f"the policy's max_answer_bytes_per_peer ({limits.max_answer_bytes_per_peer}) must"
                 f" hold one answer of max_response_size ({max_response_size}) bytes and its prefix")
-        self._host: HostLike | None = None
+        #: our peer ID as the answers carry it (once registered on a host; it never changes)
+        self._local_id = ""
         self._build_lock: anyio.Lock | None = None
 
     @property
@@ -208,15 +208,11 @@ class WorkerProtocol(Protocol):
         return self._protocol_id
 
     def register(self, node: HostLike) -> None:
-        self._host = node
+        self._local_id = str(node.peer_id)
         node.set_stream_handler(self._protocol_id, self.handle_stream)
 
     def unregister(self, node: HostLike) -> None:
         node.remove_stream_handler(self._protocol_id)
-
-    @property
-    def _local_id(self) -> str:
-        return "" if self._host is None else str(self._host.peer_id)
 
     async def handle_stream(self, stream: NetStreamLike) -> None:
         """Serve one request on `stream`; never raises for anything the remote does."""
@@ -287,15 +283,18 @@ class WorkerProtocol(Protocol):
             gone = True
             scope.cancel()
 
-        if sniffio.current_async_library() == "asyncio":
+        try:  # one lookup (Python 3.11 makes a getpid system call for each: sniffio's is another)
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no asyncio loop running here: trio
+            pass
+        else:
             # A plain task watches (anyio's task spawn costs more than a quick handler's work),
             # started at the next loop turn, when the work's deadline is set too: work done
             # before then (a handler that never waits) needs no watcher and no timer at all.
             # Once the work is done the watcher is cancelled.
             scope = anyio.CancelScope()
-            loop = asyncio.get_running_loop()
             watcher: asyncio.Task[None] | None = None
-            deadline = self.manager.work_deadline(self.work_timeout)  # counted from now
+            deadline = loop.time() + self.manager.work_timeout(self.work_timeout)  # from now
 
             def start_watching() -> None:
                 nonlocal watcher
