@@ -16,6 +16,7 @@ A handler takes the request's data bytes and returns a WorkResponse, or any JSON
 
 from __future__ import annotations
 
+import dis
 import inspect
 import logging
 import math
@@ -115,10 +116,21 @@ class _Entry:
     handler: WorkHandler
     is_async: bool
     metrics: HandlerMetrics
+    at_once: bool = False  # an `async def` that cannot wait (`_never_waits`)
 
 
 def _is_async_callable(fn: Any) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+
+
+def _never_waits(fn: Any) -> bool:
+    """True for an `async def` function whose own code cannot suspend: it holds no YIELD_VALUE,
+    which every `await`, `async for` and `async with` compiles to. Awaiting it runs it to its end
+    in the step that starts it, so no timeout and no cancel could interrupt it anyway."""
+    code = getattr(fn, "__code__", None)
+    if code is None or not inspect.iscoroutinefunction(fn):
+        return False
+    return all(ins.opname != "YIELD_VALUE" for ins in dis.get_instructions(code))
 
 
 class WorkHandlerManager:
@@ -150,13 +162,21 @@ class WorkHandlerManager:
         if not callable(handler):
             raise TypeError(f"handler for {work_type!r} is not callable")
         flag = _is_async_callable(handler) if is_async is None else is_async
-        self._handlers[work_type] = _Entry(handler, flag, HandlerMetrics())
+        self._handlers[work_type] = _Entry(handler, flag, HandlerMetrics(),
+                                           at_once=flag and _never_waits(handler))
 
     def remove_handler(self, work_type: str) -> None:
         self._handlers.pop(work_type, None)
 
     def has_handler(self, work_type: str) -> bool:
         return work_type in self._handlers
+
+    def answers_at_once(self, work_type: str) -> bool:
+        """True when the handler of `work_type` cannot wait (an `async def` without `await`,
+        `async for` or `async with`): its work ends in the loop turn it starts in, before a
+        timeout or anything watching it could act, so it needs neither."""
+        entry = self._handlers.get(work_type)
+        return entry is not None and entry.at_once
 
     def work_types(self) -> list[str]:
         return sorted(self._handlers)
@@ -186,9 +206,9 @@ class WorkHandlerManager:
         Work so cancelled before its deadline is answered `work cancelled` (for the caller
         only: nobody waits for it) and counted as neither a timeout nor an error.
         `deadline_by_caller`: the caller sets the scope's deadline itself (`work_timeout()` from
-        the start),
-        e.g. only once the work has outlived a loop turn: a handler that answers at once then
-        costs no timer (one loop timer set and cancelled per request otherwise).
+        the start), e.g. only once the work has outlived a loop turn: a handler that answers at
+        once then costs no timer (one loop timer set and cancelled per request otherwise).
+        Without a scope, a handler that cannot wait (`answers_at_once`) runs in none at all.
         """
         entry = self._handlers.get(request.work_type)
         if entry is None:
@@ -198,17 +218,23 @@ class WorkHandlerManager:
         metrics = entry.metrics
         start = self._clock()
         response: WorkResponse | None = None
-        if scope is None:
-            scope = anyio.move_on_after(self.work_timeout(timeout))
-        elif not deadline_by_caller:
-            scope.deadline = current_time() + self.work_timeout(timeout)
+        cancelled = False
         try:
-            with scope:
-                response = await self._call(entry, bytes(request.data))
+            if scope is None and entry.at_once:  # ends in this step: no scope, no timer
+                response = await self._call(entry, bytes(request.data),
+                                            at_once_timeout=self.work_timeout(timeout))
+            else:
+                if scope is None:
+                    scope = anyio.move_on_after(self.work_timeout(timeout))
+                elif not deadline_by_caller:
+                    scope.deadline = current_time() + self.work_timeout(timeout)
+                with scope:
+                    response = await self._call(entry, bytes(request.data))
+                cancelled = response is None and anyio.current_time() < scope.deadline
         finally:
             metrics.calls += 1
             metrics.total_runtime += max(0.0, self._clock() - start)
-        if response is None and anyio.current_time() < scope.deadline:
+        if cancelled:
             return WorkResponse(error=ERR_CANCELLED)  # the caller's cancel, not the timeout
         if response is None:
             metrics.timeouts += 1
@@ -220,7 +246,13 @@ class WorkHandlerManager:
             self.observer("executed", request.work_type, self._clock() - start, response.error)
         return response
 
-    async def _call(self, entry: _Entry, data: bytes) -> WorkResponse:
+    async def _call(self, entry: _Entry, data: bytes,
+                    at_once_timeout: float | None = None) -> WorkResponse | None:
+        """The handler's answer; None when `at_once_timeout` ran out (see below).
+
+        `at_once_timeout`: the handler cannot wait and runs in no scope; if it returns an
+        awaitable, that may wait, so it is awaited under this timeout (a requester leaving
+        meanwhile is not noticed: the worker protocol watches no at-once work)."""
         try:
             if entry.is_async:
                 result = await entry.handler(data)
@@ -232,7 +264,13 @@ class WorkHandlerManager:
                 )
             # (a sync callable may return a coroutine; a WorkResponse needs no ABC check)
             if type(result) is not WorkResponse and inspect.isawaitable(result):
-                result = await result
+                if at_once_timeout is None:
+                    result = await result
+                else:
+                    with anyio.move_on_after(at_once_timeout):
+                        awaited = await result
+                        return awaited if isinstance(awaited, WorkResponse) else WorkResponse(data=awaited)
+                    return None
         except Exception as exc:  # a handler's failure is the response's error, as in Go
             log.debug("work handler failed", exc_info=True)
             return WorkResponse(error=str(exc) or type(exc).__name__)

@@ -269,6 +269,10 @@ class WorkerProtocol(Protocol):
 
     async def _execute_watching(self, stream: NetStreamLike, request: WorkRequest) -> WorkResponse | None:
         """Run the work while watching the stream; None if the requester left (work cancelled)."""
+        if self.manager.answers_at_once(request.work_type):
+            # Its handler cannot wait: the work ends in this turn, before a watcher could start
+            # (no cancel scope, no watcher, no timer).
+            return await self.manager.execute_work(request, timeout=self.work_timeout)
         gone = False
         result: WorkResponse | None = None
 

@@ -329,3 +329,112 @@ async def test_shuffled_order_uses_rng() -> None:
     expected = [f"w{i}" for i in range(6)]
     random.Random(7).shuffle(expected)
     assert d.attempts == expected
+
+
+class _Handlers:
+    async def method_at_once(self, data: bytes) -> str:
+        return "m"
+
+
+async def _at_once(data: bytes) -> str:
+    return data.decode() + "!"
+
+
+async def _awaits(data: bytes) -> None:
+    await anyio.sleep(0)
+
+
+async def _async_with(data: bytes) -> None:
+    async with anyio.Lock():
+        pass
+
+
+async def _async_for(data: bytes) -> None:
+    async for _ in _agen():
+        pass
+
+
+async def _async_comprehension(data: bytes) -> list[int]:
+    return [x async for x in _agen()]
+
+
+async def _agen() -> Any:
+    yield 1
+
+
+def test_handlers_that_cannot_wait_are_told_apart() -> None:
+    """Only an `async def` with no await, async for or async with in its own code answers at
+    once; anything else (or anything we cannot read) takes the scoped path."""
+    from oracle.handlers import handle_test
+
+    mgr = WorkHandlerManager()
+    for name, handler, at_once in [
+        ("test", handle_test, True), ("plain", _at_once, True),
+        ("method", _Handlers().method_at_once, True), ("awaits", _awaits, False),
+        ("with", _async_with, False), ("for", _async_for, False),
+        ("comprehension", _async_comprehension, False), ("sync", lambda data: "x", False),
+        ("returns a coroutine", lambda data: _at_once(data), False),
+        ("partial", functools.partial(_at_once), False),
+    ]:
+        mgr.add_handler(name, handler)
+        assert mgr.answers_at_once(name) is at_once, name
+    assert not mgr.answers_at_once("unknown")
+
+
+@pytest.mark.anyio
+async def test_at_once_work_runs_in_no_scope(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Work that cannot wait gets no cancel scope (no deadline timer); its errors and metrics
+    are those of any work, and work that can wait still gets its scope."""
+    mgr = WorkHandlerManager()
+    mgr.add_handler("ok", _at_once)
+
+    async def fails(data: bytes) -> str:
+        raise ValueError("bad input")
+
+    mgr.add_handler("fails", fails)
+    mgr.add_handler("waits", _awaits)
+    scopes: list[float] = []
+    real = anyio.move_on_after
+
+    def counted(delay: float) -> anyio.CancelScope:
+        scopes.append(delay)
+        return real(delay)
+
+    monkeypatch.setattr(anyio, "move_on_after", counted)
+    assert await mgr.execute_work(WorkRequest("ok", data=b"hi")) == WorkResponse(data="hi!")
+    assert (await mgr.execute_work(WorkRequest("fails"))).error == "bad input"
+    assert scopes == []
+    m = mgr.metrics("ok"), mgr.metrics("fails")
+    assert (m[0].calls, m[0].errors, m[1].calls, m[1].errors) == (1, 0, 1, 1)
+    await mgr.execute_work(WorkRequest("waits"), timeout=7)
+    assert scopes == [7]
+
+
+@pytest.mark.anyio
+async def test_an_awaitable_from_at_once_work_is_awaited_under_the_timeout() -> None:
+    """An at-once handler may return an awaitable, which may wait: it is bounded by the
+    work's timeout."""
+    mgr = WorkHandlerManager()
+
+    async def stuck() -> str:
+        await anyio.sleep(30)
+        return "unreachable"
+
+    async def hands_over(data: bytes) -> Any:
+        return stuck()
+
+    async def finishes() -> WorkResponse:
+        await anyio.sleep(0)
+        return WorkResponse(data="later")
+
+    async def hands_over_done(data: bytes) -> Any:
+        return finishes()
+
+    mgr.add_handler("stuck", hands_over)
+    mgr.add_handler("done", hands_over_done)
+    assert mgr.answers_at_once("stuck")
+    with anyio.fail_after(10):
+        resp = await mgr.execute_work(WorkRequest("stuck"), timeout=0.05)
+    assert resp == WorkResponse(error="work execution timed out")
+    assert mgr.metrics("stuck").timeouts == 1
+    assert await mgr.execute_work(WorkRequest("done")) == WorkResponse(data="later")

@@ -363,8 +363,8 @@ async def test_work_that_waits_times_out_at_its_deadline(anyio_backend: str) -> 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_work_done_within_its_turn_gets_no_deadline_timer(anyio_backend: str) -> None:
     """On asyncio the work's scope gets its deadline (a loop timer) only at the next loop turn:
-    a handler that answers without waiting runs in a scope that never had one, one that waits
-    gets the deadline counted from its start."""
+    a handler that can wait but answers without waiting runs in a scope that never had one, one
+    that waits gets the deadline counted from its start."""
     async with FakeNetwork() as net:
         client = net.add_host("peerA")
         _, mgr, _ = _worker(net, work_timeout=30)
@@ -378,12 +378,41 @@ async def test_work_done_within_its_turn_gets_no_deadline_timer(anyio_backend: s
         mgr.execute_work = spy  # type: ignore[method-assign]
 
         async def waits(data: bytes) -> str:
+            if data:
+                return "at once"
             await anyio.sleep(0.01)
             return "waited"
 
         mgr.add_handler("waits", waits)
-        assert (await send_work_to_worker(client, "peerB", WorkRequest("test", data=b"x"))).data == "x"
+        assert (await send_work_to_worker(client, "peerB", WorkRequest("waits", data=b"x"))).data == "at once"
         assert (await send_work_to_worker(client, "peerB", WorkRequest("waits"))).data == "waited"
         (_, instant), (started, waited) = scopes
         assert instant.deadline == float("inf")
         assert started < waited.deadline <= started + 30
+
+
+@pytest.mark.anyio
+async def test_work_that_cannot_wait_is_answered_without_a_watcher(anyio_backend: str) -> None:
+    """A handler without await is run by the manager alone (no scope passed, no watcher); its
+    answer and errors reach the requester as any other."""
+    async with FakeNetwork() as net:
+        client = net.add_host("peerA")
+        _, mgr, _ = _worker(net)
+        calls: list[dict[str, Any]] = []
+        execute = mgr.execute_work
+
+        async def spy(request: WorkRequest, **kw: Any) -> WorkResponse:
+            calls.append(kw)
+            return await execute(request, **kw)
+
+        mgr.execute_work = spy  # type: ignore[method-assign]
+
+        async def fails(data: bytes) -> str:
+            raise ValueError("no")
+
+        mgr.add_handler("fails", fails)
+        assert (await send_work_to_worker(client, "peerB", WorkRequest("test", data=b"x"))).data == "x"
+        resp = await send_work_to_worker(client, "peerB", WorkRequest("fails"))
+        assert resp == WorkResponse(error="no", worker_peer_id="peerB")
+        assert [sorted(kw) for kw in calls] == [["timeout"], ["timeout"]]
+        assert net.handler_errors == []
