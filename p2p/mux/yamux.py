@@ -11,6 +11,11 @@ window auto-tuning.
 
 Everything is sent as go-yamux v4 sends it: open = WindowUpdate+SYN, accept = WindowUpdate+ACK,
 FIN and RST on WindowUpdate frames; SYN/ACK/FIN/RST are honoured on any Data or WindowUpdate frame.
+Fewer frames where go reads them the same: while a stream's last frame is still the last one queued,
+its next data extends it (a SYN or ACK then travels on the Data frame: a request is SYN+data and FIN,
+an answer ACK+reply+data and FIN, instead of three and four frames) and a FIN joins a SYN or ACK
+with no data. A FIN never rides on a Data frame with payload: go-yamux handles a frame's flags
+before its payload, so its reader could see the end of the stream before the data.
 
 Memory. Only a partial header (< 12 bytes) is ever buffered by the parser: Data payloads are copied
 straight into their stream's buffer as they arrive, or skipped when the stream is unknown. A stream's
@@ -243,7 +248,8 @@ class YamuxConnection:
 
     __slots__ = ("is_client", "config", "_streams", "_next_id", "_pending_accept", "_inbound",
                  "_unacked", "_extra_window", "_inbuf", "_payload_left", "_payload_stream",
-                 "_payload_fin", "_out", "_out_size", "_updates_size", "_ping_replies", "_pings", "_next_ping",
+                 "_payload_fin", "_out", "_out_size", "_updates_size", "_tail_sid", "_tail_at",
+                 "_tail_flags", "_tail_len", "_ping_replies", "_pings", "_next_ping",
                  "rtt", "local_goaway", "remote_goaway", "closed", "error")
 
     def __init__(self, is_client: bool, config: YamuxConfig | None = None) -> None:
@@ -264,6 +270,13 @@ class YamuxConnection:
         self._out: list[bytes | memoryview] = []
         self._out_size = 0
         self._updates_size = 0  # of which plain window updates
+        # The last frame queued, while later bytes of its stream may extend it: its stream (-1:
+        # none), the index of its header in `_out`, its flags and its payload length (0: still
+        # the WindowUpdate of a SYN or ACK).
+        self._tail_sid = -1
+        self._tail_at = 0
+        self._tail_flags = 0
+        self._tail_len = 0
         self._ping_replies = 0
         self._pings: dict[int, float | None] = {}
         self._next_ping = 0
@@ -311,8 +324,15 @@ class YamuxConnection:
     # ---- output --------------------------------------------------------------------------------
 
     def _frame(self, frame_type: int, flags: int, stream_id: int, length: int) -> None:
+        self._tail_sid = -1
         self._out.append(encode_header(frame_type, flags, stream_id, length))
         self._out_size += HEADER_SIZE
+
+    def _open_frame(self, flags: int, stream_id: int) -> None:
+        """A stream's SYN or ACK (WindowUpdate, delta 0): its first data may still extend it."""
+        self._frame(WINDOW_UPDATE, flags, stream_id, 0)
+        self._tail_sid, self._tail_at = stream_id, len(self._out) - 1
+        self._tail_flags, self._tail_len = flags, 0
 
     def data_to_send(self) -> bytes:
         """Everything queued so far, coalesced into one bytes object."""
@@ -321,6 +341,7 @@ class YamuxConnection:
         data = b"".join(self._out)
         self._out.clear()
         self._out_size = self._updates_size = 0
+        self._tail_sid = -1
         self._ping_replies = 0
         return data
 
@@ -330,6 +351,7 @@ class YamuxConnection:
         out, size = self._out, self._out_size
         self._out = []
         self._out_size = self._updates_size = 0
+        self._tail_sid = -1
         self._ping_replies = 0
         return out, size
 
@@ -534,7 +556,10 @@ class YamuxConnection:
         window = self.config.initial_stream_window
         self._streams[sid] = _Stream(sid, True, window, window, now)
         self._unacked += 1
-        self._frame(WINDOW_UPDATE, SYN, sid, self._extra_window)
+        if self._extra_window:
+            self._frame(WINDOW_UPDATE, SYN, sid, self._extra_window)
+        else:
+            self._open_frame(SYN, sid)
         return sid
 
     def accept(self, stream_id: int) -> bool:
@@ -545,7 +570,10 @@ class YamuxConnection:
         st = self._streams[stream_id]
         st.need_ack = False
         st.recv_credit += self._extra_window
-        self._frame(WINDOW_UPDATE, ACK, stream_id, self._extra_window)
+        if self._extra_window:
+            self._frame(WINDOW_UPDATE, ACK, stream_id, self._extra_window)
+        else:
+            self._open_frame(ACK, stream_id)
         return True
 
     def send(self, stream_id: int, data: bytes | memoryview) -> int:
@@ -565,10 +593,22 @@ class YamuxConnection:
         st.need_ack = False
         mv = data if isinstance(data, memoryview) else memoryview(data)
         out, maxp, pos = self._out, self.config.max_frame_payload, 0
+        if self._tail_sid == stream_id and self._tail_len < maxp:
+            # this stream's frame is the last one queued: the first bytes extend it
+            have = self._tail_len
+            pos = min(maxp - have, n)
+            flags |= self._tail_flags
+            out[self._tail_at] = encode_header(DATA, flags, stream_id, have + pos)
+            out.append(mv if pos == len(mv) else mv[:pos])
+            self._out_size += pos
+            self._tail_flags, self._tail_len = flags, have + pos
+            flags = 0
         while pos < n:
             k = min(maxp, n - pos)
+            self._tail_at = len(out)
             out.append(encode_header(DATA, flags, stream_id, k))
             out.append(mv[pos:pos + k])
+            self._tail_sid, self._tail_flags, self._tail_len = stream_id, flags, k
             flags = 0
             pos += k
             self._out_size += HEADER_SIZE + k
@@ -614,7 +654,12 @@ class YamuxConnection:
         flags = FIN | (ACK if st.need_ack else 0)
         st.need_ack = False
         st.send_closed = True
-        self._frame(WINDOW_UPDATE, flags, stream_id, 0)
+        if self._tail_sid == stream_id and not self._tail_len:  # its SYN or ACK, no data yet
+            self._out[self._tail_at] = encode_header(WINDOW_UPDATE, self._tail_flags | flags,
+                                                     stream_id, 0)
+            self._tail_sid = -1
+        else:
+            self._frame(WINDOW_UPDATE, flags, stream_id, 0)
         self._maybe_forget(st)
 
     def reset(self, stream_id: int) -> None:

@@ -81,15 +81,89 @@ def test_open_and_accept_bytes_are_gos():
 def test_take_output_gives_the_queued_frames_unjoined():
     client, _ = pair()
     sid = client.open_stream()
-    payload = bytes(range(256)) * 300  # 76800 bytes: two data frames
+    payload = bytes(range(256)) * 300  # 76800 bytes: two data frames, the SYN on the first
     assert client.send(sid, payload) == len(payload)
     pieces, size = client.take_output()
-    assert size == len(b"".join(pieces)) == 12 + 12 + 65507 + 12 + (len(payload) - 65507)
-    assert b"".join(pieces) == (bytes.fromhex("000100010000000100000000")
-                                + struct.pack(">BBHII", 0, 0, 0, 1, 65507) + payload[:65507]
+    assert size == len(b"".join(pieces)) == 12 + 65507 + 12 + (len(payload) - 65507)
+    assert b"".join(pieces) == (struct.pack(">BBHII", 0, 0, 1, 1, 65507) + payload[:65507]
                                 + struct.pack(">BBHII", 0, 0, 0, 1, 11293) + payload[65507:])
-    assert isinstance(pieces[2], memoryview) and pieces[2].obj is payload  # not copied
+    assert isinstance(pieces[1], memoryview) and pieces[1].obj is payload  # not copied
     assert client.pending_output == 0 and client.data_to_send() == b""
+
+
+
+# ---- fewer frames where go reads them the same ---------------------------------------------------
+
+def test_a_request_is_syn_and_data_in_one_frame_then_fin():
+    client, server = pair()
+    sid = client.open_stream()
+    client.send(sid, b"hello ")
+    client.send(sid, b"world")
+    client.send_eof(sid)
+    wire = client.data_to_send()
+    # no FIN on a Data frame with payload: go-yamux handles a frame's flags before its payload
+    assert split_frames(wire) == [(0, 1, sid, 11, b"hello world"), (1, 4, sid, 0, b"")]
+    assert server.receive_data(wire) == [StreamOpened(sid), DataReceived(sid, 11),
+                                         StreamEnded(sid)]
+    assert server.accept(sid)
+    assert server.read(sid, 100) == b"hello world"
+
+
+def test_an_answer_is_ack_reply_and_data_in_one_frame_then_fin():
+    client, server = pair()
+    sid = client.open_stream()
+    pump(client, server)
+    assert server.accept(sid)
+    server.send(sid, b"reply;")
+    server.send(sid, memoryview(b"data"))
+    server.send_eof(sid)
+    wire = server.data_to_send()
+    assert split_frames(wire) == [(0, 2, sid, 10, b"reply;data"), (1, 4, sid, 0, b"")]
+    assert client.receive_data(wire) == [StreamAcked(sid), DataReceived(sid, 10),
+                                         StreamEnded(sid)]
+    assert client.read(sid, 100) == b"reply;data"
+
+
+def test_an_ack_and_a_fin_without_data_are_one_window_update():
+    client, server = pair()
+    sid = client.open_stream()
+    pump(client, server)
+    server.accept(sid)
+    server.send_eof(sid)
+    assert split_frames(server.data_to_send()) == [(1, 2 | 4, sid, 0, b"")]
+
+
+def test_only_the_last_frame_queued_is_extended():
+    client, _ = pair()
+    a = client.open_stream()
+    client.ping()
+    client.send(a, b"x")  # the ping came between: the SYN stays a window update
+    b = client.open_stream()
+    client.send(a, b"y")  # b's SYN came between: a new frame
+    client.send(b, b"z")  # and a's data after b's SYN
+    assert [f[:4] for f in split_frames(client.data_to_send())] == [
+        (1, 1, a, 0), (2, 1, 0, 0), (0, 0, a, 1), (1, 1, b, 0), (0, 0, a, 1), (0, 0, b, 1)]
+    client.send(a, b"after")  # nothing queued any more: a frame of its own
+    assert split_frames(client.data_to_send()) == [(0, 0, a, 5, b"after")]
+
+
+def test_an_extended_frame_stays_within_the_largest_payload():
+    client, _ = pair(max_frame_payload=100)
+    sid = client.open_stream()
+    client.send(sid, b"a" * 60)
+    client.send(sid, b"b" * 60)
+    client.send(sid, b"c" * 90)
+    frames = split_frames(client.data_to_send())
+    assert [f[:4] for f in frames] == [(0, 1, sid, 100), (0, 0, sid, 100), (0, 0, sid, 10)]
+    assert b"".join(f[4] for f in frames) == b"a" * 60 + b"b" * 60 + b"c" * 90
+
+
+def test_a_larger_initial_window_keeps_its_own_window_update():
+    client, server = pair(initial_stream_window=2 * WINDOW)
+    sid = client.open_stream()
+    client.send(sid, b"x")
+    assert [f[:4] for f in split_frames(client.data_to_send())] == [(1, 1, sid, WINDOW),
+                                                                     (0, 0, sid, 1)]
 
 
 def test_only_window_updates_tells_a_lone_window_update_from_other_output():
@@ -363,7 +437,7 @@ def test_late_frames_after_local_close_are_ignored():
     server.receive_data(client.data_to_send())
     server.accept(sid)
     server.close_stream(sid)
-    assert split_frames(server.data_to_send())[-1] == (1, 4, sid, 0, b"")
+    assert split_frames(server.data_to_send())[-1] == (1, 2 | 4, sid, 0, b"")  # ACK + FIN
     assert server.receive_data(data(sid, b"x" * 1000) + frame(1, 4, sid, 0)) == []
     assert not server.has_stream(sid)
 

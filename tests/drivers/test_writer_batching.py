@@ -48,8 +48,8 @@ async def test_request_and_parallel_opens_leave_in_one_write_each() -> None:
             peer = await server.accept_stream()
             assert await read_all(peer) == b"request"
             assert len(conn.writes) == 1
-            # WindowUpdate(SYN) 12 + Data header 12 + 7 bytes + WindowUpdate(FIN) 12
-            assert len(conn.writes[0]) == 12 + 12 + 7 + 12
+            # Data(SYN) header 12 + 7 bytes + WindowUpdate(FIN) 12
+            assert len(conn.writes[0]) == 12 + 7 + 12
 
             conn.writes.clear()
 
@@ -117,7 +117,7 @@ async def test_a_request_leaves_from_its_own_task_before_it_waits(anyio_backend)
                 tg.start_soon(wait_for_reply)  # starts waiting: its output leaves first
                 await anyio.wait_all_tasks_blocked()
                 assert len(conn.tried) == 1
-                assert len(conn.tried[0]) == 12 + 12 + 7 + 12
+                assert len(conn.tried[0]) == 12 + 7 + 12
                 if anyio_backend == "asyncio":
                     assert conn.tried_by == waiter
                 peer = await server.accept_stream()
@@ -209,8 +209,8 @@ async def test_a_closed_streams_fin_leaves_with_the_next_request(anyio_backend) 
                     assert conn.writes == []  # the FIN waits for the next write...
                     with anyio.move_on_after(0.5):
                         await second.receive(10)  # ...made when this task waits
-                    # FIN(1) 12 + WindowUpdate(SYN, 3) 12 + Data(3) header 12 + 4 bytes
-                    assert [len(w) for w in conn.writes] == [12 + 12 + 12 + 4]
+                    # FIN(1) 12 + Data(SYN, 3) header 12 + 4 bytes
+                    assert [len(w) for w in conn.writes] == [12 + 12 + 4]
                     assert int.from_bytes(conn.writes[0][4:8], "big") == first.stream_id
                 else:
                     assert len(conn.writes) == 1 and len(conn.writes[0]) == 12
@@ -225,7 +225,7 @@ async def test_a_closed_streams_fin_leaves_with_the_next_request(anyio_backend) 
             await last.aclose()  # SYN + data + FIN, and nothing after it
             await anyio.lowlevel.checkpoint()
             await anyio.lowlevel.checkpoint()
-            assert [len(w) for w in conn.tried] == [12 + 12 + 1 + 12]
+            assert [len(w) for w in conn.tried] == [12 + 1 + 12]
             if anyio_backend == "asyncio":
                 assert conn.tried_by == [0]  # the deferred kick wrote it, not the writer task
             peer = await server.accept_stream()

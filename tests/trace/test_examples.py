@@ -67,7 +67,7 @@ def test_traced_exchange(capsys, jsonl):
     if not jsonl:
         assert " → tcp data length=34" in out
         assert "noise handshake message=2" in out and 'identity_key_type="Secp256k1"' in out
-        assert 'yamux[1] frame type="window_update" flags=["SYN"]' in out
+        assert 'yamux[1] frame type="data" flags=["SYN"]' in out
         return
     records = [json.loads(line) for line in out.splitlines()]
     layers = [(r["layer"], r["event"]) for r in records]

@@ -105,11 +105,13 @@ def test_yamux_frames_decoded():
     records = jsonl_records()
     frames = find(records, layer="yamux", event="frame")
     opening = frames[0]
+    # the SYN travels on the request's data frame: header 20 + proposal 18 + 32 bytes
     assert (opening["dir"], opening["type"], opening["flags"], opening["stream"],
-            opening["stream_id"], opening["length"]) == ("out", "window_update", ["SYN"], 1, 1, 0)
-    assert opening["hex"] == "000100010000000100000000"
-    data = frames[1]
-    assert (data["type"], data["flags"], data["length"]) == ("data", [], 20 + 18 + 32)
+            opening["stream_id"], opening["length"]) == ("out", "data", ["SYN"], 1, 1, 20 + 18 + 32)
+    assert opening["hex"] == "000000010000000100000046"
+    answer = frames[1]  # and the ACK on the answer's
+    assert (answer["dir"], answer["type"], answer["flags"], answer["length"]) == (
+        "in", "data", ["ACK"], 20 + 18 + 32)
     acks = [f for f in frames if f["flags"] == ["ACK"]]
     assert [(f["dir"], f["stream"]) for f in acks] == [("in", 1), ("in", 3), ("in", 5)]
     fins = [(f["dir"], f["stream"]) for f in frames if "FIN" in f["flags"]]
