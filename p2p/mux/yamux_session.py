@@ -150,10 +150,12 @@ class YamuxStream:
 
     def set_read_deadline(self, deadline: float | None) -> None:
         """From now on `receive` raises TimeoutError instead of waiting past `deadline` (in
-        `anyio.current_time()` terms); None lifts it. Like go's SetReadDeadline: one timer per
-        wait instead of a cancel scope per read (what a multistream reply wait costs per stream).
-        """
+        `anyio.current_time()` terms); None lifts it. Like go's SetReadDeadline: no cancel scope
+        per read (what a multistream reply wait costs per stream); on asyncio not even a timer
+        per wait, the session's one deadline timer (`YamuxSession._watch_deadline`)."""
         self._read_deadline = deadline
+        if self._rwait is not None:  # set while a read waits: it looks again, with this one
+            self._wake_reader()
 
     async def _wait_until_deadline(self, flag: Flag) -> None:
         sess = self._session
@@ -162,11 +164,8 @@ class YamuxStream:
         if sess._clock() >= deadline:
             raise TimeoutError("yamux stream read deadline passed")
         if sess._call_at is not None:
-            timer = sess._call_at(deadline, self._wake_reader)
-            try:
-                await flag.wait()
-            finally:
-                timer.cancel()
+            sess._watch_deadline(deadline)
+            await flag.wait()
         else:
             with anyio.move_on_at(deadline):
                 await flag.wait()
@@ -303,6 +302,7 @@ class YamuxSession:
                  "try_flush", "_wait_drained", "_checkpoint", "_clock", "_call_at",
                  "_unyielded_sends", "_push", "_input_end", "_input_over", "_input_error",
                  "_recv_paused", "_input_output", "_resume_wait", "_reader_scope", "_closed_event", "_tg",
+                 "_deadline_timer", "_deadline_at",
                  "_own_tg", "_running", "_last_recv", "_ka_ping", "_ka_deadline", "is_closed",
                  "error")
 
@@ -328,6 +328,9 @@ class YamuxSession:
         #: anyio's clock, or on asyncio the loop's own `time` (the same value, no backend lookup)
         self._clock: Callable[[], float] = anyio.current_time
         self._call_at: Callable[..., Any] | None = None
+        #: asyncio: the one timer for the read deadlines of waiting streams, due at `_deadline_at`
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._deadline_at = 0.0
         #: stream sends since the reader or writer last ran (bounds how long sends skip yielding)
         self._unyielded_sends = 0
         # input: push mode (the stream below calls `_on_data`) or a reader task
@@ -429,6 +432,9 @@ class YamuxSession:
         if self.error is None:
             self.error = error
         self._core.close()
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
         if self._reader_scope is not None:
             self._reader_scope.cancel()
         self._input_end.set()
@@ -661,6 +667,38 @@ class YamuxSession:
         return True
 
     # ---- streams ------------------------------------------------------------------------------
+
+    def _watch_deadline(self, deadline: float) -> None:
+        """Have the deadline timer fire by `deadline` (asyncio; a stream's read waits until then).
+
+        One timer for the session instead of one per wait: a request's stream waits with a
+        deadline later than the one the timer is already due at (a sequence of requests, each
+        with its own deadline a little later), so a wait usually costs no timer at all, where a
+        timer per wait cost a TimerHandle, a push onto the loop's heap and a cancel."""
+        timer = self._deadline_timer
+        if timer is not None:
+            if self._deadline_at <= deadline:
+                return
+            timer.cancel()
+        self._deadline_at = deadline
+        self._deadline_timer = self._call_at(deadline, self._on_deadline)  # type: ignore[misc]
+
+    def _on_deadline(self) -> None:
+        """The deadline timer: wake each waiting reader whose deadline has passed (its `receive`
+        raises TimeoutError), and be due again at the nearest deadline still ahead."""
+        self._deadline_timer = None
+        now = self._clock()
+        nearest: float | None = None
+        for st in list(self._streams.values()):
+            deadline = st._read_deadline
+            if deadline is None or st._rwait is None:
+                continue
+            if deadline <= now:
+                st._wake_reader()
+            elif nearest is None or deadline < nearest:
+                nearest = deadline
+        if nearest is not None:
+            self._watch_deadline(nearest)
 
     def _wake_openers(self) -> None:
         ev, self._open_wait = self._open_wait, None

@@ -411,6 +411,97 @@ async def test_read_deadline_times_out_returns_buffered_data_and_lifts():
             assert await st.receive(10) == b"again"
 
 
+
+async def test_read_deadlines_of_streams_waiting_at_once_each_fire_at_their_own_time():
+    """Three readers wait at once with deadlines in an order unlike their start (the session's
+    one timer on asyncio is re-armed earlier, then again for each deadline still ahead), and a
+    fourth gets data in time; each times out at its own deadline, no earlier, not much later."""
+    with anyio.fail_after(10):
+        async with sessions() as (client, server):
+            streams = [await client.open_stream() for _ in range(4)]
+            for st in streams:
+                await st.send(b"x")
+            peers = [await server.accept_stream() for _ in streams]
+            start = anyio.current_time()
+            offsets = (0.30, 0.10, 0.20)
+            timed_out: dict[int, float] = {}
+
+            async def wait(i: int) -> None:
+                streams[i].set_read_deadline(start + offsets[i])
+                with pytest.raises(TimeoutError):
+                    await streams[i].receive(10)
+                timed_out[i] = anyio.current_time() - start
+
+            async def answered() -> None:
+                streams[3].set_read_deadline(start + 5)
+                assert await streams[3].receive(10) == b"in time"
+
+            async with anyio.create_task_group() as tg:
+                for i in range(3):
+                    tg.start_soon(wait, i)
+                    await anyio.sleep(0.01)
+                tg.start_soon(answered)
+                await anyio.sleep(0.05)
+                await peers[3].send(b"in time")
+            for i, offset in enumerate(offsets):
+                assert offset <= timed_out[i] < offset + 2.0
+            assert sorted(timed_out, key=timed_out.get) == [1, 2, 0]
+
+
+async def test_a_read_deadline_set_while_the_read_waits_bounds_it():
+    with anyio.fail_after(10):
+        async with sessions() as (client, server):
+            st = await client.open_stream()
+            await st.send(b"x")
+            await server.accept_stream()
+            st.set_read_deadline(anyio.current_time() + 30)
+
+            async def shorten() -> None:
+                await anyio.sleep(0.05)
+                st.set_read_deadline(anyio.current_time() + 0.05)
+
+            start = anyio.current_time()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(shorten)
+                with pytest.raises(TimeoutError):
+                    await st.receive(10)
+            assert 0.1 <= anyio.current_time() - start < 5
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_sequential_reads_with_later_deadlines_share_one_timer(anyio_backend):
+    """A request after another, each with its own deadline a little later than the last: the
+    session's deadline timer set for the first is due before the others' deadlines, so their
+    waits arm no timer of their own (asyncio's call_at: once for 50 reads)."""
+    with anyio.fail_after(10):
+        async with sessions() as (client, server):
+            calls = []
+            call_at = client._call_at
+
+            def counting_call_at(when, callback, *args):
+                calls.append(when)
+                return call_at(when, callback, *args)
+
+            client._call_at = counting_call_at
+
+            async def echo_all() -> None:
+                while True:
+                    peer = await server.accept_stream()
+                    await peer.send(await peer.receive(10))
+                    await peer.aclose()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(echo_all)
+                for i in range(50):
+                    st = await client.open_stream()
+                    st.set_read_deadline(anyio.current_time() + 30)
+                    await st.send(b"%d" % i)
+                    assert await st.receive(10) == b"%d" % i
+                    await st.aclose()
+                tg.cancel_scope.cancel()
+            assert len(calls) == 1
+
+
 async def test_send_takes_views_of_bytes_as_they_are_and_copies_what_may_change():
     """Frames reference the sent data until the writer takes it: a view of bytes is sent without
     a copy, a mutable buffer (or a strided view) is copied, so changing it after send is safe."""
