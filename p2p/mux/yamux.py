@@ -248,7 +248,7 @@ class YamuxConnection:
 
     __slots__ = ("is_client", "config", "_streams", "_next_id", "_pending_accept", "_inbound",
                  "_unacked", "_extra_window", "_inbuf", "_payload_left", "_payload_stream",
-                 "_payload_fin", "_out", "_out_size", "_updates_size", "_tail_sid", "_tail_at",
+                 "_payload_fin", "_out", "pending_output", "_updates_size", "_tail_sid", "_tail_at",
                  "_tail_flags", "_tail_len", "_ping_replies", "_pings", "_next_ping",
                  "rtt", "local_goaway", "remote_goaway", "closed", "error")
 
@@ -268,7 +268,9 @@ class YamuxConnection:
         self._payload_fin = False
         # output
         self._out: list[bytes | memoryview] = []
-        self._out_size = 0
+        #: bytes queued for `data_to_send` / `take_output` (a plain attribute, not a property:
+        #: the driver reads it several times per request and per frame)
+        self.pending_output = 0
         self._updates_size = 0  # of which plain window updates
         # The last frame queued, while later bytes of its stream may extend it: its stream (-1:
         # none), the index of its header in `_out`, its flags and its payload length (0: still
@@ -289,14 +291,10 @@ class YamuxConnection:
     # ---- inspection ----------------------------------------------------------------------------
 
     @property
-    def pending_output(self) -> int:
-        return self._out_size
-
-    @property
     def only_window_updates(self) -> bool:
         """True when all that is queued is plain window updates: nothing the peer waits on yet
         (each is sent at half a window, so the peer still has the other half to send)."""
-        return self._out_size == self._updates_size
+        return self.pending_output == self._updates_size
 
     def send_window(self, stream_id: int) -> int:
         st = self._streams.get(stream_id)
@@ -326,7 +324,7 @@ class YamuxConnection:
     def _frame(self, frame_type: int, flags: int, stream_id: int, length: int) -> None:
         self._tail_sid = -1
         self._out.append(encode_header(frame_type, flags, stream_id, length))
-        self._out_size += HEADER_SIZE
+        self.pending_output += HEADER_SIZE
 
     def _open_frame(self, flags: int, stream_id: int) -> None:
         """A stream's SYN or ACK (WindowUpdate, delta 0): its first data may still extend it."""
@@ -340,7 +338,7 @@ class YamuxConnection:
             return b""
         data = b"".join(self._out)
         self._out.clear()
-        self._out_size = self._updates_size = 0
+        self.pending_output = self._updates_size = 0
         self._tail_sid = -1
         self._ping_replies = 0
         return data
@@ -348,9 +346,9 @@ class YamuxConnection:
     def take_output(self) -> tuple[list[bytes | memoryview], int]:
         """Everything queued so far as its pieces (headers and payload views) and their total
         size, not joined: for a stream below that gathers them itself."""
-        out, size = self._out, self._out_size
+        out, size = self._out, self.pending_output
         self._out = []
-        self._out_size = self._updates_size = 0
+        self.pending_output = self._updates_size = 0
         self._tail_sid = -1
         self._ping_replies = 0
         return out, size
@@ -600,7 +598,7 @@ class YamuxConnection:
             flags |= self._tail_flags
             out[self._tail_at] = encode_header(DATA, flags, stream_id, have + pos)
             out.append(mv if pos == len(mv) else mv[:pos])
-            self._out_size += pos
+            self.pending_output += pos
             self._tail_flags, self._tail_len = flags, have + pos
             flags = 0
         while pos < n:
@@ -611,7 +609,7 @@ class YamuxConnection:
             self._tail_sid, self._tail_flags, self._tail_len = stream_id, flags, k
             flags = 0
             pos += k
-            self._out_size += HEADER_SIZE + k
+            self.pending_output += HEADER_SIZE + k
         st.send_window -= n
         return n
 

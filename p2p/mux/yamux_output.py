@@ -206,8 +206,10 @@ class SessionOutput:
         return data
 
     def _wake_drained(self) -> None:
-        ev, self._drain_wait = self._drain_wait, None
-        _wake(ev)
+        ev = self._drain_wait
+        if ev is not None:
+            self._drain_wait = None
+            ev.set()
 
     def _write_now(self) -> None:
         """Hand all queued output to the stream below, which takes it without waiting

@@ -102,12 +102,16 @@ class YamuxStream:
         return f"<YamuxStream {self.stream_id}>"
 
     def _wake_reader(self) -> None:
-        ev, self._rwait = self._rwait, None
-        _wake(ev)
+        ev = self._rwait
+        if ev is not None:
+            self._rwait = None
+            ev.set()
 
     def _wake_writer(self) -> None:
-        ev, self._wwait = self._wwait, None
-        _wake(ev)
+        ev = self._wwait
+        if ev is not None:
+            self._wwait = None
+            ev.set()
 
     def _mark_reset(self, remote: bool) -> None:
         if not self._reset:
@@ -701,8 +705,10 @@ class YamuxSession:
             self._watch_deadline(nearest)
 
     def _wake_openers(self) -> None:
-        ev, self._open_wait = self._open_wait, None
-        _wake(ev)
+        ev = self._open_wait
+        if ev is not None:
+            self._open_wait = None
+            ev.set()
 
     def _forget_if_done(self, st: YamuxStream) -> None:
         if not self._core.has_stream(st.stream_id):
