@@ -127,6 +127,29 @@ def rss_kib(pid: int) -> int:
     raise PeerError(f"no VmRSS for pid {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process, all its threads (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_entries() -> int | None:
+    """How many times the machine's CPUs have entered an idle state other than polling, in all
+    (Linux cpuidle; on a virtual machine each is a halt of the virtual CPU, which another CPU must
+    wake with an interrupt); None without cpuidle."""
+    total, found = 0, False
+    for state in Path("/sys/devices/system/cpu").glob("cpu[0-9]*/cpuidle/state[0-9]*"):
+        try:
+            if (state / "name").read_text().strip() == "POLL":
+                continue
+            total += int((state / "usage").read_text())
+            found = True
+        except (OSError, ValueError):
+            continue
+    return total if found else None
+
+
 def run_dialer(peer: Peer, timeout: float, on_phase: Callable[[dict], None] | None = None) -> dict:
     """Wait for the dialer's result, calling `on_phase` at each phase line before letting it go on."""
     try:

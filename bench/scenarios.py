@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.procs import PeerError, rss_kib, run_dialer, start_peer, environ
+from bench.procs import (PeerError, cpu_seconds, environ, idle_entries, rss_kib, run_dialer,
+                         start_peer)
 from bench.stacks import ROOT, Stack
 
 SCENARIO_NAMES = ("bulk", "echo", "handshakes", "rr", "worker", "memory", "startup")
@@ -42,12 +43,16 @@ METRICS = {m.name: m for m in (
     Metric("rr seq", "req/s", True),
     Metric("rr seq p50", "ms", False),
     Metric("rr seq p99", "ms", False),
+    Metric("rr seq listener cpu", "us/req", False),
+    Metric("rr seq idle entries", "/req", False),
     Metric("rr 64", "req/s", True),
     Metric("rr 64 p50", "ms", False),
     Metric("rr 64 p99", "ms", False),
     Metric("rr 64 failures", "", False),
     Metric("worker seq", "req/s", True),
     Metric("worker seq p99", "ms", False),
+    Metric("worker seq listener cpu", "us/req", False),
+    Metric("worker seq idle entries", "/req", False),
     Metric("worker 64", "req/s", True),
     Metric("worker 64 p99", "ms", False),
     Metric("worker 64 failures", "", False),
@@ -172,10 +177,25 @@ class Runner:
     def _handshakes(self, stack: Stack, _listener, hello: dict) -> dict[str, float]:
         return {"handshakes": self._dial(stack, "handshakes", hello, self.size["handshakes"])["per_s"]}
 
-    def _requests(self, stack: Stack, hello: dict, kind: str, scenario: str) -> dict[str, float]:
+    def _requests(self, stack: Stack, listener, hello: dict, kind: str,
+                  scenario: str) -> dict[str, float]:
+        """Sequential and 64 in flight. The sequential row also gives, per request, the listener's
+        CPU time (all its threads) and how often the machine's CPUs went idle (entered an idle
+        state other than polling). Each side of a sequential exchange waits for the other on
+        every request: on two CPUs with nothing else to run, each wait idles a CPU, which the
+        other side's next message must wake with an interrupt (on a VM, a halted virtual CPU);
+        on one CPU, or beside other work, the CPUs seldom idle. See bench/README.md."""
         out: dict[str, float] = {}
         for mode in ("seq", "64"):
+            if mode == "seq":
+                cpu, idle = cpu_seconds(listener.pid), idle_entries()
             r = self._dial(stack, scenario, hello, self.size[f"rr {mode}"])
+            if mode == "seq" and r.get("count"):
+                n = r["count"]
+                out[f"{kind} seq listener cpu"] = round((cpu_seconds(listener.pid) - cpu) / n * 1e6, 1)
+                idle_now = idle_entries()
+                if idle is not None and idle_now is not None:
+                    out[f"{kind} seq idle entries"] = round((idle_now - idle) / n, 3)
             out[f"{kind} {mode}"] = r["per_s"]
             if kind == "rr":
                 out[f"{kind} {mode} p50"] = r["p50_ms"]
@@ -184,11 +204,11 @@ class Runner:
                 out[f"{kind} {mode} failures"] = r["failures"]
         return out
 
-    def _rr(self, stack: Stack, _listener, hello: dict) -> dict[str, float]:
-        return self._requests(stack, hello, "rr", "rr")
+    def _rr(self, stack: Stack, listener, hello: dict) -> dict[str, float]:
+        return self._requests(stack, listener, hello, "rr", "rr")
 
-    def _worker(self, stack: Stack, _listener, hello: dict) -> dict[str, float]:
-        return self._requests(stack, hello, "worker", "worker")
+    def _worker(self, stack: Stack, listener, hello: dict) -> dict[str, float]:
+        return self._requests(stack, listener, hello, "worker", "worker")
 
     def _memory(self, stack: Stack, listener, hello: dict) -> dict[str, float]:
         """Listener RSS growth per connection, then per stream, each on a fresh listener
