@@ -77,6 +77,9 @@ def go_string_bytes(s: str) -> bytes:
 # --- encoding -------------------------------------------------------------------------------------
 
 _SHORT = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+#: The ASCII characters Go's json.Marshal escapes in a string: controls, quote, backslash and the
+#: HTML-unsafe three (DEL is written as it is); `_NEEDS_ESCAPE`'s ASCII part.
+_ASCII_ESCAPED = bytes(range(0x20)) + b'"\\<>&'
 _NEEDS_ESCAPE = re.compile("[\x00-\x1f\"\\\\<>&\u2028\u2029\ud800-\udfff]")
 
 
@@ -247,6 +250,10 @@ def go_json_dumps(value: Any) -> bytes:
     Raises GoJSONEncodeError for NaN/Inf, unsupported types and nesting too deep to encode.
     """
     if type(value) is str:  # the usual member of a work message: no list, no dispatch
+        if value.isascii():
+            raw = value.encode("ascii")
+            if len(raw.translate(None, _ASCII_ESCAPED)) == len(raw):  # one C pass, no regex
+                return b'"' + raw + b'"'
         return _quote(value).encode("utf-8")
     out: list[str] = []
     try:

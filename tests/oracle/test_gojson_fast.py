@@ -46,3 +46,12 @@ def test_one_mib_of_lt_answer_is_exact() -> None:
     data = b"<" * (1 << 20)
     body = WorkResponse(data=go_string(data), worker_peer_id="w").to_go_json()
     assert body == b'{"data":"' + b"\\u003c" * (1 << 20) + b'","workerPeerId":"w"}'
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=300))
+def test_ascii_strings_without_escapes_skip_the_escaper(s: str) -> None:
+    """go_json_dumps takes ASCII with nothing Go escapes as it is (one translate pass): the
+    same bytes as the reference escaper on every ASCII string, escapes or not."""
+    assert go_json_dumps(s) == gojson._quote_slow(s).encode("utf-8")
+    assert go_json_dumps("w" * 1024 + "\x7f") == b'"' + b"w" * 1024 + b'\x7f"'
