@@ -78,8 +78,9 @@ def _object_counts() -> collections.Counter[str]:
                                for o in gc.get_objects())
 
 
-async def measure(conns: int) -> dict[str, Any]:
-    """Our bench listener, `conns` idle connections to it: traced bytes and objects per one."""
+async def measure(conns: int, scenario: str = "conns") -> dict[str, Any]:
+    """Our bench listener, `conns` idle connections (or, with scenario `streams`, that many idle
+    echo streams on one connection) to it: traced bytes and objects per one."""
     from oracle.gating import WorkerPolicy
     from oracle.handlers import handle_test
     from oracle.manager import WorkHandlerManager
@@ -94,7 +95,7 @@ async def measure(conns: int) -> dict[str, Any]:
                                                   max_concurrent_total=256)).register(host)
         await host.listen("/ip4/127.0.0.1/tcp/0")
         dialer = subprocess.Popen(
-            [sys.executable, "-m", "bench.ours_peer", "dial", "conns", "--addr",
+            [sys.executable, "-m", "bench.ours_peer", "dial", scenario, "--addr",
              host.p2p_addrs()[0], "--params", json.dumps({"count": conns})],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert dialer.stdin is not None and dialer.stdout is not None
@@ -129,19 +130,26 @@ async def measure(conns: int) -> dict[str, Any]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--conns", type=int, default=200)
+    p.add_argument("--streams", type=int, default=0,
+                   help="idle echo streams on one connection instead of idle connections")
     p.add_argument("--top", type=int, default=30)
     p.add_argument("--json", action="store_true", help="one JSON object instead of tables")
     args = p.parse_args()
     tracemalloc.start(30)
-    result = anyio.run(measure, args.conns)
+    if args.streams:
+        result = anyio.run(measure, args.streams, "streams")
+    else:
+        result = anyio.run(measure, args.conns)
     if args.json:
         print(json.dumps(result))
         return
-    print(f"traced bytes per idle connection: {result['traced_per_conn']:.0f}"
-          f" ({result['traced_per_conn'] / 1024:.2f} KiB, {args.conns} connections)")
-    for name, size in list(result["functions"].items())[:args.top]:
+    what = "stream" if args.streams else "connection"
+    print(f"traced bytes per idle {what}: {result['traced_per_conn']:.0f}"
+          f" ({result['traced_per_conn'] / 1024:.2f} KiB, {result['conns']} {what}s)")
+    shown = [(n, s) for n, s in result["functions"].items() if round(s)][:args.top]
+    for name, size in shown:
         print(f"  {size:8.0f} B  {name}")
-    print("live objects per connection:")
+    print(f"live objects per {what}:")
     for name, count in result["objects"].items():
         print(f"  {count:6.2f}  {name}")
 
