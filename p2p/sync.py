@@ -3,7 +3,8 @@
 Why: an idle connection or stream holds its events and locks for its whole life. On asyncio an
 `anyio.Event` or `anyio.Lock` carries a `collections.deque` (~760 bytes even when empty), which
 was a large share of our memory per idle connection. These keep only a flag until something has to
-wait, and on asyncio a waiter is one future (in a list); other backends use `anyio.Event`.
+wait, and on asyncio a waiter is one future (a list only for a second one); other backends use
+`anyio.Event`.
 
 They have anyio's semantics where it matters here: waiting honours cancel scopes (a cancelled
 waiter leaves nothing behind), and `set()`/release never block. Unlike `anyio.Event.wait`,
@@ -37,7 +38,8 @@ class Flag:
 
     def __init__(self) -> None:
         self._set = False
-        self._waiters: Any = None  # None, a list of asyncio futures, or an anyio.Event
+        #: None; on asyncio one future, or a list of them; on other backends an anyio.Event
+        self._waiters: Any = None
 
     def is_set(self) -> bool:
         return self._set
@@ -49,10 +51,13 @@ class Flag:
         waiters, self._waiters = self._waiters, None
         if waiters is None:
             return
-        if isinstance(waiters, list):
+        if type(waiters) is list:
             for fut in waiters:
                 if not fut.done():
                     fut.set_result(None)
+        elif isinstance(waiters, asyncio.Future):
+            if not waiters.done():
+                waiters.set_result(None)
         else:
             waiters.set()
 
@@ -71,15 +76,20 @@ class Flag:
             await self._waiters.wait()
             return
         fut = loop.create_future()
-        if self._waiters is None:
-            self._waiters = [fut]
+        waiters = self._waiters
+        if waiters is None:  # the usual case: one waiter, kept without a list
+            self._waiters = fut
+        elif type(waiters) is list:
+            waiters.append(fut)
         else:
-            self._waiters.append(fut)
+            self._waiters = [waiters, fut]
         try:
             await fut
         except BaseException:  # cancelled: forget this waiter
             waiters = self._waiters
-            if isinstance(waiters, list) and fut in waiters:
+            if waiters is fut:
+                self._waiters = None
+            elif type(waiters) is list and fut in waiters:
                 waiters.remove(fut)
             raise
 

@@ -40,13 +40,52 @@ async def test_cancelled_waiter_leaves_nothing_behind_and_others_still_wake():
         with anyio.move_on_after(0.01) as scope:
             await flag.wait()
         assert scope.cancelled_caught and not flag.is_set()
-        if isinstance(flag._waiters, list):  # asyncio: the cancelled future was removed
-            assert flag._waiters == []
+        if not isinstance(flag._waiters, anyio.Event):  # asyncio: the cancelled future is gone
+            assert flag._waiters is None
         async with anyio.create_task_group() as tg:
             tg.start_soon(waiter)
             await anyio.wait_all_tasks_blocked()
             flag.set()
         assert got == [True]
+
+
+async def test_flag_waiters_cancelled_in_any_order_leave_nothing_behind():
+    """One waiter is kept alone, more in a list: cancelling some and setting wakes the rest."""
+    flag = Flag()
+    woken = []
+
+    async def waiter(i: int) -> None:
+        await flag.wait()
+        woken.append(i)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            scopes = []
+            for i in range(4):
+                scope = anyio.CancelScope()
+                scopes.append(scope)
+
+                async def run(i: int = i, scope: anyio.CancelScope = scope) -> None:
+                    with scope:
+                        await waiter(i)
+
+                tg.start_soon(run)
+            await anyio.wait_all_tasks_blocked()
+            scopes[0].cancel()
+            scopes[2].cancel()
+            await anyio.wait_all_tasks_blocked()
+            flag.set()
+        assert sorted(woken) == [1, 3]
+        late = Flag()  # a lone waiter cancelled, then another one woken
+        async with anyio.create_task_group() as tg:
+            with anyio.move_on_after(0.01):
+                await late.wait()
+            if not isinstance(late._waiters, anyio.Event):
+                assert late._waiters is None
+            tg.start_soon(waiter, 9)
+            await anyio.wait_all_tasks_blocked()
+            late.set()
+        assert woken[-1] == 9
 
 
 async def test_lazy_lock_excludes_and_hands_over():
