@@ -49,7 +49,8 @@ def test_a_remembered_proof_still_checks_the_expected_peer() -> None:
     peer = PeerId.from_public_key(key.public_key)
     assert verify_payload(payload, static, peer).peer_id == peer  # checked and remembered
     decoded = NoiseHandshakePayload.decode(payload)
-    assert (decoded.identity_key, decoded.identity_sig, static) in noise_payload._VERIFIED
+    assert noise_payload._proof_key(decoded.identity_key, decoded.identity_sig,
+                                    static) in noise_payload._VERIFIED
     again = verify_payload(payload, static, peer)  # remembered
     assert again.peer_id == peer and again.public_key == key.public_key
     other = PeerId.from_public_key(PrivateKey.generate().public_key)
@@ -68,6 +69,15 @@ def test_a_failed_proof_is_never_remembered() -> None:
             verify_payload(payload, other_static, None)
     assert noise_payload._VERIFIED == before
     verify_payload(payload, static, None)  # the right static key: accepted
+
+
+def test_the_proof_key_keeps_the_inputs_apart() -> None:
+    """Moving bytes from one input to the next gives another key (lengths go in first)."""
+    keys = {noise_payload._proof_key(b"ab", b"c", b"d"), noise_payload._proof_key(b"a", b"bc", b"d"),
+            noise_payload._proof_key(b"a", b"b", b"cd"), noise_payload._proof_key(b"abc", b"", b"d")}
+    assert len(keys) == 4
+    assert noise_payload._proof_key(b"a", b"b", bytearray(b"c")) == noise_payload._proof_key(
+        b"a", b"b", b"c")
 
 
 def test_the_remembered_proofs_are_bounded() -> None:
