@@ -470,19 +470,14 @@ class Host:
             self._emit("connected", conn)
             # The connection runs in this task (its reader) and hands each inbound stream to a
             # handler task of its own: an idle connection costs this task and the writer's.
-            async with anyio.create_task_group() as tg:
-                streams = StreamTasks(tg)
+            # When the connection ends, so does everything that belongs to it.
+            async with StreamTasks() as streams:
                 conn.muxed.set_stream_handler(
                     lambda ms: streams.start_soon(ms, self._handle_inbound_stream, conn, ms,
                                                   streams))
                 if started is not None:
                     started.set()
-                try:
-                    await conn.muxed.run()
-                finally:
-                    # When the connection ends, so does everything that belongs to it.
-                    await streams.aclose()
-                tg.cancel_scope.cancel()
+                await conn.muxed.run()
         finally:
             if started is not None:
                 started.set()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
+from types import TracebackType
 from typing import Any
 
 import anyio
@@ -34,16 +35,40 @@ class StreamTasks:
     of the coroutine itself) and handles its own failures. Neither a done callback (asyncio runs
     it one loop turn after the task ends: a turn more per request on a listener) nor a wrapper
     coroutine (its frame stays alive, ~0.3 KiB, for every stream whose handler waits: bench
-    mem/stream 3.03 -> 3.47 KiB in 85dd50f) is needed for it."""
+    mem/stream 3.03 -> 3.47 KiB in 85dd50f) is needed for it.
 
-    __slots__ = ("_tg", "_loop", "_tasks")
+    Without a `tg`, `async with StreamTasks() as tasks:` is the lifetime: on asyncio no task
+    group at all (the tasks are this object's own; an idle connection kept an empty anyio group,
+    ~1 KiB, for nothing), elsewhere anyio's group, entered and left with the block."""
 
-    def __init__(self, tg: anyio.abc.TaskGroup) -> None:
+    __slots__ = ("_tg", "_own_tg", "_loop", "_tasks")
+
+    def __init__(self, tg: anyio.abc.TaskGroup | None = None) -> None:
         self._tg = tg
+        self._own_tg = False
         self._loop: asyncio.AbstractEventLoop | None = None
         if sniffio.current_async_library() == "asyncio":
             self._loop = asyncio.get_running_loop()
         self._tasks: dict[object, asyncio.Task[Any]] = {}
+
+    async def __aenter__(self) -> StreamTasks:
+        if self._loop is None and self._tg is None:
+            tg = anyio.create_task_group()
+            await tg.__aenter__()
+            self._tg, self._own_tg = tg, True
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> bool | None:
+        """Every task still running is cancelled and waited for (`aclose`), then the group."""
+        try:
+            await self.aclose()
+        finally:
+            tg = self._tg if self._own_tg else None
+        if tg is None:
+            return None
+        tg.cancel_scope.cancel()
+        return await tg.__aexit__(exc_type, exc, tb)
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -53,6 +78,8 @@ class StreamTasks:
         """Run `fn(*args)` as a task known by `key` (unique among the running ones) until it
         calls `ended(key)`. It must handle its own exceptions: nobody awaits the task."""
         if self._loop is None:
+            if self._tg is None:
+                raise RuntimeError("StreamTasks without a task group: use `async with`")
             self._tg.start_soon(fn, *args)
             return
         task: asyncio.Task[Any] = self._loop.create_task(fn(*args))

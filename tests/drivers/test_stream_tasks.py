@@ -78,3 +78,38 @@ async def test_a_failing_inbound_stream_task_is_logged_and_forgotten(anyio_backe
         tg.cancel_scope.cancel()
     assert "inbound stream from peer failed" in caplog.text
     assert "bug below the handler" in caplog.text
+
+
+async def test_async_with_cancels_what_is_left_on_both_backends(anyio_backend) -> None:
+    """`async with StreamTasks()`: its own lifetime, without an anyio group on asyncio (an idle
+    connection kept an empty one, ~1 KiB), anyio's group elsewhere; leaving it cancels what is
+    still running and waits for it."""
+    done: list[str] = []
+    cancelled = anyio.Event()
+
+    async def quick(tasks: StreamTasks, key: str) -> None:
+        try:
+            done.append(key)
+        finally:
+            tasks.ended(key)
+
+    async def waits(tasks: StreamTasks, key: str) -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            cancelled.set()
+            tasks.ended(key)
+
+    with anyio.fail_after(5):
+        async with StreamTasks() as tasks:
+            assert (tasks._tg is None) == (anyio_backend == "asyncio")
+            for key, fn in (("a", quick), ("b", waits)):
+                tasks.start_soon(key, fn, tasks, key)
+            await anyio.wait_all_tasks_blocked()
+            assert done == ["a"] and not cancelled.is_set()
+    assert cancelled.is_set()
+    if anyio_backend == "asyncio":
+        assert len(tasks) == 0
+    else:  # outside the block there is no group to start a task in
+        with pytest.raises(RuntimeError, match="async with"):
+            StreamTasks().start_soon("c", quick, tasks, "c")
