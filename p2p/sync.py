@@ -48,6 +48,11 @@ class Flag:
         if self._set:
             return
         self._set = True
+        self.wake()
+
+    def wake(self) -> None:
+        """Wake the current waiters without setting the flag: a timer's way to have a waiter
+        look again (one timer handle instead of a cancel scope around the wait)."""
         waiters, self._waiters = self._waiters, None
         if waiters is None:
             return

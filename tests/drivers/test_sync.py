@@ -88,6 +88,29 @@ async def test_flag_waiters_cancelled_in_any_order_leave_nothing_behind():
         assert woken[-1] == 9
 
 
+async def test_flag_wake_wakes_the_waiters_and_leaves_it_unset():
+    flag = Flag()
+    woken = []
+
+    async def waiter(i: int) -> None:
+        await flag.wait()
+        woken.append(i)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            for i in range(2):
+                tg.start_soon(waiter, i)
+            await anyio.wait_all_tasks_blocked()
+            flag.wake()
+        assert sorted(woken) == [0, 1] and not flag.is_set()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter, 2)  # a later wait waits again
+            await anyio.wait_all_tasks_blocked()
+            assert sorted(woken) == [0, 1]
+            flag.set()
+        assert woken[-1] == 2 and flag.is_set()
+
+
 async def test_lazy_lock_excludes_and_hands_over():
     lock = LazyLock()
     inside = 0

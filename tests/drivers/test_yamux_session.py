@@ -9,6 +9,7 @@ import pytest
 
 from p2p.errors import ConnectionClosed, StreamReset
 from p2p.mux.yamux_session import YamuxConfig, YamuxProtocolError, YamuxSession
+from p2p.transport.aio_stream import adopt
 from memstream import memory_stream_pair
 from readers import read_all
 from tcppair import tcp_pair
@@ -264,6 +265,30 @@ async def test_keepalive_timeout_closes_session():
                 while True:
                     frames.append(await raw.frame())
             assert frames[0] == (2, 1, 0, 0, b"") and all(f[0] == 2 for f in frames)
+
+
+async def test_keepalive_timeout_over_tcp_push_mode_on_asyncio(anyio_backend):
+    """Over TCP an asyncio session reads in push mode, where the keepalive's wait is a loop
+    timer that wakes the input-end flag (no cancel scope): its ping goes out after the idle
+    interval and the session ends when no pong comes."""
+    cfg = YamuxConfig(keepalive_interval=0.05, keepalive_timeout=0.2)
+    with anyio.fail_after(10):
+        async with conn_pair("tcp") as (a, b):
+            raw = RawPeer(b)
+            async with YamuxSession(adopt(a), is_client=False, config=cfg) as session:
+                assert session._push is (anyio_backend == "asyncio")
+                start = anyio.current_time()
+                with pytest.raises(ConnectionClosed):
+                    await session.accept_stream()  # returns once the session is over
+                assert "keepalive" in str(session.error)
+                assert anyio.current_time() - start >= 0.2  # the pong's whole timeout
+            frames = []
+            ended = (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError)
+            with pytest.raises(ended):
+                while True:
+                    frames.append(await raw.frame())
+            pings = [f for f in frames if f[:2] == (2, 1)]
+            assert len(pings) == 2 and pings[0][3] == 0  # go's RTT ping, then the keepalive's
 
 
 async def test_keepalive_answered_keeps_session_alive():
