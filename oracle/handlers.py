@@ -18,7 +18,6 @@ import json
 import math
 import time
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from typing import Any, Callable
 from urllib.parse import urldefrag, urljoin, urlsplit
 
@@ -68,43 +67,6 @@ class WebConfig:
             raise ValueError("web timeouts must be positive")
 
 
-class _PageParser(HTMLParser):
-    """Collects the title, visible text and link targets of one HTML page."""
-
-    _HIDDEN = frozenset({"script", "style", "noscript", "template"})
-
-    def __init__(self, max_links: int) -> None:
-        super().__init__(convert_charrefs=True)
-        self.max_links = max_links
-        self.title: list[str] = []
-        self.text: list[str] = []
-        self.links: list[str] = []
-        self._in_title = False
-        self._hidden = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "title":
-            self._in_title = True
-        elif tag in self._HIDDEN:
-            self._hidden += 1
-        elif tag == "a" and len(self.links) < self.max_links:
-            href = dict(attrs).get("href")
-            if href:
-                self.links.append(href.strip())
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "title":
-            self._in_title = False
-        elif tag in self._HIDDEN and self._hidden:
-            self._hidden -= 1
-
-    def handle_data(self, data: str) -> None:
-        if self._in_title:
-            self.title.append(data)
-        elif not self._hidden and data.strip():
-            self.text.append(data)
-
-
 def _norm_space(parts: list[str]) -> str:
     return " ".join(" ".join(parts).split())
 
@@ -150,7 +112,11 @@ class _WebCrawler:
         text = body[: cfg.max_body_bytes].decode(charset if _known_codec(charset) else "utf-8", "replace")
         page: dict[str, Any] = {"url": final_url, "title": "", "text": "", "links": []}
         if content_type in ("text/html", "application/xhtml+xml"):
-            parser = _PageParser(cfg.max_links_per_page)
+            # html.parser (with html.entities) is imported on the first page, like urllib.request:
+            # ~2.6% of the instructions of a node's start-up, for web work it may never serve.
+            from oracle.webpage import PageParser
+
+            parser = PageParser(cfg.max_links_per_page)
             parser.feed(text)
             parser.close()
             page["title"] = _norm_space(parser.title)

@@ -1,12 +1,10 @@
 """p2p.ip_codecs: the multiaddr package's ip4/ip6 codecs without netaddr give the package's own
-codecs' answers (bytes, text, or a refusal) for the same input, and a node starts without
-importing netaddr."""
+codecs' answers (bytes, text, or a refusal) for the same input (tests/core/test_startup_imports.py:
+a node starts without importing netaddr)."""
 
 from __future__ import annotations
 
 import ipaddress
-import subprocess
-import sys
 
 import pytest
 from hypothesis import given
@@ -83,19 +81,3 @@ def test_multiaddrs_read_and_write_as_before() -> None:
         assert str(Multiaddr(text)) == text and str(Multiaddr(Multiaddr(text).to_bytes())) == text
     with pytest.raises(Exception, match="(?i)ip4"):
         Multiaddr("/ip4/01.2.3.4/tcp/1")
-
-
-def test_a_node_starts_and_dials_without_importing_netaddr() -> None:
-    code = (
-        "import sys, anyio\n"
-        "from p2p.host import Host\n"
-        "async def main():\n"
-        "    async with Host() as a, Host() as b:\n"
-        "        await a.listen('/ip4/127.0.0.1/tcp/0')\n"
-        "        await b.connect(a.p2p_addrs()[0])\n"
-        "anyio.run(main)\n"
-        "print('netaddr' in sys.modules)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "False"
