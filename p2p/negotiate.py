@@ -281,7 +281,7 @@ class LazyStream(BufferedStream):
                 raise self._error
             if self._recv == self._receive_first:
                 await self._confirm()
-                self._recv = self.inner.receive
+                self._recv = None  # from now on straight to the stream below
         return await self.receive(max_bytes)
 
     async def _confirm(self) -> None:

@@ -176,9 +176,10 @@ class BufferedStream:
     def __init__(self, inner: ByteStream, initial: bytes = b"") -> None:
         self.inner = inner
         self._buf = bytearray(initial)
-        #: the read below: `inner.receive`, bound once (a subclass may put a first step ahead of
-        #: it: the lazy multistream dialer checks the listener's replies there)
-        self._recv: Callable[[int], Awaitable[bytes]] = inner.receive
+        #: a first step a subclass puts ahead of the read below (the lazy multistream dialer
+        #: checks the listener's replies there); None: reads go to `inner.receive`, looked up per
+        #: read rather than bound here (a bound method, 64 B, on every idle stream)
+        self._recv: Callable[[int], Awaitable[bytes]] | None = None
 
     def unread(self, data: bytes | bytearray | memoryview) -> None:
         if data:
@@ -199,13 +200,16 @@ class BufferedStream:
             out = bytes(self._buf[:max_bytes])
             del self._buf[:max_bytes]
             return out
-        return await self._recv(max_bytes)
+        recv = self._recv
+        if recv is None:
+            return await self.inner.receive(max_bytes)
+        return await recv(max_bytes)
 
     async def receive_exactly(self, n: int) -> bytes:
         """Read exactly n bytes; a clean EOF before that is a protocol error (truncation)."""
         while len(self._buf) < n:
             try:
-                chunk = await self._recv(max(n - len(self._buf), 65536))
+                chunk = await (self._recv or self.inner.receive)(max(n - len(self._buf), 65536))
             except anyio.EndOfStream:
                 raise RemoteProtocolError(
                     f"stream ended after {len(self._buf)} of {n} bytes"
@@ -221,7 +225,7 @@ class BufferedStream:
             if len(self._buf) > limit:
                 raise RemoteProtocolError(f"more than {limit} bytes before end of stream")
             try:
-                self._buf += await self._recv(65536)
+                self._buf += await (self._recv or self.inner.receive)(65536)
             except anyio.EndOfStream:
                 out = bytes(self._buf)
                 self._buf.clear()
