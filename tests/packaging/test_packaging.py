@@ -21,6 +21,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PIP_TIMEOUT = 600
+# Each step below has a timeout of its own (pip PIP_TIMEOUT, each command 60 s); the suite's
+# 120 s per test (pyproject.toml) is only a backstop above them here. Building the wheel and a pip
+# install from PyPI took 21 + 95 s of it under two busy loops, and a loaded full-suite run went over.
+pytestmark = pytest.mark.timeout(PIP_TIMEOUT + 300)
 
 
 def _source_copy(dest: Path) -> Path:
