@@ -30,7 +30,7 @@ from p2p.multistream import (
     encode_message,
     quick_listen,
 )
-from p2p.streams import BufferedStream, ByteStream, has_nowait_io
+from p2p.streams import BufferedStream, ByteStream, has_nowait_io, has_read_deadlines
 from p2p.sync import LazyLock, current_time
 
 __all__ = [
@@ -287,21 +287,22 @@ class LazyStream(BufferedStream):
     async def _confirm(self) -> None:
         if self._hello:
             await self.send(b"")
+        inner, receive = self.inner, self.inner.receive
         try:
-            # A read deadline on the stream is one timer; a cancel scope costs several
-            # times more, on every stream this dialer opens.
+            # A read deadline on the stream costs no timer of its own (yamux); a cancel scope
+            # costs several times more, on every stream this dialer opens.
             deadline = current_time() + self.timeout
             user = self._user_deadline
-            if user is not None and user < deadline:
-                deadline = user
-            if BufferedStream.set_read_deadline(self, deadline):
+            if user is not None and user <= deadline:  # the application's comes first
+                await read_lazy_replies(receive, self.unread, self.protocol)
+            elif has_read_deadlines(inner) and inner.set_read_deadline(deadline) is not False:
                 try:
-                    await read_lazy_replies(self.inner.receive, self.unread, self.protocol)
+                    await read_lazy_replies(receive, self.unread, self.protocol)
                 finally:
-                    BufferedStream.set_read_deadline(self, user)
+                    inner.set_read_deadline(user)
             else:
                 with anyio.fail_after(self.timeout):
-                    await read_lazy_replies(self.inner.receive, self.unread, self.protocol)
+                    await read_lazy_replies(receive, self.unread, self.protocol)
         except TimeoutError:
             self._error = NegotiationTimeout(self.timeout, "lazy dialer")
             raise self._error from None

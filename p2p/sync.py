@@ -66,15 +66,18 @@ class Flag:
         else:
             waiters.set()
 
-    async def wait(self) -> None:
+    async def wait(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Wait until set. `loop`: the running asyncio loop, when the caller knows it (asking
+        asyncio for it reads the process ID on Python 3.11, a getpid system call per wait)."""
         if self._set:
             return
-        try:
-            # A running asyncio loop means anyio runs on asyncio (trio runs none in its thread);
-            # asking sniffio instead cost ~1 us on every wait.
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
+        if loop is None:
+            try:
+                # A running asyncio loop means anyio runs on asyncio (trio runs none in its
+                # thread); asking sniffio instead cost ~1 us on every wait.
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                pass
         if loop is None:
             if self._waiters is None:
                 self._waiters = anyio.Event()

@@ -148,7 +148,7 @@ class YamuxStream:
             if self._rwait is None:
                 self._rwait = Flag()
             if self._read_deadline is None:
-                await self._rwait.wait()
+                await self._rwait.wait(sess._loop)
             else:
                 await self._wait_until_deadline(self._rwait)
 
@@ -169,7 +169,7 @@ class YamuxStream:
             raise TimeoutError("yamux stream read deadline passed")
         if sess._call_at is not None:
             sess._watch_deadline(deadline)
-            await flag.wait()
+            await flag.wait(sess._loop)
         else:
             with anyio.move_on_at(deadline):
                 await flag.wait()
@@ -303,7 +303,7 @@ class YamuxSession:
 
     __slots__ = ("_lower", "config", "is_client", "_core", "_streams", "_accept_queue",
                  "_accept_wait", "_open_wait", "_pings", "_on_stream", "_output", "_kick",
-                 "try_flush", "_wait_drained", "_checkpoint", "_clock", "_call_at",
+                 "try_flush", "_wait_drained", "_checkpoint", "_clock", "_call_at", "_loop",
                  "_unyielded_sends", "_push", "_input_end", "_input_over", "_input_error",
                  "_recv_paused", "_input_output", "_resume_wait", "_reader_scope", "_closed_event", "_tg",
                  "_deadline_timer", "_deadline_at",
@@ -332,6 +332,7 @@ class YamuxSession:
         #: anyio's clock, or on asyncio the loop's own `time` (the same value, no backend lookup)
         self._clock: Callable[[], float] = anyio.current_time
         self._call_at: Callable[..., Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # on asyncio (for Flag.wait)
         #: asyncio: the one timer for the read deadlines of waiting streams, due at `_deadline_at`
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._deadline_at = 0.0
@@ -384,6 +385,7 @@ class YamuxSession:
             self._checkpoint = _asyncio_checkpoint
             self._clock = loop.time
             self._call_at = loop.call_at
+            self._loop = loop
             self._output.bind_asyncio(loop)
         self._last_recv = anyio.current_time()
         try:
