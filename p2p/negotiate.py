@@ -141,14 +141,6 @@ def _hello(protocol: str) -> bytes:
     return encode_message(PROTOCOL_ID) + encode_message(protocol)
 
 
-def _take_ready(stream: BufferedStream) -> bytes:
-    """Bytes the stream can hand over without waiting (b"" when it cannot say)."""
-    if stream.buffered:
-        return b""
-    inner = stream.inner
-    return inner.receive_nowait(_READ_CHUNK) if has_nowait_io(inner) else b""
-
-
 async def select_protocol(
     stream: BufferedStream, protocols: Sequence[str], *, timeout: float = 10.0
 ) -> str:
@@ -172,16 +164,17 @@ async def handle_protocol(
     stream's SYN from a go or lazy dialer), answer at once: no machine, no wait, so no timeout
     scope. Anything else goes, with the same bytes, through the `Listener` machine.
     """
-    ready = _take_ready(stream)
-    if ready:
+    inner = stream.inner
+    nowait = inner if not stream.buffered and has_nowait_io(inner) else None
+    # what the stream hands over without waiting
+    if nowait is not None and (ready := nowait.receive_nowait(_READ_CHUNK)):
         accepts = supported if callable(supported) else supported.__contains__
         quick = quick_listen(ready, accepts)
         if quick is not None:
             proto, reply, leftover = quick
             stream.unread(leftover)
-            inner = stream.inner  # the echo takes no turn of its own: the handler's reply follows
-            try:
-                sent = inner.send_nowait(reply) if has_nowait_io(inner) else 0
+            try:  # the echo takes no turn of its own: the handler's reply follows
+                sent = nowait.send_nowait(reply)
                 if sent < len(reply):
                     await stream.send(reply[sent:])
             except StreamReset as exc:
@@ -220,7 +213,10 @@ async def read_lazy_replies(receive: Callable[[int], Awaitable[bytes]],
     hello = _hello(protocol)
     buf = b""
     while hello.startswith(buf):  # so far exactly the expected reply
-        buf += await _receive_reply(receive)
+        try:
+            buf += await receive(_READ_CHUNK)
+        except anyio.EndOfStream:
+            raise UnexpectedEOF("stream ended before the protocol was confirmed") from None
         if buf.startswith(hello):
             unread(buf[len(hello):])
             return

@@ -286,9 +286,12 @@ class YamuxStream:
         if not self._reset:
             sess._core.close_stream(self.stream_id)
         sess._streams.pop(self.stream_id, None)
-        sess._wake_openers()
-        self._wake_reader()
-        self._wake_writer()
+        # (the checks spare a request's close three calls that would find nobody waiting)
+        if sess._open_wait is not None:
+            sess._wake_openers()
+        if self._rwait is not None or self._wwait is not None:  # another task uses the stream
+            self._wake_reader()
+            self._wake_writer()
         sess._output.flush_soon()
 
     async def __aenter__(self) -> YamuxStream:
@@ -662,7 +665,8 @@ class YamuxSession:
                     st._mark_reset(remote=True)
                 self._wake_openers()
             elif kind is core.StreamAcked:
-                self._wake_openers()
+                if self._open_wait is not None:
+                    self._wake_openers()
             elif kind is core.PongReceived:
                 pong = cast(core.PongReceived, ev)  # rare events: the type tells mypy, not a check
                 if pong.opaque == self._ka_ping:
