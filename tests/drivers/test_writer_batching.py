@@ -270,3 +270,63 @@ async def test_window_updates_alone_are_left_to_the_writer(anyio_backend) -> Non
                 assert len(updates) == 1 and updates[0][1] not in reader  # the writer sent it
                 assert server._core.send_window(peer.stream_id) > 262144 - 200_000
                 await peer.send(b"!")
+
+
+async def test_senders_over_the_high_water_mark_wait_once_and_in_turn(monkeypatch) -> None:
+    """Sixteen streams sending 256 KiB writes at once: each write that finds more than the high-
+    water mark queued waits once, until the writer has taken its frames and its turn comes (a
+    take releases one sender, which releases the next while there is room): not again when
+    another sender woken by the same take filled the queue first (before: about ten waits per
+    write, every take waking all sixteen), and the writes stay near the mark instead of taking
+    every stream's next 256 KiB at once (4 MiB when all sixteen were let go)."""
+    from p2p.mux import yamux_output
+
+    waits = 0
+    outputs: list[yamux_output.SessionOutput] = []
+
+    class CountingFlag(yamux_output.Flag):
+        async def wait(self) -> None:
+            nonlocal waits
+            if not self.is_set() and any(self in (out._drain_waits or ()) for out in outputs):
+                waits += 1
+            await super().wait()
+
+    monkeypatch.setattr(yamux_output, "Flag", CountingFlag)  # the drain waits' flags
+    calls = 0
+    wait_drained = yamux_output.SessionOutput.wait_drained
+
+    async def counted(self) -> None:
+        nonlocal calls
+        calls += 1
+        await wait_drained(self)
+
+    monkeypatch.setattr(yamux_output.SessionOutput, "wait_drained", counted)
+    a, b = memory_stream_pair()
+    chunk = bytes(256 * 1024)
+    with anyio.fail_after(30):
+        async with YamuxSession(a, is_client=True) as client, \
+                YamuxSession(b, is_client=False) as server:
+            outputs.extend([client._output, server._output])
+
+            async def sender() -> None:
+                s = await client.open_stream()
+                for _ in range(4):
+                    await s.send(chunk)
+                await s.send_eof()
+
+            async def sink() -> None:
+                st = await server.accept_stream()
+                assert len(await read_all(st)) == 4 * len(chunk)
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(16):
+                    tg.start_soon(sink)
+                for _ in range(16):
+                    tg.start_soon(sender)
+    assert calls >= 16  # the queue did go over the mark
+    assert waits <= calls
+    # 16 MiB sent: after the opening burst (all sixteen queue their first 256 KiB before
+    # anything is written), about two senders' 256 KiB per take (letting all sixteen go: four
+    # writes of 4 MiB)
+    sizes = [len(w) for w in a.writes if len(w) > 1024]
+    assert len(sizes) >= 16, sorted(n >> 10 for n in sizes)
