@@ -102,7 +102,7 @@ class NoiseStream:
         async with self._send_lock:
             await self.conn.send(self._transport.encrypt(item))
 
-    def set_receiver(self, on_data: Callable[[bytes], None] | None,
+    def set_receiver(self, on_data: Callable[[bytes | memoryview], None] | None,
                      on_end: Callable[[BaseException | None], None] | None = None) -> bool:
         """Push mode (see `AsyncioTcpStream.set_receiver`): decrypt each read as it arrives and
         hand every plaintext frame to `on_data`; `on_end(None)` at a clean EOF, else the error (a
@@ -126,7 +126,7 @@ class NoiseStream:
                 setter(None, None)
                 on_end(exc)  # type: ignore[misc]
 
-        def data(chunk: bytes) -> None:
+        def data(chunk: bytes | memoryview) -> None:
             try:
                 frames = transport.decrypt_frames(chunk)
             except NoiseDecryptError as exc:
@@ -180,16 +180,16 @@ class NoiseStream:
         """`try_send` of the concatenation of `pieces` (`total` bytes), sealed frame by frame
         into this thread's reused buffers (`_SealBuffers`) rather than joined and sealed into
         fresh ones; False, with nothing sent, when `send` must be used."""
-        if not self.send_ready():
+        raw = self._raw_writes
+        if raw is None or not self.send_ready():
             return False
         if total:
-            raw = self._raw_writes
             bufs = _SEAL
             out = bufs.out_for(NoiseTransport.sealed_size(total))
             n = self._transport.encrypt_pieces_into(pieces, out, bufs.stage)
-            raw.try_send(memoryview(out)[:n])  # type: ignore[union-attr]
-            if not raw.send_ready():  # type: ignore[union-attr]
-                bufs.forget(out)  # the kernel left part of it: the transport may still hold it
+            raw.try_send(memoryview(out)[:n])
+            if not raw.send_ready():
+                bufs.lend(out, raw)  # the kernel left part of it: the transport may still hold it
         return True
 
     def unread(self, plaintext: bytes) -> None:
@@ -217,17 +217,25 @@ class _SealBuffers(threading.local):
     plaintext is gathered in `stage`, the frames sealed into `out`, reused write after write.
 
     Per thread rather than per connection: an idle connection holds none of it, and a write is
-    sealed and handed to the transport within one call. `out` is reused only while the transport
-    holds no reference to it: a write the kernel took whole (asyncio's transport keeps any unsent
-    rest, by reference on Python 3.12+); otherwise it is forgotten and a new one made. It grows
-    to the largest write up to `_MAX_KEPT`; larger writes get a buffer of their own.
+    sealed and handed to the transport within one call. `out` is reused only while no transport
+    holds a reference to it (asyncio's transport keeps the unsent rest of a write, by reference
+    on Python 3.12+): a write the kernel did not take whole lends it to that connection, which
+    gives it back once it has sent everything (`send_ready()` again: its transport is empty, as
+    a write waits for), else the next write takes a new one. Forgetting it at every such write
+    made a new one of up to a few MiB each time, zeroed and page-faulted in (an echo of 16
+    streams: a fifth of its page faults). It grows to the largest write up to `_MAX_KEPT`;
+    larger writes get a buffer of their own.
     """
 
     def __init__(self) -> None:
         self.stage = bytearray(MAX_PLAINTEXT)
         self._out = bytearray()
+        self._lent_to: NonBlockingWrites | None = None
 
     def out_for(self, size: int) -> bytearray:
+        lent, self._lent_to = self._lent_to, None
+        if lent is not None and not lent.send_ready():
+            self._out = bytearray()  # still held below that connection: leave it to it
         out = self._out
         if len(out) >= size:
             return out
@@ -236,9 +244,10 @@ class _SealBuffers(threading.local):
             self._out = out
         return out
 
-    def forget(self, out: bytearray) -> None:
+    def lend(self, out: bytearray, to: NonBlockingWrites) -> None:
+        """`out` went to `to` and part of it is still waiting there (see the class)."""
         if out is self._out:
-            self._out = bytearray()
+            self._lent_to = to
 
 
 _SEAL = _SealBuffers()

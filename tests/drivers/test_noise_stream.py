@@ -254,13 +254,29 @@ def test_sealed_writes_reuse_one_buffer_while_the_kernel_takes_them_whole() -> N
 
 
 def test_a_write_the_transport_may_still_hold_is_never_overwritten() -> None:
-    raw = _KernelStandIn()
+    raw, other = _KernelStandIn(), _KernelStandIn()
     stream, peer = _stream_over(raw)
+    stream2, peer2 = _stream_over(other)
     raw.full_after_next = True  # the kernel takes part: the transport keeps the rest
     assert stream.try_send_pieces([b"first" * 1000], 5000)
     assert not stream.try_send_pieces([b"x"], 1)  # not ready: nothing taken
-    raw.full = raw.full_after_next = False  # drained
-    assert stream.try_send_pieces([b"second" * 500], 3000)  # would fit the first's buffer
+    # Another connection writes while the first still holds its rest: a buffer of its own.
+    assert stream2.try_send_pieces([b"second" * 500], 3000)  # would fit the first's buffer
     assert bytes(raw.writes[0]) == raw.copies[0]  # the held write is intact
-    assert raw.writes[0].obj is not raw.writes[1].obj
+    assert other.writes[0].obj is not raw.writes[0].obj
+    assert peer.decrypt(b"".join(raw.copies)) == b"first" * 1000
+    assert peer2.decrypt(b"".join(other.copies)) == b"second" * 500
+
+
+def test_a_buffer_lent_to_a_connection_is_reused_once_that_connection_drained() -> None:
+    """A write the kernel did not take whole lends the sealing buffer to its connection; once
+    that connection has sent everything (its transport holds nothing), the next write reuses it
+    instead of making a new one (a new buffer per such write was zeroed and page-faulted in)."""
+    raw = _KernelStandIn()
+    stream, peer = _stream_over(raw)
+    raw.full_after_next = True
+    assert stream.try_send_pieces([b"first" * 1000], 5000)
+    raw.full = raw.full_after_next = False  # drained
+    assert stream.try_send_pieces([b"second" * 500], 3000)
+    assert raw.writes[1].obj is raw.writes[0].obj
     assert peer.decrypt(b"".join(raw.copies)) == b"first" * 1000 + b"second" * 500
