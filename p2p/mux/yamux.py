@@ -79,6 +79,7 @@ class YamuxConfig:
     max_stream_window: int = 16 * 1024 * 1024
     #: 65507 = Noise's 65519-byte plaintext limit minus our 12-byte header, so a lone frame is one
     #: Noise frame (go's 65524 would spill 5 bytes into a second Noise frame). go accepts any size.
+    #: Data frames are also cut to end where a Noise frame of the write ends (see `send`).
     max_frame_payload: int = 65507
     enable_keepalive: bool = True
     keepalive_interval: float = 30.0
@@ -197,6 +198,12 @@ class _RecvBuffer:
     def take(self, max_bytes: int) -> bytes:
         """Up to `max_bytes` from the front (whole pieces joined; a large one split)."""
         chunks = self._chunks
+        if self._size <= max_bytes:  # all of it, as a reader asking for more than there is gets
+            first = chunks[0]
+            out = first if len(chunks) == 1 and isinstance(first, bytes) else b"".join(chunks)
+            chunks.clear()
+            self._size = 0
+            return out
         first = chunks[0]
         n = len(first)
         if n > max_bytes:
@@ -578,6 +585,14 @@ class YamuxConnection:
         """Queue as much of `data` as the send window allows; return the byte count queued.
 
         Frames reference `data` without copying, so it must stay unchanged until `data_to_send`.
+
+        The output is written in segments of `max_frame_payload` + 12 bytes counted from the
+        start of each take (Noise frames over a write, with the default), and a frame is cut or
+        extended only up to where the current segment ends: a frame straddles two Noise frames
+        only when its header must (under 13 bytes left). Without the cut, the short last frame
+        of one write (a 256 KiB write is 4 full frames and 116 bytes) followed by another
+        stream's frames shifted every later frame across two Noise frames, and the receiver
+        handled each payload in two pieces, copying the smaller.
         """
         st = self._streams.get(stream_id)
         if st is None or st.send_closed:
@@ -591,18 +606,22 @@ class YamuxConnection:
         st.need_ack = False
         mv = data if isinstance(data, memoryview) else memoryview(data)
         out, maxp, pos = self._out, self.config.max_frame_payload, 0
+        segment = maxp + HEADER_SIZE
         if self._tail_sid == stream_id and self._tail_len < maxp:
-            # this stream's frame is the last one queued: the first bytes extend it
+            # this stream's frame is the last one queued: the first bytes extend it, to the end
+            # of its segment at most
             have = self._tail_len
-            pos = min(maxp - have, n)
-            flags |= self._tail_flags
-            out[self._tail_at] = encode_header(DATA, flags, stream_id, have + pos)
-            out.append(mv if pos == len(mv) else mv[:pos])
-            self.pending_output += pos
-            self._tail_flags, self._tail_len = flags, have + pos
-            flags = 0
+            pos = min(maxp - have, n, -self.pending_output % segment)
+            if pos:
+                flags |= self._tail_flags
+                out[self._tail_at] = encode_header(DATA, flags, stream_id, have + pos)
+                out.append(mv if pos == len(mv) else mv[:pos])
+                self.pending_output += pos
+                self._tail_flags, self._tail_len = flags, have + pos
+                flags = 0
         while pos < n:
-            k = min(maxp, n - pos)
+            room = segment - self.pending_output % segment - HEADER_SIZE  # payload the segment has left
+            k = min(maxp, n - pos, room if room > 0 else room + segment)
             self._tail_at = len(out)
             out.append(encode_header(DATA, flags, stream_id, k))
             out.append(mv[pos:pos + k])

@@ -23,6 +23,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,7 +41,6 @@ TAG_LEN = 16
 MAX_FRAME = 65535  # u16 length prefix
 MAX_PLAINTEXT = MAX_FRAME - TAG_LEN  # 65519, go's write chunk size
 MAX_NONCE = (1 << 64) - 1  # reserved by the Noise spec; flynn/noise returns ErrMaxNonce here
-_NONCE_PAD = b"\x00\x00\x00\x00"
 
 
 class NoiseDecryptError(RemoteProtocolError):
@@ -55,8 +55,8 @@ class RemoteNonceExhausted(NonceExhausted, NoiseDecryptError):
     """The peer sent more frames than the receive nonce space allows."""
 
 
-def _nonce(n: int) -> bytes:
-    return _NONCE_PAD + n.to_bytes(8, "little")
+#: The 96-bit nonce of counter `n`: 4 zero bytes, then `n` little-endian (one C call per frame).
+_nonce = struct.Struct("<4xQ").pack
 
 
 class CipherState:

@@ -2,6 +2,7 @@
 
 import ast
 import pathlib
+import random
 import struct
 
 import pytest
@@ -90,6 +91,34 @@ def test_take_output_gives_the_queued_frames_unjoined():
     assert isinstance(pieces[1], memoryview) and pieces[1].obj is payload  # not copied
     assert client.pending_output == 0 and client.data_to_send() == b""
 
+
+
+def test_data_frames_end_where_the_noise_frames_of_the_write_end():
+    """Writes of any size between small frames (pings, other streams' frames): cut into
+    65519-byte segments from the start of the take (the Noise frames over that write), every
+    data frame lies within one segment, unless fewer than 13 bytes of its segment were left."""
+    rng = random.Random(7)
+    client, server = pair()
+    sids = [client.open_stream() for _ in range(3)]
+    for _ in range(3):
+        for _ in range(rng.randrange(1, 6)):
+            sid = rng.choice(sids)
+            client.send(sid, bytes(rng.choice([1, 116, 5000, 65507, 65519, 200_000, 262_144])))
+            if rng.random() < 0.3:
+                client.ping()  # a header-only frame between data frames
+        pieces, size = client.take_output()
+        wire = b"".join(pieces)
+        pos = 0
+        while pos < size:
+            _, ftype, _, _, length = struct.unpack_from(">BBHII", wire, pos)
+            end = pos + 12 + (length if ftype == 0 else 0)
+            if ftype == 0:
+                left = 65519 - pos % 65519
+                assert end - pos <= left or left < 13, (pos, length)
+                assert length <= 65507
+            pos = end
+        assert pos == size
+        server.receive_data(wire)
 
 
 # ---- fewer frames where go reads them the same ---------------------------------------------------
