@@ -175,34 +175,35 @@ class _RecvBuffer:
 
     One growing bytearray per stream meant reallocating and shifting megabytes (windows auto-tune
     to 16 MiB) while a reader took 256 KiB at a time: measured as page faults worth ~40% of bulk
-    throughput. `len()` is the byte count; a piece only partly read stays as a memoryview.
+    throughput. `size` (and `len()`) is the byte count; a piece only partly read stays as a
+    memoryview.
     """
 
-    __slots__ = ("_chunks", "_size")
+    __slots__ = ("_chunks", "size")
 
     def __init__(self) -> None:
         self._chunks: list[bytes | memoryview] = []
-        self._size = 0
+        self.size = 0
 
     def __len__(self) -> int:
-        return self._size
+        return self.size
 
     def append(self, data: bytes | memoryview) -> None:
         self._chunks.append(data)
-        self._size += len(data)
+        self.size += len(data)
 
     def clear(self) -> None:
         self._chunks.clear()
-        self._size = 0
+        self.size = 0
 
     def take(self, max_bytes: int) -> bytes:
         """Up to `max_bytes` from the front (whole pieces joined; a large one split)."""
         chunks = self._chunks
-        if self._size <= max_bytes:  # all of it, as a reader asking for more than there is gets
+        if self.size <= max_bytes:  # all of it, as a reader asking for more than there is gets
             first = chunks[0]
             out = first if len(chunks) == 1 and isinstance(first, bytes) else b"".join(chunks)
             chunks.clear()
-            self._size = 0
+            self.size = 0
             return out
         first = chunks[0]
         n = len(first)
@@ -225,7 +226,7 @@ class _RecvBuffer:
                 parts.append(view[:max_bytes - total])
                 chunks[0] = view[max_bytes - total:]
             out = b"".join(parts)
-        self._size -= len(out)
+        self.size -= len(out)
         return out
 
 
@@ -541,7 +542,7 @@ class YamuxConnection:
             self._pending_accept.discard(st.id)
 
     def _maybe_forget(self, st: _Stream) -> None:
-        if st.recv_fin and st.send_closed and not st.recv_buf:
+        if st.recv_fin and st.send_closed and not st.recv_buf.size:
             self._forget(st)
 
     # ---- commands ------------------------------------------------------------------------------
@@ -635,7 +636,7 @@ class YamuxConnection:
     def read(self, stream_id: int, max_bytes: int, now: float | None = None) -> bytes:
         """Take up to `max_bytes` buffered bytes; may queue a WindowUpdate (and grow the window)."""
         st = self._streams.get(stream_id)
-        if st is None or not st.recv_buf or max_bytes <= 0:
+        if st is None or not st.recv_buf.size or max_bytes <= 0:
             return b""
         out = st.recv_buf.take(max_bytes)
         if st.recv_fin:
@@ -646,7 +647,7 @@ class YamuxConnection:
 
     def _update_window(self, st: _Stream, now: float | None) -> None:
         window = st.recv_window
-        delta = window - (len(st.recv_buf) + st.recv_credit)
+        delta = window - (st.recv_buf.size + st.recv_credit)
         if delta < window // 2:
             return
         limit = self.config.max_stream_window

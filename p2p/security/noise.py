@@ -268,7 +268,7 @@ class NoiseTransport:
     def __init__(self, send: CipherState, recv: CipherState) -> None:
         self._send = send
         self._recv = recv
-        self._buf = bytearray()  # one incomplete frame at most (<= 65537 bytes)
+        self._buf: bytes | bytearray = b""  # one incomplete frame at most (<= 65537 bytes)
         self._failed = False
 
     @property
@@ -378,16 +378,19 @@ class NoiseTransport:
                 view = view[need:]
                 if len(pending) >= 2 and len(pending) == 2 + _frame_size(pending):
                     parts.append(self._recv.decrypt_with_ad(b"", memoryview(pending)[2:]))
-                    pending = bytearray()
+                    pending = b""
             end = len(view)
             pos = 0
             while end - pos >= 2:
-                size = _frame_size(view[pos : pos + 2])
+                size = view[pos] << 8 | view[pos + 1]  # _frame_size, inline: once per frame
+                if size < TAG_LEN:
+                    raise NoiseDecryptError(f"noise frame of {size} bytes cannot be authentic")
                 if end - pos - 2 < size:
                     break
                 parts.append(self._recv.decrypt_with_ad(b"", view[pos + 2 : pos + 2 + size]))
                 pos += 2 + size
-            self._buf = pending or bytearray(view[pos:])
+            # the start of a frame whose end has not arrived: a copy, extended in place later
+            self._buf = pending or (bytearray(view[pos:]) if pos < end else b"")
         except NoiseDecryptError:
             self._failed = True
             raise
