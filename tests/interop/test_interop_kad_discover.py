@@ -245,12 +245,13 @@ async def test_restarted_on_a_new_port_go_finds_it(masa_net: GoDht):
     What go does (kad-dht v0.26.1, seen here): a Go node whose routing table still holds our old
     address dials it first in its FindPeer lookup; the dial fails, go drops us from its table and
     never re-dials us in that lookup, even when another node refers us with the new address:
-    `routing: not found`, once (its next FindPeer dials the referred address). So a restarted
+    `routing: not found`, once (its next FindPeer dials the referred address; under load its
+    lookup may instead race the failing dial against the referral and find us). So a restarted
     node must reach the Go nodes itself: our join's self lookup (on every connection to a
     bootnode) queries the peers closest to us, K = 100 of them (here all), and their identify of
     the new connection replaces the address. Checked both ways: without the self lookup go's first
-    FindPeer fails; with our join every Go node finds the new address even after we drop the
-    connection again.
+    FindPeer fails (or, racing, finds the new address); with our join every Go node finds the new
+    address even after we drop the connection again.
     """
     net = masa_net
     key = PrivateKey.generate(KeyType.Secp256k1)
@@ -269,8 +270,16 @@ async def test_restarted_on_a_new_port_go_finds_it(masa_net: GoDht):
             await bare.listen("/ip4/127.0.0.1/tcp/0")
             assert not old & {str(a) for a in bare.listen_addrs()}
             await KadService(bare, masa_config()).bootstrap([net.addr(0)], self_lookup=False)
+            bare_addrs = {str(a) for a in bare.listen_addrs()}
             first_try = await net.acall("findpeer", node=3, peer=str(me), timeout_ms=10000, check=False)
-            assert first_try.get("error") == "routing: not found", first_try
+            if "error" in first_try:
+                assert first_try["error"] == "routing: not found", first_try
+            else:
+                # go's lookup raced its failing dial of the old address against a referral of
+                # the new one and dialled both (seen once under full-suite load: 9 queries,
+                # 4.3 ms); it must then have the new address, never only the old one.
+                print(f"go3 found the restarted node without our self lookup: {first_try}")
+                assert bare_addrs & set(first_try["addrs"]), (first_try, bare_addrs)
         for i in (0, 3):
             await _gone_at_go(net, i, me)
 
