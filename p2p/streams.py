@@ -62,9 +62,7 @@ class PushReads(Protocol):
 
     Implementers provide:
     * `set_receiver(on_data, on_end)`: from now on call `on_data(chunk)` for every chunk read
-      (bytes already buffered first, before this returns), never concurrently, in order; a
-      `memoryview` chunk is valid only during the call (a reused receive buffer), so the
-      consumer copies what it keeps; then
+      (bytes already buffered first, before this returns), never concurrently, in order; then
       `on_end(None)` once at a clean EOF or `on_end(exc)` on a failure, after which nothing more
       is called. `set_receiver(None)` stops pushing. Return False, changing nothing, when the
       stream cannot push after all (e.g. the one below it cannot): the caller uses `receive`.
@@ -72,7 +70,7 @@ class PushReads(Protocol):
       between the two).
     """
 
-    def set_receiver(self, on_data: Callable[[bytes | memoryview], None] | None,
+    def set_receiver(self, on_data: Callable[[bytes], None] | None,
                      on_end: Callable[[BaseException | None], None] | None = None) -> bool: ...
 
     def pause_receiving(self) -> None: ...

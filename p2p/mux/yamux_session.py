@@ -463,7 +463,7 @@ class YamuxSession:
 
     # ---- input: one path into the core ----------------------------------------------------------
 
-    def _feed(self, data: bytes | memoryview) -> bool:
+    def _feed(self, data: bytes) -> bool:
         """Received bytes into the core: parse, wake whoever the events concern, schedule the
         output they caused. False when the session must end (GoAway with an error code); raises
         YamuxProtocolError on a protocol violation (GoAway(1) is then queued). Pauses input when
@@ -583,7 +583,7 @@ class YamuxSession:
         self._push = False
         return False
 
-    def _on_data(self, data: bytes | memoryview) -> None:
+    def _on_data(self, data: bytes) -> None:
         if self._input_over or self.is_closed:
             return  # a read arriving after shutdown, before the run task noticed
         try:

@@ -268,7 +268,7 @@ class NoiseTransport:
     def __init__(self, send: CipherState, recv: CipherState) -> None:
         self._send = send
         self._recv = recv
-        self._buf: bytes | bytearray = b""  # one incomplete frame at most (<= 65537 bytes)
+        self._buf = b""  # one incomplete frame at most (<= 65537 bytes)
         self._failed = False
 
     @property
@@ -361,9 +361,7 @@ class NoiseTransport:
         """Like `decrypt`, but one plaintext per frame: lets a driver hand frames on unjoined.
 
         A partial frame is completed with only the bytes it lacks, and the rest of `data` is
-        decrypted in place through a memoryview, so a 256 KiB read is never copied whole. Nothing
-        of `data` is referenced after the call (the end of a frame is copied): it may be a
-        reused receive buffer.
+        decrypted in place through a memoryview, so a 256 KiB read is never copied whole.
         """
         if self._failed:
             raise NoiseDecryptError("noise transport already failed")
@@ -374,7 +372,7 @@ class NoiseTransport:
             while pending and view:
                 have = len(pending)
                 need = 2 - have if have < 2 else 2 + _frame_size(pending) - have
-                pending += view[:need]  # in place: the start of the frame is not copied again
+                pending += bytes(view[:need])
                 view = view[need:]
                 if len(pending) >= 2 and len(pending) == 2 + _frame_size(pending):
                     parts.append(self._recv.decrypt_with_ad(b"", memoryview(pending)[2:]))
@@ -389,8 +387,7 @@ class NoiseTransport:
                     break
                 parts.append(self._recv.decrypt_with_ad(b"", view[pos + 2 : pos + 2 + size]))
                 pos += 2 + size
-            # the start of a frame whose end has not arrived: a copy, extended in place later
-            self._buf = pending or (bytearray(view[pos:]) if pos < end else b"")
+            self._buf = pending or bytes(view[pos:])
         except NoiseDecryptError:
             self._failed = True
             raise

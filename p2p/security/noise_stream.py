@@ -102,7 +102,7 @@ class NoiseStream:
         async with self._send_lock:
             await self.conn.send(self._transport.encrypt(item))
 
-    def set_receiver(self, on_data: Callable[[bytes | memoryview], None] | None,
+    def set_receiver(self, on_data: Callable[[bytes], None] | None,
                      on_end: Callable[[BaseException | None], None] | None = None) -> bool:
         """Push mode (see `AsyncioTcpStream.set_receiver`): decrypt each read as it arrives and
         hand every plaintext frame to `on_data`; `on_end(None)` at a clean EOF, else the error (a
@@ -126,7 +126,7 @@ class NoiseStream:
                 setter(None, None)
                 on_end(exc)  # type: ignore[misc]
 
-        def data(chunk: bytes | memoryview) -> None:
+        def data(chunk: bytes) -> None:
             try:
                 frames = transport.decrypt_frames(chunk)
             except NoiseDecryptError as exc:

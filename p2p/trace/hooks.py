@@ -171,13 +171,13 @@ class TracedPushStream(TracedStream):
     """`TracedStream` for a stream that can push its reads and write without waiting (our asyncio
     TCP stream): the same calls, each reported, then passed on."""
 
-    def set_receiver(self, on_data: Callable[[bytes | memoryview], None] | None,
+    def set_receiver(self, on_data: Callable[[bytes], None] | None,
                      on_end: Callable[[BaseException | None], None] | None = None) -> bool:
         if on_data is None:
             return bool(self.inner.set_receiver(None, None))
         trace = self._trace
 
-        def data(chunk: bytes | memoryview) -> None:
+        def data(chunk: bytes) -> None:
             trace.raw("in", chunk)
             on_data(chunk)
 

@@ -4,8 +4,7 @@ Why: anyio's asyncio SocketStream pauses reading after every `receive` and resum
 next (two epoll_ctl syscalls per wait), yields an extra loop turn after every `send`, and holds
 three deques per connection (~2.3 KiB idle). Reads are 64 KiB until one fills 64 KiB (bulk),
 then asyncio's 256 KiB: asyncio allocates the read size for every read, and a 256 KiB block cost
-a small message mmap + mremap + munmap per read. In push mode (below) the reads go into one
-reused buffer per thread instead. Here reading stays on while a reader waits (an
+a small message mmap + mremap + munmap per read. Here reading stays on while a reader waits (an
 idle connection's next request costs no epoll_ctl) and pauses when bytes arrive for a busy reader
 or more than `_READ_HIGH_WATER` wait unread; a waiter is one future; `send` yields one turn, or
 until the kernel has taken the bytes. Semantics are anyio's: bytes
@@ -23,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -46,13 +44,28 @@ _SMALL_READ = 64 * 1024
 _LARGE_READ = 256 * 1024
 
 
-class _Events(asyncio.BaseProtocol):
-    """What both protocols below do alike: end of stream, loss, write flow control."""
-
+class _Protocol(asyncio.Protocol):
     __slots__ = ("owner",)
 
     def __init__(self, owner: AsyncioTcpStream) -> None:
         self.owner = owner
+
+    def data_received(self, data: bytes) -> None:
+        o = self.owner
+        if o._read_size == _SMALL_READ and len(data) >= _SMALL_READ:
+            o._set_read_size(_LARGE_READ)  # it filled the read: bulk
+        if o._on_data is not None:  # push mode: straight to the consumer, no task hop
+            o._on_data(data)
+            return
+        o._chunks.append(data)
+        o._buffered += len(data)
+        # Read ahead only for a reader that is waiting: a busy one (bulk transfer) gets the
+        # kernel's bytes in one large read when it asks, as with anyio (measured: reading ahead
+        # into many fresh buffers cost ~40% of bulk throughput).
+        if (o._rwait is None or o._buffered > _READ_HIGH_WATER) and not o._read_paused:
+            o._read_paused = True
+            o._transport.pause_reading()
+        o._wake_reader()
 
     def eof_received(self) -> bool:
         o = self.owner
@@ -78,72 +91,12 @@ class _Events(asyncio.BaseProtocol):
         self.owner._wake_writer()
 
 
-class _Protocol(_Events, asyncio.Protocol):
-    """Reads as asyncio hands them over, a fresh `bytes` each: kept for `receive`, or pushed."""
-
-    __slots__ = ()
-
-    def data_received(self, data: bytes) -> None:
-        o = self.owner
-        if o._read_size == _SMALL_READ and len(data) >= _SMALL_READ:
-            o._set_read_size(_LARGE_READ)  # it filled the read: bulk
-        if o._on_data is not None:  # push mode: straight to the consumer, no task hop
-            o._on_data(data)
-            return
-        o._chunks.append(data)
-        o._buffered += len(data)
-        # Read ahead only for a reader that is waiting: a busy one (bulk transfer) gets the
-        # kernel's bytes in one large read when it asks, as with anyio (measured: reading ahead
-        # into many fresh buffers cost ~40% of bulk throughput).
-        if (o._rwait is None or o._buffered > _READ_HIGH_WATER) and not o._read_paused:
-            o._read_paused = True
-            o._transport.pause_reading()
-        o._wake_reader()
-
-
-class _ReadBuffer(threading.local):
-    """One thread's receive buffer for push mode: the kernel copies each read into it
-    (`recv_into`) and the consumer is handed a view of what arrived, valid during the call."""
-
-    def __init__(self) -> None:
-        self.view = memoryview(bytearray(_LARGE_READ))
-
-
-_RECV = _ReadBuffer()
-
-
-class _PushProtocol(_Events, asyncio.BufferedProtocol):
-    """Push mode's reads, straight into this thread's reused buffer (asyncio's public
-    BufferedProtocol): no allocation per read. A `bytes` per read was a 256 KiB block taken from
-    the heap and given back on every read, whose pages glibc trimmed and faulted in again by
-    turns (a bulk sink's page faults per MiB: 18 -> 0.5)."""
-
-    __slots__ = ()
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return _RECV.view
-
-    def buffer_updated(self, nbytes: int) -> None:
-        o = self.owner
-        data = _RECV.view[:nbytes]
-        if o._on_data is not None:
-            o._on_data(data)
-        else:  # pushing stopped from a callback in this read: keep the bytes for `receive`
-            o._chunks.append(bytes(data))
-            o._buffered += nbytes
-
-
-#: Push mode reads into a reused buffer (`_PushProtocol`); False: a fresh `bytes` per read, as
-#: in pull mode (the path a loop without buffered reads would take; tests run both).
-RECV_INTO = True
-
-
 class AsyncioTcpStream:
     """anyio ByteStream words over an asyncio transport, plus `extra` for the socket attributes."""
 
     __slots__ = ("_transport", "_chunks", "_buffered", "_read_paused", "_write_paused", "_eof",
                  "_lost", "_error", "_closed", "_rwait", "_wwait", "_on_data", "_on_end",
-                 "_read_size", "_pushing")
+                 "_read_size")
 
     def __init__(self, transport: asyncio.Transport, chunks: list[bytes], eof: bool,
                  error: Exception | None) -> None:
@@ -158,10 +111,8 @@ class AsyncioTcpStream:
         self._closed = False
         self._rwait: asyncio.Future[None] | None = None
         self._wwait: asyncio.Future[None] | None = None
-        self._on_data: Callable[[bytes | memoryview], None] | None = None
+        self._on_data: Callable[[bytes], None] | None = None
         self._on_end: Callable[[BaseException | None], None] | None = None
-        #: push mode reads into the thread's reused buffer (`_PushProtocol` is the protocol)
-        self._pushing = False
         #: the transport's read size, adapted to the reads (0: it has no settable `max_size`)
         self._read_size = 0
         if hasattr(transport, "max_size"):  # asyncio's selector transports (see _set_read_size)
@@ -224,30 +175,22 @@ class AsyncioTcpStream:
             self._transport.resume_reading()
         return chunk
 
-    def set_receiver(self, on_data: Callable[[bytes | memoryview], None] | None,
+    def set_receiver(self, on_data: Callable[[bytes], None] | None,
                      on_end: Callable[[BaseException | None], None] | None = None) -> bool:
         """Push mode: hand every read to `on_data` as it arrives, from the loop's callback, and
         the end of the stream to `on_end` (None at EOF, else the error); `receive` is not used
         meanwhile. Bytes already buffered are handed over first. None returns to `receive`.
 
         For a consumer that only parses and wakes others (a yamux session): it saves the wake-up
-        of a reader task and a loop turn per read. Flow control is `pause_receiving`. Reads land
-        in this thread's reused buffer (`_PushProtocol`, unless `RECV_INTO` is off): `on_data`
-        gets a memoryview of it that is valid during the call only.
+        of a reader task and a loop turn per read. Flow control is `pause_receiving`.
         """
         self._on_data, self._on_end = on_data, on_end
         if on_data is None:
-            if self._pushing:
-                self._pushing = False
-                self._transport.set_protocol(_Protocol(self))
             return True
         while self._chunks and self._on_data is not None:  # it may stop in the middle
             chunk = self._chunks.pop(0)
             self._buffered -= len(chunk)
             self._on_data(chunk)
-        if RECV_INTO and self._on_data is not None and not self._pushing:
-            self._pushing = True
-            self._transport.set_protocol(_PushProtocol(self))
         if self._read_paused and not self._lost:
             self._read_paused = False
             self._transport.resume_reading()

@@ -1,11 +1,7 @@
 """Push mode on asyncio: reads handed to a callback as they arrive (`AsyncioTcpStream` and
 `NoiseStream.set_receiver`) and the yamux session that parses them there instead of in a reader
 task: order, end of stream, authentication failures, flow control under a ping flood, and a
-protocol violation. Trio has no push mode (the session keeps its reader task there).
-
-Every test runs both ways a pushing TCP stream can read: into the thread's reused buffer
-(asyncio's BufferedProtocol, `recv_into`; the consumer gets a view valid during the call) and
-a fresh `bytes` per read (`data_received`), the path without `aio_stream.RECV_INTO`."""
+protocol violation. Trio has no push mode (the session keeps its reader task there)."""
 
 from __future__ import annotations
 
@@ -23,20 +19,9 @@ from p2p.mux.yamux_session import YamuxConfig, YamuxSession
 from p2p.security.noise import NoiseDecryptError
 from p2p.security.noise_stream import secure_inbound, secure_outbound
 from p2p.streams import BufferedStream
-from p2p.transport import aio_stream
 from tcppair import asyncio_tcp_pair
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("anyio_backend", ["asyncio"])]
-
-
-@pytest.fixture(autouse=True, params=[True, False], ids=["recv_into", "data_received"])
-def recv_into(request, monkeypatch) -> bool:
-    monkeypatch.setattr(aio_stream, "RECV_INTO", request.param)
-    return bool(request.param)
-
-
-def _pushes_into_reused_buffer(stream: aio_stream.AsyncioTcpStream) -> bool:
-    return isinstance(stream._transport.get_protocol(), aio_stream._PushProtocol)
 
 SERVER_KEY = PrivateKey.generate()
 CLIENT_KEY = PrivateKey.generate()
@@ -48,7 +33,7 @@ class Collector:
         self.ended: list[BaseException | None] = []
         self.grew = anyio.Event()
 
-    def on_data(self, chunk: bytes | memoryview) -> None:
+    def on_data(self, chunk: bytes) -> None:
         self.data += chunk
         self.grew.set()
 
@@ -88,85 +73,17 @@ async def test_tcp_push_buffered_first_pause_resume_and_eof(anyio_backend) -> No
             assert got.ended == [None]  # clean EOF
 
 
-async def test_tcp_push_back_to_pull_mode(anyio_backend, recv_into) -> None:
+async def test_tcp_push_back_to_pull_mode(anyio_backend) -> None:
     with anyio.fail_after(10):
         async with asyncio_tcp_pair() as (client, server):
             got = Collector()
             server.set_receiver(got.on_data, got.on_end)
-            assert _pushes_into_reused_buffer(server) == recv_into
             await client.send(b"one")
             await got.wait_for(3)
             server.set_receiver(None)
-            assert not _pushes_into_reused_buffer(server)
             await client.send(b"two")
             assert await server.receive(10) == b"two"
             assert got.ended == []
-
-
-async def test_tcp_push_stopped_inside_a_callback_keeps_the_rest_for_receive(anyio_backend) -> None:
-    """A consumer that stops pushing from its callback (a session ending) gets nothing more
-    pushed; what arrives next is `receive`'s, intact even though the buffer was reused."""
-    with anyio.fail_after(10):
-        async with asyncio_tcp_pair() as (client, server):
-            got: list[bytes] = []
-
-            def once(chunk: bytes | memoryview) -> None:
-                got.append(bytes(chunk))
-                server.set_receiver(None)
-
-            server.set_receiver(once)
-            await client.send(b"first")
-            while not got:
-                await anyio.sleep(0.001)
-            await client.send(b"second" * 1000)
-            data = b""
-            while len(data) < 6000:
-                data += await server.receive(1 << 20)
-            assert got == [b"first"] and data == b"second" * 1000
-
-
-async def test_tcp_push_views_are_only_valid_during_the_call(anyio_backend, recv_into) -> None:
-    """With `recv_into` every read lands in the same buffer: a view kept past its call shows
-    the next read's bytes. This is why consumers copy what they keep (Noise copies the start of
-    a frame whose end has not arrived; yamux copies payloads of anything but an immutable
-    `bytes`)."""
-    with anyio.fail_after(10):
-        async with asyncio_tcp_pair() as (client, server):
-            kept: list[bytes | memoryview] = []
-            got = Collector()
-
-            def keep(chunk: bytes | memoryview) -> None:
-                kept.append(chunk)
-                got.on_data(chunk)
-
-            server.set_receiver(keep, got.on_end)
-            await client.send(b"A" * 100)
-            await got.wait_for(100)
-            await client.send(b"B" * 100)
-            await got.wait_for(200)
-            assert bytes(got.data) == b"A" * 100 + b"B" * 100  # copied in the call: intact
-            first = bytes(kept[0][:100])
-            assert first == (b"B" * 100 if recv_into else b"A" * 100)
-
-
-async def test_noise_push_frames_split_across_many_reads(anyio_backend) -> None:
-    """Frames cut at every position across separate reads into the reused buffer: the start of
-    a frame is copied before the buffer is read into again, so every frame decrypts."""
-    with anyio.fail_after(20):
-        async with asyncio_tcp_pair() as (c, s):
-            client, server = await secure_pair(c, s)
-            got = Collector()
-            assert server.set_receiver(got.on_data, got.on_end)
-            payload = bytes(range(256)) * 1200  # 307200 bytes: five frames, the last partial
-            wire = bytes(client._transport.encrypt(payload))
-            pos, cut = 0, 1
-            while pos < len(wire):
-                await c.send(wire[pos:pos + cut])
-                pos += cut
-                cut = cut * 7 % 70001 + 1  # 1, 8, 57, ... sizes across frame boundaries
-                await anyio.sleep(0.005)  # a read of its own
-            await got.wait_for(len(payload))
-            assert bytes(got.data) == payload and got.ended == []
 
 
 async def secure_pair(c, s):
