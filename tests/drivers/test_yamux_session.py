@@ -441,7 +441,13 @@ async def test_read_deadline_times_out_returns_buffered_data_and_lifts():
 async def test_read_deadlines_of_streams_waiting_at_once_each_fire_at_their_own_time():
     """Three readers wait at once with deadlines in an order unlike their start (the session's
     one timer on asyncio is re-armed earlier, then again for each deadline still ahead), and a
-    fourth gets data in time; each times out at its own deadline, no earlier, not much later."""
+    fourth gets data in time; each times out at its own deadline, no earlier, and no later than
+    a plain loop timer due at the same time wakes (a timer left armed for a later deadline would
+    wake reader 1 with reader 0, 0.2 s after its own).
+
+    Not their order: when the loop is held past several deadlines (a loaded machine keeps it off
+    the CPU for 0.1-0.3 s at times), they fall due in one callback, which wakes them in stream
+    order ([0, 1, 2] seen in a loaded full-suite run), as it may."""
     with anyio.fail_after(10):
         async with sessions() as (client, server):
             streams = [await client.open_stream() for _ in range(4)]
@@ -451,12 +457,17 @@ async def test_read_deadlines_of_streams_waiting_at_once_each_fire_at_their_own_
             start = anyio.current_time()
             offsets = (0.30, 0.10, 0.20)
             timed_out: dict[int, float] = {}
+            plain: dict[int, float] = {}
 
             async def wait(i: int) -> None:
                 streams[i].set_read_deadline(start + offsets[i])
                 with pytest.raises(TimeoutError):
                     await streams[i].receive(10)
                 timed_out[i] = anyio.current_time() - start
+
+            async def plain_timer(i: int) -> None:
+                await anyio.sleep_until(start + offsets[i])
+                plain[i] = anyio.current_time() - start
 
             async def answered() -> None:
                 streams[3].set_read_deadline(start + 5)
@@ -465,13 +476,13 @@ async def test_read_deadlines_of_streams_waiting_at_once_each_fire_at_their_own_
             async with anyio.create_task_group() as tg:
                 for i in range(3):
                     tg.start_soon(wait, i)
+                    tg.start_soon(plain_timer, i)
                     await anyio.sleep(0.01)
                 tg.start_soon(answered)
                 await anyio.sleep(0.05)
                 await peers[3].send(b"in time")
             for i, offset in enumerate(offsets):
-                assert offset <= timed_out[i] < offset + 2.0
-            assert sorted(timed_out, key=timed_out.get) == [1, 2, 0]
+                assert offset <= timed_out[i] < plain[i] + 0.1, (i, timed_out, plain)
 
 
 async def test_a_read_deadline_set_while_the_read_waits_bounds_it():
