@@ -339,15 +339,25 @@ async def test_new_listen_address_is_announced_again(start_gomasa) -> None:
 @pytest.mark.anyio
 async def test_go_node_sends_work_only_while_connected(start_gomasa) -> None:
     """masa keeps a left worker's entry (eligible) but FindPeer fails for a peer it is not
-    connected to: the work is not sent, and the error names the worker."""
+    connected to: the work is not sent, and the error names the worker.
+
+    masa's tracker marks a leaving peer inactive, except when its Connected event (a goroutine
+    of its own) ran after our announce had made the entry active: that connect is buffered as a
+    reconnect, and the disconnect then leaves and joins the entry again, so it stays active
+    (gomasa counts these in `rejoined`; seen once under full-suite load). Either way the work
+    must not be sent."""
     go = start_gomasa()
     config = NodeConfig(peers=(go.addr,), keep_connected=False)
     async with OracleNode(PrivateKey.generate(KeyType.Secp256k1), config, handlers={"web": handle_test}) as node:
         me = str(node.peer_id)
         await anyio.to_thread.run_sync(lambda: go.wait_until(announced(me), what="announce"))
-    # our node is gone: the Go tracker still lists it as eligible, inactive
-    state = go.wait_until(lambda t: me not in t["connected"] and not next(
-        n for n in t["nodes"] if n["peerId"] == me)["isActive"], what="our node marked as left")
+    # our node is gone: the Go tracker still lists it as eligible, inactive (or active again,
+    # when masa took our connect for a reconnect)
+    state = go.wait_until(lambda t: me not in t["connected"] and (not next(
+        n for n in t["nodes"] if n["peerId"] == me)["isActive"] or t["rejoined"].get(me, 0) > 0),
+        what="our node marked as left")
+    if state["rejoined"].get(me, 0):
+        print(f"masa's tracker kept us active (our connect was buffered): {state['rejoined']}")
     result = go.command(cmd="distribute", type="web", data=json.dumps({"url": "http://x.invalid/", "depth": 1}))
     assert result["eligible"] == [me] and result["worker"] == ""
     assert result["response"]["error"] == (

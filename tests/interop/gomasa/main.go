@@ -675,7 +675,7 @@ func (n *node) run(c command) any {
 		}
 		return map[string]any{"nodes": n.tracker.GetAllNodeData(), "announces": n.tracker.Announces(),
 			"syncs_in": n.syncsIn, "sync_pushes": n.syncPushes, "refused": n.refused,
-			"connected": connected, "work_done": n.workDone}
+			"connected": connected, "work_done": n.workDone, "rejoined": n.tracker.Rejoined()}
 	case "distribute":
 		return n.distributeWork(c.Type, []byte(c.Data))
 	case "connect":

@@ -178,11 +178,12 @@ type Tracker struct {
 	buffer   map[string]time.Time
 	items    chan *NodeData
 	announce map[string]int // ours: oracle_protocol pushes accepted per peer (for tests)
+	rejoined map[string]int // ours: disconnects of a buffered peer, left and joined again (for tests)
 }
 
 func newTracker(version string) *Tracker {
 	return &Tracker{version: version, nodes: map[string]*NodeData{}, buffer: map[string]time.Time{},
-		items: make(chan *NodeData, 1024), announce: map[string]int{}}
+		items: make(chan *NodeData, 1024), announce: map[string]int{}, rejoined: map[string]int{}}
 }
 
 func (t *Tracker) queue(n *NodeData) {
@@ -286,6 +287,7 @@ func (t *Tracker) Disconnected(p peer.ID) {
 		nd.Left()
 		delete(t.buffer, p.String())
 		nd.Joined(t.version)
+		t.rejoined[p.String()]++
 	} else {
 		nd.Left()
 	}
@@ -340,6 +342,18 @@ func (t *Tracker) GetAllNodeData() []NodeData {
 }
 
 // Announces returns how many oracle_protocol pushes each peer made (test bookkeeping).
+// Rejoined: per peer, disconnects that found a connect buffered (masa's Connected of a peer
+// already active) and so left the peer active.
+func (t *Tracker) Rejoined() map[string]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range t.rejoined {
+		out[k] = v
+	}
+	return out
+}
+
 func (t *Tracker) Announces() map[string]int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
