@@ -14,24 +14,33 @@ from p2p.tasks import StreamTasks
 pytestmark = pytest.mark.anyio
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
-async def test_tasks_end_and_are_cancelled(anyio_backend) -> None:
-    done: list[str] = []
-    cancelled = anyio.Event()
-    never_started = asyncio.Event()
+class _Bodies:
+    """Stream-task bodies that say how they ended: `quick` at once (noted in `done`), `waits`
+    only when cancelled (`cancelled` set); each forgets itself in its last step."""
 
-    async def quick(tasks: StreamTasks, key: str) -> None:
+    def __init__(self) -> None:
+        self.done: list[str] = []
+        self.cancelled = anyio.Event()
+
+    async def quick(self, tasks: StreamTasks, key: str) -> None:
         try:
-            done.append(key)
+            self.done.append(key)
         finally:
             tasks.ended(key)
 
-    async def waits(tasks: StreamTasks, key: str) -> None:
+    async def waits(self, tasks: StreamTasks, key: str) -> None:
         try:
             await anyio.sleep_forever()
         finally:
-            cancelled.set()
+            self.cancelled.set()
             tasks.ended(key)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_tasks_end_and_are_cancelled(anyio_backend) -> None:
+    bodies = _Bodies()
+    quick, waits, done, cancelled = bodies.quick, bodies.waits, bodies.done, bodies.cancelled
+    never_started = asyncio.Event()
 
     async def not_yet(tasks: StreamTasks, key: str) -> None:
         never_started.set()  # pragma: no cover (cancelled before its first step)
@@ -84,21 +93,8 @@ async def test_async_with_cancels_what_is_left_on_both_backends(anyio_backend) -
     """`async with StreamTasks()`: its own lifetime, without an anyio group on asyncio (an idle
     connection kept an empty one, ~1 KiB), anyio's group elsewhere; leaving it cancels what is
     still running and waits for it."""
-    done: list[str] = []
-    cancelled = anyio.Event()
-
-    async def quick(tasks: StreamTasks, key: str) -> None:
-        try:
-            done.append(key)
-        finally:
-            tasks.ended(key)
-
-    async def waits(tasks: StreamTasks, key: str) -> None:
-        try:
-            await anyio.sleep_forever()
-        finally:
-            cancelled.set()
-            tasks.ended(key)
+    bodies = _Bodies()
+    quick, waits, done, cancelled = bodies.quick, bodies.waits, bodies.done, bodies.cancelled
 
     with anyio.fail_after(5):
         async with StreamTasks() as tasks:

@@ -8,18 +8,20 @@ from p2p.sync import Flag, LazyLock
 pytestmark = pytest.mark.anyio
 
 
+async def _wait_and_note(flag: Flag, i: int, woken: list[int]) -> None:
+    """Wait on `flag`, then note `i` in `woken`: which waiters woke, in order."""
+    await flag.wait()
+    woken.append(i)
+
+
 async def test_flag_wakes_every_waiter_and_stays_set():
     flag = Flag()
-    woken = []
-
-    async def waiter(i: int) -> None:
-        await flag.wait()
-        woken.append(i)
+    woken: list[int] = []
 
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             for i in range(3):
-                tg.start_soon(waiter, i)
+                tg.start_soon(_wait_and_note, flag, i, woken)
             await anyio.wait_all_tasks_blocked()
             assert woken == [] and not flag.is_set()
             flag.set()
@@ -52,11 +54,7 @@ async def test_cancelled_waiter_leaves_nothing_behind_and_others_still_wake():
 async def test_flag_waiters_cancelled_in_any_order_leave_nothing_behind():
     """One waiter is kept alone, more in a list: cancelling some and setting wakes the rest."""
     flag = Flag()
-    woken = []
-
-    async def waiter(i: int) -> None:
-        await flag.wait()
-        woken.append(i)
+    woken: list[int] = []
 
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
@@ -67,7 +65,7 @@ async def test_flag_waiters_cancelled_in_any_order_leave_nothing_behind():
 
                 async def run(i: int = i, scope: anyio.CancelScope = scope) -> None:
                     with scope:
-                        await waiter(i)
+                        await _wait_and_note(flag, i, woken)
 
                 tg.start_soon(run)
             await anyio.wait_all_tasks_blocked()
@@ -82,29 +80,26 @@ async def test_flag_waiters_cancelled_in_any_order_leave_nothing_behind():
                 await late.wait()
             if not isinstance(late._waiters, anyio.Event):
                 assert late._waiters is None
-            tg.start_soon(waiter, 9)
+            tg.start_soon(_wait_and_note, late, 9, woken)
             await anyio.wait_all_tasks_blocked()
+            assert woken[-1] != 9
             late.set()
         assert woken[-1] == 9
 
 
 async def test_flag_wake_wakes_the_waiters_and_leaves_it_unset():
     flag = Flag()
-    woken = []
-
-    async def waiter(i: int) -> None:
-        await flag.wait()
-        woken.append(i)
+    woken: list[int] = []
 
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             for i in range(2):
-                tg.start_soon(waiter, i)
+                tg.start_soon(_wait_and_note, flag, i, woken)
             await anyio.wait_all_tasks_blocked()
             flag.wake()
         assert sorted(woken) == [0, 1] and not flag.is_set()
         async with anyio.create_task_group() as tg:
-            tg.start_soon(waiter, 2)  # a later wait waits again
+            tg.start_soon(_wait_and_note, flag, 2, woken)  # a later wait waits again
             await anyio.wait_all_tasks_blocked()
             assert sorted(woken) == [0, 1]
             flag.set()

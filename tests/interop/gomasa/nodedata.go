@@ -344,21 +344,16 @@ func (t *Tracker) GetAllNodeData() []NodeData {
 // Announces returns how many oracle_protocol pushes each peer made (test bookkeeping).
 // Rejoined: per peer, disconnects that found a connect buffered (masa's Connected of a peer
 // already active) and so left the peer active.
-func (t *Tracker) Rejoined() map[string]int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	out := map[string]int{}
-	for k, v := range t.rejoined {
-		out[k] = v
-	}
-	return out
-}
+func (t *Tracker) Rejoined() map[string]int { return t.counts(t.rejoined) }
 
-func (t *Tracker) Announces() map[string]int {
+func (t *Tracker) Announces() map[string]int { return t.counts(t.announce) }
+
+// counts: a copy of one of the tracker's per-peer counters, taken under its lock.
+func (t *Tracker) counts(m map[string]int) map[string]int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := map[string]int{}
-	for k, v := range t.announce {
+	out := make(map[string]int, len(m))
+	for k, v := range m {
 		out[k] = v
 	}
 	return out
