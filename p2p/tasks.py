@@ -61,11 +61,9 @@ class StreamTasks:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> bool | None:
         """Every task still running is cancelled and waited for (`aclose`), then the group."""
-        try:
-            await self.aclose()
-        finally:
-            tg = self._tg if self._own_tg else None
-        if tg is None:
+        await self.aclose()
+        tg = self._tg
+        if not self._own_tg or tg is None:
             return None
         tg.cancel_scope.cancel()
         return await tg.__aexit__(exc_type, exc, tb)
