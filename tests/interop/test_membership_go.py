@@ -350,7 +350,15 @@ async def test_go_node_sends_work_only_while_connected(start_gomasa) -> None:
     config = NodeConfig(peers=(go.addr,), keep_connected=False)
     async with OracleNode(PrivateKey.generate(KeyType.Secp256k1), config, handlers={"web": handle_test}) as node:
         me = str(node.peer_id)
-        await anyio.to_thread.run_sync(lambda: go.wait_until(announced(me), what="announce"))
+        try:
+            await anyio.to_thread.run_sync(lambda: go.wait_until(announced(me), what="announce"))
+        except AssertionError as exc:  # seen once in CI: say what our side knew (identify, stats)
+            conn = node.host.connection(PeerId.from_string(go.peer_id))
+            ours = None if conn is None else (conn.identified.is_set(), conn.identify_error,
+                                              conn.identify_info is not None and sorted(
+                                                  conn.identify_info.protocols))
+            raise AssertionError(f"{exc}\nours: identified, error, go's protocols = {ours}; "
+                                 f"membership {node.membership.stats}") from None
     # our node is gone: the Go tracker still lists it as eligible, inactive (or active again,
     # when masa took our connect for a reconnect)
     state = go.wait_until(lambda t: me not in t["connected"] and (not next(
