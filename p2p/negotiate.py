@@ -284,12 +284,13 @@ class LazyStream(BufferedStream):
         if self._hello:
             await self.send(b"")
         inner, receive = self.inner, self.inner.receive
+        # A read deadline on the stream costs no timer of its own (yamux); a cancel scope
+        # costs several times more, on every stream this dialer opens.
+        deadline = current_time() + self.timeout
+        user = self._user_deadline
+        theirs = user is not None and user <= deadline  # the application's comes first
         try:
-            # A read deadline on the stream costs no timer of its own (yamux); a cancel scope
-            # costs several times more, on every stream this dialer opens.
-            deadline = current_time() + self.timeout
-            user = self._user_deadline
-            if user is not None and user <= deadline:  # the application's comes first
+            if theirs:
                 await read_lazy_replies(receive, self.unread, self.protocol)
             elif has_read_deadlines(inner) and inner.set_read_deadline(deadline) is not False:
                 try:
@@ -299,7 +300,10 @@ class LazyStream(BufferedStream):
             else:
                 with anyio.fail_after(self.timeout):
                     await read_lazy_replies(receive, self.unread, self.protocol)
-        except TimeoutError:
+        except TimeoutError as exc:
+            if theirs:  # the application's read deadline passed: its own timeout, kept for
+                self._error = exc  # every later read as go's lazy conn keeps its error
+                raise
             self._error = NegotiationTimeout(self.timeout, "lazy dialer")
             raise self._error from None
         except P2PError as exc:

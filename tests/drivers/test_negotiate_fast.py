@@ -149,7 +149,9 @@ async def test_send_nowait_queues_without_waiting_and_refuses_when_not_writable(
 async def test_lazy_reply_wait_uses_the_stream_read_deadline_and_the_callers() -> None:
     """Over yamux the lazy dialer bounds its wait for the replies with the stream's read deadline
     (no cancel scope): its own timeout, or the application's deadline when that comes first; the
-    application's deadline is back in place afterwards."""
+    application's deadline is back in place afterwards. When the application's deadline passes,
+    the read fails as that deadline's (a plain TimeoutError, not a negotiation timeout naming the
+    30 s that never passed), and so does every later read, as go's lazy conn keeps its error."""
     a, b = memory_stream_pair()
     with anyio.fail_after(10):
         async with YamuxSession(a, is_client=True) as client, \
@@ -171,7 +173,11 @@ async def test_lazy_reply_wait_uses_the_stream_read_deadline_and_the_callers() -
             await lazy2.send(b"hello")
             await server.accept_stream()
             start = anyio.current_time()
-            with pytest.raises(negotiate.NegotiationTimeout):
+            with pytest.raises(TimeoutError) as info:
                 await lazy2.receive(10)
+            assert not isinstance(info.value, negotiate.NegotiationTimeout), info.value
             assert anyio.current_time() - start < 2  # the application's 0.1 s, not the 30 s
             assert ys2._read_deadline == user_deadline
+            with pytest.raises(TimeoutError) as again:
+                await lazy2.receive(10)
+            assert again.value is info.value
