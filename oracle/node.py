@@ -437,7 +437,8 @@ class OracleNode:
             log.info("DHT join through %s failed: %s", addr, bounded(exc))
 
     def add_protocol(self, protocol: Protocol) -> None:
-        """Add a protocol; registered at once if the node runs (peers learn it on their next identify)."""
+        """Add a protocol; registered at once if the node runs (connected peers learn it by
+        identify push)."""
         self.protocols.append(protocol)
         if self._started:
             protocol.register(self)

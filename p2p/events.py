@@ -2,7 +2,7 @@
 
 A service that must act when peers come and go registers a listener with
 `host.add_connection_listener(listener)`, which returns a function that unsubscribes it. A listener
-is any object with some of the three methods below; `ConnectionListenerBase` gives no-op defaults
+is any object with some of the four methods below; `ConnectionListenerBase` gives no-op defaults
 so a subclass overrides only what it needs.
 
 The callbacks run synchronously inside the Host's connection task: they must not block and should
@@ -11,7 +11,14 @@ connection down). A service that needs I/O in response starts a task with
 `host.start_soon(async_fn, *args)`.
 
 Order on one connection: `connected` once, then `identified` once (also when identify failed or
-the connection ended first: `conn.identify_info` is then None), then `disconnected` once.
+the connection ended first: `conn.identify_info` is then None), then `protocols_updated` for each
+identify push that changed what the peer serves, then `disconnected` once.
+
+A peer may start serving a protocol after its first identify answered (go-libp2p answers from a
+snapshot that a goroutine updates after SetStreamHandler, then pushes the new one): a service that
+acts on a protocol of the peer's reads the peerstore in `identified` and watches `added` in
+`protocols_updated`, so it acts once whichever told it. A push that lands before `identified` has
+no event of its own: the peerstore already holds it when `identified` fires.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["ConnectionListener", "ConnectionListenerBase", "EVENTS"]
 
 #: The event names, in the order they happen on a connection.
-EVENTS = ("connected", "identified", "disconnected")
+EVENTS = ("connected", "identified", "protocols_updated", "disconnected")
 
 
 @runtime_checkable
@@ -37,6 +44,12 @@ class ConnectionListener(Protocol):
     def identified(self, conn: ConnectionLike) -> None:
         """Identify on `conn` finished; `conn.identify_info` is None if it failed."""
 
+    def protocols_updated(self, conn: ConnectionLike, added: frozenset[str],
+                          removed: frozenset[str]) -> None:
+        """An identify push on `conn` (after `identified`, while open) changed the protocols the
+        peerstore lists for its peer: `added` are new, `removed` gone (at least one is non-empty).
+        """
+
     def disconnected(self, conn: ConnectionLike) -> None:
         """The connection ended and the Host no longer lists it."""
 
@@ -48,6 +61,10 @@ class ConnectionListenerBase:
         pass
 
     def identified(self, conn: ConnectionLike) -> None:
+        pass
+
+    def protocols_updated(self, conn: ConnectionLike, added: frozenset[str],
+                          removed: frozenset[str]) -> None:
         pass
 
     def disconnected(self, conn: ConnectionLike) -> None:

@@ -280,8 +280,8 @@ class Host:
     # ---- connection events (p2p/events.py) ------------------------------------------------
 
     def add_connection_listener(self, listener: ConnectionListener | object) -> Callable[[], None]:
-        """Call `listener.connected/identified/disconnected(conn)` (those it has) from now on;
-        returns a function that unsubscribes it."""
+        """Call `listener.connected/identified/protocols_updated/disconnected` (those it has)
+        from now on; returns a function that unsubscribes it."""
         self._conn_listeners.append(listener)
 
         def unsubscribe() -> None:
@@ -292,13 +292,13 @@ class Host:
 
         return unsubscribe
 
-    def _emit(self, event: str, conn: Connection) -> None:
+    def _emit(self, event: str, conn: Connection, *args: object) -> None:
         for listener in tuple(self._conn_listeners):
             method = getattr(listener, event, None)
             if method is None:
                 continue
             try:
-                method(conn)
+                method(conn, *args)
             except Exception:
                 log.exception("connection listener %r raised in %s", listener, event)
 
@@ -307,12 +307,22 @@ class Host:
     def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
         """Serve `protocol`: each inbound stream that negotiates it runs `await handler(stream)` in
         a task of its own (the stream is closed after it returns, reset if it raises). Identify
-        advertises the protocol from the next exchange on."""
+        advertises it from now on, and pushes it to the connected peers (as go does)."""
+        new = protocol not in self._handlers
         self._handlers[protocol] = handler
+        if new:
+            self._protocols_changed()
 
     def remove_stream_handler(self, protocol: str) -> None:
-        """Stop serving `protocol` (streams already running go on)."""
-        self._handlers.pop(protocol, None)
+        """Stop serving `protocol` (streams already running go on); connected peers are told."""
+        if self._handlers.pop(protocol, None) is not None:
+            self._protocols_changed()
+
+    def _protocols_changed(self) -> None:
+        # Connected peers learn it by identify push, once for all the changes made in this turn
+        # (go: EvtLocalProtocolsUpdated). Before the host runs there is nobody to tell.
+        if self._conns and self._tg is not None and not self._closed:
+            self.identify_service.push_soon()
 
     @property
     def protocols(self) -> list[str]:
@@ -592,6 +602,14 @@ class Host:
         conn.identify_info = info
         conn.identify_error = error
         self._set_identified(conn)
+
+    def report_protocols_updated(self, conn: Connection, added: frozenset[str],
+                                 removed: frozenset[str]) -> None:
+        """The identify service's report that a push on `conn` changed its peer's protocols in
+        the peerstore; fires `protocols_updated` when it is news to the listeners: the
+        connection was identified (before that, `identified` tells it) and is still open."""
+        if (added or removed) and conn.identified.is_set() and not conn.is_closed:
+            self._emit("protocols_updated", conn, added, removed)
 
     async def identify(self, peer: PeerId, *, timeout: float | None = None) -> idp.IdentifyInfo:
         """Wait for the identify exchange on our connection to `peer` and return what it said."""

@@ -108,6 +108,9 @@ class HostLike(Protocol):
     - `set_identified(conn, info, error)`: the identify service's report of what identify on
       `conn` said (or why it failed); the host stores it on the connection and emits
       `identified` to the listeners, once per connection.
+    - `report_protocols_updated(conn, added, removed)`: the identify service's report that a
+      push on `conn` changed its peer's protocols; the host emits `protocols_updated` (after
+      `identified`, while the connection is open).
     """
 
     peer_id: PeerId
@@ -132,3 +135,5 @@ class HostLike(Protocol):
     async def connect(self, addr: str | Multiaddr, *, timeout: float | None = None) -> PeerId: ...
     # the identify service's report of what identify on a connection said (Host.set_identified)
     def set_identified(self, conn: Any, info: Any, error: BaseException | None = None) -> None: ...
+    def report_protocols_updated(self, conn: Any, added: frozenset[str],
+                                 removed: frozenset[str]) -> None: ...

@@ -3,7 +3,9 @@ and asks every new connection's peer who it is (the wire format is `p2p.protocol
 
 On `connected` it starts a task (`host.start_soon`) that opens an identify stream, stores what the
 peer said in the peerstore (addresses, protocols, agent, how it sees us) and then reports the
-outcome to the Host (`host.set_identified`), which fires the `identified` event.
+outcome to the Host (`host.set_identified`), which fires the `identified` event. A push that
+changes a peer's protocols is reported too (`host.report_protocols_updated`: the
+`protocols_updated` event), and the Host has us push when its own protocols change (`push_soon`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class IdentifyService(ConnectionListenerBase):
         self._max_messages = cfg.max_identify_messages
         self._limit = cfg.max_identify_messages * (cfg.max_identify_message + 2)
         self._unsubscribe: Callable[[], None] | None = None
+        self._push_pending = False
         self.start()
 
     def start(self) -> None:
@@ -84,15 +87,39 @@ class IdentifyService(ConnectionListenerBase):
             data = await stream.receive_until_eof(self._limit)
         info = idp.decode_messages(data, max_message=self._max_message,
                                    max_messages=self._max_messages)
-        self._store(stream.remote_peer, info, push=True)
+        peer = stream.remote_peer
+        before = self.host.peerstore.protocols(peer)
+        if self._store(peer, info, push=True) and info.protocols:
+            after = self.host.peerstore.protocols(peer)
+            if after != before:
+                self.host.report_protocols_updated(stream.conn, frozenset(after - before),
+                                                   frozenset(before - after))
 
     def push_all(self) -> None:
         """Identify push (`/ipfs/id/push/1.0.0`) to every connected peer that takes it, as go does
         when its addresses or protocols change: connected peers learn a new listen address now,
-        not on their next identify (each push runs in its own bounded task)."""
+        not on their next identify (each push runs in its own bounded task). A peer whose
+        identify has not ended yet gets one too (go does the same): the answer it had may
+        predate the change."""
         for peer in self.host.connected_peers():
-            if idp.IDENTIFY_PUSH in self.host.peerstore.protocols(peer):
+            if idp.IDENTIFY_PUSH in self.host.peerstore.protocols(peer) or not self._identified(peer):
                 self.host.start_soon(self._push, peer)
+
+    def push_soon(self) -> None:
+        """`push_all` once the current turn's changes are made (a service registering three
+        handlers makes one push per peer, not three); a no-op while stopped."""
+        if self._push_pending or self._unsubscribe is None:
+            return
+        self._push_pending = True
+        self.host.start_soon(self._push_now)
+
+    async def _push_now(self) -> None:
+        self._push_pending = False
+        self.push_all()
+
+    def _identified(self, peer: PeerId) -> bool:
+        conn = self.host.connection(peer)
+        return conn is None or conn.identified.is_set()
 
     async def _push(self, peer: PeerId) -> None:
         stream: Any = None
@@ -153,7 +180,8 @@ class IdentifyService(ConnectionListenerBase):
         finally:
             self.host.set_identified(conn, info, error)
 
-    def _store(self, peer: PeerId, info: idp.IdentifyInfo, push: bool = False) -> None:
+    def _store(self, peer: PeerId, info: idp.IdentifyInfo, push: bool = False) -> bool:
+        """What `peer` said into the peerstore (False: ignored, it carried another key)."""
         if info.public_key is not None:
             try:
                 key = PublicKey.from_protobuf(info.public_key)
@@ -161,7 +189,7 @@ class IdentifyService(ConnectionListenerBase):
                 key = None
             if key is not None and PeerId.from_public_key(key) != peer:
                 log.debug("identify from %s carries another peer's key: ignored", peer)
-                return
+                return False
         store = self.host.peerstore
         if info.listen_addrs or not push:
             store.add_addrs(peer, info.multiaddrs())
@@ -170,6 +198,7 @@ class IdentifyService(ConnectionListenerBase):
         store.set_agent(peer, agent_version=info.agent_version,
                         protocol_version=info.protocol_version,
                         observed_addr=info.observed_multiaddr())
+        return True
 
 
 def _is_loopback(addr: Multiaddr) -> bool:

@@ -1,5 +1,6 @@
 """Connection events and host tasks for services (p2p/events.py, Host.add_connection_listener,
-Host.start_soon), on both anyio backends."""
+Host.start_soon), on both anyio backends; `protocols_updated` when a peer starts or stops serving
+a protocol after its first identify (its identify push)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class Recorder(ConnectionListenerBase):
     def __init__(self) -> None:
         self.events: list[tuple[str, object]] = []
         self.infos: list[object] = []
+        self.updates: list[tuple[list[str], list[str]]] = []
         self.changed = anyio.Event()
 
     def _note(self, name: str, conn) -> None:
@@ -33,6 +35,12 @@ class Recorder(ConnectionListenerBase):
     def identified(self, conn) -> None:
         self.infos.append(conn.identify_info)
         self._note("identified", conn)
+
+    def protocols_updated(self, conn, added, removed) -> None:
+        # noted, not asserted: the host logs and swallows what a listener raises
+        self.updates.append((sorted(added), sorted(removed)))
+        self._note("protocols_updated" if conn.identified.is_set() and not conn.is_closed
+                   else "protocols_updated too early or late", conn)
 
     def disconnected(self, conn) -> None:
         assert conn.is_closed
@@ -61,6 +69,68 @@ async def test_connected_identified_disconnected_in_order_on_both_sides():
             await srec.wait_for(3)
             assert crec.events[2] == ("disconnected", peer)
             assert srec.events[2] == ("disconnected", client.peer_id)
+
+
+async def _noop(stream) -> None:
+    pass
+
+
+async def test_protocols_updated_when_the_peer_serves_more_or_less_after_identify():
+    """The server registers handlers after the client identified it: its identify push (one for
+    the handlers registered in one turn) gives the client one event with what was added; taking
+    one away gives one with what was removed; registering an existing one again pushes nothing."""
+    with anyio.fail_after(20):
+        async with Host() as server, Host() as client:
+            rec = Recorder()
+            client.add_connection_listener(rec)
+            await server.listen()
+            peer = await client.connect(server.p2p_addrs()[0])
+            await rec.wait_for(2)
+            assert "/late/a" not in rec.infos[0].protocols
+            for proto in ("/late/a", "/late/b", "/late/c"):
+                server.set_stream_handler(proto, _noop)
+            await rec.wait_for(3)
+            assert rec.events[2] == ("protocols_updated", peer)
+            assert rec.updates == [(["/late/a", "/late/b", "/late/c"], [])]
+            assert {"/late/a", "/late/b", "/late/c"} <= client.peerstore.protocols(peer)
+            server.set_stream_handler("/late/a", _noop)  # not new: no push
+            server.remove_stream_handler("/late/b")
+            await rec.wait_for(4)
+            assert rec.updates[1:] == [([], ["/late/b"])]
+            await client.disconnect(peer)
+            await rec.wait_for(5)
+            assert [e for e, _ in rec.events] == ["connected", "identified", "protocols_updated",
+                                                  "protocols_updated", "disconnected"]
+
+
+async def test_a_push_before_identify_ended_is_in_the_peerstore_when_identified_fires():
+    """No `protocols_updated` before `identified`: the server's identify answer is held back
+    while it registers a handler and pushes; the client stores the push, then the answer."""
+    release = anyio.Event()
+    with anyio.fail_after(20):
+        async with Host() as server, Host() as client:
+            serve = server.identify_service.serve_identify
+
+            async def held_identify(stream) -> None:
+                await release.wait()
+                await serve(stream)
+
+            server.set_stream_handler("/ipfs/id/1.0.0", held_identify)
+            rec = Recorder()
+            client.add_connection_listener(rec)
+            await server.listen()
+            peer = await client.connect(server.p2p_addrs()[0])
+            await rec.wait_for(1)
+            while client.peer_id not in server.connected_peers():
+                await anyio.sleep(0.01)
+            server.set_stream_handler("/late/a", _noop)  # pushed: the client is not identified yet
+            while "/late/a" not in client.peerstore.protocols(peer):
+                await anyio.sleep(0.01)
+            assert rec.events == [("connected", peer)]
+            release.set()
+            await rec.wait_for(2)
+            assert rec.events[1] == ("identified", peer) and rec.updates == []
+            assert "/late/a" in client.peerstore.protocols(peer)
 
 
 async def test_identified_fires_with_no_info_when_identify_fails():
@@ -194,5 +264,6 @@ def test_host_is_a_hostlike():
     host: HostLike = Host()  # checked structurally by mypy; here: every name is there
     for name in ("peer_id", "identity", "peerstore", "config", "set_stream_handler",
                  "remove_stream_handler", "new_stream", "connection", "connected_peers",
-                 "add_connection_listener", "start_soon", "listen_addrs", "p2p_addrs", "protocols"):
+                 "add_connection_listener", "start_soon", "listen_addrs", "p2p_addrs", "protocols",
+                 "set_identified", "report_protocols_updated"):
         assert hasattr(host, name), name
