@@ -14,7 +14,9 @@ e90264a: node/oracle_node.go handleStream, node/oracle_node_listener.go, pkg/pub
 
 Every read is bounded in bytes and time; bad input is a `MembershipError`, a stream reset and an
 info log line. Announcing: to every connected peer whose identify lists the oracle protocol, once
-identified (so again after every reconnect), and to all of them when our handlers or addresses
+identified (so again after every reconnect); to a peer that starts serving it later, when its
+identify push says so (a masa node listens before it registers its handlers, and go-libp2p's
+first identify answer may predate them); and to all of them when our handlers or addresses
 change (`announce_all`). The tracker is fed by `feed_gossip` too, so a pubsub subscription can be
 plugged in later without touching the rest.
 """
@@ -178,6 +180,11 @@ class MembershipService:
             return
         if self.oracle_protocol in self.host.peerstore.protocols(peer):
             self.host.start_soon(self.announce, peer)
+
+    def protocols_updated(self, conn: Any, added: frozenset[str], removed: frozenset[str]) -> None:
+        """The peer serves the oracle protocol from now on (its first identify did not list it)."""
+        if self.oracle_protocol in added:
+            self.host.start_soon(self.announce, _remote(conn))
 
     def disconnected(self, conn: Any) -> None:
         peer = _remote(conn)

@@ -2,7 +2,7 @@
 
 ``gomasa serve`` prints ``{"peer_id", "addrs"}`` once listening, then answers JSON commands on stdin
 with one JSON line each (``tracker``, ``distribute``, ``connect``, ``disconnect``, ``announce``,
-``sync``); ``gomasa nodedata`` and ``gomasa decode`` are one-shot. Built like the go-libp2p
+``sync``, ``handlers``: registers the masa handlers of a node started with ``-late-handlers``); ``gomasa nodedata`` and ``gomasa decode`` are one-shot. Built like the go-libp2p
 test peer (cached by source digest under ``<repo>/.cache/gomasa/``); a failed build fails the tests.
 """
 

@@ -337,6 +337,32 @@ async def test_new_listen_address_is_announced_again(start_gomasa) -> None:
 
 
 @pytest.mark.anyio
+async def test_go_node_registering_its_handlers_late_gets_our_announce(start_gomasa) -> None:
+    """A masa node listens (NewOracleNode) before it registers oracle_protocol (Start), and
+    go-libp2p's identify answers from a snapshot that a goroutine updates after
+    SetStreamHandler: a node that connects in between learns of the protocol only from go's
+    identify push. gomasa -late-handlers registers its handlers on command, after our first
+    identify of it; we then announce, once, and go selects us for work."""
+    go = start_gomasa("--late-handlers")
+    config = NodeConfig(peers=(go.addr,), keep_connected=False)
+    async with OracleNode(PrivateKey.generate(KeyType.Secp256k1), config, handlers={"web": handle_test}) as node:
+        me = str(node.peer_id)
+        info = await node.host.identify(PeerId.from_string(go.peer_id))
+        assert node.membership.oracle_protocol not in info.protocols
+        assert node.membership.stats["announced"] == 0
+        assert await anyio.to_thread.run_sync(lambda: go.command(cmd="handlers")) == {"ok": True}
+        state = await anyio.to_thread.run_sync(
+            lambda: go.wait_until(announced(me), what="announce after go's identify push"))
+        assert node.membership.oracle_protocol in node.host.peerstore.protocols(PeerId.from_string(go.peer_id))
+        entry = next(n for n in state["nodes"] if n["peerId"] == me)
+        assert entry["isStaked"] and entry["isWebScraper"] and entry["isActive"]
+        assert node.membership.stats["announced"] == 1 and state["announces"][me] == 1
+        result = await anyio.to_thread.run_sync(lambda: go.command(
+            cmd="distribute", type="web", data=json.dumps({"url": "http://x.invalid/", "depth": 1})))
+        assert result["worker"] == me
+
+
+@pytest.mark.anyio
 async def test_go_node_sends_work_only_while_connected(start_gomasa) -> None:
     """masa keeps a left worker's entry (eligible) but FindPeer fails for a peer it is not
     connected to: the work is not sent, and the error names the worker.

@@ -1,5 +1,6 @@
 """Membership pieces without Go: request-data checks, the line splitter, selection's connected check,
-re-announcing when handlers change, and refusing our own peer ID."""
+re-announcing when handlers change, announcing to a peer that serves the oracle protocol only
+after its first identify (its identify push), and refusing our own peer ID."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ import anyio
 import pytest
 
 from oracle.handlers import handle_test
-from oracle.membership import LineSplitter, MembershipError
+from oracle.membership import LineSplitter, MembershipError, MembershipService
 from oracle.messages import WorkRequest
 from oracle.node import NodeConfig, OracleNode, SelfConnectError
 from oracle.nodedata import NodeData
 from oracle.selection import TrackerWorkerDirectory
 from oracle.tracker import NodeTracker
 from oracle.worktypes import WorkDataError, prepare_work_data
+from p2p.host import Host
 from p2p.identity import KeyType, PeerId, PrivateKey, save_private_key_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -125,7 +127,58 @@ async def test_selection_by_node_data_and_connected_check() -> None:
     assert host.streams == [web] and response.error.startswith("error opening stream")
 
 
+class StartRecorder:
+    """The one HostLike word `protocols_updated` uses: what it would start."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple] = []
+
+    def start_soon(self, fn, *args) -> None:  # noqa: ANN001
+        self.started.append((fn, args))
+
+
+def test_a_push_is_announced_to_only_when_it_adds_the_oracle_protocol() -> None:
+    me, peer = pid(), pid()
+    host = StartRecorder()
+    service = MembershipService(host, NodeTracker(NodeData(peer_id=str(me))),
+                                lambda: NodeData(peer_id=str(me)))
+    conn = type("Conn", (), {"remote_peer": peer, "is_closed": False})()
+    oracle = service.oracle_protocol
+    service.protocols_updated(conn, frozenset({"/other/1.0.0"}), frozenset())
+    service.protocols_updated(conn, frozenset(), frozenset({oracle}))
+    service.protocols_updated(conn, frozenset({oracle + "-other"}), frozenset())  # another env
+    assert host.started == []
+    service.protocols_updated(conn, frozenset({oracle, service.sync_protocol}), frozenset())
+    assert host.started == [(service.announce, (peer,))]
+
+
 # --- on a real host ----------------------------------------------------------------------------------
+
+
+async def _no_handler(stream) -> None:  # noqa: ANN001
+    pass
+
+
+@pytest.mark.anyio
+async def test_a_peer_that_serves_the_oracle_protocol_later_gets_our_announce() -> None:
+    """A masa node listens before it registers its handlers, so our first identify of it may
+    list no oracle protocol; its identify push then does, and we announce to it."""
+    with anyio.fail_after(20):
+        async with Host(PrivateKey.generate(KeyType.Ed25519)) as late:
+            await late.listen()
+            tracker = NodeTracker(NodeData(peer_id=str(late.peer_id), is_staked=True))
+            service = MembershipService(late, tracker, lambda: tracker.get(late.peer_id))
+            config = NodeConfig(peers=(late.p2p_addrs()[0],))
+            async with OracleNode(PrivateKey.generate(KeyType.Ed25519), config,
+                                  handlers={"web": handle_test}) as node:
+                info = await node.host.identify(late.peer_id)
+                assert node.membership.oracle_protocol not in info.protocols
+                assert node.membership.stats["announced"] == 0
+                service.register()
+                assert await service.wait_for_entry(node.peer_id, 10)
+                entry = tracker.get(node.peer_id)
+                assert entry.is_staked and entry.is_web_scraper
+                assert service.stats["accepted"] == 1 and node.membership.stats["announced"] == 1
 
 
 @pytest.mark.anyio

@@ -10,7 +10,8 @@
 // Contract with tests/interop/gomasa.py: "serve" prints one JSON line
 // {"peer_id", "addrs"} once listening, then reads JSON commands on stdin, one
 // per line, and answers each with one JSON line on stdout (tracker, distribute,
-// connect, disconnect, announce, sync). Logs go to stderr.
+// connect, disconnect, announce, sync, handlers: the masa handlers of a node
+// started with -late-handlers). Logs go to stderr.
 // "nodedata" and "decode" are one-shot commands for byte-level checks.
 package main
 
@@ -186,6 +187,7 @@ func cmdServe(args []string) error {
 	keyHex := fs.String("key-hex", "", "identity: hex of the protobuf private key (default: new secp256k1)")
 	withDHT := fs.Bool("dht", false, "run masa's Kademlia (/masa/kad/1.0.0, K=100, alpha=100, server mode) and find unconnected workers with it")
 	findMs := fs.Int("find-ms", 50, "DistributeWork's FindPeer timeout in ms (masa: 50)")
+	lateHandlers := fs.Bool("late-handlers", false, "register the masa stream handlers only on the `handlers` command (a real masa node listens before it registers them: peers then learn them by identify push)")
 	quicDial := fs.Bool("quic-dial", false, "also dial QUIC v1 (masa's default transport); never listen on it: quic-go v0.45 built with Go 1.26 panics on an inbound QUIC handshake")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -246,10 +248,9 @@ func cmdServe(args []string) error {
 	}
 	n.self = n.getNodeData(*staked, *web, *twitter)
 
-	h.SetStreamHandler(n.proto("oracle_protocol"), n.handleOracle)
-	h.SetStreamHandler(n.proto("nodeDataSync"), n.handleSync)
-	h.SetStreamHandler(n.proto("gossip"), n.handleGossip)
-	h.SetStreamHandler(n.proto("worker_protocol"), n.handleWorkerStream)
+	if !*lateHandlers {
+		n.setHandlers()
+	}
 	h.Network().Notify(&network.NotifyBundle{
 		ConnectedF: func(_ network.Network, c network.Conn) {
 			logger.Printf("connected %s %s", c.RemotePeer(), c.RemoteMultiaddr())
@@ -287,6 +288,15 @@ func cmdServe(args []string) error {
 	}
 	n.control()
 	return nil
+}
+
+// setHandlers registers the masa stream handlers (masa's Start, after the host listens);
+// go-libp2p's identify then pushes the new protocols to connected peers.
+func (n *node) setHandlers() {
+	n.h.SetStreamHandler(n.proto("oracle_protocol"), n.handleOracle)
+	n.h.SetStreamHandler(n.proto("nodeDataSync"), n.handleSync)
+	n.h.SetStreamHandler(n.proto("gossip"), n.handleGossip)
+	n.h.SetStreamHandler(n.proto("worker_protocol"), n.handleWorkerStream)
 }
 
 // getNodeData is masa's own record as pushed to bootnodes (no Joined on it).
@@ -719,6 +729,9 @@ func (n *node) run(c command) any {
 		if err := n.sendOracle(p, nd); err != nil {
 			return map[string]string{"error": err.Error()}
 		}
+		return map[string]bool{"ok": true}
+	case "handlers":
+		n.setHandlers()
 		return map[string]bool{"ok": true}
 	case "sync":
 		p, err := peer.Decode(c.Peer)
