@@ -85,7 +85,9 @@ async def repeat_within(one: Callable[[], Awaitable[object]], count: int, budget
 class RequestRun:
     """The request/response scenarios' bookkeeping: `count` requests shared by the peer's
     `concurrency` tasks, each running `worker(one)`, none issued after `budget_s`; a failed
-    request is counted (the first error kept) and its time left out of the latencies.
+    request is counted (the first error kept) and its time left out of the latencies. The
+    result also gives this process's CPU time over the run (`cpu_s`, all threads, user +
+    system), so the harness can tell the dialer's CPU per request from the listener's.
 
     The peer starts the tasks in its own task group (asyncio or trio); nothing here waits."""
 
@@ -98,6 +100,7 @@ class RequestRun:
         self.first_error: list[str] = []
         self.issued = 0
         self.start = time.perf_counter()
+        self.cpu_start = time.process_time()
 
     async def worker(self, one: Callable[[int], Awaitable[object]]) -> None:
         while self.issued < self.count and time.perf_counter() - self.start < self.budget_s:
@@ -113,8 +116,11 @@ class RequestRun:
             self.latencies.append(time.perf_counter() - t0)
 
     def result(self) -> dict:
-        return latency_result(self.latencies, self.failures, time.perf_counter() - self.start,
-                              self.first_error)
+        cpu_s = time.process_time() - self.cpu_start
+        result = latency_result(self.latencies, self.failures, time.perf_counter() - self.start,
+                                self.first_error)
+        result["cpu_s"] = round(cpu_s, 6)
+        return result
 
 
 def emit(obj: dict) -> None:

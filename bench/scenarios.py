@@ -44,6 +44,7 @@ METRICS = {m.name: m for m in (
     Metric("rr seq p50", "ms", False),
     Metric("rr seq p99", "ms", False),
     Metric("rr seq listener cpu", "us/req", False),
+    Metric("rr seq dialer cpu", "us/req", False),
     Metric("rr seq idle entries", "/req", False),
     Metric("rr 64", "req/s", True),
     Metric("rr 64 p50", "ms", False),
@@ -52,6 +53,7 @@ METRICS = {m.name: m for m in (
     Metric("worker seq", "req/s", True),
     Metric("worker seq p99", "ms", False),
     Metric("worker seq listener cpu", "us/req", False),
+    Metric("worker seq dialer cpu", "us/req", False),
     Metric("worker seq idle entries", "/req", False),
     Metric("worker 64", "req/s", True),
     Metric("worker 64 p99", "ms", False),
@@ -180,8 +182,9 @@ class Runner:
     def _requests(self, stack: Stack, listener, hello: dict, kind: str,
                   scenario: str) -> dict[str, float]:
         """Sequential and 64 in flight. The sequential row also gives, per request, the listener's
-        CPU time (all its threads) and how often the machine's CPUs went idle (entered an idle
-        state other than polling). Each side of a sequential exchange waits for the other on
+        CPU time (all its threads, from /proc), the dialer's (all its threads over its timed run,
+        as the dialer reports it: `cpu_s`) and how often the machine's CPUs went idle (entered an
+        idle state other than polling). Each side of a sequential exchange waits for the other on
         every request: on two CPUs with nothing else to run, each wait idles a CPU, which the
         other side's next message must wake with an interrupt (on a VM, a halted virtual CPU);
         on one CPU, or beside other work, the CPUs seldom idle. See bench/README.md."""
@@ -193,6 +196,8 @@ class Runner:
             if mode == "seq" and r.get("count"):
                 n = r["count"]
                 out[f"{kind} seq listener cpu"] = round((cpu_seconds(listener.pid) - cpu) / n * 1e6, 1)
+                if r.get("cpu_s") is not None:
+                    out[f"{kind} seq dialer cpu"] = round(r["cpu_s"] / n * 1e6, 1)
                 idle_now = idle_entries()
                 if idle is not None and idle_now is not None:
                     out[f"{kind} seq idle entries"] = round((idle_now - idle) / n, 3)

@@ -41,6 +41,8 @@ def test_quick_round_of_ours_writes_results(tmp_path: Path) -> None:
         assert values[metric]["bound"]["median"] > 0, metric
         assert latest["summary"]["ratios"][metric]["ours/bound"]["median"] > 0, metric
     assert values["rr 64 failures"]["ours"]["max"] == 0
+    for side in ("listener", "dialer"):  # CPU per request of both processes
+        assert values[f"rr seq {side} cpu"]["ours"]["median"] > 0, side
     # Every echo row ran at each of the quick chunk sizes, and the figure is the best of them.
     runs = [r for r in latest["echo_runs"] if r["stack"] == "ours"]
     assert {(r["metric"], r["chunk"]) for r in runs} == {
@@ -69,6 +71,18 @@ def _echo_rows_of(tmp_path: Path, stack: str) -> None:
 def test_go_peer_echo_rows(tmp_path: Path) -> None:
     """The go bench peer's echo (built like the interop tests' go peer: a failed build fails)."""
     _echo_rows_of(tmp_path, "go")
+
+
+def test_go_peer_rr_rows_give_both_sides_cpu(tmp_path: Path) -> None:
+    """The go dialer reports its own CPU time over the run (getrusage), as ours does, so the
+    sequential row has the dialer's CPU per request for both stacks."""
+    latest, stdout = run_bench(tmp_path, "--stacks", "ours,go", "--scenarios", "rr", timeout=300)
+    assert latest["errors"] == []
+    values = latest["summary"]["values"]
+    for stack in ("ours", "go"):
+        for side in ("listener", "dialer"):
+            assert values[f"rr seq {side} cpu"][stack]["median"] > 0, (stack, side)
+    assert "rr seq dialer cpu" in stdout
 
 
 def test_py_libp2p_peer_echo_rows(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -362,6 +363,7 @@ func benchRequests(p benchParams, one func() error) error {
 		wg        sync.WaitGroup
 	)
 	budget := time.Duration(p.BudgetS * float64(time.Second))
+	cpuStart, cpuErr := cpuSeconds()
 	start := time.Now()
 	for w := 0; w < p.Concurrency; w++ {
 		wg.Add(1)
@@ -393,9 +395,13 @@ func benchRequests(p benchParams, one func() error) error {
 	}
 	wg.Wait()
 	seconds := time.Since(start).Seconds()
+	cpuEnd, err := cpuSeconds()
 	sort.Float64s(latencies)
 	res := map[string]any{"count": len(latencies), "failures": failures, "seconds": seconds,
 		"per_s": float64(len(latencies)) / seconds, "p50_ms": nil, "p99_ms": nil, "first_error": nil}
+	if cpuErr == nil && err == nil {
+		res["cpu_s"] = cpuEnd - cpuStart
+	}
 	if len(latencies) > 0 {
 		res["p50_ms"] = percentile(latencies, 50) * 1000
 		res["p99_ms"] = percentile(latencies, 99) * 1000
@@ -405,6 +411,16 @@ func benchRequests(p benchParams, one func() error) error {
 	}
 	gokit.Emit(res)
 	return nil
+}
+
+// cpuSeconds is this process's CPU time so far, all threads, user + system (as the Python peers'
+// time.process_time), so the harness can give the dialer's CPU per request.
+func cpuSeconds() (float64, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, err
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds(), nil
 }
 
 // percentile is the nearest-rank percentile of sorted values (as bench/peer_common.py).
