@@ -29,6 +29,7 @@ layer is not used):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import logging
@@ -100,11 +101,34 @@ _CID_LENGTH = 8  # aioquic's default length of our connection IDs (go uses 4; an
 _SUPPORTED = (QuicProtocolVersion.VERSION_1,)
 
 
-def _clock() -> float:
-    return anyio.current_time()
+def _loop_clock() -> Callable[[], float]:
+    """The running event loop's clock, as a function an endpoint keeps: on asyncio the loop's
+    own `time` (anyio.current_time asks asyncio for the running loop, a getpid system call on
+    Python 3.11, and sniffio for the backend, each time: ~5 times per request and side)."""
+    try:
+        return asyncio.get_running_loop().time
+    except RuntimeError:  # no asyncio loop runs in this thread: trio
+        return anyio.current_time
 
 
 _wait_readable = getattr(anyio, "wait_readable", None) or anyio.wait_socket_readable
+#: False: endpoints wait for their socket in a task on asyncio too (what trio always does).
+READER_CALLBACKS = True
+#: False: a connection's driver waits for its timers in an anyio cancel scope on asyncio too
+#: (what trio always does) instead of one loop timer (`QuicConn._arm_timer`).
+DRIVER_TIMERS = True
+
+
+def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # none runs in trio's thread
+        return None
+
+
+def _reader_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio loop, when endpoints may handle datagrams in its reader callbacks."""
+    return _asyncio_loop() if READER_CALLBACKS else None
 
 
 def _is_loopback(host: str) -> bool:
@@ -141,7 +165,7 @@ class QuicStream:
     # -- driver side --------------------------------------------------------------------------
     def _on_data(self, data: bytes, end: bool) -> None:
         if self._closed or self._reset_local or self._reset_remote:
-            self._conn.quic.discard_data(len(data), _clock())
+            self._conn.quic.discard_data(len(data), self._conn._clock())
         else:
             self._buf += data
         if end:
@@ -171,7 +195,7 @@ class QuicStream:
             if self._buf:
                 out = bytes(self._buf[:max_bytes])
                 del self._buf[:max_bytes]
-                conn.quic.consumed(self.stream_id, len(out), _clock())
+                conn.quic.consumed(self.stream_id, len(out), self._conn._clock())
                 conn._kick()  # credit may be due (MAX_STREAM_DATA / MAX_DATA)
                 return out
             if self._eof:
@@ -184,7 +208,7 @@ class QuicStream:
             if self._read_deadline is None:
                 await flag.wait()
             else:
-                if _clock() >= self._read_deadline:
+                if self._conn._clock() >= self._read_deadline:
                     raise TimeoutError("QUIC stream read deadline passed")
                 with anyio.move_on_at(self._read_deadline):
                     await flag.wait()
@@ -261,7 +285,7 @@ class QuicStream:
                 self._local_eof = True
                 conn.quic.send_stream_data(self.stream_id, b"", end_stream=True)
             self._buf.clear()
-            conn.quic.discard_stream(self.stream_id, _clock())
+            conn.quic.discard_stream(self.stream_id, self._conn._clock())
             if not (self._eof or self._reset_remote):
                 conn._linger(self.stream_id)
             conn._kick()
@@ -278,7 +302,7 @@ class QuicStream:
             except ValueError:  # aioquic already forgot the stream: nothing to stop
                 pass
         self._buf.clear()
-        conn.quic.discard_stream(self.stream_id, _clock())
+        conn.quic.discard_stream(self.stream_id, self._conn._clock())
         conn._kick()
 
     async def __aenter__(self) -> QuicStream:
@@ -318,13 +342,16 @@ class QuicConn:
         self._ended = Flag()
         self._closing = False
         self._open_waiters: list[Flag] = []
-        self._last_received = _clock()
+        self._clock = endpoint.clock
+        self._last_received = self._clock()
         self._keepalive_sent = False
         self._ping_uid = 0
-        self._started = _clock()
+        self._started = self._last_received
         self._seen_inbound: set[int] = set()
         self._keepalive: float | None = endpoint._transport.keepalive_interval
         self._lingering: dict[int, float] = {}  # stream -> when its STOP_SENDING is due
+        self._timer: asyncio.TimerHandle | None = None  # the driver's wake-up (see _arm_timer)
+        self._timer_at = 0.0
         #: inbound, until the peer's first Handshake packet: tells admission the handshake moved on
         self.on_progress: Callable[[], None] | None = None
 
@@ -397,7 +424,7 @@ class QuicConn:
         self._wake.set()
 
     def _linger(self, stream_id: int) -> None:
-        self._lingering[stream_id] = _clock() + STOP_LINGER
+        self._lingering[stream_id] = self._clock() + STOP_LINGER
         self._kick()
 
     def _stop_lingering(self, now: float) -> None:
@@ -422,7 +449,7 @@ class QuicConn:
         return sender._buffer_stop - sender._buffer_start
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        now = _clock()
+        now = self._clock()
         self.quic.clock_now = now
         self._last_received = now
         self._keepalive_sent = False
@@ -437,6 +464,7 @@ class QuicConn:
         """Timers, output and keep-alive until the connection has ended."""
         quic = self.quic
         handshake_deadline = self._started + QuicLimits.handshake_idle_timeout
+        loop = _asyncio_loop() if DRIVER_TIMERS else None
         try:
             while True:
                 self._wake = Flag()
@@ -444,7 +472,7 @@ class QuicConn:
                 self._process_events()
                 if quic.is_ended:
                     break
-                deadline = quic.get_timer()
+                timer = deadline = quic.get_timer()
                 if not self._handshake.is_set():
                     deadline = (handshake_deadline if deadline is None
                                 else min(deadline, handshake_deadline))
@@ -455,15 +483,21 @@ class QuicConn:
                     due = min(self._lingering.values())
                     deadline = due if deadline is None else min(deadline, due)
                 if deadline is None:
-                    await self._wake.wait()
+                    await self._wake.wait(loop)
+                elif loop is not None:
+                    self._arm_timer(loop, deadline)
+                    await self._wake.wait(loop)
                 else:
                     with anyio.move_on_at(deadline):
                         await self._wake.wait()
-                now = _clock()
+                now = self._clock()
                 quic.clock_now = now
-                timer = quic.get_timer()
                 if timer is not None and now >= timer:
-                    quic.handle_timer(now)
+                    # aioquic's timer was due by the value read before the wait; read it again
+                    # (a datagram may have moved it meanwhile: handle_timer trusts the last read)
+                    timer = quic.get_timer()
+                    if timer is not None and now >= timer:
+                        quic.handle_timer(now)
                 if self._lingering:
                     self._stop_lingering(now)
                 if not self._handshake.is_set() and now >= handshake_deadline:
@@ -480,7 +514,28 @@ class QuicConn:
             self.close_now()  # cancelled (the host's group ends): the peer must not wait for its idle timeout
             raise
         finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             self._on_ended()
+
+    def _arm_timer(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        """Have the driver woken at `deadline` at the latest, by one loop timer kept across its
+        waits: re-armed only when the deadline comes before the armed one (or that one fired).
+        One that fires early, for a deadline since moved later, costs one look at the timers.
+        An anyio cancel scope per wait made and cancelled a timer handle every time, and looked
+        up the current task, the backend and the loop (getpid on Python 3.11) on both ends."""
+        timer = self._timer
+        if timer is not None:
+            if self._timer_at <= deadline:
+                return
+            timer.cancel()
+        self._timer_at = deadline
+        self._timer = loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._wake.set()
 
     def close_now(self) -> None:
         """Send CONNECTION_CLOSE at once, from the caller, without the driver: for when the
@@ -491,7 +546,7 @@ class QuicConn:
             return
         quic.close(error_code=CLOSE_NORMAL, reason_phrase="")  # aioquic: no-op if already closing
         send = self._endpoint.send
-        now = quic.clock_now = _clock()
+        now = quic.clock_now = self._clock()
         try:
             for data, addr in quic.datagrams_to_send(now):
                 send(data, addr)
@@ -499,7 +554,7 @@ class QuicConn:
             log.debug("CONNECTION_CLOSE on exit not sent", exc_info=True)
 
     async def _transmit(self) -> None:
-        now = _clock()
+        now = self._clock()
         self.quic.clock_now = now
         send = self._endpoint.send
         for data, addr in self.quic.datagrams_to_send(now):
@@ -648,6 +703,11 @@ class QuicEndpoint:
         self._tickets: dict[QuicConn, AdmissionTicket] = {}
         self.on_connection: Callable[[QuicConn], Awaitable[None]] | None = None
         self._closed = False
+        #: the clock of the loop this endpoint's connections run on (made inside it)
+        self.clock = _loop_clock()
+        #: the asyncio loop whose reader callback handles this socket (see `run`), else None
+        self._reader_loop: asyncio.AbstractEventLoop | None = None
+        self._socket_closed = Flag()
         # UDP payload bytes through this socket, for --metrics (an integer add per datagram
         # against aioquic's per-packet work; read when Prometheus scrapes).
         self.bytes_in = 0
@@ -683,38 +743,70 @@ class QuicEndpoint:
     async def run(self) -> None:
         """Receive datagrams until the socket is closed (or this task is cancelled: the host's
         task group ending closes the socket too). Each wake-up handles every datagram already
-        queued (up to `_RECV_BATCH`), so the connections' drivers run once per batch."""
-        raw = self._raw
+        queued (up to `_RECV_BATCH`), so the connections' drivers run once per batch.
+
+        On an asyncio loop with readers (`loop.add_reader`, public API of its selector loops and
+        uvloop) the datagrams are handled in the reader callback itself, registered once: a wait
+        in a task (anyio's `wait_readable`) costs a loop turn to wake the task after the one that
+        saw the socket readable, and registers and removes the reader around every wait (two
+        epoll_ctl system calls). Elsewhere (trio, a loop without readers) this task waits."""
+        loop = _reader_loop() if not self._closed else None
+        if loop is not None:
+            try:
+                loop.add_reader(self._raw.fileno(), self._drain)
+            except (NotImplementedError, OSError, ValueError):
+                loop = None
         try:
-            while not self._closed:
-                try:
-                    await _wait_readable(raw)
-                except (anyio.ClosedResourceError, OSError, ValueError):
-                    return
-                for _ in range(_RECV_BATCH):
-                    try:
-                        data, addr = raw.recvfrom(_MAX_DATAGRAM)
-                    except BlockingIOError:
-                        break
-                    except OSError as exc:  # e.g. ICMP port unreachable, or closed meanwhile
-                        if self._closed:
-                            return
-                        log.debug("QUIC receive failed: %r", exc)
-                        break
-                    self.bytes_in += len(data)
-                    try:
-                        self._datagram(data, (str(addr[0]), int(addr[1])))
-                    except Exception:  # one bad datagram must never stop the endpoint
-                        log.exception("QUIC datagram from %s could not be handled", addr)
+            if loop is not None:
+                self._reader_loop = loop
+                await self._socket_closed.wait()
+            else:
+                await self._run_task()
         finally:
             self._close_socket()
+
+    async def _run_task(self) -> None:
+        raw = self._raw
+        while not self._closed:
+            try:
+                await _wait_readable(raw)
+            except (anyio.ClosedResourceError, OSError, ValueError):
+                return
+            self._drain()
+
+    def _drain(self) -> None:
+        """Handle the datagrams queued on the socket, at most `_RECV_BATCH` (a reader callback
+        is called again on the next loop turn while more are queued)."""
+        raw = self._raw
+        for _ in range(_RECV_BATCH):
+            if self._closed:
+                return
+            try:
+                data, addr = raw.recvfrom(_MAX_DATAGRAM)
+            except BlockingIOError:
+                return
+            except OSError as exc:  # e.g. ICMP port unreachable, or closed meanwhile
+                if not self._closed:
+                    log.debug("QUIC receive failed: %r", exc)
+                return
+            self.bytes_in += len(data)
+            try:
+                self._datagram(data, (str(addr[0]), int(addr[1])))
+            except Exception:  # one bad datagram must never stop the endpoint
+                log.exception("QUIC datagram from %s could not be handled", addr)
 
     def _close_socket(self) -> None:
         if not self._closed:
             for conn in list(self._live):  # their drivers may be cancelled after this socket is gone
                 conn.close_now()
             self._closed = True
-            anyio.notify_closing(self._raw)
+            loop, self._reader_loop = self._reader_loop, None
+            if loop is not None:
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to remove
+                    loop.remove_reader(self._raw.fileno())
+                self._socket_closed.set()
+            else:
+                anyio.notify_closing(self._raw)
             if self._metrics is not None:
                 self._metrics.untrack_quic_endpoint(self)
         if self._raw.fileno() >= 0:
@@ -1020,7 +1112,7 @@ class QuicTransport:
         conn = self.new_conn(endpoint, quic, (host, port), "outbound", self.local_peer)
         endpoint.register(quic.host_cid, conn)
         endpoint.add_connection(conn)
-        now = _clock()
+        now = endpoint.clock()
         quic.clock_now = now
         quic.connect((host, port), now)
         if not self.start_soon(conn.drive):
