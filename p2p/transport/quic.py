@@ -244,6 +244,7 @@ class QuicStream:
                 continue
             if self._wwait is None:
                 self._wwait = Flag()
+            conn._send_waiting[self] = None
             await self._wwait.wait()
             self._check_writable()
 
@@ -335,6 +336,9 @@ class QuicConn:
         self.close_code: int | None = None
         self.close_reason = ""
         self._streams: dict[int, QuicStream] = {}
+        #: streams whose `send` waits for acknowledgements (checked when events were handled),
+        #: in the order they began to wait
+        self._send_waiting: dict[QuicStream, None] = {}
         self._handler: Callable[[QuicStream], None] | None = None
         self._pending_inbound: list[QuicStream] = []
         self._wake = Flag()
@@ -360,7 +364,7 @@ class QuicConn:
 
     @property
     def is_closed(self) -> bool:
-        return self._closing or self._ended.is_set()
+        return self._closing  # (set before the connection's end, too)
 
     @property
     def is_established(self) -> bool:
@@ -597,9 +601,13 @@ class QuicConn:
                     self.error = self._termination_error(ev)
                 self._fail_streams(ConnectionClosed(f"QUIC connection closed: {self.error}"))
         # writers waiting for acknowledgements, openers waiting for MAX_STREAMS
-        for st in self._streams.values():
-            if st._wwait is not None and (st._stopped or self._unacked(st.stream_id) < SEND_HIGH_WATER):
-                st._wake_writer()
+        if self._send_waiting:
+            for st in list(self._send_waiting):
+                if st._wwait is None:  # woken otherwise (reset, closed, connection ended)
+                    del self._send_waiting[st]
+                elif st._stopped or self._unacked(st.stream_id) < SEND_HIGH_WATER:
+                    del self._send_waiting[st]
+                    st._wake_writer()
         if self._open_waiters:
             waiters, self._open_waiters = self._open_waiters, []
             for flag in waiters:
@@ -653,6 +661,7 @@ class QuicConn:
 
     def _forget(self, st: QuicStream) -> None:
         self._streams.pop(st.stream_id, None)
+        self._send_waiting.pop(st, None)
 
     def _fail_streams(self, exc: BaseException) -> None:
         for st in list(self._streams.values()):
@@ -813,6 +822,14 @@ class QuicEndpoint:
             self._raw.close()
 
     def _datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        # A short header (1-RTT, the fixed bit set) names one of our connection IDs right after
+        # its first byte, in their known length: no header parse to route it (the connection
+        # parses it anyway). Anything else, or an ID we do not know, takes the full parse.
+        if data and data[0] & 0xC0 == 0x40:
+            conn = self._conns.get(data[1:1 + _CID_LENGTH])
+            if conn is not None:
+                conn.datagram_received(data, addr)
+                return
         try:
             header = pull_quic_header(Buffer(data=data), host_cid_length=_CID_LENGTH)
         except ValueError:

@@ -234,9 +234,11 @@ class Libp2pQuicConnection(QuicConnection):
 
     def _write_connection_limits(self, builder: Any, space: Any) -> None:
         max_data = self._local_max_data
-        limit = self.connection_window.update(self.clock_now, self.smoothed_rtt())
-        if limit is not None and limit > max_data.value:
-            max_data.value = limit
+        window = self.connection_window
+        if window.limit - window.consumed <= window.update_below:  # window.due(), inlined
+            limit = window.update(self.clock_now, self.smoothed_rtt())
+            if limit is not None and limit > max_data.value:
+                max_data.value = limit
         # aioquic doubles max_data when used * 2 > value: hide `used` from that rule only.
         saved = max_data.used
         max_data.used = 0
