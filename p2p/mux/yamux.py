@@ -351,6 +351,12 @@ class YamuxConnection:
         self._ping_replies = 0
         return data
 
+    @property
+    def output(self) -> list[bytes | memoryview]:
+        """The pieces queued (`pending_output` bytes), not taken: a stream below that may refuse
+        a write looks at them first, and `take_output` once it has them."""
+        return self._out
+
     def take_output(self) -> tuple[list[bytes | memoryview], int]:
         """Everything queued so far as its pieces (headers and payload views) and their total
         size, not joined: for a stream below that gathers them itself."""

@@ -56,7 +56,7 @@ class SessionOutput:
 
     __slots__ = ("_session", "_core", "_lower", "_write_timeout", "_try_send", "_send_ready",
                  "_try_send_pieces", "_lock", "_writer_wait", "_drain_waits", "_kick_pending",
-                 "_flush_due", "_call_soon", "_checkpoint", "lower_closed")
+                 "_flush_due", "_call_soon", "_loop", "_checkpoint", "lower_closed")
 
     def __init__(self, session: YamuxSession, lower: ByteStream) -> None:
         self._session = session
@@ -79,6 +79,9 @@ class SessionOutput:
         self._flush_due = False  # the deferred kick writes itself instead of waking the writer
         #: on asyncio, the loop's `call_soon` (see `kick`)
         self._call_soon: Callable[..., Any] | None = None
+        #: on asyncio, the loop (for `Flag.wait`, which otherwise asks asyncio for it: a getpid
+        #: system call per wait on Python 3.11)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._checkpoint: Callable[[], Any] = anyio.lowlevel.checkpoint
         #: set once the stream below is being closed: nothing may be written any more
         self.lower_closed = False
@@ -92,6 +95,7 @@ class SessionOutput:
         1 KiB echo requests on one loop, 12 pairs each, run twice: on/off 0.86 and 0.89 at one in
         flight, 0.94 and 1.10 at 64 (pairs ranged 0.43-1.92 on the loaded 2-core machine)."""
         self._call_soon = loop.call_soon
+        self._loop = loop
         self._checkpoint = _asyncio_checkpoint
 
     # ---- the decisions -------------------------------------------------------------------------
@@ -153,15 +157,16 @@ class SessionOutput:
         """
         if not self._core.pending_output:
             return True
-        ready = self._send_ready
-        if (ready is None or self._lock.locked() or self.lower_closed or self._session.is_closed
-                or not ready()):
+        if self._lock.locked() or self.lower_closed or self._session.is_closed:
             self.wake_writer()
             return False
         try:
-            self._write_now()
+            written = self._write_now()
         except Exception as exc:
             self._session._shutdown(ConnectionClosed(f"yamux write failed: {exc!r}"))
+            return False
+        if not written:
+            self.wake_writer()
             return False
         self._session._on_written()
         return True
@@ -181,8 +186,7 @@ class SessionOutput:
                 self._take()
                 raise ConnectionClosed("yamux session closed")
             try:
-                if not wait and self._send_ready is not None and self._send_ready():
-                    self._write_now()
+                if not wait and self._write_now():
                     self._session._on_written()
                     return
                 data = self._take()
@@ -212,15 +216,24 @@ class SessionOutput:
         if waits:
             waits.pop(0).set()
 
-    def _write_now(self) -> None:
-        """Hand all queued output to the stream below, which takes it without waiting
-        (`send_ready()` was just True); unjoined when it gathers the pieces itself."""
-        if self._try_send_pieces is None:
-            self._try_send(self._take())  # type: ignore[misc]
-            return
-        pieces, size = self._core.take_output()
-        self._release_sender()
-        self._try_send_pieces(pieces, size)
+    def _write_now(self) -> bool:
+        """Hand all queued output to the stream below if it takes it without waiting (unjoined
+        when it gathers the pieces itself); False, with nothing taken, when it would wait.
+
+        The pieces are offered before they are taken from the core, so the stream below decides
+        whether it can write them in the same call (Noise asks the connection once): asking it
+        first, as a separate `send_ready()`, made every write ask twice more."""
+        core = self._core
+        if self._try_send_pieces is not None:
+            if not self._try_send_pieces(core.output, core.pending_output):
+                return False
+            core.take_output()
+            self._release_sender()
+            return True
+        if self._send_ready is None or not self._send_ready():
+            return False
+        self._try_send(self._take())  # type: ignore[misc]
+        return True
 
     async def wait_drained(self) -> None:
         """Backpressure for senders: while more than `_SEND_HIGH_WATER` is queued, wait until the
@@ -241,7 +254,7 @@ class SessionOutput:
             self._drain_waits = []
         self._drain_waits.append(flag)
         try:
-            await flag.wait()
+            await flag.wait(self._loop)
         except BaseException:  # cancelled: leave the line, or pass our turn on
             if flag.is_set():
                 self._pass_on()
@@ -268,7 +281,7 @@ class SessionOutput:
         while not session.is_closed:
             if not core_.pending_output:
                 self._writer_wait = ev = Flag()
-                await ev.wait()
+                await ev.wait(self._loop)
                 # Let the tasks woken in this turn (a handler just started, the task that kicked
                 # us) queue their frames too, so they share this write instead of one each: yield
                 # while each turn adds output (a stream send is a checkpoint too), at most

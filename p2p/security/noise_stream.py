@@ -181,11 +181,11 @@ class NoiseStream:
         into this thread's reused buffers (`_SealBuffers`) rather than joined and sealed into
         fresh ones; False, with nothing sent, when `send` must be used."""
         raw = self._raw_writes
-        if raw is None or not self.send_ready():
+        if raw is None or self._send_lock.locked() or not raw.send_ready():
             return False
         if total:
             bufs = _SEAL
-            out = bufs.out_for(NoiseTransport.sealed_size(total))
+            out = bufs.out_for(NoiseTransport.sealed_size(total), raw)
             n = self._transport.encrypt_pieces_into(pieces, out, bufs.stage)
             raw.try_send(memoryview(out)[:n])
             if not raw.send_ready():
@@ -221,8 +221,9 @@ class _SealBuffers(threading.local):
     holds a reference to it (asyncio's transport keeps the unsent rest of a write, by reference
     on Python 3.12+): a write the kernel did not take whole lends it to that connection, which
     gives it back once it has sent everything (`send_ready()` again: its transport is empty, as
-    a write waits for), else the next write takes a new one. Forgetting it at every such write
-    made a new one of up to a few MiB each time, zeroed and page-faulted in (an echo of 16
+    a write waits for), else the next write takes a new one. The next write on that same
+    connection has just seen it ready, so it asks nothing more. Forgetting it at every such
+    write made a new one of up to a few MiB each time, zeroed and page-faulted in (an echo of 16
     streams: a fifth of its page faults). It grows to the largest write up to `_MAX_KEPT`;
     larger writes get a buffer of their own.
     """
@@ -232,9 +233,10 @@ class _SealBuffers(threading.local):
         self._out = bytearray()
         self._lent_to: NonBlockingWrites | None = None
 
-    def out_for(self, size: int) -> bytearray:
+    def out_for(self, size: int, to: NonBlockingWrites) -> bytearray:
+        """A buffer of at least `size` bytes for a write to `to`, which is `send_ready()`."""
         lent, self._lent_to = self._lent_to, None
-        if lent is not None and not lent.send_ready():
+        if lent is not None and lent is not to and not lent.send_ready():
             self._out = bytearray()  # still held below that connection: leave it to it
         out = self._out
         if len(out) >= size:

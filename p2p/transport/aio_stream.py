@@ -257,8 +257,8 @@ class AsyncioTcpStream:
         the kernel does not take at once stays in the transport's buffer and makes the next `send`
         wait for it, so at most one such write is held in memory.
         """
-        if not self.send_ready():
-            return False
+        if self._closed or self._lost or self._write_paused or self._transport.is_closing():
+            return False  # not send_ready(), inline: this runs once per write
         self._transport.write(item)
         return True
 

@@ -223,8 +223,10 @@ class _KernelStandIn:
         self.copies: list[bytes] = []
         self.full_after_next = False
         self.full = False
+        self.asked = 0  # send_ready() calls
 
     def send_ready(self) -> bool:
+        self.asked += 1
         return not self.full
 
     def try_send(self, item: memoryview) -> bool:
@@ -280,3 +282,23 @@ def test_a_buffer_lent_to_a_connection_is_reused_once_that_connection_drained() 
     assert stream.try_send_pieces([b"second" * 500], 3000)
     assert raw.writes[1].obj is raw.writes[0].obj
     assert peer.decrypt(b"".join(raw.copies)) == b"first" * 1000 + b"second" * 500
+
+
+def test_a_write_asks_its_connection_once_before_and_once_after() -> None:
+    """A sealed write asks the connection below `send_ready()` once before sealing (the nonce
+    is spent only on a write that goes out) and once after (whether the kernel left part of it
+    there: the buffer is then lent); before, twice before and once after, and the session asked
+    once more itself."""
+    raw = _KernelStandIn()
+    stream, peer = _stream_over(raw)
+    for i in range(3):
+        assert stream.try_send_pieces([b"h" * 12, bytes([i]) * 70_000], 70_012)
+    assert raw.asked == 6
+    assert raw.writes[0].obj is raw.writes[1].obj is raw.writes[2].obj
+    raw.full = True
+    assert not stream.try_send_pieces([b"x"], 1)  # refused: asked, nothing sealed
+    assert raw.asked == 7 and len(raw.writes) == 3
+    raw.full = False
+    assert stream.try_send_pieces([b"y"], 1)
+    expected = b"".join(b"h" * 12 + bytes([i]) * 70_000 for i in range(3)) + b"y"
+    assert peer.decrypt(b"".join(raw.copies)) == expected

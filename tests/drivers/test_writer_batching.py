@@ -3,6 +3,8 @@ write (a request's SYN + data + FIN; eight streams opened by eight tasks at once
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import pytest
 from memstream import memory_stream_pair
@@ -285,11 +287,11 @@ async def test_senders_over_the_high_water_mark_wait_once_and_in_turn(monkeypatc
     outputs: list[yamux_output.SessionOutput] = []
 
     class CountingFlag(yamux_output.Flag):
-        async def wait(self) -> None:
+        async def wait(self, loop: Any = None) -> None:
             nonlocal waits
             if not self.is_set() and any(self in (out._drain_waits or ()) for out in outputs):
                 waits += 1
-            await super().wait()
+            await super().wait(loop)
 
     monkeypatch.setattr(yamux_output, "Flag", CountingFlag)  # the drain waits' flags
     calls = 0
@@ -330,3 +332,44 @@ async def test_senders_over_the_high_water_mark_wait_once_and_in_turn(monkeypatc
     # writes of 4 MiB)
     sizes = [len(w) for w in a.writes if len(w) > 1024]
     assert len(sizes) >= 16, sorted(n >> 10 for n in sizes)
+
+
+class GatherSending(TrySending):
+    """`TrySending` that also takes a write as its pieces (as Noise does) and counts how often it
+    is asked whether it can write."""
+
+    def __init__(self, inner) -> None:
+        super().__init__(inner)
+        self.asked = 0
+        self.gathered = 0
+
+    def send_ready(self) -> bool:
+        self.asked += 1
+        return True
+
+    def try_send_pieces(self, pieces: list[bytes | memoryview], total: int) -> bool:
+        self.gathered += 1
+        data = b"".join(pieces)
+        assert len(data) == total
+        return self.try_send(data)
+
+
+async def test_the_session_offers_its_pieces_without_asking_first() -> None:
+    """A stream below that gathers pieces decides in `try_send_pieces` itself whether it can
+    write now (False: nothing taken); the session does not ask `send_ready()` before offering
+    them (it did, and Noise then asked the connection again)."""
+    a, b = memory_stream_pair()
+    conn = GatherSending(a)
+    with anyio.fail_after(10):
+        async with YamuxSession(conn, is_client=True) as client, \
+                YamuxSession(b, is_client=False) as server:
+            st = await client.open_stream()
+            await st.send(b"request")
+            await st.send_eof()
+            peer = await server.accept_stream()
+            assert await read_all(peer) == b"request"
+            await peer.send(b"answer")
+            await peer.send_eof()
+            assert await read_all(st) == b"answer"
+    assert conn.gathered >= 1
+    assert conn.asked == 0
