@@ -423,3 +423,22 @@ def test_exact_and_folded_member_names_are_one_field() -> None:
     assert WorkRequest.from_json(b'{"workType":"a","WorkType":"b"}').work_type == "b"
     assert WorkResponse.from_json(b'{"error":"a","ERROR":"b","error":"c"}').error == "c"
     assert WorkRequest.from_json(b'{"unknown":1,"requestid":"r"}').request_id == "r"
+
+
+@pytest.mark.parametrize("cls", [WorkRequest, WorkResponse])
+def test_hand_written_init_matches_the_dataclass_fields(cls: type) -> None:
+    """The work messages fill their instance dict in a hand-written `__init__` (the generated one
+    of a frozen dataclass costs twice as much): its parameters are the fields, in their order,
+    with their defaults, and every field is set; decoded messages are the same frozen values."""
+    import inspect
+
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    fields = dataclasses.fields(cls)
+    assert [(p.name, p.default) for p in params] == [(f.name, f.default) for f in fields]
+    assert all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
+    for message in (cls(), cls.from_json(b"{}"), cls.from_json(b'{"workerPeerId":"w"}')):
+        assert set(vars(message)) == {f.name for f in fields}
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            message.worker_peer_id = "x"  # type: ignore[misc]
+        assert dataclasses.replace(message, worker_peer_id="w") == cls(worker_peer_id="w")
+    assert repr(cls.from_json(b'{"workerPeerId":"w"}')) == repr(cls(worker_peer_id="w"))
