@@ -30,7 +30,7 @@ import math
 import re
 from decimal import Decimal
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Callable
 
 from p2p.errors import LocalProtocolError, RemoteProtocolError
 from p2p.logtext import bounded
@@ -295,6 +295,25 @@ def _reject_constant(name: str) -> Any:
 #: surrogates are replaced afterwards with the values', only when the text can hold one.
 _DECODER = json.JSONDecoder(object_pairs_hook=Pairs, parse_float=_parse_float,
                             parse_constant=_reject_constant)
+#: Its scanner (the C one), called directly: `JSONDecoder.decode` is two Python frames and two
+#: regular-expression matches around this call (~6k instructions of a small message's ~30k).
+_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
+_WHITESPACE = " \t\n\r"  # what `decode` skips around the value (JSON's whitespace)
+
+
+def _decode(text: str) -> Any:
+    """`_DECODER.decode(text)`: the same value, the same errors (tests/oracle/test_gojson_fast.py)."""
+    start = len(text) - len(text.lstrip(_WHITESPACE)) if text[:1].isspace() else 0
+    try:
+        value, end = _SCAN(text, start)
+    except StopIteration as err:
+        raise json.JSONDecodeError("Expecting value", text, err.value) from None
+    if end != len(text):
+        rest = text[end:]
+        extra = rest.lstrip(_WHITESPACE)
+        if extra:
+            raise json.JSONDecodeError("Extra data", text, end + len(rest) - len(extra))
+    return value
 
 
 def loads_pairs(body: bytes) -> Any:
@@ -306,7 +325,7 @@ def loads_pairs(body: bytes) -> Any:
     try:
         if text.startswith("\ufeff"):  # what json.loads says of a BOM (its decoder does not look)
             raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
-        value = _DECODER.decode(text)
+        value = _decode(text)
         # (an ASCII text holds no surrogate, and no escaped one without a backslash: both
         # tests are C scans far faster than the regular expressions over a large body)
         if ((not text.isascii() and _SURROGATE.search(text))

@@ -4,6 +4,8 @@ surrogates (invalid bytes of a Go string), and the long-string known answers of 
 
 from __future__ import annotations
 
+import json
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -55,3 +57,28 @@ def test_ascii_strings_without_escapes_skip_the_escaper(s: str) -> None:
     same bytes as the reference escaper on every ASCII string, escapes or not."""
     assert go_json_dumps(s) == gojson._quote_slow(s).encode("utf-8")
     assert go_json_dumps("w" * 1024 + "\x7f") == b'"' + b"w" * 1024 + b'\x7f"'
+
+
+def _outcome(decode: object, text: str) -> tuple[str, object]:
+    try:
+        return "value", decode(text)  # type: ignore[operator]
+    except Exception as exc:  # every error of json's decoder and of ours, compared in full
+        return type(exc).__name__, (str(exc), getattr(exc, "pos", None))
+
+
+_JSON_TEXT = st.one_of(
+    st.text(alphabet=st.sampled_from(list(' \t\n\r\x0c\x0b\xa0{}[]:,"\\0123456789.eE+-aeflnrstuxyz')),
+            max_size=40),
+    st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                 lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+                 max_leaves=8).map(lambda v: json.dumps(v)),
+).flatmap(lambda t: st.tuples(st.sampled_from(["", " ", "\n\t", "\x0c", "\xa0"]), st.just(t),
+                              st.sampled_from(["", " ", "\r\n", " x", "\x0c", "{}"])).map("".join))
+
+
+@settings(max_examples=500, deadline=None)
+@given(_JSON_TEXT)
+def test_direct_scanner_call_decodes_as_json_decoder(text: str) -> None:
+    """The scanner called directly (`gojson._decode`) gives what `JSONDecoder.decode` gives: the
+    same value, or the same error with the same message and position."""
+    assert _outcome(gojson._decode, text) == _outcome(gojson._DECODER.decode, text)
