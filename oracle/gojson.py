@@ -80,6 +80,9 @@ _SHORT = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r":
 #: The ASCII characters Go's json.Marshal escapes in a string: controls, quote, backslash and the
 #: HTML-unsafe three (DEL is written as it is); `_NEEDS_ESCAPE`'s ASCII part.
 _ASCII_ESCAPED = bytes(range(0x20)) + b'"\\<>&'
+#: A translation table marking them: each becomes NUL, anything else 0x01 (a plain table copies
+#: byte for byte; one with deletions builds a table per call and tests each byte: ~30% more).
+_ESCAPED_AS_NUL = bytes(0 if c in _ASCII_ESCAPED else 1 for c in range(256))
 _NEEDS_ESCAPE = re.compile("[\x00-\x1f\"\\\\<>&\u2028\u2029\ud800-\udfff]")
 
 
@@ -252,7 +255,7 @@ def go_json_dumps(value: Any) -> bytes:
     if type(value) is str:  # the usual member of a work message: no list, no dispatch
         if value.isascii():
             raw = value.encode("ascii")
-            if len(raw.translate(None, _ASCII_ESCAPED)) == len(raw):  # one C pass, no regex
+            if b"\0" not in raw.translate(_ESCAPED_AS_NUL):  # two C passes, no regex
                 return b'"' + raw + b'"'
         return _quote(value).encode("utf-8")
     out: list[str] = []

@@ -82,3 +82,11 @@ def test_direct_scanner_call_decodes_as_json_decoder(text: str) -> None:
     """The scanner called directly (`gojson._decode`) gives what `JSONDecoder.decode` gives: the
     same value, or the same error with the same message and position."""
     assert _outcome(gojson._decode, text) == _outcome(gojson._DECODER.decode, text)
+
+
+def test_every_ascii_character_on_the_plain_string_path() -> None:
+    """go_json_dumps writes an ASCII string with nothing to escape as it is (found by one table
+    pass): every ASCII character, alone and inside text, gives the reference escaper's bytes."""
+    for code in range(128):
+        for s in (chr(code), f"ab{chr(code)}cd", chr(code) * 3 + "x" * 300):
+            assert go_json_dumps(s) == gojson._quote_slow(s).encode("utf-8"), repr(s)
