@@ -29,6 +29,9 @@ aioquic (1.x) does QUIC v1 and TLS 1.3; libp2p needs eight things it has no publ
    1200-byte datagrams for a connection's whole life (no path MTU discovery), and its per-packet
    work is Python, so bytes per datagram set the cost per byte. The peer's max_udp_payload_size
    transport parameter (which aioquic checks but does not keep) bounds it: quic-go's is 1452.
+   aioquic writes every STREAM frame's length in 2 bytes, which caps a packet's frame at 16383
+   bytes; `_write_stream_frame` writes a longer one with a 4-byte length (packets up to 16 KiB,
+   every one towards go, are written by aioquic's own method, byte for byte as before).
 8. ACKs ride on the application's data (`send_stream_data`): aioquic writes an ACK only once its
    1 ms ack delay has passed, so an immediate answer left without it and an ACK-only datagram
    followed a millisecond later, from a timer (two datagrams and a wake-up per request and side
@@ -50,7 +53,8 @@ from aioquic.buffer import Buffer  # type: ignore[attr-defined]  # re-exported f
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.congestion.base import K_INITIAL_WINDOW
 from aioquic.quic.connection import NetworkAddress, QuicConnection
-from aioquic.quic.packet import QuicProtocolVersion, pull_quic_transport_parameters
+from aioquic.buffer import size_uint_var
+from aioquic.quic.packet import QuicFrameType, QuicProtocolVersion, pull_quic_transport_parameters
 
 from p2p.identity import PeerId
 from p2p.security.tls_cert import TlsIdentity, VerifiedPeer, verify_certificate_chain
@@ -91,10 +95,12 @@ class QuicLimits:
 
 #: What a peer that does not say otherwise accepts (RFC 9000 section 18.2, max_udp_payload_size).
 DEFAULT_MAX_UDP_PAYLOAD = 65527
-#: The largest datagram aioquic can fill: it writes a STREAM frame's length as a 2-byte varint
-#: (< 16384), so a larger packet would carry a frame whose length field wrapped (the peer acks a
-#: packet whose data it read short: a stream that stalls for ever).
-MAX_DATAGRAM_SIZE = 16384
+#: The largest datagram we send: the largest UDP payload IPv4 carries (65535 - 20 - 8). aioquic
+#: alone could fill no more than 16 KiB: it writes a STREAM frame's length as a 2-byte varint
+#: (< 16384); `_write_stream_frame` writes longer frames with a 4-byte one.
+MAX_DATAGRAM_SIZE = 65507
+#: The longest frame a 2-byte varint length holds.
+_SHORT_FRAME = 0x3FFF
 
 
 def make_configuration(tls_identity: TlsIdentity, *, is_client: bool,
@@ -246,6 +252,42 @@ class Libp2pQuicConnection(QuicConnection):
             super()._write_connection_limits(builder, space)
         finally:
             max_data.used = saved
+
+    def _write_stream_frame(self, builder: Any, space: Any, stream: Any, max_offset: int) -> int:
+        # aioquic's own method while the packet has no room for a frame longer than its 2-byte
+        # length field holds (every packet of up to 16 KiB: towards go, and before the size
+        # grows): the same bytes as ever. In a larger packet, the same frame with a 4-byte
+        # length (RFC 9000 varints need not be minimal; only over 16383 bytes is it used).
+        room = builder.remaining_flight_space
+        if room <= _SHORT_FRAME + 3:
+            return int(super()._write_stream_frame(builder, space, stream, max_offset))
+        sender = stream.sender
+        offset = sender.next_offset
+        overhead = 5 + size_uint_var(stream.stream_id) + (size_uint_var(offset) if offset else 0)
+        previous_highest = sender.highest_offset
+        frame = sender.get_frame(room - overhead, max_offset)
+        if frame is None:
+            return 0
+        size = len(frame.data)
+        frame_type = QuicFrameType.STREAM_BASE | 2  # with a length
+        if frame.offset:
+            frame_type |= 4
+        if frame.fin:
+            frame_type |= 1
+        buf = builder.start_frame(frame_type, capacity=overhead, handler=sender.on_data_delivery,
+                                  handler_args=(frame.offset, frame.offset + size, frame.fin))
+        buf.push_uint_var(stream.stream_id)
+        if frame.offset:
+            buf.push_uint_var(frame.offset)
+        if size <= _SHORT_FRAME:
+            buf.push_uint16(size | 0x4000)
+        else:
+            buf.push_uint32(size | 0x80000000)
+        buf.push_bytes(frame.data)
+        if self._quic_logger is not None:
+            builder.quic_logger_frames.append(
+                self._quic_logger.encode_stream_frame(frame, stream_id=stream.stream_id))
+        return int(sender.highest_offset - previous_highest)
 
     def send_stream_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         super().send_stream_data(stream_id, data, end_stream)

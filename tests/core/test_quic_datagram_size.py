@@ -1,15 +1,18 @@
 """Larger QUIC datagrams on a path known to carry them (Libp2pQuicConnection.set_datagram_size).
 
 Sans-IO, two connections in memory: the size moves only after the handshake, never past the
-peer's max_udp_payload_size (quic-go says 1452) nor aioquic's 16 KiB frame bound, and a stream
-moved in large datagrams arrives whole, in about size/16 KiB datagrams.
+peer's max_udp_payload_size (quic-go says 1452) nor the largest UDP payload, and a stream moved in
+large datagrams arrives whole, in about size/datagram-size datagrams: past 16 KiB its frames carry
+a 4-byte length (aioquic writes 2 bytes), while smaller packets are aioquic's own, byte for byte.
 """
 
 from __future__ import annotations
 
 import os
 
+import pytest
 from aioquic.buffer import Buffer  # type: ignore[attr-defined]
+from aioquic.quic.connection import QuicConnection
 from aioquic.quic.packet import pull_quic_transport_parameters, push_quic_transport_parameters
 
 from quic_memory import MSS, pair, transfer
@@ -41,7 +44,7 @@ def test_not_before_the_handshake() -> None:
 def test_bounded_by_the_peer_and_by_aioquic_frames() -> None:
     client, server = pair()
     assert client.peer_max_udp_payload == 65527  # aioquic sends none: the RFC's default
-    assert client.set_datagram_size(60000) == MAX_DATAGRAM_SIZE
+    assert client.set_datagram_size(70000) == MAX_DATAGRAM_SIZE == 65507
     assert client._loss.congestion_window >= 10 * MAX_DATAGRAM_SIZE
     assert client.set_datagram_size(500) == MSS  # never below QUIC's 1200
     client, server = pair(server_class=_Says1452)
@@ -59,11 +62,41 @@ def test_a_stream_in_large_datagrams_arrives_whole() -> None:
     assert client.set_datagram_size(MAX_DATAGRAM_SIZE) == MAX_DATAGRAM_SIZE
     moved = transfer(client, server, payload)
     assert bytes(moved.received) == payload
-    assert moved.datagrams <= len(payload) / (MAX_DATAGRAM_SIZE - 100) * 1.1
+    assert moved.datagrams <= len(payload) / (MAX_DATAGRAM_SIZE - 100) * 1.1 + 2  # (window edges)
     client, server = pair()  # the same at 1200 bytes: ~13x the datagrams
     small = transfer(client, server, payload)
     assert bytes(small.received) == payload
     assert small.datagrams >= len(payload) / MSS
+
+
+@pytest.mark.parametrize(("size", "aioquic_only"),
+                         [(1452, True), (16384, True), (16500, False), (65000, False),
+                          (MAX_DATAGRAM_SIZE, False)])
+def test_frames_past_16_kib_carry_a_longer_length(size: int, aioquic_only: bool,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The frame that fills a datagram of `size`: aioquic's own writer while it fits a 2-byte
+    length (16383 bytes of data), ours (a 4-byte length) once it may not; aioquic, receiving,
+    reads both. The payload crosses the 16383-byte mark inside a frame and ends in a short one."""
+    aioquic_frames: list[int] = []
+    original = QuicConnection._write_stream_frame
+
+    def counting(self: QuicConnection, builder: object, space: object, stream: object,
+                 max_offset: int) -> int:
+        used = original(self, builder, space, stream, max_offset)  # type: ignore[arg-type]
+        aioquic_frames.append(used)
+        return int(used)
+
+    monkeypatch.setattr(QuicConnection, "_write_stream_frame", counting)
+    payload = os.urandom(1 << 20 | 12345)
+    client, server = pair()
+    assert client.set_datagram_size(size) == size
+    moved = transfer(client, server, payload)
+    assert bytes(moved.received) == payload
+    assert moved.datagrams <= len(payload) / (size - 100) * 1.1 + 2
+    if aioquic_only:  # a packet's room holds no more than 16383 bytes of data
+        assert sum(aioquic_frames) == len(payload)
+    else:  # full datagrams are ours; aioquic's writer sends at most the short leftovers
+        assert sum(aioquic_frames) < 16384
 
 
 def test_at_1452_against_a_peer_that_says_so() -> None:
