@@ -52,6 +52,7 @@ from multiaddr import Multiaddr
 
 from p2p.errors import ConnectionClosed, DialError, P2PError, PeerIdMismatch, StreamReset
 from p2p.identity import PeerId, PrivateKey, PublicKey
+from p2p.recv_buffer import RecvBuffer
 from p2p.security.tls_cert import TlsIdentity, make_certificate
 from p2p.sync import Flag
 from p2p.transport.base import Admission, AdmissionTicket
@@ -144,13 +145,13 @@ def _is_loopback(host: str) -> bool:
 class QuicStream:
     """One libp2p stream: one bidirectional QUIC stream (go's stream mapping, see the module)."""
 
-    __slots__ = ("_conn", "stream_id", "_buf", "_eof", "_reset_remote", "_reset_local",
+    __slots__ = ("_conn", "stream_id", "_recv", "_eof", "_reset_remote", "_reset_local",
                  "_stopped", "_closed", "_local_eof", "_rwait", "_wwait", "_read_deadline")
 
     def __init__(self, conn: QuicConn, stream_id: int) -> None:
         self._conn = conn
         self.stream_id = stream_id
-        self._buf = bytearray()
+        self._recv = RecvBuffer()  # what arrived and was not read yet, as aioquic handed it over
         self._eof = False  # the peer's FIN arrived
         self._reset_remote = False  # the peer reset its sending half (RESET_STREAM)
         self._reset_local = False
@@ -168,8 +169,8 @@ class QuicStream:
     def _on_data(self, data: bytes, end: bool) -> None:
         if self._closed or self._reset_local or self._reset_remote:
             self._conn.quic.discard_data(len(data), self._conn._clock())
-        else:
-            self._buf += data
+        elif data:
+            self._recv.append(data)
         if end:
             self._eof = True
         self._wake_reader()
@@ -194,9 +195,8 @@ class QuicStream:
                 raise anyio.ClosedResourceError
             if self._reset_remote:
                 raise StreamReset(remote=True)
-            if self._buf:
-                out = bytes(self._buf[:max_bytes])
-                del self._buf[:max_bytes]
+            if self._recv.size:
+                out = self._recv.take(max_bytes)
                 conn.quic.consumed(self.stream_id, len(out), self._conn._clock())
                 conn._kick()  # credit may be due (MAX_STREAM_DATA / MAX_DATA)
                 return out
@@ -287,7 +287,7 @@ class QuicStream:
             if not self._local_eof and not self._stopped:
                 self._local_eof = True
                 conn.quic.send_stream_data(self.stream_id, b"", end_stream=True)
-            self._buf.clear()
+            self._recv.clear()
             conn.quic.discard_stream(self.stream_id, self._conn._clock())
             if not (self._eof or self._reset_remote):
                 conn._linger(self.stream_id)
@@ -304,7 +304,7 @@ class QuicStream:
                 conn.quic.stop_stream(self.stream_id, 0)
             except ValueError:  # aioquic already forgot the stream: nothing to stop
                 pass
-        self._buf.clear()
+        self._recv.clear()
         conn.quic.discard_stream(self.stream_id, self._conn._clock())
         conn._kick()
 
@@ -582,7 +582,7 @@ class QuicConn:
                 self._seen_inbound.add(ev.stream_id)  # opened and reset at once: nobody sees it
                 if st is not None:
                     st._reset_remote = True
-                    st._buf.clear()
+                    st._recv.clear()
                     st._wake_reader()
                 quic.discard_stream(ev.stream_id, quic.clock_now)
             elif isinstance(ev, qe.StopSendingReceived):

@@ -320,7 +320,7 @@ async def test_unread_data_stops_at_the_window() -> None:
                     sent += len(chunk)
             await started.wait()
             inbound = server.streams[0]
-            buffered = len(inbound._buf)
+            buffered = inbound._recv.size
             window = QuicLimits.stream_window
             assert buffered <= window
             assert window // 2 <= buffered

@@ -304,7 +304,7 @@ async def test_unread_streams_buffer_at_most_the_connection_window() -> None:
             last, stable_since = -1, anyio.current_time()
             while anyio.current_time() - stable_since < 0.5:  # until nothing more arrives
                 await anyio.sleep(0.05)
-                buffered = sum(len(st._buf) for st in t.streams)
+                buffered = sum(st._recv.size for st in t.streams)
                 if buffered != last:
                     last, stable_since = buffered, anyio.current_time()
             assert t.accepted and not conn.is_closed
