@@ -547,7 +547,9 @@ class Host:
                 if metrics is not None:
                     metrics.stream_closed("inbound", proto)
             try:  # no shield needed: a MuxedStream's close only queues its FIN, it never waits
-                await stream.aclose()
+                # The muxed stream's own close: an inbound NetStream has nothing of its own to
+                # flush, and most handlers closed it already (then this returns at once).
+                await ms.aclose()
             except (P2PError, anyio.BrokenResourceError, anyio.ClosedResourceError):
                 pass
         except Exception:  # nobody awaits the task: a failure is logged here

@@ -30,8 +30,9 @@ from p2p.multistream import (
     encode_message,
     quick_listen,
 )
-from p2p.streams import BufferedStream, ByteStream, has_nowait_io, has_read_deadlines
-from p2p.sync import LazyLock, current_time
+from p2p.streams import (BufferedStream, ByteStream, has_nowait_io, has_read_deadlines,
+                         has_stream_clock)
+from p2p.sync import Flag, current_time
 
 __all__ = [
     "NegotiationTimeout",
@@ -248,7 +249,7 @@ class LazyStream(BufferedStream):
     `lazy=False` makes a stream whose protocol is already agreed (nothing pending).
     """
 
-    __slots__ = ("protocol", "timeout", "_hello", "_lock", "_error", "_user_deadline")
+    __slots__ = ("protocol", "timeout", "_hello", "_checked", "_error", "_user_deadline")
 
     def __init__(self, stream: ByteStream, protocol: str, *, timeout: float = 10.0,
                  lazy: bool = True) -> None:
@@ -257,7 +258,7 @@ class LazyStream(BufferedStream):
         self.timeout = timeout
         #: header + proposal still to go out ahead of our first bytes (b"" once sent)
         self._hello = _hello(protocol) if lazy else b""
-        self._lock: LazyLock | None = None  # a second reader waits here for the first's check
+        self._checked: Flag | None = None  # readers waiting while the first checks the replies
         self._error: BaseException | None = None
         self._user_deadline: float | None = None  # the application's read deadline
         if lazy:
@@ -266,27 +267,44 @@ class LazyStream(BufferedStream):
     @property
     def negotiating(self) -> bool:
         """True until the listener's replies are checked (a lazy stream's first read)."""
-        return self._recv == self._receive_first
+        return self._recv is not None
 
     async def _receive_first(self, max_bytes: int) -> bytes:
-        """The first read below: the listener's replies, checked, then what follows them."""
-        if self._lock is None:
-            self._lock = LazyLock()
-        async with self._lock:
-            if self._error is not None:
-                raise self._error
-            if self._recv == self._receive_first:
-                await self._confirm()
-                self._recv = None  # from now on straight to the stream below
+        """The first read below: the listener's replies, checked, then what follows them.
+
+        Reads that come meanwhile wait for the check (`_wait_for_check`): the state is which of
+        the two reads come to, so the usual single reader takes no lock."""
+        if self._error is not None:
+            raise self._error
+        self._recv = self._wait_for_check
+        checked = False
+        try:
+            await self._check_replies()
+            checked = True
+        finally:
+            self._recv = None if checked else self._receive_first
+            waiting, self._checked = self._checked, None
+            if waiting is not None:
+                waiting.set()
         return await self.receive(max_bytes)
 
-    async def _confirm(self) -> None:
+    async def _wait_for_check(self, max_bytes: int) -> bytes:
+        """A read while another task checks the replies: wait for its outcome, then read."""
+        if self._checked is None:
+            self._checked = Flag()
+        await self._checked.wait()
+        return await self.receive(max_bytes)
+
+    async def _check_replies(self) -> None:
         if self._hello:
             await self.send(b"")
         inner, receive = self.inner, self.inner.receive
         # A read deadline on the stream costs no timer of its own (yamux); a cancel scope
-        # costs several times more, on every stream this dialer opens.
-        deadline = current_time() + self.timeout
+        # costs several times more, on every stream this dialer opens. The stream's own clock,
+        # when it has one, is read without asking the async library for its loop (a getpid
+        # system call per request on Python 3.11's asyncio).
+        deadline = (inner.current_time() if has_stream_clock(inner) else current_time()
+                    ) + self.timeout
         user = self._user_deadline
         theirs = user is not None and user <= deadline  # the application's comes first
         try:

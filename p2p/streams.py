@@ -7,8 +7,8 @@ Every layer (TCP, Noise, a yamux stream, a negotiated host stream) speaks anyio'
 Optional capabilities a stream class may declare (typing.Protocols, checked once per class by
 `has_read_deadlines`, `is_resettable` and `has_nowait_io`, never probed with getattr): `PushReads` and `NonBlockingWrites` (the fast paths a yamux
 session uses below it), `ReadDeadlines` (a read bounded by one loop timer instead of a cancel
-scope), `ResettableStream` (abort both directions) and `NoWaitIO` (hand over what is already
-buffered, take a write without a loop turn).
+scope), `ResettableStream` (abort both directions), `NoWaitIO` (hand over what is already
+buffered, take a write without a loop turn) and `StreamClock` (its deadlines' clock, read cheaply).
 
 `BufferedStream` lets a protocol parser hand back bytes it read past its own message (multistream
 proposals pipelined with application data, go's lazy streams) so the next layer sees them first.
@@ -123,6 +123,18 @@ class ReadDeadlines(Protocol):
 
 
 @runtime_checkable
+class StreamClock(Protocol):
+    """A stream that reads the clock of its read deadlines itself (a yamux stream: its loop's
+    clock), without asking the async library for the running loop, which on Python 3.11's
+    asyncio is a getpid system call: a lazy dialer sets a deadline per stream.
+
+    Implementers provide `current_time()`: the `anyio.current_time()` clock's value now.
+    """
+
+    def current_time(self) -> float: ...
+
+
+@runtime_checkable
 class NoWaitIO(Protocol):
     """A stream that can act at once, without a loop turn (a yamux stream): multistream's listener
     answers a proposal that arrived with the stream's opening this way.
@@ -161,6 +173,8 @@ has_read_deadlines = cast(Callable[[object], TypeGuard[ReadDeadlines]],
 is_resettable = cast(Callable[[object], TypeGuard[ResettableStream]],
                      _declared_by_class(ResettableStream))
 has_nowait_io = cast(Callable[[object], TypeGuard[NoWaitIO]], _declared_by_class(NoWaitIO))
+has_stream_clock = cast(Callable[[object], TypeGuard[StreamClock]],
+                        _declared_by_class(StreamClock))
 has_push_reads = cast(Callable[[object], TypeGuard[PushReads]], _declared_by_class(PushReads))
 has_nonblocking_writes = cast(Callable[[object], TypeGuard[NonBlockingWrites]],
                               _declared_by_class(NonBlockingWrites))

@@ -253,6 +253,13 @@ class YamuxConnection:
         st = self._streams.get(stream_id)
         return len(st.recv_buf) if st is not None else 0
 
+    def receive_buffer(self, stream_id: int) -> _RecvBuffer:
+        """A stream's receive buffer, for a driver to see whether a read would find bytes (its
+        `size`) without a call; bytes are taken only through `read`. A stream already gone (its
+        SYN and RST in one read) has an empty one that stays empty."""
+        st = self._streams.get(stream_id)
+        return st.recv_buf if st is not None else _RecvBuffer()
+
     def recv_window(self, stream_id: int) -> int:
         st = self._streams.get(stream_id)
         return st.recv_window if st is not None else 0

@@ -83,12 +83,15 @@ _GOAWAY_GRACE = 1.0
 class YamuxStream:
     """One multiplexed stream: anyio ByteStream words plus `reset` (go semantics for `aclose`)."""
 
-    __slots__ = ("_session", "stream_id", "_rwait", "_wwait", "_remote_eof", "_local_eof",
-                 "_reset", "_reset_remote", "_closed", "_read_deadline")
+    __slots__ = ("_session", "stream_id", "_rbuf", "_rwait", "_wwait", "_remote_eof",
+                 "_local_eof", "_reset", "_reset_remote", "_closed", "_read_deadline")
 
     def __init__(self, session: YamuxSession, stream_id: int) -> None:
         self._session = session
         self.stream_id = stream_id
+        #: the core's receive buffer of this stream: a read looks at its size before it reads
+        #: the clock and calls the core (a request's dialer reads twice finding nothing)
+        self._rbuf = session._core.receive_buffer(stream_id)
         self._rwait: Flag | None = None
         self._wwait: Flag | None = None
         self._remote_eof = False
@@ -129,7 +132,7 @@ class YamuxStream:
                 raise StreamReset(remote=self._reset_remote)
             if self._closed:
                 raise anyio.ClosedResourceError
-            if sess.error is None or not sess.is_closed:
+            if self._rbuf.size and (sess.error is None or not sess.is_closed):
                 data = core.read(self.stream_id, max_bytes, sess._clock())
                 if data:
                     if core.pending_output:
@@ -161,6 +164,11 @@ class YamuxStream:
         if self._rwait is not None:  # set while a read waits: it looks again, with this one
             self._wake_reader()
 
+    def current_time(self) -> float:
+        """The clock of read deadlines (`p2p.streams.StreamClock`): on asyncio the loop's own,
+        read without a lookup of the running loop."""
+        return self._session._clock()
+
     async def _wait_until_deadline(self, flag: Flag) -> None:
         sess = self._session
         deadline = self._read_deadline
@@ -180,7 +188,7 @@ class YamuxStream:
         """Bytes already buffered, without waiting; b"" when there are none (or the stream cannot
         be read: `receive` then says why). Lets a caller skip a wait and the timeout around it."""
         sess = self._session
-        if self._reset or self._closed or sess.is_closed:
+        if self._reset or self._closed or sess.is_closed or not self._rbuf.size:
             return b""
         core = sess._core
         data = core.read(self.stream_id, max_bytes, sess._clock())

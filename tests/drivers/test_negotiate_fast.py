@@ -181,3 +181,59 @@ async def test_lazy_reply_wait_uses_the_stream_read_deadline_and_the_callers() -
             with pytest.raises(TimeoutError) as again:
                 await lazy2.receive(10)
             assert again.value is info.value
+
+
+async def test_reads_finding_nothing_do_not_read_the_clock() -> None:
+    """A yamux read that finds nothing buffered (before the bytes arrive, and at EOF) neither
+    reads the session's clock nor calls the core: a sequential request's dialer makes two."""
+    a, b = memory_stream_pair()
+    with anyio.fail_after(10):
+        async with YamuxSession(a, is_client=True) as client, \
+                YamuxSession(b, is_client=False) as server:
+            st = await client.open_stream()
+            await st.send(b"hello")
+            await st.send_eof()
+            peer = await server.accept_stream()
+            assert await read_all(peer) == b"hello"
+            reads: list[float] = []
+            clock = server._clock
+
+            def counting_clock() -> float:
+                reads.append(clock())
+                return reads[-1]
+
+            server._clock = counting_clock
+            assert peer.receive_nowait() == b""
+            with pytest.raises(anyio.EndOfStream):
+                await peer.receive()
+            assert reads == []
+            server._clock = clock
+
+
+async def test_lazy_dialer_over_yamux_reads_the_streams_clock_and_takes_no_lock(
+        monkeypatch) -> None:
+    """The lazy dialer's reply deadline comes from the yamux stream's own clock (no lookup of
+    the running loop, a getpid on Python 3.11's asyncio), and a lone first reader makes no
+    waiting flag; the concurrent case is tests/drivers/test_negotiate.py's."""
+
+    def no_lookup() -> float:
+        raise AssertionError("the async library's clock was asked")
+
+    monkeypatch.setattr(negotiate, "current_time", no_lookup)
+    a, b = memory_stream_pair()
+    with anyio.fail_after(10):
+        async with YamuxSession(a, is_client=True) as client, \
+                YamuxSession(b, is_client=False) as server:
+            ys = await client.open_stream()
+            lazy = negotiate.LazyStream(ys, "/ipfs/ping/1.0.0", timeout=5)
+            await lazy.send(b"ping")
+            await lazy.send_eof()
+            peer = BufferedStream(await server.accept_stream())
+            assert await negotiate.handle_protocol(peer, {"/ipfs/ping/1.0.0"}) == "/ipfs/ping/1.0.0"
+            assert await read_all(peer) == b"ping"
+            await peer.send(b"pong")
+            await peer.aclose()
+            assert lazy.negotiating
+            assert await lazy.receive_until_eof(100) == b"pong"
+            assert not lazy.negotiating and lazy._checked is None
+            assert ys._read_deadline is None  # the reply deadline was lifted again
