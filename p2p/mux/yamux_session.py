@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -394,7 +395,7 @@ class YamuxSession:
         if sniffio.current_async_library() == "asyncio":
             loop = asyncio.get_running_loop()
             self._checkpoint = _asyncio_checkpoint
-            self._clock = loop.time
+            self._clock = loop_clock(loop)
             self._call_at = loop.call_at
             self._loop = loop
             self._output.bind_asyncio(loop)
@@ -660,7 +661,8 @@ class YamuxSession:
                 st = streams.get(ev[0])
                 if st is not None:
                     st._remote_eof = True
-                    st._wake_reader()
+                    if st._rwait is not None:  # (a request's reader was woken by its data)
+                        st._wake_reader()
                     self._forget_if_done(st)
                     # Its task will likely answer or close it now, without waiting on this
                     # session again: a kick scheduled here runs right after that task, in the
@@ -821,6 +823,16 @@ class YamuxSession:
     @property
     def num_streams(self) -> int:
         return len(self._streams)
+
+
+def loop_clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
+    """`loop.time` as one C call: `time.monotonic` itself when the loop keeps asyncio's own
+    `time` (whose body is `return time.monotonic()`), so the session's clock reads (several per
+    request) cost no Python frame each; any loop with a clock of its own (uvloop's, a test's)
+    keeps it."""
+    if type(loop).time is asyncio.BaseEventLoop.time:
+        return time.monotonic
+    return loop.time
 
 
 class _EndOfInput(Exception):
