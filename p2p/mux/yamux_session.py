@@ -79,13 +79,15 @@ _YIELD_ABOVE = 64 * 1024
 _MAX_UNYIELDED_SENDS = 16
 #: How long a best-effort GoAway may take on the way out.
 _GOAWAY_GRACE = 1.0
+#: `YamuxStream._reset` once the stream is reset: by us, or by the peer.
+_RESET_LOCAL, _RESET_REMOTE = 1, 2
 
 
 class YamuxStream:
     """One multiplexed stream: anyio ByteStream words plus `reset` (go semantics for `aclose`)."""
 
     __slots__ = ("_session", "stream_id", "_rbuf", "_rwait", "_wwait", "_remote_eof",
-                 "_local_eof", "_reset", "_reset_remote", "_closed", "_read_deadline")
+                 "_local_eof", "_reset", "_closed", "_read_deadline")
 
     def __init__(self, session: YamuxSession, stream_id: int) -> None:
         self._session = session
@@ -97,8 +99,7 @@ class YamuxStream:
         self._wwait: Flag | None = None
         self._remote_eof = False
         self._local_eof = False
-        self._reset = False
-        self._reset_remote = False
+        self._reset = 0  # _RESET_LOCAL or _RESET_REMOTE once reset (one slot for both facts)
         self._closed = False
         self._read_deadline: float | None = None
 
@@ -119,8 +120,7 @@ class YamuxStream:
 
     def _mark_reset(self, remote: bool) -> None:
         if not self._reset:
-            self._reset = True
-            self._reset_remote = remote
+            self._reset = _RESET_REMOTE if remote else _RESET_LOCAL
         self._wake_reader()
         self._wake_writer()
 
@@ -130,7 +130,7 @@ class YamuxStream:
         core = sess._core
         while True:
             if self._reset:
-                raise StreamReset(remote=self._reset_remote)
+                raise StreamReset(remote=self._reset == _RESET_REMOTE)
             if self._closed:
                 raise anyio.ClosedResourceError
             if self._rbuf.size and (sess.error is None or not sess.is_closed):
@@ -255,7 +255,7 @@ class YamuxStream:
 
     def _check_writable(self) -> None:
         if self._reset:
-            raise StreamReset(remote=self._reset_remote)
+            raise StreamReset(remote=self._reset == _RESET_REMOTE)
         if self._closed or self._local_eof:
             raise anyio.ClosedResourceError
         if self._session.is_closed:
