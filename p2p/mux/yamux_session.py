@@ -268,7 +268,8 @@ class YamuxStream:
         self._check_writable()
         self._local_eof = True
         self._session._core.send_eof(self.stream_id)
-        self._session._forget_if_done(self)
+        if self._remote_eof:  # (the core forgets a stream only once both halves are closed)
+            self._session._forget_if_done(self)
         self._session._kick()
 
     async def reset(self) -> None:
@@ -663,7 +664,8 @@ class YamuxSession:
                     st._remote_eof = True
                     if st._rwait is not None:  # (a request's reader was woken by its data)
                         st._wake_reader()
-                    self._forget_if_done(st)
+                    if not st._rbuf.size:  # (bytes still to read keep the stream in the core)
+                        self._forget_if_done(st)
                     # Its task will likely answer or close it now, without waiting on this
                     # session again: a kick scheduled here runs right after that task, in the
                     # same loop turn, and the task's own kicks find it pending. Kicked by the

@@ -152,6 +152,30 @@ async def test_half_close_both_ways():
             assert client.num_streams == 0 and server.num_streams == 0
 
 
+async def test_requests_whose_data_and_fin_arrive_together_leave_no_stream_behind():
+    """A request (data + FIN in one write) and its answer (the same): the FIN finds bytes still
+    to read, so the stream is forgotten only once they are read (at EOF) or it is closed."""
+    with anyio.fail_after(10):
+        async with sessions() as (client, server):
+            for i in range(3):
+                out = await client.open_stream()
+                await out.send(b"request %d" % i)
+                await out.send_eof()
+                inc = await server.accept_stream()
+                assert await read_all(inc) == b"request %d" % i
+                await inc.send(b"answer")
+                await inc.send_eof()
+                if i == 0:
+                    assert await read_all(out) == b"answer"  # to EOF: forgotten there
+                else:
+                    assert await out.receive(6) == b"answer"  # the answer only, then close
+                    if i == 2:
+                        await anyio.sleep(0.05)  # its FIN has arrived by now
+                    await out.aclose()
+            await client.ping()
+            assert client.num_streams == 0 and server.num_streams == 0
+
+
 async def test_reset_both_ways():
     with anyio.fail_after(10):
         async with sessions() as (client, server):
