@@ -41,8 +41,10 @@ def test_quick_round_of_ours_writes_results(tmp_path: Path) -> None:
         assert values[metric]["bound"]["median"] > 0, metric
         assert latest["summary"]["ratios"][metric]["ours/bound"]["median"] > 0, metric
     assert values["rr 64 failures"]["ours"]["max"] == 0
-    for side in ("listener", "dialer"):  # CPU per request of both processes
-        assert values[f"rr seq {side} cpu"]["ours"]["median"] > 0, side
+    # CPU per request of both processes. The listener's is read from /proc in clock ticks
+    # (10 ms): over a quick row's 100 requests it may round to 0. The dialer's own clock is exact.
+    assert values["rr seq listener cpu"]["ours"]["median"] >= 0
+    assert values["rr seq dialer cpu"]["ours"]["median"] > 0
     # Every echo row ran at each of the quick chunk sizes, and the figure is the best of them.
     runs = [r for r in latest["echo_runs"] if r["stack"] == "ours"]
     assert {(r["metric"], r["chunk"]) for r in runs} == {
@@ -80,8 +82,9 @@ def test_go_peer_rr_rows_give_both_sides_cpu(tmp_path: Path) -> None:
     assert latest["errors"] == []
     values = latest["summary"]["values"]
     for stack in ("ours", "go"):
-        for side in ("listener", "dialer"):
-            assert values[f"rr seq {side} cpu"][stack]["median"] > 0, (stack, side)
+        # the listener's from /proc in 10 ms ticks (a quick row may round to 0); the dialer's exact
+        assert values["rr seq listener cpu"][stack]["median"] >= 0, stack
+        assert values["rr seq dialer cpu"][stack]["median"] > 0, stack
     assert "rr seq dialer cpu" in stdout
 
 
