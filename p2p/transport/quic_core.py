@@ -38,7 +38,10 @@ aioquic (1.x) does QUIC v1 and TLS 1.3; libp2p needs eight things it has no publ
    instead of one). quic-go bundles any pending ACK into every packet it sends; so do we.
 
 The TLS context is aioquic's own object with its class swapped for a subclass that only overrides
-methods (no new slots), right after aioquic creates it in `_initialize`.
+methods (no new slots), right after aioquic creates it in `_initialize`. So is the header
+protection of each key aioquic installs from TLS (`_update_traffic_key`): `_LeanHeaderProtection`
+masks the same header bytes without aioquic's copies of the whole packet (three per packet of up
+to 64 KiB). Keys of a later key phase keep aioquic's own class (same bytes, more copies).
 """
 
 from __future__ import annotations
@@ -49,6 +52,12 @@ import ssl
 from typing import Any
 
 from aioquic import tls
+from aioquic._crypto import (
+    PACKET_NUMBER_LENGTH_MAX,
+    SAMPLE_LENGTH,
+    CryptoError,
+    HeaderProtection,
+)
 from aioquic.buffer import Buffer  # type: ignore[attr-defined]  # re-exported from aioquic._buffer
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.congestion.base import K_INITIAL_WINDOW
@@ -127,7 +136,6 @@ def initial_decrypts(data: bytes, cid_length: int) -> bool:
     admission, so a datagram of noise can neither take nor evict a handshake slot; it costs a
     few HKDF expansions and one AES-GCM open, no TLS."""
     from aioquic.buffer import Buffer  # type: ignore[attr-defined]
-    from aioquic._crypto import CryptoError
     from aioquic.quic.crypto import CryptoPair
     from aioquic.quic.packet import QuicPacketType, pull_quic_header
 
@@ -145,6 +153,41 @@ def initial_decrypts(data: bytes, cid_length: int) -> bool:
     except (CryptoError, ValueError):
         return False
     return True
+
+
+class _LeanHeaderProtection(HeaderProtection):
+    """aioquic's header protection without copying the payload it does not change.
+
+    aioquic's `apply` joins the header and the encrypted payload, copies that into a bytearray
+    to XOR the first byte and the packet number, and copies it back to bytes; `remove` copies the
+    whole packet to unmask its header. A packet of 64 KiB was copied two more times on the way
+    out and once more on the way in than the XOR needs. Here only the header is copied and
+    masked; the same bytes come out (the mask is aioquic's own `_mask`)."""
+
+    def apply(self, plain_header: bytes, protected_payload: bytes) -> bytes:
+        pn_length = (plain_header[0] & 0x03) + 1
+        pn_offset = len(plain_header) - pn_length
+        sample_offset = PACKET_NUMBER_LENGTH_MAX - pn_length
+        mask = self._mask(protected_payload[sample_offset:sample_offset + SAMPLE_LENGTH])
+        header = bytearray(plain_header)
+        header[0] ^= mask[0] & (0x0F if header[0] & 0x80 else 0x1F)
+        for i in range(pn_length):
+            header[pn_offset + i] ^= mask[1 + i]
+        return bytes(header) + protected_payload
+
+    def remove(self, packet: bytes, pn_offset: int) -> tuple[bytes, int]:
+        sample_offset = pn_offset + PACKET_NUMBER_LENGTH_MAX
+        if sample_offset + SAMPLE_LENGTH > len(packet):
+            raise CryptoError("Packet is too short to sample")
+        mask = self._mask(packet[sample_offset:sample_offset + SAMPLE_LENGTH])
+        header = bytearray(packet[:sample_offset])  # the header and the longest packet number
+        header[0] ^= mask[0] & (0x0F if header[0] & 0x80 else 0x1F)
+        pn_length = (header[0] & 0x03) + 1
+        pn_truncated = 0
+        for i in range(pn_length):
+            header[pn_offset + i] ^= mask[1 + i]
+            pn_truncated = header[pn_offset + i] | (pn_truncated << 8)
+        return bytes(header[:pn_offset + pn_length]), pn_truncated
 
 
 class _CertificateRequired(tls.Alert):
@@ -209,6 +252,14 @@ class Libp2pQuicConnection(QuicConnection):
         context._libp2p_owner = self  # type: ignore[attr-defined]
         if not self._is_client:
             context._request_client_certificate = True
+
+    def _update_traffic_key(self, direction: tls.Direction, epoch: tls.Epoch,
+                            cipher_suite: tls.CipherSuite, secret: bytes) -> None:
+        super()._update_traffic_key(direction, epoch, cipher_suite, secret)
+        crypto = self._cryptos[epoch]
+        for context in (crypto.send, crypto.recv):
+            if type(context.hp) is HeaderProtection:  # aioquic's, just made: same state, leaner
+                context.hp.__class__ = _LeanHeaderProtection
 
     def _parse_transport_parameters(self, data: bytes, from_session_ticket: bool = False) -> None:
         super()._parse_transport_parameters(data, from_session_ticket)
