@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 HEADER_SIZE = 4
+_LENGTH = struct.Struct(">I")
 MAX_WIRE_SIZE = 2**32 - 1  # what a uint32 prefix can express
 # Our choices: requests are small JSON documents (a query, a URL); responses may carry scraped
 # data, bounded by go-libp2p's default per-stream memory limit (16 MiB, resource manager).
@@ -61,14 +62,16 @@ class FrameTimeout(FrameError, TimeoutError):
 
 def encode_frame(body: bytes) -> bytes:
     """Length prefix + body; a body a uint32 cannot describe is our own error."""
-    return frame_prefix(len(body)) + bytes(body)
+    if len(body) > MAX_WIRE_SIZE:
+        raise LocalProtocolError(f"message of {len(body)} bytes cannot be framed")
+    return _LENGTH.pack(len(body)) + body
 
 
 def frame_prefix(size: int) -> bytes:
     """The length prefix of a `size`-byte body (written before a body sent in pieces)."""
     if size > MAX_WIRE_SIZE:
         raise LocalProtocolError(f"message of {size} bytes cannot be framed")
-    return struct.pack(">I", size)
+    return _LENGTH.pack(size)
 
 
 class FrameDecoder:
@@ -144,9 +147,7 @@ async def _read_exactly(stream: _ExactReader, n: int, what: str) -> bytes:
 async def _read_rest(reader: _ExactReader, length: int | None, max_size: int) -> bytes:
     """The frame's length (unless already read) and body."""
     if length is None:
-        (length,) = struct.unpack(">I", await _read_exactly(reader, HEADER_SIZE, "length"))
-        if length > max_size:
-            raise FrameTooLarge(length, max_size)
+        length = _checked_length(await _read_exactly(reader, HEADER_SIZE, "length"), max_size)
     return await _read_exactly(reader, length, "body") if length else b""
 
 
@@ -163,14 +164,21 @@ async def read_message(
     """
     reader: _ExactReader = stream if hasattr(stream, "receive_exactly") else BufferedStream(stream)  # type: ignore[assignment]
     length: int | None = None
-    if isinstance(reader, BufferedStream) and reader.buffered >= HEADER_SIZE:
-        # The usual request arrived with the stream's first bytes: what is buffered is read
-        # without a wait, so without a timeout scope; only a missing rest is waited for.
-        (length,) = struct.unpack(">I", await reader.receive_exactly(HEADER_SIZE))
-        if length > max_size:
-            raise FrameTooLarge(length, max_size)
-        if reader.buffered >= length:
-            return await reader.receive_exactly(length) if length else b""
+    if isinstance(reader, BufferedStream):
+        if reader.buffered >= HEADER_SIZE:
+            # The usual request arrived with the stream's first bytes: what is buffered is taken
+            # without a wait, so without a timeout scope; only a missing rest is waited for.
+            data = reader.take_buffered()
+            length = _checked_length(data, max_size)
+            if len(data) == HEADER_SIZE + length:
+                return data[HEADER_SIZE:]
+            reader.unread(memoryview(data)[HEADER_SIZE:])
+        elif timeout is None:
+            # The requester's wait for its answer (bounded by the stream's read deadline): the
+            # read that brings the length brings a small answer's body with it.
+            length = _checked_length(await _read_exactly(reader, HEADER_SIZE, "length"), max_size)
+        if length is not None and reader.buffered >= length:
+            return _take(reader, length)
     if timeout is None:
         return await _read_rest(reader, length, max_size)
     try:
@@ -180,6 +188,23 @@ async def read_message(
         if isinstance(exc, FrameError):
             raise
         raise FrameTimeout(f"no complete message within {timeout} s") from None
+
+
+def _checked_length(header: bytes, max_size: int) -> int:
+    """The body length a frame starting with `header` announces, refused over `max_size`."""
+    (length,) = _LENGTH.unpack_from(header)
+    if length > max_size:
+        raise FrameTooLarge(length, max_size)
+    return length  # type: ignore[no-any-return]
+
+
+def _take(reader: BufferedStream, n: int) -> bytes:
+    """The first `n` of the bytes `reader` holds buffered (at least `n`), without a wait."""
+    data = reader.take_buffered()
+    if len(data) == n:
+        return data
+    reader.unread(memoryview(data)[n:])
+    return data[:n]
 
 
 async def write_message(stream: ByteStream, body: bytes) -> None:

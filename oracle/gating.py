@@ -85,7 +85,7 @@ class WorkLimits:
         return dataclasses.replace(base or cls(), **dict(data))
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Admission:
     """A work slot, held or waited for; release it exactly once (it is also a context manager).
 

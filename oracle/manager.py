@@ -221,8 +221,8 @@ class WorkHandlerManager:
         cancelled = False
         try:
             if scope is None and entry.at_once:  # ends in this step: no scope, no timer
-                response = await self._call(entry, bytes(request.data),
-                                            at_once_timeout=self.work_timeout(timeout))
+                response = await self._call(entry, bytes(request.data), at_once=True,
+                                            timeout=timeout)
             else:
                 if scope is None:
                     scope = anyio.move_on_after(self.work_timeout(timeout))
@@ -246,12 +246,12 @@ class WorkHandlerManager:
             self.observer("executed", request.work_type, self._clock() - start, response.error)
         return response
 
-    async def _call(self, entry: _Entry, data: bytes,
-                    at_once_timeout: float | None = None) -> WorkResponse | None:
-        """The handler's answer; None when `at_once_timeout` ran out (see below).
+    async def _call(self, entry: _Entry, data: bytes, *, at_once: bool = False,
+                    timeout: float | None = None) -> WorkResponse | None:
+        """The handler's answer; None when an at-once handler's awaitable timed out (below).
 
-        `at_once_timeout`: the handler cannot wait and runs in no scope; if it returns an
-        awaitable, that may wait, so it is awaited under this timeout (a requester leaving
+        `at_once`: the handler cannot wait and runs in no scope; if it returns an awaitable,
+        that may wait, so it is awaited under `work_timeout(timeout)` (a requester leaving
         meanwhile is not noticed: the worker protocol watches no at-once work)."""
         try:
             if entry.is_async:
@@ -264,10 +264,10 @@ class WorkHandlerManager:
                 )
             # (a sync callable may return a coroutine; a WorkResponse needs no ABC check)
             if type(result) is not WorkResponse and inspect.isawaitable(result):
-                if at_once_timeout is None:
+                if not at_once:
                     result = await result
                 else:
-                    with anyio.move_on_after(at_once_timeout):
+                    with anyio.move_on_after(self.work_timeout(timeout)):
                         awaited = await result
                         return awaited if isinstance(awaited, WorkResponse) else WorkResponse(data=awaited)
                     return None

@@ -173,7 +173,10 @@ def _decode_struct(
                 continue
             json_name, field = folded, fields[folded]
         attr, conv = field
-        out[attr] = conv(struct, json_name, item, out[attr])
+        if conv is _as_str and type(item) is str:
+            out[attr] = item  # the usual member: a string where one belongs (no converter call)
+        else:
+            out[attr] = conv(struct, json_name, item, out[attr])
     return out
 
 
@@ -286,7 +289,9 @@ class WorkRequest:
     @classmethod
     def from_json(cls, body: bytes) -> WorkRequest:
         """Decode like json.Unmarshal into a WorkRequest (any masa version's shape)."""
-        return cls._from_value(_parse(body)) or cls()
+        fields = _REQUEST_FIELDS
+        attrs = _decode_struct("WorkRequest", _parse(body), fields, _defaults(cls, fields))
+        return cls() if attrs is None else _from_attrs(cls, attrs)
 
     @classmethod
     def decode_steps(cls, body: bytes) -> Generator[None, None, WorkRequest]:
@@ -353,7 +358,7 @@ def _as_login(struct: str, key: str, value: Any, current: Any) -> LoginEvent | N
 
 
 def _as_any(struct: str, key: str, value: Any, current: Any) -> Any:
-    return pairs_to_python(value)
+    return value if type(value) is str else pairs_to_python(value)  # (a string: most answers)
 
 
 _REQUEST_FIELDS: _Fields = {

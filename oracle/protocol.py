@@ -246,14 +246,22 @@ class WorkerProtocol(Protocol):
             except WorkRefused as refused:
                 response: WorkResponse | None = WorkResponse(error=refused.reason)
             else:
-                response = await self._execute_watching(stream, request)
+                if self.manager.answers_at_once(request.work_type):
+                    # Its handler cannot wait: the work ends in this turn, before a watcher
+                    # could start (no cancel scope, no watcher, no timer).
+                    response = await self.manager.execute_work(request, timeout=self.work_timeout)
+                else:
+                    response = await self._execute_watching(stream, request)
             if response is None:
                 log.info("requester %s went away; work %s cancelled", stream.remote_peer,
                          bounded(repr(request.request_id)))
                 await _reset(stream)
                 return
             del request
-            frame = await self._encode_answer(response)
+            if self._at_once(response):
+                frame = self._encode_at_once(response)
+            else:
+                frame = await self._build_answer(response)
             del response  # only the encoded answer is kept while it waits on its reader
             await self._write_answer(stream, frame, admission)
         finally:
@@ -268,11 +276,8 @@ class WorkerProtocol(Protocol):
         return admission.granted
 
     async def _execute_watching(self, stream: NetStreamLike, request: WorkRequest) -> WorkResponse | None:
-        """Run the work while watching the stream; None if the requester left (work cancelled)."""
-        if self.manager.answers_at_once(request.work_type):
-            # Its handler cannot wait: the work ends in this turn, before a watcher could start
-            # (no cancel scope, no watcher, no timer).
-            return await self.manager.execute_work(request, timeout=self.work_timeout)
+        """Run the work (whose handler can wait) while watching the stream; None if the
+        requester left (work cancelled)."""
         gone = False
         result: WorkResponse | None = None
 
@@ -327,32 +332,41 @@ class WorkerProtocol(Protocol):
         return self._small_answer(
             f"work response of {size} bytes exceeds the limit of {self.max_response_size} bytes")
 
-    async def _encode_answer(self, response: WorkResponse) -> bytes:
-        """The answer's frame (length prefix + Go JSON), or an error answer's when it cannot be
-        encoded or is over the response size limit.
+    @staticmethod
+    def _at_once(response: WorkResponse) -> bool:
+        """Whether `response` is small enough to encode in one go (`_encode_at_once`)."""
+        data = response.data
+        return ((data is None or (type(data) in (str, bytes) and len(data) <= _ENCODE_AT_ONCE))
+                and len(response.error) <= _ENCODE_AT_ONCE and response.work_request is None)
 
-        A small answer is encoded in one go. A large one is built in pieces (`go_json_pieces`:
-        escaped and encoded a bounded slice at a time) with a turn of the event loop every
-        `_BUILD_SLICE` bytes, one large answer at a time (its transient pieces cost the memory
-        of one), then joined with its prefix once: the one copy of the whole answer (the
-        one-go encoder made six), into a block the allocator gives back to the system when the
-        answer is gone (pieces held until then would stay in the heap as RSS).
-        """
-        peer_id = self._local_id  # stamped on the answer as it is encoded (no copy of it)
-        data, error = response.data, response.error
+    def _encode_at_once(self, response: WorkResponse) -> bytes:
+        """A small answer's frame (length prefix + Go JSON), or an error answer's when it cannot
+        be encoded or is over the response size limit."""
         try:
-            if ((data is None or (type(data) in (str, bytes) and len(data) <= _ENCODE_AT_ONCE))
-                    and len(error) <= _ENCODE_AT_ONCE and response.work_request is None):
-                body = response.to_go_json(peer_id)
-                if len(body) > self.max_response_size:
-                    return self._too_large(len(body))
-                return encode_frame(body)
+            body = response.to_go_json(self._local_id)  # our ID stamped as it is encoded
+        except GoJSONEncodeError as exc:
+            return self._small_answer(f"error marshaling work response: {exc}")
+        if len(body) > self.max_response_size:
+            return self._too_large(len(body))
+        return encode_frame(body)
+
+    async def _build_answer(self, response: WorkResponse) -> bytes:
+        """A large answer's frame, as `_encode_at_once` gives a small one's.
+
+        Built in pieces (`go_json_pieces`: escaped and encoded a bounded slice at a time) with a
+        turn of the event loop every `_BUILD_SLICE` bytes, one large answer at a time (its
+        transient pieces cost the memory of one), then joined with its prefix once: the one
+        copy of the whole answer (the one-go encoder made six), into a block the allocator
+        gives back to the system when the answer is gone (pieces held until then would stay in
+        the heap as RSS).
+        """
+        try:
             if self._build_lock is None:
                 self._build_lock = anyio.Lock()
             async with self._build_lock:
                 pieces = [b""]  # the length prefix, once the size is known
                 size = unyielded = 0
-                for piece in response.go_json_pieces(peer_id):
+                for piece in response.go_json_pieces(self._local_id):
                     size += len(piece)
                     if size <= self.max_response_size:
                         pieces.append(piece)
