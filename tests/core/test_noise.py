@@ -619,6 +619,32 @@ def test_transport_nonce_exhaustion() -> None:
         t.decrypt(b"\x00\x10" + bytes(16))
 
 
+def test_pieces_seal_up_to_the_last_nonce_then_refuse() -> None:
+    key = bytes(32)
+    t = NoiseTransport(CipherState(key, nonce=2**64 - 3), CipherState(key))
+    out, stage = bytearray(200_000), bytearray(MAX_PLAINTEXT)
+    assert t.encrypt_pieces_into([bytes(MAX_PLAINTEXT + 5)], out, stage) > 0  # two frames
+    with pytest.raises(NonceExhausted):
+        t.encrypt_pieces_into([b"no"], out, stage)
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
+def test_a_split_frame_decrypts_whole_and_never_reads_a_reused_buffer(kind: type) -> None:
+    """The start of a frame whose end is in the next read is kept by the transport, not read
+    again from the caller's buffer, which a caller may reuse for its next read."""
+    a, b = transport_pair()
+    data = bytes(range(256)) * 600  # 153600 bytes: three frames, the last one short
+    wire = bytes(a.encrypt(data))
+    out = []
+    for lo, hi in ((0, 70_000), (70_000, 140_000)):  # cuts inside the second and third frame
+        buf = bytearray(wire[lo:hi])
+        out.append(b.decrypt(buf if kind is bytearray else kind(buf)))
+        buf[:] = bytes(len(buf))  # the caller reuses its buffer
+    out.append(b.decrypt(kind(bytearray(wire[140_000:]))))
+    assert b"".join(out) == data
+    assert b.buffered == 0
+
+
 @settings(max_examples=50, deadline=None)
 @given(st.binary(max_size=200_000), st.lists(st.integers(0, 200_000), max_size=8))
 def test_transport_roundtrip_any_split(data: bytes, cuts: list[int]) -> None:
