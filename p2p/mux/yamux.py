@@ -48,7 +48,7 @@ from p2p.mux.yamux_frame import (
     VERSION,
     WINDOW_UPDATE,
     YamuxProtocolError,
-    encode_header,
+    pack_header,
     unpack_header_from,
 )
 from p2p.recv_buffer import RecvBuffer as _RecvBuffer
@@ -279,7 +279,7 @@ class YamuxConnection:
 
     def _frame(self, frame_type: int, flags: int, stream_id: int, length: int) -> None:
         self._tail_sid = -1
-        self._out.append(encode_header(frame_type, flags, stream_id, length))
+        self._out.append(pack_header(VERSION, frame_type, flags, stream_id, length))
         self.pending_output += HEADER_SIZE
 
     def _open_frame(self, flags: int, stream_id: int) -> None:
@@ -352,7 +352,9 @@ class YamuxConnection:
                 st = self._payload_stream
                 if st is not None and n:
                     piece = mv[pos:pos + n]
-                    st.recv_buf.append(piece if 2 * n >= whole > 0 else bytes(piece))
+                    buf = st.recv_buf  # its append, inline: once per data frame
+                    buf._chunks.append(piece if 2 * n >= whole > 0 else bytes(piece))
+                    buf.size += n
                     events.append(DataReceived(st.id, n))
                 pos += n
                 self._payload_left = left = left - n
@@ -377,6 +379,17 @@ class YamuxConnection:
                 if pos < end:
                     inbuf += mv[pos:end]
                 return
+            if fields[1] == DATA and not fields[2] and fields[0] == VERSION:
+                # A data frame with no flags, the bulk of a transfer: if its stream is open and
+                # it fits the window, what _on_stream_frame would do, without its two calls.
+                length = fields[4]
+                st = self._streams.get(fields[3])
+                if st is not None and 0 < length <= st.recv_credit and not st.recv_fin:
+                    st.recv_credit -= length
+                    self._payload_left = length
+                    self._payload_stream = st
+                    self._payload_fin = False
+                    continue
             self._on_header(fields, events, now)
 
     def _on_header(self, fields: tuple[int, int, int, int, int], events: list[Event],
@@ -569,7 +582,7 @@ class YamuxConnection:
             pos = min(maxp - have, n, -self.pending_output % segment)
             if pos:
                 flags |= self._tail_flags
-                out[self._tail_at] = encode_header(DATA, flags, stream_id, have + pos)
+                out[self._tail_at] = pack_header(VERSION, DATA, flags, stream_id, have + pos)
                 out.append(mv if pos == len(mv) else mv[:pos])
                 self.pending_output += pos
                 self._tail_flags, self._tail_len = flags, have + pos
@@ -578,7 +591,7 @@ class YamuxConnection:
             room = segment - self.pending_output % segment - HEADER_SIZE  # payload the segment has left
             k = min(maxp, n - pos, room if room > 0 else room + segment)
             self._tail_at = len(out)
-            out.append(encode_header(DATA, flags, stream_id, k))
+            out.append(pack_header(VERSION, DATA, flags, stream_id, k))
             out.append(mv[pos:pos + k])
             self._tail_sid, self._tail_flags, self._tail_len = stream_id, flags, k
             flags = 0
@@ -627,8 +640,8 @@ class YamuxConnection:
         st.need_ack = False
         st.send_closed = True
         if self._tail_sid == stream_id and not self._tail_len:  # its SYN or ACK, no data yet
-            self._out[self._tail_at] = encode_header(WINDOW_UPDATE, self._tail_flags | flags,
-                                                     stream_id, 0)
+            self._out[self._tail_at] = pack_header(VERSION, WINDOW_UPDATE,
+                                                   self._tail_flags | flags, stream_id, 0)
             self._tail_sid = -1
         else:
             self._frame(WINDOW_UPDATE, flags, stream_id, 0)

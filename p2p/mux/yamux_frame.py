@@ -82,3 +82,4 @@ def decode_header(buf: bytes | bytearray | memoryview, offset: int = 0) -> Heade
 
 
 unpack_header_from = _HEADER.unpack_from  # raw fast path for the core's parser
+pack_header = _HEADER.pack  # ... and for its data frames: (VERSION, type, flags, stream_id, length)
