@@ -119,9 +119,13 @@ def _as_bytes(struct: str, key: str, value: Any, current: bytes) -> bytes:
     if type(value) is _Decoded:
         return value.data
     if isinstance(value, str):
-        # Go's base64.StdEncoding: padding required, '\r' and '\n' skipped, nothing else allowed.
-        text = value.replace("\r", "").replace("\n", "") if "\r" in value or "\n" in value else value
         try:  # canonical base64 (what every encoder writes) in one C call, no regular expression
+            return binascii.a2b_base64(value, strict_mode=True)
+        except (binascii.Error, ValueError):
+            pass  # strict mode refuses '\r' and '\n' too, which Go skips
+        # Go's base64.StdEncoding: padding required, '\r' and '\n' skipped, nothing else allowed.
+        text = value.replace("\r", "").replace("\n", "")
+        try:
             return binascii.a2b_base64(text, strict_mode=True)
         except (binascii.Error, ValueError):
             pass  # b64decode below says what is wrong, in its words, or takes what it takes

@@ -394,14 +394,15 @@ class WorkerProtocol(Protocol):
 
     async def _write_answer(self, stream: NetStreamLike, frame: bytes, admission: Admission | None,
                             *, drain: bool = False) -> None:
-        if len(frame) > stream.initial_send_window and admission is not None:
+        window = stream.initial_send_window
+        if len(frame) > window and admission is not None:
             # It can wait on its reader: it must fit the answer memory budget, else an error goes.
             refused = self.policy.reserve_answer(admission, len(frame))
             if refused is not None:
                 log.info("refused work from %s: %s", stream.remote_peer, refused.reason)
                 frame = self._small_answer(refused.reason)
         try:
-            if len(frame) <= stream.initial_send_window:
+            if len(frame) <= window:
                 await stream.send(frame)
             else:
                 view = memoryview(frame)  # slices of it are sent as they are (no copy)
