@@ -181,7 +181,12 @@ class IdentifyService(ConnectionListenerBase):
             self.host.set_identified(conn, info, error)
 
     def _store(self, peer: PeerId, info: idp.IdentifyInfo, push: bool = False) -> bool:
-        """What `peer` said into the peerstore (False: ignored, it carried another key)."""
+        """What `peer` said into the peerstore (False: ignored, it carried another key).
+
+        The last stored wins, as in go: a push that lands before the first answer is overwritten
+        by it, and nothing on the wire says which of the two is newer (go's snapshot sequence
+        numbers are not sent). go sends a push only after its snapshot changed, so the answer
+        then normally arrives first."""
         if info.public_key is not None:
             try:
                 key = PublicKey.from_protobuf(info.public_key)
