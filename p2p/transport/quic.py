@@ -455,6 +455,9 @@ class QuicConn:
         return sender._buffer_stop - sender._buffer_start
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Hand one datagram to aioquic and its events to the streams. The driver is woken by
+        the caller (`_kick`), once it has handed over every datagram it had: after the tasks
+        those started, whose output then leaves with the ACKs in one datagram."""
         now = self._clock()
         self.quic.clock_now = now
         self._last_received = now
@@ -464,7 +467,6 @@ class QuicConn:
             progressed, self.on_progress = self.on_progress, None
             progressed()
         self._process_events()
-        self._kick()
 
     async def drive(self) -> None:
         """Timers, output and keep-alive until the connection has ended."""
@@ -789,22 +791,33 @@ class QuicEndpoint:
         """Handle the datagrams queued on the socket, at most `_RECV_BATCH` (a reader callback
         is called again on the next loop turn while more are queued)."""
         raw = self._raw
-        for _ in range(_RECV_BATCH):
-            if self._closed:
-                return
-            try:
-                data, addr = raw.recvfrom(_MAX_DATAGRAM)
-            except BlockingIOError:
-                return
-            except OSError as exc:  # e.g. ICMP port unreachable, or closed meanwhile
-                if not self._closed:
-                    log.debug("QUIC receive failed: %r", exc)
-                return
-            self.bytes_in += len(data)
-            try:
-                self._datagram(data, (str(addr[0]), int(addr[1])))
-            except Exception:  # one bad datagram must never stop the endpoint
-                log.exception("QUIC datagram from %s could not be handled", addr)
+        # The connections that took datagrams, their drivers woken once each after the batch:
+        # a stream task one of them started runs first, so what it sends leaves with the ACKs
+        # (woken per datagram, a driver could send an ACK alone just before).
+        took: dict[QuicConn, None] = {}
+        try:
+            for _ in range(_RECV_BATCH):
+                if self._closed:
+                    return
+                try:
+                    data, addr = raw.recvfrom(_MAX_DATAGRAM)
+                except BlockingIOError:
+                    return
+                except OSError as exc:  # e.g. ICMP port unreachable, or closed meanwhile
+                    if not self._closed:
+                        log.debug("QUIC receive failed: %r", exc)
+                    return
+                self.bytes_in += len(data)
+                try:
+                    conn = self._datagram(data, (str(addr[0]), int(addr[1])))
+                except Exception:  # one bad datagram must never stop the endpoint
+                    log.exception("QUIC datagram from %s could not be handled", addr)
+                    continue
+                if conn is not None:
+                    took[conn] = None
+        finally:
+            for conn in took:
+                conn._kick()
 
     def _close_socket(self) -> None:
         if not self._closed:
@@ -823,7 +836,8 @@ class QuicEndpoint:
         if self._raw.fileno() >= 0:
             self._raw.close()
 
-    def _datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+    def _datagram(self, data: bytes, addr: tuple[str, int]) -> QuicConn | None:
+        """Route one datagram; the connection that took it (its driver to be woken), if any."""
         # A short header (1-RTT, the fixed bit set) names one of our connection IDs right after
         # its first byte, in their known length: no header parse to route it (the connection
         # parses it anyway). Anything else, or an ID we do not know, takes the full parse.
@@ -831,29 +845,29 @@ class QuicEndpoint:
             conn = self._conns.get(data[1:1 + _CID_LENGTH])
             if conn is not None:
                 conn.datagram_received(data, addr)
-                return
+                return conn
         try:
             header = pull_quic_header(Buffer(data=data), host_cid_length=_CID_LENGTH)
         except ValueError:
-            return
+            return None
         conn = self._conns.get(header.destination_cid)
         if conn is not None:
             conn.datagram_received(data, addr)
-            return
+            return conn
         if header.packet_type == QuicPacketType.ONE_RTT and self._stateless_reset(data, addr):
-            return
+            return None
         if not self.listening or self._closed:
-            return
+            return None
         if (header.packet_type != QuicPacketType.VERSION_NEGOTIATION
                 and header.version is not None and header.version not in _SUPPORTED):
             if len(data) >= SMALLEST_MAX_DATAGRAM_SIZE:  # never answer a short spoofable probe
                 self.send(encode_quic_version_negotiation(
                     source_cid=header.destination_cid, destination_cid=header.source_cid,
                     supported_versions=list(_SUPPORTED)), addr)
-            return
+            return None
         if header.packet_type != QuicPacketType.INITIAL or len(data) < SMALLEST_MAX_DATAGRAM_SIZE:
-            return
-        self._accept(header.destination_cid, data, addr)
+            return None
+        return self._accept(header.destination_cid, data, addr)
 
     def _stateless_reset(self, data: bytes, addr: tuple[str, int]) -> bool:
         """A short-header datagram for none of our connection IDs: a stateless reset from a peer
@@ -868,17 +882,18 @@ class QuicEndpoint:
                 return True
         return False
 
-    def _accept(self, original_cid: bytes, data: bytes, addr: tuple[str, int]) -> None:
+    def _accept(self, original_cid: bytes, data: bytes,
+                addr: tuple[str, int]) -> QuicConn | None:
         transport = self._transport
         if not initial_decrypts(data, _CID_LENGTH):  # noise: it may neither take nor evict a slot
-            return
+            return None
         ticket = transport.admission.try_admit(addr[0])
         if ticket is None:
             log.debug("refusing QUIC connection from %s: limits", addr)
             metrics = transport.ctx.metrics
             if metrics is not None:
                 metrics.limit_hit("inbound connection admission")
-            return
+            return None
         quic = Libp2pQuicConnection(configuration=transport.server_configuration,
                                     original_destination_connection_id=original_cid)
         conn = transport.new_conn(self, quic, addr, "inbound", transport.local_peer)
@@ -891,11 +906,12 @@ class QuicEndpoint:
             # nothing decrypted after all (no state kept for it), or the host is closing
             self._drop(conn)
             ticket.release()
-            return
+            return None
         self._add_live(conn)
         self._tickets[conn] = ticket
         if not transport.start_soon(self._serve_inbound, conn):
             conn._begin_close(CLOSE_REFUSED, "closing")
+        return conn
 
     async def _serve_inbound(self, conn: QuicConn) -> None:
         ticket = self._tickets[conn]

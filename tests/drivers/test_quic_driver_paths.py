@@ -142,3 +142,48 @@ async def test_endpoint_uses_reader_callback_only_on_asyncio(anyio_backend: str)
         # closed with its transport: no reader left on a closed socket
         assert endpoint._closed and endpoint._reader_loop is None
         assert endpoint._raw.fileno() == -1
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_batch_wakes_the_driver_after_the_streams_it_started(anyio_backend: str) -> None:
+    """Two datagrams the listener drains in one batch, each opening a stream whose handler
+    answers at once: both answers leave with the ACK in one datagram. Woken per datagram, the
+    driver ran between the first stream's handler and the second's: two datagrams. (asyncio
+    runs woken tasks in the order they were woken; trio shuffles a batch of them on purpose, so
+    there the driver may still run first.)"""
+
+    async def answer(st: quic_mod.QuicStream) -> None:
+        await st.send(await st.receive())
+
+    with anyio.fail_after(30):
+        async with pair(handler=answer) as (server, client, go):
+            conn = await dial(client, server, go)
+            await _one_each(conn, [b"warm-up"])  # the handshake's leftovers acknowledged
+            inbound = server.conns[0]
+            while inbound.quic._loss.bytes_in_flight:  # its answer acknowledged: nothing due
+                await anyio.sleep(0.01)
+            sent: list[int] = []
+            endpoint = inbound._endpoint
+            original = endpoint.send
+
+            def counting(data: bytes, addr: tuple[str, int]) -> None:
+                sent.append(len(data))
+                original(data, addr)
+
+            endpoint.send = counting  # type: ignore[method-assign]
+            await _one_each(conn, [b"first", b"second"])
+            assert len(sent) == 1, sent
+
+
+async def _one_each(conn: quic_mod.QuicConn, payloads: list[bytes]) -> None:
+    """A stream per payload, each sent in a datagram of its own right away (so the listener
+    finds them queued together), then every answer read."""
+    streams = []
+    for payload in payloads:
+        st = await conn.open_stream()
+        await st.send(payload)
+        await conn._transmit()  # this stream's datagram leaves now, before the next is opened
+        streams.append(st)
+    for st, payload in zip(streams, payloads):
+        assert await st.receive() == payload
+        await st.aclose()
