@@ -11,29 +11,31 @@ class RecvBuffer:
     One growing bytearray per stream meant reallocating and shifting megabytes (yamux windows
     auto-tune to 16 MiB, QUIC's to 10 MiB) while a reader took 256 KiB at a time: measured as page
     faults worth ~40% of yamux bulk throughput. `size` (and `len()`) is the byte count; a piece
-    only partly read stays as a memoryview.
+    only partly read stays as a memoryview. `chunks` is public for the yamux parser, which appends
+    a data frame's piece to it and adds its length to `size` itself (`append` inline, once per
+    frame): the two must move together.
     """
 
-    __slots__ = ("_chunks", "size")
+    __slots__ = ("chunks", "size")
 
     def __init__(self) -> None:
-        self._chunks: list[bytes | memoryview] = []
+        self.chunks: list[bytes | memoryview] = []
         self.size = 0
 
     def __len__(self) -> int:
         return self.size
 
     def append(self, data: bytes | memoryview) -> None:
-        self._chunks.append(data)
+        self.chunks.append(data)
         self.size += len(data)
 
     def clear(self) -> None:
-        self._chunks.clear()
+        self.chunks.clear()
         self.size = 0
 
     def take(self, max_bytes: int) -> bytes:
         """Up to `max_bytes` from the front (whole pieces joined; a large one split)."""
-        chunks = self._chunks
+        chunks = self.chunks
         if self.size <= max_bytes:  # all of it, as a reader asking for more than there is gets
             first = chunks[0]
             out = first if len(chunks) == 1 and isinstance(first, bytes) else b"".join(chunks)

@@ -51,7 +51,7 @@ from p2p.mux.yamux_frame import (
     pack_header,
     unpack_header_from,
 )
-from p2p.recv_buffer import RecvBuffer as _RecvBuffer
+from p2p.recv_buffer import RecvBuffer
 
 __all__ = [
     "YamuxConfig", "YamuxConnection", "YamuxProtocolError", "Event", "StreamOpened", "StreamAcked",
@@ -183,7 +183,7 @@ class _Stream:
         self.outbound = outbound
         self.acked = not outbound        # outbound streams wait for the peer's ACK
         self.need_ack = not outbound     # inbound streams owe the peer an ACK
-        self.recv_buf = _RecvBuffer()
+        self.recv_buf = RecvBuffer()
         self.recv_window = window        # current target window (auto-tuned)
         self.recv_credit = recv_credit   # bytes the peer may still send
         self.recv_fin = False
@@ -253,12 +253,12 @@ class YamuxConnection:
         st = self._streams.get(stream_id)
         return len(st.recv_buf) if st is not None else 0
 
-    def receive_buffer(self, stream_id: int) -> _RecvBuffer:
+    def receive_buffer(self, stream_id: int) -> RecvBuffer:
         """A stream's receive buffer, for a driver to see whether a read would find bytes (its
         `size`) without a call; bytes are taken only through `read`. A stream already gone (its
         SYN and RST in one read) has an empty one that stays empty."""
         st = self._streams.get(stream_id)
-        return st.recv_buf if st is not None else _RecvBuffer()
+        return st.recv_buf if st is not None else RecvBuffer()
 
     def recv_window(self, stream_id: int) -> int:
         st = self._streams.get(stream_id)
@@ -353,7 +353,7 @@ class YamuxConnection:
                 if st is not None and n:
                     piece = mv[pos:pos + n]
                     buf = st.recv_buf  # its append, inline: once per data frame
-                    buf._chunks.append(piece if 2 * n >= whole > 0 else bytes(piece))
+                    buf.chunks.append(piece if 2 * n >= whole > 0 else bytes(piece))
                     buf.size += n
                     events.append(DataReceived(st.id, n))
                 pos += n

@@ -604,7 +604,7 @@ def test_big_payload_is_a_view_of_the_input_and_reads_back_exactly():
     payloads = [bytes([i]) * 65507 for i in range(4)]
     for p in payloads:  # one Noise frame's plaintext each: header + 65507 bytes
         server.receive_data(data(1, p))
-    chunks = server._streams[1].recv_buf._chunks
+    chunks = server._streams[1].recv_buf.chunks
     assert all(isinstance(c, memoryview) for c in chunks)  # kept, not copied
     got = server.read(1, 1 << 20)
     assert type(got) is bytes and got == b"".join(payloads)
@@ -617,7 +617,7 @@ def test_small_payload_of_a_big_input_is_copied():
     _open_inbound(server, 1)
     wire = data(1, b"x") + data(99, b"y" * 60000)  # stream 99 is unknown: its payload is skipped
     server.receive_data(wire)
-    (chunk,) = server._streams[1].recv_buf._chunks
+    (chunk,) = server._streams[1].recv_buf.chunks
     assert type(chunk) is bytes and chunk == b"x"
 
 
@@ -627,6 +627,6 @@ def test_mutable_input_is_always_copied():
     wire = bytearray(data(1, b"z" * 1000))
     server.receive_data(wire)
     wire[12:] = b"?" * 1000  # the caller reuses its buffer
-    (chunk,) = server._streams[1].recv_buf._chunks
+    (chunk,) = server._streams[1].recv_buf.chunks
     assert type(chunk) is bytes
     assert server.read(1, 4096) == b"z" * 1000

@@ -3,7 +3,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p2p.mux.yamux import _RecvBuffer
+from p2p.recv_buffer import RecvBuffer
 
 ops = st.lists(
     st.one_of(
@@ -18,7 +18,7 @@ ops = st.lists(
 @settings(max_examples=300, deadline=None)
 @given(ops)
 def test_matches_a_bytearray(operations):
-    buf, model = _RecvBuffer(), bytearray()
+    buf, model = RecvBuffer(), bytearray()
     for op, arg in operations:
         if op == "append":
             buf.append(arg)
@@ -37,7 +37,7 @@ def test_matches_a_bytearray(operations):
 
 
 def test_large_piece_read_in_small_steps_is_not_copied_whole_each_time():
-    buf = _RecvBuffer()
+    buf = RecvBuffer()
     piece = bytes(range(256)) * 4096  # 1 MiB
     buf.append(piece)
     out = bytearray()
