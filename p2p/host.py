@@ -38,7 +38,7 @@ from p2p.events import ConnectionListener
 from p2p.identity import InvalidPeerId, PeerId, PrivateKey, PublicKey
 from p2p.interfaces import expand_wildcards
 from p2p.logtext import bounded_exc
-from p2p.negotiate import LazyStream, handle_protocol, select_protocol
+from p2p.negotiate import LazyStream, handle_protocol, lazy_hello, select_protocol
 from p2p.peerstore import Peerstore
 from p2p.protocols import identify as idp
 from p2p.services.identify import IdentifyService
@@ -66,10 +66,22 @@ class NetStream(LazyStream):
 
     def __init__(self, inner: Any, protocol: str, conn: Connection, *,
                  lazy_timeout: float | None = None) -> None:
+        # Every slot of the three classes is set here, without the two super().__init__ calls
+        # (a stream per request on both sides); tests/e2e/test_host.py checks none is missed.
+        self.inner = inner
+        self._buf = bytearray()
+        self.protocol = protocol
+        self._checked = None
+        self._error = None
+        self._user_deadline = None
         if lazy_timeout is None:
-            super().__init__(inner, protocol, lazy=False)
+            self.timeout = 10.0
+            self._hello = b""
+            self._recv = None
         else:
-            super().__init__(inner, protocol, timeout=lazy_timeout)
+            self.timeout = lazy_timeout
+            self._hello = lazy_hello(protocol)
+            self._recv = self._receive_first
         self.conn = conn
         self.remote_peer = conn.peer_id
 
@@ -399,7 +411,7 @@ class Host:
     def connection(self, peer: PeerId) -> Connection | None:
         """A live connection to `peer`, or None."""
         for conn in self._conns.get(peer, ()):
-            if not conn.is_closed:
+            if not conn.muxed.is_closed:  # (conn.is_closed, one property call less per stream)
                 return conn
         return None
 
@@ -447,6 +459,10 @@ class Host:
                 await _close_unowned(muxed)
                 raise DialError(f"dial {addr}: the host closed meanwhile") from None
             conn = Connection(muxed)
+            if expected is not None and conn.peer_id == expected:
+                # The caller's object (and the peerstore's key) is the connection's too: a
+                # lookup by the ID `connect` returned finds it by identity, without __eq__.
+                conn.peer_id = expected
             self.peerstore.add_addrs(conn.peer_id, [conn.remote_addr])
             started = Flag()
             tg.start_soon(self._run_connection, conn, started)

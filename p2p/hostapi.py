@@ -59,7 +59,9 @@ class NetStreamLike(Protocol):
       both directions.
     * `set_read_deadline(deadline)`: bound every later `receive*` by `deadline`
       (`anyio.current_time()` clock; TimeoutError past it; None lifts it) and return True, or
-      return False when the stream cannot (the caller then uses a cancel scope).
+      return False when the stream cannot (the caller then uses a cancel scope);
+      `current_time()`: that clock's value now, read by the stream below where it can (a deadline
+      per request is `stream.current_time() + timeout`).
     """
 
     protocol: str
@@ -77,6 +79,7 @@ class NetStreamLike(Protocol):
     async def aclose(self) -> None: ...
     async def reset(self) -> None: ...
     def set_read_deadline(self, deadline: float | None) -> bool: ...
+    def current_time(self) -> float: ...
 
 
 StreamHandler = Callable[[Any], Awaitable[None]]  # called with a NetStreamLike

@@ -392,8 +392,9 @@ class PeerId:
     def __bytes__(self) -> bytes:
         return self._bytes
 
-    def __str__(self) -> str:
-        return self.to_base58()
+    #: str(peer) is to_base58 itself, not a method calling it: services key their tables by
+    #: the string (the worker's gate, per request)
+    __str__ = to_base58
 
     def __repr__(self) -> str:
         return f"PeerId({self.to_base58()!r})"

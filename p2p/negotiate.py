@@ -137,8 +137,10 @@ async def _run_with_timeout(
 
 
 @functools.lru_cache(maxsize=256)
-def _hello(protocol: str) -> bytes:
-    """Header + proposal for `protocol` (validated: LocalProtocolError when too long)."""
+def lazy_hello(protocol: str) -> bytes:
+    """What a lazy dialer sends ahead of its first bytes: header + proposal for `protocol`
+    (validated: LocalProtocolError when too long), and what the listener answers when it agrees.
+    Cached: a dialer opens many streams for the same few protocols."""
     return encode_message(PROTOCOL_ID) + encode_message(protocol)
 
 
@@ -199,19 +201,13 @@ async def list_protocols(stream: BufferedStream, *, timeout: float = 10.0) -> li
     return machine.protocols
 
 
-def lazy_hello(protocol: str) -> bytes:
-    """What a lazy dialer sends ahead of its first bytes: header + proposal (and what the
-    listener answers when it agrees)."""
-    return _hello(protocol)
-
-
 async def read_lazy_replies(receive: Callable[[int], Awaitable[bytes]],
                             unread: Callable[[bytes], None], protocol: str) -> None:
     """A lazy dialer's check of the listener's replies to the header + proposal it already
     sent, read with `receive`: the common reply (the very bytes sent) is recognised by
     comparison; anything else is handed to a `Dialer` machine, which owns every error. What
     follows the replies goes to `unread`. Unbounded in time: the caller bounds it."""
-    hello = _hello(protocol)
+    hello = lazy_hello(protocol)
     buf = b""
     while hello.startswith(buf):  # so far exactly the expected reply
         try:
@@ -253,16 +249,17 @@ class LazyStream(BufferedStream):
 
     def __init__(self, stream: ByteStream, protocol: str, *, timeout: float = 10.0,
                  lazy: bool = True) -> None:
-        super().__init__(stream)
+        # every slot set here, BufferedStream's too (no super() call: a stream per request)
+        self.inner = stream
+        self._buf = bytearray()
         self.protocol = protocol
         self.timeout = timeout
         #: header + proposal still to go out ahead of our first bytes (b"" once sent)
-        self._hello = _hello(protocol) if lazy else b""
+        self._hello = lazy_hello(protocol) if lazy else b""
         self._checked: Flag | None = None  # readers waiting while the first checks the replies
         self._error: BaseException | None = None
         self._user_deadline: float | None = None  # the application's read deadline
-        if lazy:
-            self._recv = self._receive_first
+        self._recv = self._receive_first if lazy else None
 
     @property
     def negotiating(self) -> bool:
@@ -273,13 +270,46 @@ class LazyStream(BufferedStream):
         """The first read below: the listener's replies, checked, then what follows them.
 
         Reads that come meanwhile wait for the check (`_wait_for_check`): the state is which of
-        the two reads come to, so the usual single reader takes no lock."""
+        the two reads come to, so the usual single reader takes no lock.
+
+        The wait for the replies is bounded by `timeout`, or by the application's read deadline
+        when that comes first. A read deadline on the stream below costs no timer of its own
+        (yamux); a cancel scope costs several times more, on every stream this dialer opens.
+        The stream's own clock, when it has one, is read without asking the async library for
+        its loop (a getpid system call per request on Python 3.11's asyncio)."""
         if self._error is not None:
             raise self._error
         self._recv = self._wait_for_check
+        inner = self.inner
         checked = False
         try:
-            await self._check_replies()
+            if self._hello:
+                await self.send(b"")
+            deadline = (inner.current_time() if has_stream_clock(inner) else current_time()
+                        ) + self.timeout
+            user = self._user_deadline
+            theirs = user is not None and user <= deadline  # the application's comes first
+            receive = inner.receive
+            try:
+                if theirs:
+                    await read_lazy_replies(receive, self.unread, self.protocol)
+                elif has_read_deadlines(inner) and inner.set_read_deadline(deadline) is not False:
+                    try:
+                        await read_lazy_replies(receive, self.unread, self.protocol)
+                    finally:
+                        inner.set_read_deadline(user)
+                else:
+                    with anyio.fail_after(self.timeout):
+                        await read_lazy_replies(receive, self.unread, self.protocol)
+            except TimeoutError as exc:
+                if theirs:  # the application's read deadline passed: its own timeout, kept for
+                    self._error = exc  # every later read as go's lazy conn keeps its error
+                    raise
+                self._error = NegotiationTimeout(self.timeout, "lazy dialer")
+                raise self._error from None
+            except P2PError as exc:
+                self._error = exc
+                raise
             checked = True
         finally:
             self._recv = None if checked else self._receive_first
@@ -295,43 +325,11 @@ class LazyStream(BufferedStream):
         await self._checked.wait()
         return await self.receive(max_bytes)
 
-    async def _check_replies(self) -> None:
-        if self._hello:
-            await self.send(b"")
-        inner, receive = self.inner, self.inner.receive
-        # A read deadline on the stream costs no timer of its own (yamux); a cancel scope
-        # costs several times more, on every stream this dialer opens. The stream's own clock,
-        # when it has one, is read without asking the async library for its loop (a getpid
-        # system call per request on Python 3.11's asyncio).
-        deadline = (inner.current_time() if has_stream_clock(inner) else current_time()
-                    ) + self.timeout
-        user = self._user_deadline
-        theirs = user is not None and user <= deadline  # the application's comes first
-        try:
-            if theirs:
-                await read_lazy_replies(receive, self.unread, self.protocol)
-            elif has_read_deadlines(inner) and inner.set_read_deadline(deadline) is not False:
-                try:
-                    await read_lazy_replies(receive, self.unread, self.protocol)
-                finally:
-                    inner.set_read_deadline(user)
-            else:
-                with anyio.fail_after(self.timeout):
-                    await read_lazy_replies(receive, self.unread, self.protocol)
-        except TimeoutError as exc:
-            if theirs:  # the application's read deadline passed: its own timeout, kept for
-                self._error = exc  # every later read as go's lazy conn keeps its error
-                raise
-            self._error = NegotiationTimeout(self.timeout, "lazy dialer")
-            raise self._error from None
-        except P2PError as exc:
-            self._error = exc
-            raise
-
     def set_read_deadline(self, deadline: float | None) -> bool:
         """The application's read deadline (see `YamuxStream.set_read_deadline`); it also
         bounds the wait for the negotiation replies, together with `timeout`."""
-        if not BufferedStream.set_read_deadline(self, deadline):
+        inner = self.inner  # (BufferedStream's, inline: the application sets one per request)
+        if not has_read_deadlines(inner) or inner.set_read_deadline(deadline) is False:
             return False
         self._user_deadline = deadline
         return True

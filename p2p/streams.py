@@ -22,6 +22,7 @@ from typing import Any, Protocol, TypeGuard, cast, runtime_checkable
 import anyio
 
 from p2p.errors import RemoteProtocolError
+from p2p.sync import current_time
 
 
 @runtime_checkable
@@ -183,7 +184,8 @@ has_gather_writes = cast(Callable[[object], TypeGuard[GatherWrites]],
 
 
 class BufferedStream:
-    """Wraps a byte stream; adds `unread`, `receive_exactly` and `receive_until_eof`."""
+    """Wraps a byte stream; adds `unread`, `receive_exactly`, `receive_until_eof`, and passes
+    read deadlines (`set_read_deadline`) and their clock (`current_time`) to the stream below."""
 
     __slots__ = ("inner", "_buf", "_recv")
 
@@ -252,6 +254,15 @@ class BufferedStream:
         if not has_read_deadlines(inner):
             return False
         return inner.set_read_deadline(deadline) is not False
+
+    def current_time(self) -> float:
+        """The clock of read deadlines (`StreamClock`): the stream below's own when it has one
+        (a yamux stream: its loop's time, without asking the async library for the running
+        loop, a getpid system call on Python 3.11's asyncio), else `anyio.current_time()`'s.
+        An application setting a deadline per request reads it here: `stream.current_time() +
+        timeout`, as go's `SetReadDeadline(time.Now().Add(timeout))`."""
+        inner = self.inner
+        return inner.current_time() if has_stream_clock(inner) else current_time()
 
     async def send(self, item: bytes) -> None:
         await self.inner.send(item)

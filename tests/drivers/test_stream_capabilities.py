@@ -131,3 +131,33 @@ async def test_listener_without_nowait_io_negotiates_through_the_machine(monkeyp
         assert await stream.receive() == b"data"
     assert built == [1]
     assert b.sent == HEADER + PING
+
+
+async def test_stream_clock_is_the_yamux_streams_own_and_anyios_otherwise(monkeypatch) -> None:
+    """`current_time()` on a wrapper reads the clock of the stream below when it has one (yamux:
+    no lookup of the running loop, a getpid on Python 3.11's asyncio) and anyio's clock
+    otherwise; either way it is the clock read deadlines are set in."""
+    import p2p.streams as streams_mod
+
+    looked_up: list[float] = []
+    real = streams_mod.current_time
+
+    def counting() -> float:
+        looked_up.append(real())
+        return looked_up[-1]
+
+    monkeypatch.setattr(streams_mod, "current_time", counting)
+    a, b = memory_stream_pair()
+    with anyio.fail_after(10):
+        async with YamuxSession(a, is_client=True) as client, YamuxSession(b, is_client=False):
+            ys = await client.open_stream()
+            for wrapper in (BufferedStream(ys), LazyStream(ys, "/p"),
+                            LazyStream(BufferedStream(ys), "/p")):
+                before = anyio.current_time()
+                now = wrapper.current_time()
+                assert before <= now <= anyio.current_time()
+            assert looked_up == []
+            plain = BufferedStream(PlainStream(a))
+            before = anyio.current_time()
+            assert before <= plain.current_time() <= anyio.current_time()
+            assert len(looked_up) == 1
