@@ -593,8 +593,9 @@ class Host:
         cls = NetStream if metrics is None else MeteredNetStream
         if protocols and self.peerstore.supports(peer, protocols[0]):
             # The replies come back with the answer, as in go, where NewStream's deadline does
-            # not bound them: the caller's read deadline does, and our own bound is never shorter
-            # than the negotiation timeout (a short open timeout must not cut a slow answer).
+            # not bound them: the caller's read deadline does, and when it set none, our own
+            # bound, never shorter than the negotiation timeout (a short open timeout must not
+            # cut a slow answer).
             lazy_timeout = max(timeout, self.config.negotiation_timeout)
             stream = cls(ms, protocols[0], conn, lazy_timeout=lazy_timeout)
         else:

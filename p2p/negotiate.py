@@ -236,7 +236,9 @@ class LazyStream(BufferedStream):
     """A stream negotiated optimistically for one protocol (go `NewMSSelect`), in one object.
 
     The proposal (header + protocol) travels with the first write, half-close or close; the first
-    read checks the listener's two replies. `timeout` bounds only that wait. The common reply
+    read checks the listener's two replies. `timeout` bounds only that wait, and only when the
+    application set no read deadline (as go's lazy conn, whose reads only the application's
+    deadline bounds; a stream without one still never waits forever). The common reply
     (header + echo: the very bytes we sent) is recognised by comparison; anything else is handed
     to a `Dialer` machine, which owns every error. Once the replies are checked the stream is a
     plain `BufferedStream` over `stream`: reads and writes go straight to the stream below, with
@@ -272,11 +274,11 @@ class LazyStream(BufferedStream):
         Reads that come meanwhile wait for the check (`_wait_for_check`): the state is which of
         the two reads come to, so the usual single reader takes no lock.
 
-        The wait for the replies is bounded by `timeout`, or by the application's read deadline
-        when that comes first. A read deadline on the stream below costs no timer of its own
-        (yamux); a cancel scope costs several times more, on every stream this dialer opens.
-        The stream's own clock, when it has one, is read without asking the async library for
-        its loop (a getpid system call per request on Python 3.11's asyncio)."""
+        The wait for the replies is bounded by the application's read deadline, already in
+        force on the stream below, when it set one; else by `timeout`, as a read deadline on
+        the stream below (no timer of its own on yamux; a cancel scope costs several times
+        more, on every stream this dialer opens), read from the stream's own clock when it has
+        one (no lookup of the running loop: a getpid system call on Python 3.11's asyncio)."""
         if self._error is not None:
             raise self._error
         self._recv = self._wait_for_check
@@ -285,19 +287,18 @@ class LazyStream(BufferedStream):
         try:
             if self._hello:
                 await self.send(b"")
-            deadline = (inner.current_time() if has_stream_clock(inner) else current_time()
-                        ) + self.timeout
-            user = self._user_deadline
-            theirs = user is not None and user <= deadline  # the application's comes first
+            theirs = self._user_deadline is not None
             receive = inner.receive
             try:
                 if theirs:
                     await read_lazy_replies(receive, self.unread, self.protocol)
-                elif has_read_deadlines(inner) and inner.set_read_deadline(deadline) is not False:
+                elif has_read_deadlines(inner) and inner.set_read_deadline(
+                        (inner.current_time() if has_stream_clock(inner) else current_time())
+                        + self.timeout) is not False:
                     try:
                         await read_lazy_replies(receive, self.unread, self.protocol)
                     finally:
-                        inner.set_read_deadline(user)
+                        inner.set_read_deadline(None)
                 else:
                     with anyio.fail_after(self.timeout):
                         await read_lazy_replies(receive, self.unread, self.protocol)
@@ -327,7 +328,7 @@ class LazyStream(BufferedStream):
 
     def set_read_deadline(self, deadline: float | None) -> bool:
         """The application's read deadline (see `YamuxStream.set_read_deadline`); it also
-        bounds the wait for the negotiation replies, together with `timeout`."""
+        bounds the wait for the negotiation replies, instead of `timeout`."""
         inner = self.inner  # (BufferedStream's, inline: the application sets one per request)
         if not has_read_deadlines(inner) or inner.set_read_deadline(deadline) is False:
             return False

@@ -10,7 +10,7 @@ from readers import read_all
 
 from p2p import negotiate
 from p2p.errors import NegotiationFailed
-from p2p.mux.yamux_session import YamuxSession
+from p2p.mux.yamux_session import YamuxSession, YamuxStream
 from p2p.streams import BufferedStream
 from multistream_vectors import HEADER, NA, PING
 
@@ -181,6 +181,37 @@ async def test_lazy_reply_wait_uses_the_stream_read_deadline_and_the_callers() -
             with pytest.raises(TimeoutError) as again:
                 await lazy2.receive(10)
             assert again.value is info.value
+
+
+async def test_lazy_reply_wait_is_the_applications_deadline_when_it_set_one(
+        monkeypatch) -> None:
+    """As go's lazy conn: once the application set a read deadline, that deadline alone bounds
+    the wait for the replies, also when it is later than the lazy dialer's own timeout (which
+    bounds only a stream without one): the stream's deadline is never changed, and the wait
+    fails as the application's TimeoutError, not as a NegotiationTimeout."""
+    a, b = memory_stream_pair()
+    with anyio.fail_after(10):
+        async with YamuxSession(a, is_client=True) as client, \
+                YamuxSession(b, is_client=False) as server:
+            ys = await client.open_stream()
+            lazy = negotiate.LazyStream(BufferedStream(ys), "/silent/1.0.0", timeout=0.05)
+            set_to: list[float | None] = []
+            real_set = YamuxStream.set_read_deadline
+
+            def recording_set(self: YamuxStream, deadline: float | None) -> None:
+                set_to.append(deadline)
+                real_set(self, deadline)
+
+            monkeypatch.setattr(YamuxStream, "set_read_deadline", recording_set)
+            user_deadline = anyio.current_time() + 0.4
+            assert lazy.set_read_deadline(user_deadline)
+            await lazy.send(b"hello")
+            await server.accept_stream()  # accepted, never answered
+            with pytest.raises(TimeoutError) as info:
+                await lazy.receive(10)
+            assert not isinstance(info.value, negotiate.NegotiationTimeout), info.value
+            assert anyio.current_time() >= user_deadline  # not cut at the lazy 0.05 s
+            assert set_to == [user_deadline]  # the application's, and nothing else
 
 
 async def test_reads_finding_nothing_do_not_read_the_clock() -> None:
