@@ -41,6 +41,15 @@ class Flag:
         #: None; on asyncio one future, or a list of them; on other backends an anyio.Event
         self._waiters: Any = None
 
+    @classmethod
+    def around(cls, waiter: asyncio.Future[None]) -> Flag:
+        """An unset Flag whose first waiter is `waiter`, an asyncio future a task already awaits:
+        for a wait that began as one bare future (a stream's only reader) when a second task
+        comes to wait too; `set()` wakes both."""
+        flag = cls()
+        flag._waiters = waiter
+        return flag
+
     def is_set(self) -> bool:
         return self._set
 

@@ -95,7 +95,9 @@ class YamuxStream:
         #: the core's receive buffer of this stream: a read looks at its size before it reads
         #: the clock and calls the core (a request's dialer reads twice finding nothing)
         self._rbuf = session._core.receive_buffer(stream_id)
-        self._rwait: Flag | None = None
+        #: a waiting reader: on asyncio the only reader's future itself (no Flag: a future and a
+        #: coroutine frame less per read wait, a wait per request at a dialer), else a Flag
+        self._rwait: Flag | asyncio.Future[None] | None = None
         self._wwait: Flag | None = None
         self._remote_eof = False
         self._local_eof = False
@@ -110,7 +112,10 @@ class YamuxStream:
         ev = self._rwait
         if ev is not None:
             self._rwait = None
-            ev.set()
+            if isinstance(ev, Flag):
+                ev.set()
+            elif not ev.done():  # the only reader's future (asyncio)
+                ev.set_result(None)
 
     def _wake_writer(self) -> None:
         ev = self._wwait
@@ -149,12 +154,30 @@ class YamuxStream:
                 # alone stay with the writer (kicked when they were queued), which sends them
                 # with the data other tasks queue meanwhile instead of a write of their own.
                 sess.try_flush()
-            if self._rwait is None:
-                self._rwait = Flag()
+            rwait = self._rwait
+            loop = sess._loop
+            if rwait is None and loop is not None:
+                # asyncio, and the only reader (the usual case): the wait is one future
+                deadline = self._read_deadline
+                if deadline is not None:
+                    if sess._clock() >= deadline:
+                        raise TimeoutError("yamux stream read deadline passed")
+                    sess._watch_deadline(deadline)
+                self._rwait = fut = loop.create_future()
+                try:
+                    await fut
+                finally:
+                    if self._rwait is fut:  # cancelled: nobody waits any more
+                        self._rwait = None
+                continue  # woken by data, an end or the deadline: look again
+            if rwait is None:
+                self._rwait = rwait = Flag()
+            elif not isinstance(rwait, Flag):  # a second reader joins the first one's wait
+                self._rwait = rwait = Flag.around(rwait)
             if self._read_deadline is None:
-                await self._rwait.wait(sess._loop)
+                await rwait.wait(loop)
             else:
-                await self._wait_until_deadline(self._rwait)
+                await self._wait_until_deadline(rwait)
 
     def set_read_deadline(self, deadline: float | None) -> None:
         """From now on `receive` raises TimeoutError instead of waiting past `deadline` (in

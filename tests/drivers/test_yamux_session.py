@@ -579,3 +579,59 @@ async def test_send_takes_views_of_bytes_as_they_are_and_copies_what_may_change(
             await st.send_eof()
             peer = await server.accept_stream()
             assert await read_all(peer) == base[10:5000] + base[::2][:10] + b"m" * 1000 + b"q" * 5
+
+
+async def test_read_waits_alone_together_cancelled_and_past_a_deadline(anyio_backend):
+    """A read wait on asyncio is the only reader's own future (no Flag); a second reader that
+    comes meanwhile joins that wait (both are woken: one takes the bytes, the other waits on),
+    a cancelled reader leaves nobody registered, and a deadline still ends the wait. On trio
+    every wait is a Flag, as before."""
+    from p2p.sync import Flag
+
+    with anyio.fail_after(10):
+        async with sessions() as (client, server):
+            st = await client.open_stream()
+            await st.send(b"x")
+            peer = await server.accept_stream()
+            assert await peer.receive() == b"x"
+            got: list[bytes] = []
+
+            async def reader(stream) -> None:
+                try:
+                    got.append(await stream.receive())
+                except anyio.EndOfStream:
+                    got.append(b"<eof>")
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(reader, peer)
+                await anyio.wait_all_tasks_blocked()
+                assert (type(peer._rwait) is Flag) is (anyio_backend == "trio")
+                tg.start_soon(reader, peer)  # a second reader of the same stream
+                await anyio.wait_all_tasks_blocked()
+                assert type(peer._rwait) is Flag
+                await st.send(b"one")
+                await anyio.wait_all_tasks_blocked()
+                assert got == [b"one"]
+                await st.send_eof()
+            assert got == [b"one", b"<eof>"]
+            assert peer._rwait is None
+
+            st2 = await client.open_stream()
+            await st2.send(b"y")
+            peer2 = await server.accept_stream()
+            assert await peer2.receive() == b"y"
+            with anyio.move_on_after(0.05) as scope:
+                await peer2.receive()
+            assert scope.cancelled_caught
+            # asyncio: the cancelled future is forgotten (trio keeps its emptied Flag, as before)
+            assert (peer2._rwait is None) is (anyio_backend == "asyncio")
+            peer2.set_read_deadline(anyio.current_time() + 0.05)
+            with pytest.raises(TimeoutError):
+                await peer2.receive()
+            assert (peer2._rwait is None) is (anyio_backend == "asyncio")
+            peer2.set_read_deadline(None)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(reader, peer2)
+                await anyio.wait_all_tasks_blocked()
+                await st2.send(b"late")
+            assert got[-1] == b"late" and peer2._rwait is None
