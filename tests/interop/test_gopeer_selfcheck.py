@@ -12,6 +12,8 @@ import hashlib
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -137,6 +139,34 @@ def test_ping(server: GoPeer) -> None:
     assert len(res["rtt_ms"]) == 4
     assert all(0 < rtt < 5000 for rtt in res["rtt_ms"])
     assert res["connect_ms"] > 0
+
+
+def test_ping_reports_the_run_queue_wait_of_the_processes_it_is_given(server: GoPeer) -> None:
+    """`--runq-pids` (the hostile kit's go probe): per process, the ms its threads waited for a
+    CPU between the connect and the last pong, go's own as "go". Two busy processes pinned to one
+    CPU take turns on it, so at every moment one of them waits: their two waits add up to about
+    the window's length (a wait still under way at either end is not counted yet: a scheduler
+    slice each, a few ms). Without the option, no such field."""
+    assert "runq_wait_ms" not in run_gopeer("ping", server.addr, "--count", "1")
+    cpu = min(os.sched_getaffinity(0))
+    busy = [subprocess.Popen([sys.executable, "-c", "while 1: pass"]) for _ in range(2)]
+    try:
+        for proc in busy:
+            os.sched_setaffinity(proc.pid, {cpu})
+        res = run_gopeer("ping", server.addr, "--count", "1000", "--runq-pids",
+                         ",".join(str(proc.pid) for proc in busy))
+    finally:
+        for proc in busy:
+            proc.kill()
+            proc.wait()
+    window = res["connect_ms"] + sum(res["rtt_ms"])
+    waited = res["runq_wait_ms"]
+    assert set(waited) == {"go", *(str(proc.pid) for proc in busy)}, waited
+    assert waited["go"] >= 0
+    assert sum(waited[str(proc.pid)] for proc in busy) >= 0.5 * window, (waited, window)
+    with pytest.raises(GoPeerError, match="runq-pids") as info:
+        run_gopeer("ping", server.addr, "--runq-pids", "1,x")
+    assert info.value.returncode == 2
 
 
 @pytest.mark.parametrize(("size", "streams"), [(0, 1), (1, 1), (300_000, 1), (65_536, 32)])

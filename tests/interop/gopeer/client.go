@@ -36,6 +36,7 @@ type dialer struct {
 	cancel    context.CancelFunc
 	connectMs float64
 	idSub     event.Subscription
+	runq      *runQueue // with --runq-pids: run-queue waits from before the connect
 }
 
 // dial parses the common dialer flags (plus the command's own ones, already
@@ -45,9 +46,15 @@ func dial(fs *flag.FlagSet, args []string) (*dialer, error) {
 	var so stackOptions
 	so.register(fs)
 	timeout := fs.Float64("timeout", 30, "overall deadline in seconds")
+	runq := fs.String("runq-pids", "", "comma-separated process IDs: ping reports how long "+
+		"their threads and its own waited for a CPU from the connect to the last pong")
 	pos, err := gokit.ParseArgs(fs, args)
 	if err != nil {
 		return nil, err
+	}
+	runqPids, err := parsePids(*runq)
+	if err != nil {
+		return nil, gokit.Usagef("--runq-pids: %v", err)
 	}
 	if len(pos) != 1 {
 		return nil, gokit.Usagef("%s needs exactly one multiaddr ending in /p2p/<peer id>", fs.Name())
@@ -74,6 +81,12 @@ func dial(fs *flag.FlagSet, args []string) (*dialer, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(*timeout*float64(time.Second)))
 	d := &dialer{h: h, target: info.ID, ctx: ctx, cancel: cancel, idSub: sub}
+	if *runq != "" {
+		if d.runq, err = newRunQueue(runqPids); err != nil {
+			d.close()
+			return nil, err
+		}
+	}
 	start := time.Now()
 	if err := h.Connect(ctx, *info); err != nil {
 		d.close()
@@ -138,7 +151,15 @@ func cmdPing(args []string) error {
 		}
 		rtts = append(rtts, float64(r.RTT.Microseconds())/1000)
 	}
-	gokit.Emit(map[string]any{"peer_id": d.target.String(), "rtt_ms": rtts, "connect_ms": d.connectMs})
+	out := map[string]any{"peer_id": d.target.String(), "rtt_ms": rtts, "connect_ms": d.connectMs}
+	if d.runq != nil {
+		waited, err := d.runq.waitedMs()
+		if err != nil {
+			return err
+		}
+		out["runq_wait_ms"] = waited
+	}
+	gokit.Emit(out)
 	return nil
 }
 
