@@ -7,10 +7,11 @@ import anyio
 import pytest
 from memstream import memory_stream_pair
 from readers import read_all
+from yamuxpair import yamux_pair
 
 from p2p import negotiate
 from p2p.errors import NegotiationFailed
-from p2p.mux.yamux_session import YamuxSession, YamuxStream
+from p2p.mux.yamux_session import YamuxStream
 from p2p.streams import BufferedStream
 from multistream_vectors import HEADER, NA, PING
 
@@ -19,7 +20,6 @@ pytestmark = pytest.mark.anyio
 
 async def _serve(first: bytes, later: bytes = b"") -> tuple[str, bytes, bytes]:
     """Client sends `first` (+FIN unless `later`), the server negotiates in its stream handler."""
-    a, b = memory_stream_pair()
     result: dict[str, object] = {}
     done = anyio.Event()
 
@@ -32,8 +32,7 @@ async def _serve(first: bytes, later: bytes = b"") -> tuple[str, bytes, bytes]:
         done.set()
 
     with anyio.fail_after(10):
-        async with YamuxSession(a, is_client=True) as client, \
-                YamuxSession(b, is_client=False) as server, anyio.create_task_group() as tg:
+        async with yamux_pair() as (client, server), anyio.create_task_group() as tg:
             server.set_stream_handler(lambda ys: tg.start_soon(serve, ys))
             st = await client.open_stream()
             await st.send(first)
@@ -72,10 +71,8 @@ async def test_header_alone_first_then_proposal_waits_in_the_machine() -> None:
 
 
 async def test_receive_nowait_empty_buffered_and_after_reset() -> None:
-    a, b = memory_stream_pair()
     with anyio.fail_after(10):
-        async with YamuxSession(a, is_client=True) as client, \
-                YamuxSession(b, is_client=False) as server:
+        async with yamux_pair() as (client, server):
             st = await client.open_stream()
             await st.send(b"hello")
             peer = await server.accept_stream()
@@ -128,10 +125,8 @@ async def test_lazy_reply_diverging_after_the_header_goes_to_the_machine() -> No
 
 
 async def test_send_nowait_queues_without_waiting_and_refuses_when_not_writable() -> None:
-    a, b = memory_stream_pair()
     with anyio.fail_after(10):
-        async with YamuxSession(a, is_client=True) as client, \
-                YamuxSession(b, is_client=False) as server:
+        async with yamux_pair() as (client, server):
             st = await client.open_stream()
             assert st.send_nowait(b"queued") == 6
             await st.send(b"+sent")
@@ -152,10 +147,8 @@ async def test_lazy_reply_wait_uses_the_stream_read_deadline_and_the_callers() -
     application's deadline is back in place afterwards. When the application's deadline passes,
     the read fails as that deadline's (a plain TimeoutError, not a negotiation timeout naming the
     30 s that never passed), and so does every later read, as go's lazy conn keeps its error."""
-    a, b = memory_stream_pair()
     with anyio.fail_after(10):
-        async with YamuxSession(a, is_client=True) as client, \
-                YamuxSession(b, is_client=False) as server:
+        async with yamux_pair() as (client, server):
             ys = await client.open_stream()
             lazy = negotiate.LazyStream(BufferedStream(ys), "/silent/1.0.0", timeout=0.2)
             await lazy.send(b"hello")
@@ -189,10 +182,8 @@ async def test_lazy_reply_wait_is_the_applications_deadline_when_it_set_one(
     the wait for the replies, also when it is later than the lazy dialer's own timeout (which
     bounds only a stream without one): the stream's deadline is never changed, and the wait
     fails as the application's TimeoutError, not as a NegotiationTimeout."""
-    a, b = memory_stream_pair()
     with anyio.fail_after(10):
-        async with YamuxSession(a, is_client=True) as client, \
-                YamuxSession(b, is_client=False) as server:
+        async with yamux_pair() as (client, server):
             ys = await client.open_stream()
             lazy = negotiate.LazyStream(BufferedStream(ys), "/silent/1.0.0", timeout=0.05)
             set_to: list[float | None] = []
@@ -217,10 +208,8 @@ async def test_lazy_reply_wait_is_the_applications_deadline_when_it_set_one(
 async def test_reads_finding_nothing_do_not_read_the_clock() -> None:
     """A yamux read that finds nothing buffered (before the bytes arrive, and at EOF) neither
     reads the session's clock nor calls the core: a sequential request's dialer makes two."""
-    a, b = memory_stream_pair()
     with anyio.fail_after(10):
-        async with YamuxSession(a, is_client=True) as client, \
-                YamuxSession(b, is_client=False) as server:
+        async with yamux_pair() as (client, server):
             st = await client.open_stream()
             await st.send(b"hello")
             await st.send_eof()
@@ -251,10 +240,8 @@ async def test_lazy_dialer_over_yamux_reads_the_streams_clock_and_takes_no_lock(
         raise AssertionError("the async library's clock was asked")
 
     monkeypatch.setattr(negotiate, "current_time", no_lookup)
-    a, b = memory_stream_pair()
     with anyio.fail_after(10):
-        async with YamuxSession(a, is_client=True) as client, \
-                YamuxSession(b, is_client=False) as server:
+        async with yamux_pair() as (client, server):
             ys = await client.open_stream()
             lazy = negotiate.LazyStream(ys, "/ipfs/ping/1.0.0", timeout=5)
             await lazy.send(b"ping")

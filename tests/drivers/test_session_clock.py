@@ -7,9 +7,9 @@ import asyncio
 import time
 
 import anyio
-from memstream import memory_stream_pair
+from yamuxpair import yamux_pair
 
-from p2p.mux.yamux_session import YamuxSession, loop_clock
+from p2p.mux.yamux_session import loop_clock
 
 
 class _ShiftedClockLoop(asyncio.SelectorEventLoop):
@@ -21,9 +21,8 @@ class _ShiftedClockLoop(asyncio.SelectorEventLoop):
 
 async def _deadline_passes(expect_monotonic: bool) -> float:
     """Open a stream nobody answers, read with a 0.2 s deadline; the seconds it took."""
-    a, b = memory_stream_pair()
     with anyio.fail_after(10):
-        async with YamuxSession(a, is_client=True) as client, YamuxSession(b, is_client=False):
+        async with yamux_pair() as (client, _server):
             assert (client._clock is time.monotonic) is expect_monotonic
             st = await client.open_stream()
             await st.send(b"hello")

@@ -20,6 +20,7 @@ from p2p.protocols.echo import echo_handler, echo_roundtrip
 from p2p.security.noise_stream import NoiseStream
 from p2p.streams import NonBlockingWrites, PushReads
 from tcppair import tcp_pair
+from yamuxpair import yamux_pair
 
 pytestmark = pytest.mark.anyio
 
@@ -127,7 +128,7 @@ async def test_both_sides_sending_past_the_high_water_mark_do_not_stop_reading(a
                 sock = end.extra(anyio.abc.SocketAttribute.raw_socket)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-            async with YamuxSession(c, is_client=True) as a, YamuxSession(s, is_client=False) as b:
+            async with yamux_pair(c, s) as (a, b):
                 assert a._push == b._push == (anyio_backend == "asyncio")  # else reader tasks
                 received = {a: 0, b: 0}
                 paused = []

@@ -7,10 +7,11 @@ from __future__ import annotations
 import anyio
 import pytest
 from memstream import MemoryByteStream, memory_stream_pair
+from yamuxpair import yamux_pair
 
 from p2p import negotiate
 
-from p2p.mux.yamux_session import YamuxSession, YamuxStream
+from p2p.mux.yamux_session import YamuxStream
 from p2p.negotiate import LazyStream, NegotiationTimeout
 from p2p.streams import BufferedStream, has_nowait_io, has_read_deadlines, is_resettable
 from multistream_vectors import HEADER, PING
@@ -53,10 +54,8 @@ def test_what_each_stream_declares() -> None:
 
 
 async def test_read_deadline_reaches_a_yamux_stream_through_the_wrappers() -> None:
-    a, b = memory_stream_pair()
     with anyio.fail_after(10):
-        async with YamuxSession(a, is_client=True) as client, \
-                YamuxSession(b, is_client=False) as server:
+        async with yamux_pair() as (client, server):
             server.set_stream_handler(lambda ys: None)  # accepted, never answered
             st = await client.open_stream()
             buffered = BufferedStream(st)
@@ -92,8 +91,7 @@ async def test_lazy_dialer_times_out_either_way(below: str) -> None:
             with pytest.raises(NegotiationTimeout):
                 await lazy.receive()
             return
-        async with YamuxSession(a, is_client=True) as client, \
-                YamuxSession(b, is_client=False) as server:
+        async with yamux_pair(a, b) as (client, server):
             server.set_stream_handler(lambda ys: None)  # the listener never answers
             lazy = LazyStream(BufferedStream(await client.open_stream()), "/ipfs/ping/1.0.0",
                               timeout=0.2)
@@ -149,7 +147,7 @@ async def test_stream_clock_is_the_yamux_streams_own_and_anyios_otherwise(monkey
     monkeypatch.setattr(streams_mod, "current_time", counting)
     a, b = memory_stream_pair()
     with anyio.fail_after(10):
-        async with YamuxSession(a, is_client=True) as client, YamuxSession(b, is_client=False):
+        async with yamux_pair(a, b) as (client, _server):
             ys = await client.open_stream()
             for wrapper in (BufferedStream(ys), LazyStream(ys, "/p"),
                             LazyStream(BufferedStream(ys), "/p")):

@@ -9,8 +9,7 @@ import anyio
 import pytest
 from memstream import memory_stream_pair
 from readers import read_all
-
-from p2p.mux.yamux_session import YamuxSession
+from yamuxpair import yamux_pair
 
 pytestmark = pytest.mark.anyio
 
@@ -40,8 +39,7 @@ async def test_request_and_parallel_opens_leave_in_one_write_each() -> None:
     a, b = memory_stream_pair()
     conn = Counting(a)
     with anyio.fail_after(10):
-        async with YamuxSession(conn, is_client=True) as client, \
-                YamuxSession(b, is_client=False) as server:
+        async with yamux_pair(conn, b) as (client, server):
             await client.ping()  # the start-up RTT ping and its pong are out of the way
             conn.writes.clear()
             st = await client.open_stream()
@@ -99,8 +97,7 @@ async def test_a_request_leaves_from_its_own_task_before_it_waits(anyio_backend)
     a, b = memory_stream_pair()
     conn = TrySending(a)
     with anyio.fail_after(10):
-        async with YamuxSession(conn, is_client=True) as client, \
-                YamuxSession(b, is_client=False) as server:
+        async with yamux_pair(conn, b) as (client, server):
             await client.ping()
             conn.writes.clear()
             conn.tried.clear()
@@ -132,10 +129,8 @@ async def test_short_sends_skip_yielding_only_a_few_times_in_a_row() -> None:
     """Short sends skip the checkpoint (a reply leaves with the close that follows it), but at
     most 16 in a row: a task sending without pause must let other tasks (the session's reader,
     other streams) run, and the peer's pings get their pongs meanwhile."""
-    a, b = memory_stream_pair()
     with anyio.fail_after(20):
-        async with YamuxSession(a, is_client=True) as client, \
-                YamuxSession(b, is_client=False) as server:
+        async with yamux_pair() as (client, server):
             st = await client.open_stream()
             ticks = 0
             longest_run = 0
@@ -188,8 +183,7 @@ async def test_a_closed_streams_fin_leaves_with_the_next_request(anyio_backend) 
     a, b = memory_stream_pair()
     conn = TrySending(a)
     with anyio.fail_after(10):
-        async with YamuxSession(conn, is_client=True) as client, \
-                YamuxSession(b, is_client=False) as server:
+        async with yamux_pair(conn, b) as (client, server):
             await client.ping()
 
             async def answer() -> None:
@@ -242,8 +236,7 @@ async def test_window_updates_alone_are_left_to_the_writer(anyio_backend) -> Non
     a, b = memory_stream_pair()
     conn = TrySending(a)
     with anyio.fail_after(10):
-        async with YamuxSession(conn, is_client=True) as client, \
-                YamuxSession(b, is_client=False) as server:
+        async with yamux_pair(conn, b) as (client, server):
             await client.ping()
             st = await client.open_stream()
             await st.send(b"go")
@@ -306,8 +299,7 @@ async def test_senders_over_the_high_water_mark_wait_once_and_in_turn(monkeypatc
     a, b = memory_stream_pair()
     chunk = bytes(256 * 1024)
     with anyio.fail_after(30):
-        async with YamuxSession(a, is_client=True) as client, \
-                YamuxSession(b, is_client=False) as server:
+        async with yamux_pair(a, b) as (client, server):
             outputs.extend([client._output, server._output])
 
             async def sender() -> None:
@@ -361,8 +353,7 @@ async def test_the_session_offers_its_pieces_without_asking_first() -> None:
     a, b = memory_stream_pair()
     conn = GatherSending(a)
     with anyio.fail_after(10):
-        async with YamuxSession(conn, is_client=True) as client, \
-                YamuxSession(b, is_client=False) as server:
+        async with yamux_pair(conn, b) as (client, server):
             st = await client.open_stream()
             await st.send(b"request")
             await st.send_eof()

@@ -13,6 +13,7 @@ from p2p.transport.aio_stream import adopt
 from memstream import memory_stream_pair
 from readers import read_all
 from tcppair import tcp_pair
+from yamuxpair import yamux_pair
 
 pytestmark = pytest.mark.anyio
 
@@ -36,10 +37,8 @@ async def conn_pair(kind: str):
 
 @asynccontextmanager
 async def sessions(kind: str = "memory", config: YamuxConfig = YamuxConfig()):
-    async with conn_pair(kind) as (a, b):
-        async with YamuxSession(a, is_client=True, config=config) as client:
-            async with YamuxSession(b, is_client=False, config=config) as server:
-                yield client, server
+    async with conn_pair(kind) as (a, b), yamux_pair(a, b, config=config) as pair:
+        yield pair
 
 
 class RawPeer:
@@ -393,28 +392,26 @@ async def test_protocol_violation_sends_goaway_and_fails_everything():
 
 async def test_teardown_wakes_every_waiter():
     with anyio.fail_after(10):
-        a, b = memory_stream_pair()
-        async with YamuxSession(a, is_client=True) as client:
-            async with YamuxSession(b, is_client=False) as server:
-                reader = await client.open_stream()
-                writer = await client.open_stream()
-                await writer.send(b"z" * WINDOW)  # window now exhausted
-                failures = []
+        async with sessions() as (client, server):
+            reader = await client.open_stream()
+            writer = await client.open_stream()
+            await writer.send(b"z" * WINDOW)  # window now exhausted
+            failures = []
 
-                async def expect_closed(coro):
-                    try:
-                        await coro
-                    except ConnectionClosed:
-                        failures.append(True)
+            async def expect_closed(coro):
+                try:
+                    await coro
+                except ConnectionClosed:
+                    failures.append(True)
 
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(expect_closed, reader.receive())
-                    tg.start_soon(expect_closed, writer.send(b"more"))
-                    tg.start_soon(expect_closed, client.accept_stream())
-                    await anyio.wait_all_tasks_blocked()
-                    await server.close()
-                assert failures == [True, True, True]
-                assert client.is_closed and server.is_closed
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(expect_closed, reader.receive())
+                tg.start_soon(expect_closed, writer.send(b"more"))
+                tg.start_soon(expect_closed, client.accept_stream())
+                await anyio.wait_all_tasks_blocked()
+                await server.close()
+            assert failures == [True, True, True]
+            assert client.is_closed and server.is_closed
 
 
 async def test_close_is_idempotent_and_open_after_close_fails():
