@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 import pytest
-from test_quic_transport import dial, echo, pair
+from test_quic_transport import dial, echo, pair, sent_sizes
 
 from p2p.transport import quic as quic_mod
 
@@ -162,16 +162,8 @@ async def test_a_batch_wakes_the_driver_after_the_streams_it_started(anyio_backe
             inbound = server.conns[0]
             while inbound.quic._loss.bytes_in_flight:  # its answer acknowledged: nothing due
                 await anyio.sleep(0.01)
-            sent: list[int] = []
-            endpoint = inbound._endpoint
-            original = endpoint.send
-
-            def counting(data: bytes, addr: tuple[str, int]) -> None:
-                sent.append(len(data))
-                original(data, addr)
-
-            endpoint.send = counting  # type: ignore[method-assign]
-            await _one_each(conn, [b"first", b"second"])
+            with sent_sizes(inbound._endpoint) as sent:
+                await _one_each(conn, [b"first", b"second"])
             assert len(sent) == 1, sent
 
 

@@ -11,8 +11,8 @@ does not read stops the sender at the window, nothing piles up unbounded).
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +85,24 @@ async def dial(client: QuicTransport, server: Server, start_soon: Callable[..., 
     conn = await client.dial(server.addr, None, 10)
     start_soon(conn.run)
     return conn
+
+
+@contextmanager
+def sent_sizes(endpoint: Any) -> Iterator[list[int]]:
+    """The sizes of the datagrams `endpoint` sends while the block runs (its `send` is wrapped
+    for that time, then the class's own again)."""
+    sizes: list[int] = []
+    original = endpoint.send
+
+    def record(data: bytes, addr: tuple[str, int]) -> None:
+        sizes.append(len(data))
+        original(data, addr)
+
+    endpoint.send = record
+    try:
+        yield sizes
+    finally:
+        del endpoint.send
 
 
 @pytest.mark.parametrize("listen", ["/ip4/127.0.0.1/udp/0/quic-v1", "/ip6/::1/udp/0/quic-v1"])
@@ -428,16 +446,7 @@ async def test_keepalive_ping_is_padded_past_quic_gos_stateless_reset_floor() ->
             await st.send(b"a")
             assert await receive_n(st, 1) == b"a"
             await anyio.sleep(0.2)  # acknowledgements settle
-            sizes: list[int] = []
-            endpoint = conn._endpoint
-            original = endpoint.send
-
-            def record(data: bytes, addr: tuple[str, int]) -> None:
-                sizes.append(len(data))
-                original(data, addr)
-
-            endpoint.send = record  # type: ignore[method-assign]
-            await anyio.sleep(1.0)  # idle: only keep-alives leave
-            endpoint.send = original  # type: ignore[method-assign]
+            with sent_sizes(conn._endpoint) as sizes:
+                await anyio.sleep(1.0)  # idle: only keep-alives leave
             assert sizes and min(sizes) > 42, sizes
             assert not conn.is_closed
