@@ -28,6 +28,8 @@ __all__ = ["SessionOutput"]
 _SEND_HIGH_WATER = 256 * 1024
 #: Turns the writer waits for more output before a write (each turn that adds none ends it).
 _MAX_BATCH_TURNS = 8
+#: `SessionOutput._kick_pending` once the deferred kick has put itself back in line (see there).
+_REQUEUED = 2
 
 
 async def _asyncio_checkpoint() -> None:
@@ -75,7 +77,7 @@ class SessionOutput:
         self._writer_wait: Flag | None = None
         #: senders waiting for the writer to take their frames, first come first released
         self._drain_waits: list[Flag] | None = None
-        self._kick_pending = False
+        self._kick_pending: bool | int = False  # True, or _REQUEUED
         self._flush_due = False  # the deferred kick writes itself instead of waking the writer
         #: on asyncio, the loop's `call_soon` (see `kick`)
         self._call_soon: Callable[..., Any] | None = None
@@ -117,6 +119,16 @@ class SessionOutput:
             self.wake_writer()
 
     def _deferred_kick(self) -> None:
+        session = self._session
+        if session._woken:
+            # Tasks the input woke are still to run (queued behind this callback): look again
+            # after them, once; the last of them usually writes for all. Then this writes,
+            # whatever the hint says, and clears it (a task that ended its turn elsewhere).
+            if self._kick_pending != _REQUEUED:
+                self._kick_pending = _REQUEUED
+                self._call_soon(self._deferred_kick)  # type: ignore[misc]
+                return
+            session._woken = 0
         self._kick_pending = False
         if self._flush_due:
             self._flush_due = False
@@ -294,6 +306,7 @@ class SessionOutput:
                     await self._checkpoint()
                 continue
             session._unyielded_sends = 0
+            session._woken = 0  # it writes what they queued: no task waits for another now
             try:
                 await self.flush()
             except ConnectionClosed:

@@ -149,10 +149,15 @@ class YamuxStream:
                 raise anyio.EndOfStream
             if sess.is_closed:
                 raise _session_closed(sess.error)
-            if core.pending_output and not core.only_window_updates:
-                # About to wait: what this task queued (a request) leaves now. Window updates
-                # alone stay with the writer (kicked when they were queued), which sends them
-                # with the data other tasks queue meanwhile instead of a write of their own.
+            # About to wait: this task's turn is over. What it queued (a request) leaves now,
+            # unless other tasks the same input woke are still to run: the last of them writes
+            # for all (`YamuxSession._woken`). Window updates alone stay with the writer (kicked
+            # when they were queued), which sends them with the data other tasks queue
+            # meanwhile instead of a write of their own.
+            woken = sess._woken
+            if woken:
+                sess._woken = woken - 1
+            if core.pending_output and woken <= 1 and not core.only_window_updates:
                 sess.try_flush()
             rwait = self._rwait
             loop = sess._loop
@@ -309,9 +314,12 @@ class YamuxStream:
     async def aclose(self) -> None:
         """go's Close: FIN if not sent, stop reading (late data is discarded), forget the stream.
 
-        Never waits. The stream's output is complete: it leaves with the next write of the
-        session, at the latest at the start of the next loop turn (`SessionOutput.flush_soon`),
-        so a requester's FIN goes out with its next request."""
+        Never waits. The stream's output is complete. A handler closing the stream the peer
+        opened has finished its answer: it leaves now, before the handler's task tidies up
+        (returns, is forgotten, ends), unless other tasks the same input woke are still to run
+        (`YamuxSession._woken`: the last of them writes for all). Otherwise it leaves with the
+        next write of the session, at the latest at the start of the next loop turn
+        (`SessionOutput.flush_soon`), so a requester's FIN goes out with its next request."""
         if self._closed:
             return
         sess = self._session
@@ -325,6 +333,12 @@ class YamuxStream:
         if self._rwait is not None or self._wwait is not None:  # another task uses the stream
             self._wake_reader()
             self._wake_writer()
+        woken = sess._woken
+        if woken and bool(self.stream_id & 1) != sess.is_client:  # the peer opened it: an answer
+            sess._woken = woken - 1
+            if woken == 1:
+                sess.try_flush()
+                return
         sess._output.flush_soon()
 
     async def __aenter__(self) -> YamuxStream:
@@ -340,7 +354,7 @@ class YamuxSession:
     __slots__ = ("_lower", "config", "is_client", "_core", "_streams", "_accept_queue",
                  "_accept_wait", "_open_wait", "_pings", "_on_stream", "_output", "_kick",
                  "try_flush", "_wait_drained", "_checkpoint", "_clock", "_call_at", "_loop",
-                 "_unyielded_sends", "_push", "_input_end", "_input_over", "_input_error",
+                 "_unyielded_sends", "_woken", "_push", "_input_end", "_input_over", "_input_error",
                  "_recv_paused", "_input_output", "_resume_wait", "_reader_scope", "_closed_event", "_tg",
                  "_deadline_timer", "_deadline_at",
                  "_own_tg", "_running", "_last_recv", "_ka_ping", "_ka_deadline", "is_closed",
@@ -374,6 +388,13 @@ class YamuxSession:
         self._deadline_at = 0.0
         #: stream sends since the reader or writer last ran (bounds how long sends skip yielding)
         self._unyielded_sends = 0
+        #: tasks the input woke (a reader given data or the end, a handler started) that have not
+        #: ended their turn yet (a read about to wait, a handler's close): while others are still
+        #: to run, a task's output waits for theirs, and the last one writes for all (64 requests
+        #: in flight: one write per batch of answers instead of one each). Only a hint: a task
+        #: that ends its turn elsewhere leaves it high, and the deferred kick, which waits one
+        #: round of the loop's ready callbacks while it is, then writes and clears it.
+        self._woken = 0
         # input: push mode (the stream below calls `_on_data`) or a reader task
         self._push = False
         self._input_end = Flag()  # set when input has ended (push mode), and `_input_error` why
@@ -667,6 +688,7 @@ class YamuxSession:
                 st = streams.get(ev[0])
                 if st is not None and st._rwait is not None:
                     st._wake_reader()
+                    self._woken += 1
             elif kind is core.WindowUpdated:
                 st = streams.get(ev[0])
                 if st is not None:
@@ -677,6 +699,7 @@ class YamuxSession:
                 if self._on_stream is not None:
                     if self._core.accept(st.stream_id):  # ACK queued; the reader kicks the writer
                         self._on_stream(st)
+                        self._woken += 1
                     continue
                 self._accept_queue.append(st)
                 ev_, self._accept_wait = self._accept_wait, None
@@ -687,6 +710,7 @@ class YamuxSession:
                     st._remote_eof = True
                     if st._rwait is not None:  # (a request's reader was woken by its data)
                         st._wake_reader()
+                        self._woken += 1
                     if not st._rbuf.size:  # (bytes still to read keep the stream in the core)
                         self._forget_if_done(st)
                     # Its task will likely answer or close it now, without waiting on this

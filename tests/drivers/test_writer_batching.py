@@ -364,3 +364,168 @@ async def test_the_session_offers_its_pieces_without_asking_first() -> None:
             assert await read_all(st) == b"answer"
     assert conn.gathered >= 1
     assert conn.asked == 0
+
+
+async def test_an_answer_leaves_at_the_handlers_close_before_its_task_ends(anyio_backend) -> None:
+    """A handler closing the stream the peer opened has finished its answer: ACK + answer + FIN
+    leave in one write made by the handler's task when it closes, before the task goes on to
+    tidy up and end (on asyncio the deferred kick wrote it, after the task had ended)."""
+    a, b = memory_stream_pair()
+    conn = TrySending(b)
+    written_at_close: list[list[bytes]] = []
+    handler_task: list[int] = []
+    with anyio.fail_after(10):
+        async with yamux_pair(a, conn) as (client, server), anyio.create_task_group() as tg:
+
+            async def handler(ys: Any) -> None:
+                handler_task.append(anyio.get_current_task().id)
+                assert await read_all(ys) == b"request"
+                await ys.send(b"answer")
+                await ys.aclose()
+                written_at_close.append(list(conn.tried))
+
+            server.set_stream_handler(lambda ys: tg.start_soon(handler, ys))
+            await client.ping()  # the start-up RTT pings and pongs are out of the way
+            await anyio.wait_all_tasks_blocked()
+            conn.tried.clear()
+            conn.tried_by.clear()
+            st = await client.open_stream()
+            await st.send(b"request")
+            await st.send_eof()
+            assert await read_all(st) == b"answer"
+            # WindowUpdate(ACK) and Data carrying the answer are one frame (12 + 6), then FIN
+            assert [len(w) for w in written_at_close[0]] == [12 + 6 + 12]
+            if anyio_backend == "asyncio":
+                assert conn.tried_by == handler_task
+
+
+class Held(Counting):
+    """A connection whose writes reach the peer only when `release()` joins them into one read:
+    what several writes carried arrives as one input (as a TCP read takes several writes)."""
+
+    def __init__(self, inner) -> None:
+        super().__init__(inner)
+        self.held: list[bytes] = []
+
+    async def send(self, item: bytes) -> None:
+        self.writes.append(bytes(item))
+        self.held.append(bytes(item))
+
+    async def release(self) -> None:
+        data, self.held = b"".join(self.held), []
+        await self.inner.send(data)
+
+
+async def test_tasks_one_input_woke_write_their_requests_together(anyio_backend) -> None:
+    """Eight requesters woken by one input (their eight answers in one read) each read the
+    answer, close, open the next stream and send its request: the last to start waiting writes
+    all eight requests in one write, instead of one write each (asyncio; on trio the writer
+    task, woken by the first request, may take them in more writes)."""
+    a, b = memory_stream_pair()
+    client_conn = TrySending(a)
+    server_conn = Held(b)
+    answered = 0
+    with anyio.fail_after(10):
+        async with yamux_pair(client_conn, server_conn) as (client, server), \
+                anyio.create_task_group() as tg:
+
+            async def handler(ys: Any) -> None:
+                nonlocal answered
+                req = await read_all(ys)
+                await ys.send(b"re: " + req)
+                await ys.aclose()
+                answered += 1
+
+            server.set_stream_handler(lambda ys: tg.start_soon(handler, ys))
+            await anyio.wait_all_tasks_blocked()
+            await server_conn.release()  # the start-up RTT ping and pong are out of the way
+            await anyio.wait_all_tasks_blocked()
+            got: list[bytes] = []
+            second_round = anyio.Event()
+            writes_before_round_2: list[int] = []
+
+            async def requester(i: int) -> None:
+                st = await client.open_stream()
+                await st.send(b"1-%d" % i)
+                await st.send_eof()
+                got.append(await read_all(st))
+                await st.aclose()
+                if not writes_before_round_2:
+                    writes_before_round_2.append(len(client_conn.writes))
+                st = await client.open_stream()
+                await st.send(b"2-%d" % i)
+                await st.send_eof()
+                got.append(await read_all(st))
+                await second_round.wait()
+
+            async with anyio.create_task_group() as requesters:
+                for i in range(8):
+                    requesters.start_soon(requester, i)
+                while answered < 8:
+                    await anyio.sleep(0.001)
+                await anyio.wait_all_tasks_blocked()
+                await server_conn.release()  # the eight answers: one read for the client
+                while answered < 16:
+                    await anyio.sleep(0.001)
+                if anyio_backend == "asyncio":
+                    round_2 = client_conn.writes[writes_before_round_2[0]:]
+                    assert len(round_2) == 1
+                    # 8 x (Data(SYN) 12 + 3 bytes, FIN 12): the first streams' FINs left with
+                    # their requests
+                    assert len(round_2[0]) == 8 * (12 + 3 + 12)
+                await anyio.wait_all_tasks_blocked()
+                await server_conn.release()
+                while len(got) < 16:
+                    await anyio.sleep(0.001)
+                second_round.set()
+            assert sorted(got) == sorted([b"re: 1-%d" % i for i in range(8)]
+                                         + [b"re: 2-%d" % i for i in range(8)])
+
+
+async def test_a_woken_task_waiting_elsewhere_does_not_hold_the_others_output(
+        anyio_backend) -> None:
+    """Two readers woken by one input: one goes on to wait on something else than a stream read
+    (its turn never ends where the session sees it), the other answers and waits for a read. The
+    answer still leaves at once (asyncio: the deferred kick, after one more round of ready
+    callbacks; trio: the writer task), not when the first reader next reads."""
+    a, b = memory_stream_pair()
+    server_conn = Held(b)
+    with anyio.fail_after(10):
+        async with yamux_pair(a, server_conn) as (client, server):
+            await anyio.wait_all_tasks_blocked()
+            await server_conn.release()  # the start-up RTT ping and pong
+            await anyio.wait_all_tasks_blocked()
+            s1 = await client.open_stream()
+            s2 = await client.open_stream()
+            await s1.send(b"1")
+            await s2.send(b"2")
+            p1 = await server.accept_stream()
+            p2 = await server.accept_stream()
+            assert await p1.receive(1) == b"1"
+            assert await p2.receive(1) == b"2"
+            elsewhere = anyio.Event()
+            woken = anyio.Event()
+
+            async def busy_reader() -> None:
+                assert await s1.receive(10) == b"x"
+                woken.set()
+                await elsewhere.wait()
+
+            async def answering_reader() -> None:
+                assert await s2.receive(10) == b"y"
+                await s2.send(b"reply")
+                await s2.receive(10)  # about to wait: its turn ends here
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(busy_reader)
+                tg.start_soon(answering_reader)
+                await anyio.wait_all_tasks_blocked()
+                await p1.send(b"x")
+                await p2.send(b"y")
+                await anyio.wait_all_tasks_blocked()
+                await server_conn.release()  # both data frames in one read: two readers woken
+                with anyio.fail_after(2):
+                    assert await p2.receive(10) == b"reply"
+                assert woken.is_set() and not elsewhere.is_set()
+                elsewhere.set()
+                tg.cancel_scope.cancel()
