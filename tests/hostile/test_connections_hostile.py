@@ -20,12 +20,14 @@ import pytest
 
 from kit import stop_checked
 from kit import (
+    PROBE_DEADLINE,
     Bounds,
     HonestPeer,
     NodeProcess,
     closed_by_peer,
-    go_probe,
     honest_ping,
+    honest_probes,
+    net_probe,
     noise_session,
     p2p_node,
     raw_connect,
@@ -64,8 +66,7 @@ async def test_thousand_idle_connections(node, honest, go_binary) -> None:
 
     try:
         await run_case("1000 idle TCP connections", node, attack,
-                       [lambda: honest_ping(node.addr), honest.probe,
-                        lambda: go_probe(node.addr, go_binary)],
+                       honest_probes(node, honest, go_binary),
                        bounds=Bounds(extra_fds=4 * 8 + 12), rounds=2)
         # every one is closed: at once (over the per-address cap) or at the 2 s negotiation timeout
         with anyio.fail_after(10):
@@ -121,8 +122,7 @@ async def test_per_address_limit(node, honest, go_binary) -> None:
         await hold(sessions)
 
     await run_case("per-address limit (8)", node, attack,
-                   [lambda: honest_ping(node.addr), honest.probe,
-                    lambda: go_probe(node.addr, go_binary)], rounds=2)
+                   honest_probes(node, honest, go_binary), rounds=2)
     assert refused == [True, True, True]
 
 
@@ -144,8 +144,9 @@ async def test_total_connection_limit(node, honest) -> None:
         started.set()
         await hold(sessions)
 
-    await run_case("total connection limit (40)", node, attack, [honest.probe],
+    await run_case("total connection limit (40)", node, attack,
+                   [lambda: net_probe(lambda: honest.probe(deadline=PROBE_DEADLINE), node)],
                    bounds=Bounds(extra_fds=40 + 8), rounds=3)
     assert opened and 36 <= opened[0] <= 39, opened  # 40 minus the honest peer (and stragglers)
-    took = await honest_ping(node.addr)  # a slot is free again
-    assert took < 1.0
+    # a slot is free again: a new peer connects at once
+    await net_probe(lambda: honest_ping(node.addr, deadline=PROBE_DEADLINE), node)

@@ -15,12 +15,14 @@ from kit import (
     DATA,
     FIN,
     MULTISTREAM,
+    PROBE_DEADLINE,
     REPORT,
     RST,
     SYN,
     FrameReader,
     NodeProcess,
     ms_message,
+    net_probe,
     noise_session,
     p2p_node,
     stop_checked,
@@ -58,5 +60,6 @@ async def test_failed_identify_read_resets_the_stream(node, honest, garbage) -> 
     with open(REPORT, "a") as f:
         f.write(f"identify garbage ({garbage[:8]!r}...): stream reset after {took * 1000:.0f} ms\n")
     assert reset[2] == sid and took < 2.0
-    await honest.probe()  # the node still answers an honest peer
+    # the node still answers an honest peer
+    await net_probe(lambda: honest.probe(deadline=PROBE_DEADLINE), node)
     await noise.stream.aclose()

@@ -1,14 +1,19 @@
-"""The hostile kit's own measurements: `closed_by_peer` after this process was held."""
+"""The hostile kit's own measurements: `closed_by_peer` after this process was held, and
+`net_probe`'s bound net of waiting for a CPU."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+from types import SimpleNamespace
 
 import anyio
 import pytest
-from kit import closed_by_peer
+from kit import closed_by_peer, net_probe
 
 from p2p.streams import BufferedStream
 
@@ -67,3 +72,35 @@ async def test_a_peer_that_does_not_close_is_still_caught():
         assert not await _closed_after_hold(None, 0.0, 0.3)
         assert not await _closed_after_hold(None, 1.0, 0.5)  # held too: nothing there
         assert not await _closed_after_hold(1.5, 0.0, 0.5)  # closes, but too late
+
+
+async def test_a_probe_kept_off_the_cpu_is_not_charged_for_it():
+    """0.1 s of CPU work while this thread shares one CPU with two busy processes: three times
+    that or more in wall time, over a 0.2 s bound, yet within it net of this loop's waits (the
+    busy processes are not the probe's: their waits are not counted)."""
+    cpu = min(os.sched_getaffinity(0))
+    mine = os.sched_getaffinity(0)
+    busy = [subprocess.Popen([sys.executable, "-c", "while 1: pass"]) for _ in range(2)]
+
+    async def work() -> None:
+        start = time.thread_time()
+        while time.thread_time() - start < 0.1:
+            pass
+
+    try:
+        for proc in busy:
+            os.sched_setaffinity(proc.pid, {cpu})
+        os.sched_setaffinity(0, {cpu})  # this thread only
+        wall = await net_probe(work, SimpleNamespace(pid=os.getpid()), deadline=0.2)
+    finally:
+        os.sched_setaffinity(0, mine)
+        for proc in busy:
+            proc.kill()
+            proc.wait()
+    assert wall > 0.2  # the wall clock alone would have failed it
+
+
+async def test_a_probe_waiting_on_a_timer_is_charged_in_full():
+    """Nothing runnable waits while a timer runs: that time counts, loaded or not."""
+    with pytest.raises(AssertionError, match="honest probe took"):
+        await net_probe(lambda: anyio.sleep(0.4), SimpleNamespace(pid=os.getpid()), deadline=0.2)

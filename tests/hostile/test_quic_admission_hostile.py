@@ -8,18 +8,16 @@ attacker's pending handshake for it, with a CONNECTION_CLOSE the attacker sees. 
 the fair policy, its own pending counters refused the honest Initial while the slots were held.
 
 Our in-process probe's 1 s is counted without the time the OS kept this process's or the node's
-threads runnable but off the CPU (kit.OffCpuClock): on a loaded 2-core machine that wait made the
-whole of its 0.04-0.6 s (this process's own CPU time in a probe, the attackers' share included,
-was 12-55 ms), and a loaded full-suite run once failed at the 1 s wall clock. go's probe is
-counted the same way, by go itself from its connect to its pong (`gopeer ping --runq-pids`: the
-node's threads and go's own): it too once failed a loaded full-suite run on wall time, its connect
-taking 1991 ms and then its ping over the open connection 118 ms (on a quiet machine a ping takes
-well under 1 ms, the whole probe 10-25 ms). A sum of waits over threads counts a moment twice when
-two threads wait at once (loaded, it was 1-3x the probe's wall time), so under load the bound is
-on what the peers did besides waiting for a CPU: a wait on a timer or a slot still counts in full
-(nothing runnable waits then), as does a stalled event loop. A refused Initial has no way in but
-a freed slot, and an attacker holds one 30 s: each probe's wall clock is bounded by
-PROBE_DEADLINE (go's own --timeout), well under that.
+event loop runnable but off the CPU (kit.OffCpuClock): on a loaded 2-core machine that wait made
+the whole of its 0.04-0.6 s (this process's own CPU time in a probe, the attackers' share
+included, was 12-55 ms), and a loaded full-suite run once failed at the 1 s wall clock. go's
+probe is counted the same way, by go itself from its connect to its pong (`gopeer ping
+--runq-pids`: the node's threads and go's own, see kit.go_ping): it too once failed a loaded
+full-suite run on wall time, its connect taking 1991 ms and then its ping over the open
+connection 118 ms (on a quiet machine a ping takes well under 1 ms, the whole probe 10-25 ms).
+A wait on a timer or a slot still counts in full: a refused Initial has no way in but a freed
+slot, and an attacker holds one 30 s, while each probe's wall clock is bounded by
+kit.PROBE_DEADLINE (go's own --timeout), well under that.
 """
 
 from __future__ import annotations
@@ -31,8 +29,8 @@ from pathlib import Path
 
 import anyio
 import pytest
-from kit import (REPORT, NodeProcess, OffCpuClock, go_probe, honest_ping, p2p_node, run_case,
-                 stop_checked)
+from kit import (PROBE_DEADLINE, REPORT, NodeProcess, OffCpuClock, go_probe, honest_ping, p2p_node,
+                 run_case, stop_checked)
 from p2p.identity import PrivateKey
 from p2p.security.tls_cert import make_certificate
 from p2p.transport.quic import EVICTED_ERROR
@@ -43,7 +41,7 @@ LIMITS = {"max_pending_inbound": 16, "max_pending_inbound_per_ip": 4,
 ATTACKERS = [f"127.0.0.{i}" for i in range(2, 7)]
 ANSWER_WAIT = 0.1  # a ClientHello unanswered this long is taken as refused, and another one sent
 PROBE_LIMIT = 1.0  # our probe's connect + ping, net of waiting for a CPU
-PROBE_DEADLINE = 10.0  # its wall clock: well under the 30 s an attacker's handshake holds a slot
+# (its wall clock: kit.PROBE_DEADLINE, well under the 30 s an attacker's handshake holds a slot)
 
 
 @pytest.fixture(scope="module")

@@ -2,21 +2,23 @@
 
 The node allows two peers (an honest requester and an "insider" that misbehaves) and limits work
 to 2 requests per peer, 4 in all. Each case: the offending stream is reset or answered with a
-refusal, the honest requester's work and the go peer's ping are answered within 1 s meanwhile,
+refusal, the honest requester's work and the go peer's ping are answered within 1 s meanwhile
+(net of the time the peers' threads waited for a CPU, see kit),
 and RSS / fds stay within bounds. Request read timeout: WorkerProtocol's default, 10 s.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import anyio
 import pytest
 
 from kit import stop_checked
-from kit import HONEST_DEADLINE, REPORT, NodeProcess, go_probe, run_case
+from kit import (HONEST_DEADLINE, PROBE_DEADLINE, REPORT, NodeProcess, go_probe, net_probe,
+                 run_case)
 
 from oracle.messages import WorkRequest, WorkResponse
 from oracle.protocol import send_work_to_worker
@@ -47,9 +49,14 @@ def node(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
     stop_checked(n)
 
 
+def go_ping_of(node: NodeProcess, go_binary: Path) -> Callable[[], Awaitable[float]]:
+    """go's probe: connect + ping within HONEST_DEADLINE net of waiting for a CPU (kit.go_ping)."""
+    return lambda: go_probe(node.addr, go_binary, off_cpu_of=[node.pid])
+
+
 class Requester:
-    def __init__(self, host: Host, peer: PeerId) -> None:
-        self.host, self.peer = host, peer
+    def __init__(self, host: Host, peer: PeerId, node: NodeProcess) -> None:
+        self.host, self.peer, self.node = host, peer, node
 
     async def work(self, data: bytes = b"hello", deadline: float = HONEST_DEADLINE) -> WorkResponse:
         return await send_work_to_worker(self.host, self.peer, WorkRequest("test", "r1", data),
@@ -57,11 +64,12 @@ class Requester:
                                          response_timeout=deadline)
 
     async def probe(self) -> float:
-        start = time.perf_counter()
-        response = await self.work()
-        took = time.perf_counter() - start
-        assert not response.error and took < HONEST_DEADLINE, (response, took)
-        return took
+        """Work answered within HONEST_DEADLINE net of waiting for a CPU (kit.net_probe)."""
+        async def exchange() -> None:
+            response = await self.work(deadline=PROBE_DEADLINE)
+            assert not response.error, response
+
+        return await net_probe(exchange, self.node)
 
     async def raw_stream(self):
         return await self.host.new_stream(self.peer, [PROTO], timeout=5)
@@ -71,7 +79,7 @@ async def _requester(node: NodeProcess, key: PrivateKey) -> AsyncIterator[Reques
     async with Host(key) as host:
         peer = await host.connect(node.addr)
         await host.identify(peer, timeout=5)
-        yield Requester(host, peer)
+        yield Requester(host, peer, node)
 
 
 @pytest.fixture
@@ -116,7 +124,7 @@ BAD["wrong field types"] = len(BAD["wrong field types"]).to_bytes(4, "big") + BA
 @pytest.mark.parametrize("name", list(BAD))
 async def test_bad_request(node, honest_req, insider, go_binary, name) -> None:
     await run_case(f"worker {name}", node, bad_stream(insider, BAD[name]),
-                   [honest_req.probe, lambda: go_probe(node.addr, go_binary)], rounds=2)
+                   [honest_req.probe, go_ping_of(node, go_binary)], rounds=2)
     reason = {"4 GiB length prefix": "message of 4294967295 bytes exceeds the limit",
               "invalid JSON": "invalid JSON",
               "wrong field types": "json: cannot unmarshal number into Go struct field"}[name]
@@ -129,13 +137,13 @@ async def test_peer_outside_allowlist(node, honest_req, go_binary) -> None:
 
     async def attack(started: anyio.Event) -> None:
         async with Host(PrivateKey.generate()) as host:
-            outsider = Requester(host, await host.connect(node.addr))
+            outsider = Requester(host, await host.connect(node.addr), node)
             while True:
                 answers.append(await outsider.work(deadline=5))
                 started.set()
 
     await run_case("worker peer outside allowlist", node, attack,
-                   [honest_req.probe, lambda: go_probe(node.addr, go_binary)], rounds=2)
+                   [honest_req.probe, go_ping_of(node, go_binary)], rounds=2)
     assert answers and all("is not allowed to submit work" in a.error for a in answers), answers[:2]
 
 
@@ -161,7 +169,7 @@ async def test_more_concurrent_requests_than_allowed(node, honest_req, insider, 
         await anyio.sleep_forever()
 
     await run_case("worker over the concurrency limit", node, attack,
-                   [honest_req.probe, lambda: go_probe(node.addr, go_binary)], rounds=2)
+                   [honest_req.probe, go_ping_of(node, go_binary)], rounds=2)
     errors = sorted(r.error for r in refusals)
     assert errors == ["work refused: peer %s already has 2 requests running, and its queue is full"
                       % pid(INSIDER_KEY),
@@ -202,7 +210,7 @@ async def test_trickling_body(node, honest_req, insider, go_binary) -> None:
         worst = 0.0
         with anyio.fail_after(20):
             while not outcome:
-                worst = max(worst, await honest_req.probe(), await go_probe(node.addr, go_binary))
+                worst = max(worst, await honest_req.probe(), await go_ping_of(node, go_binary)())
                 with anyio.move_on_after(0.5):
                     while not outcome:
                         await anyio.sleep(0.05)
