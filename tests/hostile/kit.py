@@ -505,13 +505,14 @@ async def go_probe(addr: str, binary: Path, *, off_cpu_of: Sequence[int] = (),
         functools.partial(go_ping, addr, binary, off_cpu_of=off_cpu_of, seen=seen))
 
 
-async def net_probe(exchange: Callable[[], Awaitable[Any]], node: NodeProcess,
+async def net_probe(exchange: Callable[[], Awaitable[Any]], node: NodeProcess | None,
                     deadline: float = HONEST_DEADLINE) -> float:
     """Run `exchange()` (an in-process probe, bounded itself by PROBE_DEADLINE) and check it took
-    under `deadline` net of the time this process's and the node's event loops waited for a CPU
-    (OffCpuClock); its wall seconds. A wait on a timer or a slot and a stalled event loop still
+    under `deadline` net of the time this process's and the node's (if any: None for a node in
+    this process) event loops waited for a CPU (OffCpuClock); its wall seconds. A wait on a timer or a slot and a stalled event loop still
     count in full (nothing waits for a CPU then); on a quiet machine nothing changes."""
-    wall, waited = await OffCpuClock([os.getpid(), node.pid]).time(exchange)
+    pids = [os.getpid()] if node is None else [os.getpid(), node.pid]
+    wall, waited = await OffCpuClock(pids).time(exchange)
     assert wall - waited < deadline, (
         f"honest probe took {wall:.3f} s, of which {waited:.3f} s waiting for a CPU")
     return wall
