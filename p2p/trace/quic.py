@@ -60,6 +60,12 @@ def _build() -> type:
             self._dissector.feed("out", bytes(item))
             await super().send(item)
 
+        def send_nowait(self, data: bytes) -> int:
+            sent = super().send_nowait(data)
+            if sent:
+                self._dissector.feed("out", bytes(data[:sent]))
+            return sent
+
         async def send_eof(self) -> None:
             if not self._local_eof:
                 self._dissector.end("out")

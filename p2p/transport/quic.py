@@ -207,17 +207,64 @@ class QuicStream:
             if self._rwait is None:
                 self._rwait = Flag()
             flag = self._rwait
-            if self._read_deadline is None:
-                await flag.wait()
+            deadline = self._read_deadline
+            if deadline is None:
+                await flag.wait(conn._loop)
             else:
-                if self._conn._clock() >= self._read_deadline:
+                if conn._clock() >= deadline:
                     raise TimeoutError("QUIC stream read deadline passed")
-                with anyio.move_on_at(self._read_deadline):
-                    await flag.wait()
+                await self._wait_until(flag, deadline)
+
+    async def _wait_until(self, flag: Flag, deadline: float) -> None:
+        """Wait for `flag` until `deadline` at most (the caller looks again either way). On
+        asyncio one loop timer that wakes the flag's waiter; elsewhere an anyio cancel scope,
+        which per wait also looks up the task, the backend and the loop (a getpid system call
+        on Python 3.11): a lazy dialer reads its first reply under a deadline on every stream."""
+        loop = self._conn._loop
+        if loop is None:
+            with anyio.move_on_at(deadline):
+                await flag.wait()
+            return
+        timer = loop.call_at(deadline, flag.wake)
+        try:
+            await flag.wait(loop)
+        finally:
+            timer.cancel()
 
     def set_read_deadline(self, deadline: float | None) -> None:
         """`receive` raises TimeoutError instead of waiting past `deadline` (None lifts it)."""
         self._read_deadline = deadline
+        if self._rwait is not None:  # set while a read waits: it looks again, with this one
+            self._wake_reader()
+
+    def current_time(self) -> float:
+        """The clock of read deadlines (`p2p.streams.StreamClock`): the endpoint's, on asyncio
+        the loop's own `time`, read without a lookup of the running loop."""
+        return self._conn._clock()
+
+    def receive_nowait(self, max_bytes: int = 65536) -> bytes:
+        """What already arrived, up to `max_bytes`, without waiting (`p2p.streams.NoWaitIO`);
+        b"" when nothing did or the stream cannot be read (`receive` then says why). A
+        listener answers a proposal that came with the stream's first data this way."""
+        if (self._reset_local or self._closed or self._reset_remote or not self._recv.size
+                or self._conn.is_closed):
+            return b""
+        conn = self._conn
+        out = self._recv.take(max_bytes)
+        conn.quic.consumed(self.stream_id, len(out), conn._clock())
+        conn._kick()  # credit may be due (MAX_STREAM_DATA / MAX_DATA)
+        return out
+
+    def send_nowait(self, data: bytes) -> int:
+        """Queue `data` without waiting and return how much was queued: all of it, or 0 when
+        the stream cannot be written now (`send` then waits or says why)."""
+        conn = self._conn
+        if (self._reset_local or self._stopped or self._closed or self._local_eof
+                or conn.is_closed or conn._unacked(self.stream_id) + len(data) > SEND_HIGH_WATER):
+            return 0
+        conn.quic.send_stream_data(self.stream_id, data)
+        conn._kick()
+        return len(data)
 
     # -- writing ------------------------------------------------------------------------------
     def _check_writable(self) -> None:
@@ -247,7 +294,7 @@ class QuicStream:
             if self._wwait is None:
                 self._wwait = Flag()
             conn._send_waiting[self] = None
-            await self._wwait.wait()
+            await self._wwait.wait(conn._loop)
             self._check_writable()
 
     async def send_eof(self) -> None:
@@ -349,6 +396,9 @@ class QuicConn:
         self._closing = False
         self._open_waiters: list[Flag] = []
         self._clock = endpoint.clock
+        #: the asyncio loop the connection runs on (stream waits pass it to Flag.wait: asking
+        #: asyncio for it is a getpid system call on Python 3.11); None on trio
+        self._loop = _asyncio_loop()
         self._last_received = self._clock()
         self._keepalive_sent = False
         self._ping_uid = 0
@@ -384,18 +434,23 @@ class QuicConn:
     async def open_stream(self, *, timeout: float | None = None) -> QuicStream:
         """A new bidirectional stream; waits (as go's OpenStreamSync) while the peer's stream
         limit is reached, at most `timeout`."""
-        with anyio.fail_after(timeout) if timeout is not None else contextlib.nullcontext():
-            while True:
-                if self.is_closed:
-                    raise ConnectionClosed(f"QUIC connection closed: {self.error!r}")
-                sid = self.quic.get_next_available_stream_id()
-                if sid // 4 < self.quic._remote_max_streams_bidi:
-                    break
-                flag = Flag()
-                self._open_waiters.append(flag)
-                await flag.wait()
+        sid = self._free_stream_id()
+        if sid is None:  # only then a cancel scope (a task, backend and loop lookup each)
+            with anyio.fail_after(timeout) if timeout is not None else contextlib.nullcontext():
+                while sid is None:
+                    flag = Flag()
+                    self._open_waiters.append(flag)
+                    await flag.wait(self._loop)
+                    sid = self._free_stream_id()
         self.quic.send_stream_data(sid, b"")  # creates the stream; it opens with its first data
         return self._new_stream(sid)
+
+    def _free_stream_id(self) -> int | None:
+        """The next stream ID when the peer's stream limit lets us open it now, else None."""
+        if self.is_closed:
+            raise ConnectionClosed(f"QUIC connection closed: {self.error!r}")
+        sid = self.quic.get_next_available_stream_id()
+        return sid if sid // 4 < self.quic._remote_max_streams_bidi else None
 
     async def run(self) -> None:
         """Wait until the connection has ended (its driver runs in the transport's task)."""
