@@ -64,6 +64,7 @@ from aioquic.quic.congestion.base import K_INITIAL_WINDOW
 from aioquic.quic.connection import NetworkAddress, QuicConnection
 from aioquic.buffer import size_uint_var
 from aioquic.quic.packet import QuicFrameType, QuicProtocolVersion, pull_quic_transport_parameters
+from aioquic.quic.packet_builder import QuicPacketBuilderStop
 
 from p2p.identity import PeerId
 from p2p.security.tls_cert import TlsIdentity, VerifiedPeer, verify_certificate_chain
@@ -110,6 +111,9 @@ DEFAULT_MAX_UDP_PAYLOAD = 65527
 MAX_DATAGRAM_SIZE = 65507
 #: The longest frame a 2-byte varint length holds.
 _SHORT_FRAME = 0x3FFF
+#: Room a packet still has when no writer that sizes its frame to the room (STREAM, CRYPTO) was
+#: cut short by it: such a writer leaves less than its frame's overhead (at most 3 + 8 + 8 bytes).
+_ROOM_LEFT_WHEN_DONE = 64
 
 
 def make_configuration(tls_identity: TlsIdentity, *, is_client: bool,
@@ -339,6 +343,55 @@ class Libp2pQuicConnection(QuicConnection):
             builder.quic_logger_frames.append(
                 self._quic_logger.encode_stream_frame(frame, stream_id=stream.stream_id))
         return int(sender.highest_offset - previous_highest)
+
+    def _write_application(self, builder: Any, network_path: Any, now: float) -> None:
+        # aioquic builds 1-RTT packets in a loop that ends only at a packet it finds empty: after
+        # a request's one packet it starts a second one and runs every frame writer again (the
+        # connection's and every stream's limits, the stream queue) to find nothing to send,
+        # ~70 Python calls per send. The second packet is refused at its start when it would
+        # be empty (`_next_packet_empty`); otherwise aioquic's loop goes on as ever.
+        if not self.LEAN_PACKET_LOOP:
+            super()._write_application(builder, network_path, now)
+            return
+        start_packet = builder.start_packet
+        started = False
+
+        def start_packet_unless_empty(packet_type: Any, crypto: Any) -> None:
+            nonlocal started
+            if started and self._next_packet_empty(builder):
+                raise QuicPacketBuilderStop  # what aioquic's loop stops on when a packet is full
+            started = True
+            start_packet(packet_type, crypto)
+
+        builder.start_packet = start_packet_unless_empty
+        try:
+            super()._write_application(builder, network_path, now)
+        finally:
+            del builder.start_packet
+
+    #: False: aioquic's own packet loop, unchanged (tests compare both).
+    LEAN_PACKET_LOOP = True
+
+    def _next_packet_empty(self, builder: Any) -> bool:
+        """Whether aioquic's next 1-RTT packet, started right after one it just wrote, would
+        carry nothing. Every frame writer ran for that packet: what it had either went in,
+        or raised QuicPacketBuilderStop out of the whole loop (a frame that did not fit), except
+        the writers that size their frame to the room left (STREAM and CRYPTO data) and
+        DATAGRAM frames (a full packet moves them on). So the next packet has something only
+        when the last one ran out of room, a datagram waits, a stream's window growth made the
+        connection's credit due after its MAX_DATA was written (`_write_stream_limits`), or
+        the stream loop discarded finished streams whose slots aioquic announces (MAX_STREAMS)
+        in the next packet."""
+        if builder.remaining_flight_space < _ROOM_LEFT_WHEN_DONE or self._datagrams_pending:
+            return False
+        window = self.connection_window
+        if window.limit - window.consumed <= window.update_below:  # window.due(), inlined
+            return False
+        for limit in (self._local_max_streams_bidi, self._local_max_streams_uni):
+            # aioquic's _write_connection_limits, for the stream limits: due unless batched
+            if limit.value != limit.sent and limit.sent - limit.used < limit.value - limit.sent:
+                return False
+        return True
 
     def send_stream_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         super().send_stream_data(stream_id, data, end_stream)
