@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 
+from aioquic.buffer import Buffer  # type: ignore[attr-defined]
+from aioquic.quic.packet import pull_quic_header
+
 from p2p.identity import PrivateKey
 from p2p.security.tls_cert import make_certificate
 from p2p.transport.quic_core import Libp2pQuicConnection, initial_decrypts, make_configuration
@@ -23,7 +26,10 @@ def test_a_real_client_hello_decrypts() -> None:
 
 def test_a_flipped_bit_or_a_cut_datagram_does_not() -> None:
     data = client_hello()
-    for pos in (20, 100, 400):  # header (connection ID), protected payload
+    end = pull_quic_header(Buffer(data=data), host_cid_length=8).packet_length
+    assert 300 < end < len(data)  # the Initial packet, then the datagram's padding
+    # header (connection ID), protected payload, its last byte (the AEAD tag)
+    for pos in (20, 100, end - 1):
         bad = bytearray(data)
         bad[pos] ^= 0x01
         assert not initial_decrypts(bytes(bad), 8), pos
