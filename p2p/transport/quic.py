@@ -142,6 +142,36 @@ def _is_loopback(host: str) -> bool:
 
 
 # --- streams -------------------------------------------------------------------------------------
+class InboundStreamIds:
+    """Which of the peer's bidirectional streams showed up already, in memory bounded by its
+    stream limit: the index after the highest one seen, and the lower ones not seen yet (a
+    higher stream can come first: QUIC opens every lower one with it). A set of every stream
+    ID seen grew by one per stream for as long as the connection lived."""
+
+    __slots__ = ("_next", "_gaps")
+
+    def __init__(self) -> None:
+        self._next = 0  # stream index (ID // 4) after the highest seen
+        self._gaps: set[int] = set()  # lower indexes not seen yet (at most the stream limit)
+
+    def first_sight(self, sid: int) -> bool:
+        """Whether stream `sid` shows up now for the first time; it counts as seen after."""
+        index = sid >> 2
+        if index >= self._next:
+            if index > self._next:  # aioquic refused indexes past the stream limit already
+                self._gaps.update(range(self._next, index))
+            self._next = index + 1
+            return True
+        if index in self._gaps:
+            self._gaps.discard(index)
+            return True
+        return False
+
+    def __len__(self) -> int:
+        """How many indexes are kept (the gaps below the highest seen)."""
+        return len(self._gaps)
+
+
 class QuicStream:
     """One libp2p stream: one bidirectional QUIC stream (go's stream mapping, see the module)."""
 
@@ -403,7 +433,7 @@ class QuicConn:
         self._keepalive_sent = False
         self._ping_uid = 0
         self._started = self._last_received
-        self._seen_inbound: set[int] = set()
+        self._seen_inbound = InboundStreamIds()
         self._keepalive: float | None = endpoint._transport.keepalive_interval
         self._lingering: dict[int, float] = {}  # stream -> when its STOP_SENDING is due
         self._timer: asyncio.TimerHandle | None = None  # the driver's wake-up (see _arm_timer)
@@ -636,7 +666,8 @@ class QuicConn:
                     st._on_data(ev.data, ev.end_stream)
             elif isinstance(ev, qe.StreamReset):
                 st = self._streams.get(ev.stream_id)
-                self._seen_inbound.add(ev.stream_id)  # opened and reset at once: nobody sees it
+                if st is None and self._peer_bidi(ev.stream_id):
+                    self._seen_inbound.first_sight(ev.stream_id)  # opened and reset at once
                 if st is not None:
                     st._reset_remote = True
                     st._recv.clear()
@@ -700,15 +731,15 @@ class QuicConn:
         self.quic.window_for(sid)
         return st
 
+    def _peer_bidi(self, sid: int) -> bool:
+        """Whether `sid` names a bidirectional stream the peer opens (RFC 9000 2.1)."""
+        return (sid & 3) == (1 if self.direction == "outbound" else 0)
+
     def _inbound_stream(self, sid: int) -> QuicStream | None:
         """A stream the peer opened (None for one of ours we already forgot)."""
-        if (sid & 1) == (0 if self.direction == "outbound" else 1):  # initiated by us
+        # not ours, and not unidirectional (libp2p never uses them: nothing is read from them)
+        if not self._peer_bidi(sid) or not self._seen_inbound.first_sight(sid):
             return None
-        if sid & 2:  # unidirectional: libp2p never uses them; read nothing from them
-            return None
-        if sid in self._seen_inbound:
-            return None
-        self._seen_inbound.add(sid)
         st = self._new_stream(sid)
         if self._closing or not self.is_established:
             return st

@@ -236,3 +236,39 @@ async def test_open_stream_with_a_free_slot_enters_no_cancel_scope(
             await st.send(b"hi")
             await st.send_eof()
             assert await read_all(st) == b"hi"
+
+
+def test_inbound_stream_ids_are_kept_in_bounded_memory() -> None:
+    """Each peer-opened stream is handed to the handler once, in any order of arrival, and what
+    is kept to know that is bounded by the streams skipped, not by the streams seen."""
+    from p2p.transport.quic import InboundStreamIds
+
+    ids = InboundStreamIds()
+    for index in range(10_000):  # in order: nothing kept
+        assert ids.first_sight(index * 4)
+        assert not ids.first_sight(index * 4)
+    assert len(ids) == 0
+    base = 10_000
+    assert ids.first_sight((base + 5) * 4 + 1)  # a higher stream first (the ID's low bits:
+    assert len(ids) == 5                         # the stream type, the same for every call)
+    for index in (base + 3, base + 0, base + 4, base + 1, base + 2):
+        assert ids.first_sight(index * 4 + 1)
+        assert not ids.first_sight(index * 4 + 1)
+    assert len(ids) == 0
+    assert not ids.first_sight((base + 5) * 4 + 1)
+    assert not ids.first_sight(4)
+
+
+async def test_a_connection_keeps_no_memory_per_finished_inbound_stream() -> None:
+    with anyio.fail_after(30):
+        async with pair(handler=echo) as (server, client, go):
+            conn = await dial(client, server, go)
+            for _ in range(50):
+                st = await conn.open_stream()
+                await st.send(b"x")
+                await st.send_eof()
+                assert await read_all(st) == b"x"
+                await st.aclose()
+            inbound = server.conns[0]
+            assert len(server.streams) == 50  # every stream reached the handler once
+            assert len(inbound._seen_inbound) == 0
