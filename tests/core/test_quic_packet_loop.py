@@ -204,3 +204,38 @@ def test_a_request_is_one_packet_built_not_two(monkeypatch: pytest.MonkeyPatch) 
         assert len(datagrams) == 1
         per_send[lean] = started[0]
     assert per_send == {True: 1, False: 2}
+
+
+def test_writes_to_held_streams_skip_aioquics_checks_and_others_keep_their_errors() -> None:
+    """`send_stream_data` writes straight to the sender of a bidirectional stream aioquic
+    holds; every other write still meets aioquic's checks: a finished (discarded) stream, a
+    peer's stream we never saw, a peer's unidirectional stream."""
+    wire = Wire(True)
+    client, server = wire.client, wire.server
+    _requests(wire, 3)  # their streams finish and are discarded on both sides
+    done = 0  # the first request's stream
+    wire.exchange(5)
+    assert done not in client._streams and done not in server._streams
+    with pytest.raises(ValueError, match="finished"):
+        client.send_stream_data(done, b"late")
+    with pytest.raises(ValueError, match="finished"):
+        server.send_stream_data(done, b"late")
+    with pytest.raises(ValueError, match="unknown peer-initiated"):
+        server.send_stream_data(400, b"x")  # a client stream the server never saw
+    uni = client.get_next_available_stream_id(is_unidirectional=True)
+    client.send_stream_data(uni, b"u")  # no FIN: the server keeps the stream
+    wire.exchange_until(lambda: uni in server._streams)
+    with pytest.raises(ValueError, match="unidirectional"):
+        server.send_stream_data(uni, b"x")
+    # a held stream: the bytes and the FIN reach the peer as before
+    sid = client.get_next_available_stream_id()
+    client.window_for(sid)
+    server.window_for(sid)
+    client.send_stream_data(sid, b"a")
+    assert sid in client._streams
+    client.send_stream_data(sid, b"bc", end_stream=True)
+    with pytest.raises(RuntimeError, match="after FIN"):
+        client.send_stream_data(sid, b"d")
+    wire.exchange(2)
+    got = [e for e in wire.log if isinstance(e, tuple) and e[:2] == ("data", sid)]
+    assert sum(e[2] for e in got) == 3 and got[-1][3] is True
