@@ -403,6 +403,20 @@ class Libp2pQuicConnection(QuicConnection):
                 return False
         return True
 
+    def _get_or_create_stream(self, frame_type: int, stream_id: int) -> Any:
+        # A received frame's stream that aioquic holds is that stream (aioquic's own checks
+        # first ask whether it was discarded, which a held stream never is); any other takes
+        # aioquic's way: created, refused as discarded, or past the stream limit.
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            return stream
+        return super()._get_or_create_stream(frame_type, stream_id)
+
+    def _assert_stream_can_receive(self, frame_type: int, stream_id: int) -> None:
+        if stream_id & 2:  # unidirectional: aioquic's check (ours may be send-only)
+            super()._assert_stream_can_receive(frame_type, stream_id)
+        # a bidirectional stream can always receive
+
     def send_stream_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         # A bidirectional stream aioquic holds can always be written (its checks, for a stream
         # in `_streams`: sendable, not discarded, found), so the write goes to its sender

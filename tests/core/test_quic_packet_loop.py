@@ -239,3 +239,32 @@ def test_writes_to_held_streams_skip_aioquics_checks_and_others_keep_their_error
     wire.exchange(2)
     got = [e for e in wire.log if isinstance(e, tuple) and e[:2] == ("data", sid)]
     assert sum(e[2] for e in got) == 3 and got[-1][3] is True
+
+
+def test_received_frames_find_held_streams_and_others_keep_aioquics_checks() -> None:
+    """A frame for a stream aioquic holds finds it at once; a frame for a discarded stream is
+    still refused, one for a new peer stream still creates it (and the lower ones), one past
+    the stream limit still ends the connection, and a frame carrying data to one of our own
+    unidirectional (send-only) streams is still a STREAM_STATE_ERROR."""
+    from aioquic.quic.connection import QuicConnectionError
+    from aioquic.quic.packet import QuicFrameType
+    from aioquic.quic.stream import StreamFinishedError
+
+    wire = Wire(True)
+    client, server = wire.client, wire.server
+    _requests(wire, 2)
+    wire.exchange(5)
+    held = client.get_next_available_stream_id()
+    client.send_stream_data(held, b"x")
+    assert client._get_or_create_stream(QuicFrameType.STREAM_BASE, held) is client._streams[held]
+    with pytest.raises(StreamFinishedError):
+        server._get_or_create_stream(QuicFrameType.STREAM_BASE, 0)  # discarded
+    new = server._get_or_create_stream(QuicFrameType.STREAM_BASE, 40)
+    assert new is server._streams[40] and 36 in server._streams  # lower ones opened with it
+    with pytest.raises(QuicConnectionError, match="Too many streams"):
+        server._get_or_create_stream(QuicFrameType.STREAM_BASE, 4 * 10_000)
+    ours_uni = client.get_next_available_stream_id(is_unidirectional=True)
+    client.send_stream_data(ours_uni, b"u")
+    with pytest.raises(QuicConnectionError, match="send-only"):
+        client._assert_stream_can_receive(QuicFrameType.STREAM_BASE, ours_uni)
+    client._assert_stream_can_receive(QuicFrameType.STREAM_BASE, held)  # bidirectional: fine
