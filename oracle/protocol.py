@@ -33,7 +33,6 @@ import anyio.lowlevel
 from p2p.errors import P2PError
 from p2p.host import NetStream
 from p2p.logtext import bounded
-from p2p.sync import current_time
 from oracle.framing import (
     DEFAULT_MAX_REQUEST_SIZE,
     DEFAULT_MAX_RESPONSE_SIZE,
@@ -446,7 +445,7 @@ async def send_work_to_worker(
     try:
         body_out = request.to_go_json()
         if (len(body_out) + 4 <= stream.initial_send_window
-                and stream.set_read_deadline(current_time() + response_timeout)):
+                and stream.set_read_deadline(stream.current_time() + response_timeout)):
             # The write cannot wait on flow control (it fits a new stream's window) and the
             # stream's read deadline bounds the answer: no cancel scope per request.
             await write_message(stream, body_out)
