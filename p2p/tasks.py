@@ -41,14 +41,20 @@ class StreamTasks:
     group at all (the tasks are this object's own; an idle connection kept an empty anyio group,
     ~1 KiB, for nothing), elsewhere anyio's group, entered and left with the block."""
 
-    __slots__ = ("_tg", "_own_tg", "_loop", "_tasks")
+    __slots__ = ("_tg", "_own_tg", "_loop", "_plain_tasks", "_tasks")
 
     def __init__(self, tg: anyio.abc.TaskGroup | None = None) -> None:
         self._tg = tg
         self._own_tg = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: asyncio, and the loop makes plain asyncio.Tasks (no task factory): a stream's task is
+        #: made as loop.create_task would make it, without its Python frame and closed check
+        #: (two calls per inbound stream; a closed loop still refuses the task's first step)
+        self._plain_tasks = False
         if sniffio.current_async_library() == "asyncio":
-            self._loop = asyncio.get_running_loop()
+            self._loop = loop = asyncio.get_running_loop()
+            self._plain_tasks = (loop.get_task_factory() is None
+                                 and type(loop).create_task is asyncio.BaseEventLoop.create_task)
         self._tasks: dict[object, asyncio.Task[Any]] = {}
 
     async def __aenter__(self) -> StreamTasks:
@@ -80,7 +86,10 @@ class StreamTasks:
                 raise RuntimeError("StreamTasks without a task group: use `async with`")
             self._tg.start_soon(fn, *args)
             return
-        task: asyncio.Task[Any] = self._loop.create_task(fn(*args))
+        if self._plain_tasks:
+            task: asyncio.Task[Any] = asyncio.Task(fn(*args), loop=self._loop)
+        else:
+            task = self._loop.create_task(fn(*args))
         if not task.done():  # an eager task factory may have run it to its end already
             self._tasks[key] = task
 

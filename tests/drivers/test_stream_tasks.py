@@ -109,3 +109,49 @@ async def test_async_with_cancels_what_is_left_on_both_backends(anyio_backend) -
     else:  # outside the block there is no group to start a task in
         with pytest.raises(RuntimeError, match="async with"):
             StreamTasks().start_soon("c", quick, tasks, "c")
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_plain_tasks_without_a_factory_and_the_loops_own_with_one(anyio_backend) -> None:
+    """Without a task factory (and with asyncio's own create_task) a stream's task is an
+    asyncio.Task made directly, without loop.create_task's frame; a loop with a task factory
+    gets its tasks from the factory, as before. Either way the task runs and forgets itself."""
+    loop = asyncio.get_running_loop()
+    bodies = _Bodies()
+    made: list[asyncio.Task] = []
+
+    def factory(loop_, coro, **kwargs):
+        task = asyncio.Task(coro, loop=loop_, **kwargs)
+        made.append(task)
+        return task
+
+    calls: list[object] = []
+    real_create_task = type(loop).create_task
+
+    def counting_create_task(self, coro, **kwargs):
+        calls.append(coro)
+        return real_create_task(self, coro, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(type(loop), "create_task", counting_create_task)
+        async with StreamTasks() as tasks:  # the loop's create_task is not asyncio's own now
+            assert not tasks._plain_tasks
+            tasks.start_soon("a", bodies.quick, tasks, "a")
+            assert len(calls) == 1
+            await asyncio.sleep(0)
+    assert loop.get_task_factory() is None
+    async with StreamTasks() as tasks:
+        assert tasks._plain_tasks
+        tasks.start_soon("b", bodies.quick, tasks, "b")
+        assert len(calls) == 1 and made == []
+        await asyncio.sleep(0)
+    loop.set_task_factory(factory)
+    try:
+        async with StreamTasks() as tasks:
+            assert not tasks._plain_tasks
+            tasks.start_soon("c", bodies.quick, tasks, "c")
+            assert len(made) == 1
+            await asyncio.sleep(0)
+    finally:
+        loop.set_task_factory(None)
+    assert bodies.done == ["a", "b", "c"]
