@@ -202,13 +202,14 @@ async def list_protocols(stream: BufferedStream, *, timeout: float = 10.0) -> li
 
 
 async def read_lazy_replies(receive: Callable[[int], Awaitable[bytes]],
-                            unread: Callable[[bytes], None], protocol: str) -> None:
+                            unread: Callable[[bytes], None], protocol: str,
+                            buf: bytes = b"") -> None:
     """A lazy dialer's check of the listener's replies to the header + proposal it already
-    sent, read with `receive`: the common reply (the very bytes sent) is recognised by
-    comparison; anything else is handed to a `Dialer` machine, which owns every error. What
-    follows the replies goes to `unread`. Unbounded in time: the caller bounds it."""
+    sent, read with `receive` after `buf` (what was read of them already): the common reply
+    (the very bytes sent) is recognised by comparison; anything else is handed to a `Dialer`
+    machine, which owns every error. What follows the replies goes to `unread`. Unbounded in
+    time: the caller bounds it."""
     hello = lazy_hello(protocol)
-    buf = b""
     while hello.startswith(buf):  # so far exactly the expected reply
         try:
             buf += await receive(_READ_CHUNK)
@@ -291,7 +292,18 @@ class LazyStream(BufferedStream):
             receive = inner.receive
             try:
                 if theirs:
-                    await read_lazy_replies(receive, self.unread, self.protocol)
+                    # The usual case, without a coroutine of its own: the replies come whole
+                    # with the answer, in the first read (read_lazy_replies does the rest).
+                    try:
+                        first = await receive(_READ_CHUNK)
+                    except anyio.EndOfStream:
+                        raise UnexpectedEOF("stream ended before the protocol was confirmed"
+                                            ) from None
+                    hello = lazy_hello(self.protocol)
+                    if first.startswith(hello):
+                        self.unread(first[len(hello):])
+                    else:
+                        await read_lazy_replies(receive, self.unread, self.protocol, first)
                 elif has_read_deadlines(inner) and inner.set_read_deadline(
                         (inner.current_time() if has_stream_clock(inner) else current_time())
                         + self.timeout) is not False:

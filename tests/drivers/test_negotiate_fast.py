@@ -11,6 +11,7 @@ from yamuxpair import yamux_pair
 
 from p2p import negotiate
 from p2p.errors import NegotiationFailed
+from p2p.multistream import UnexpectedEOF
 from p2p.mux.yamux_session import YamuxStream
 from p2p.streams import BufferedStream
 from multistream_vectors import HEADER, NA, PING
@@ -255,3 +256,42 @@ async def test_lazy_dialer_over_yamux_reads_the_streams_clock_and_takes_no_lock(
             assert await lazy.receive_until_eof(100) == b"pong"
             assert not lazy.negotiating and lazy._checked is None
             assert ys._read_deadline is None  # the reply deadline was lifted again
+
+
+@pytest.mark.parametrize("parts, outcome", [
+    ([HEADER + PING + b"resp"], b"resp"),                       # whole, with the answer
+    ([HEADER[:1], HEADER[1:], PING[:3], PING[3:] + b"resp"], b"resp"),
+    ([HEADER, PING, b"resp"], b"resp"),
+    ([HEADER, NA], NegotiationFailed),
+    ([HEADER + NA], NegotiationFailed),
+    ([], "eof"),
+    ([HEADER], "eof"),
+])
+async def test_lazy_replies_under_the_applications_deadline_in_any_cut(parts, outcome) -> None:
+    """With the application's read deadline set, the first read checks the replies itself:
+    whole, cut anywhere, refused (`na`), or ended before them, as the machine would say."""
+    with anyio.fail_after(40):
+        async with yamux_pair() as (client, server):
+            ys = await client.open_stream()
+            lazy = negotiate.LazyStream(BufferedStream(ys), "/ipfs/ping/1.0.0", timeout=5)
+            assert lazy.set_read_deadline(anyio.current_time() + 30)
+            await lazy.send(b"req")
+            peer = await server.accept_stream()
+            got = b""
+            while len(got) < len(HEADER + PING + b"req"):
+                got += await peer.receive()
+            assert got == HEADER + PING + b"req"
+            for part in parts:
+                await peer.send(part)
+                await anyio.wait_all_tasks_blocked()
+            await peer.send_eof()
+            if outcome == "eof":
+                with pytest.raises(UnexpectedEOF):
+                    await lazy.receive()
+            elif outcome is NegotiationFailed:
+                with pytest.raises(NegotiationFailed):
+                    await lazy.receive()
+                with pytest.raises(NegotiationFailed):  # and stays failed
+                    await lazy.receive()
+            else:
+                assert await read_all(lazy) == outcome
