@@ -285,6 +285,10 @@ class LazyStream(BufferedStream):
         self._recv = self._wait_for_check
         inner = self.inner
         checked = False
+        # What follows the replies: returned by this read, so that bytes pushed back before it
+        # still come first when a caller appends it to the buffer (receive_exactly, ...).
+        answer = b""
+        leftover: list[bytes] = []  # read_lazy_replies' `unread`
         try:
             if self._hello:
                 await self.send(b"")
@@ -301,19 +305,19 @@ class LazyStream(BufferedStream):
                                             ) from None
                     hello = lazy_hello(self.protocol)
                     if first.startswith(hello):
-                        self.unread(first[len(hello):])
+                        answer = first[len(hello):]
                     else:
-                        await read_lazy_replies(receive, self.unread, self.protocol, first)
+                        await read_lazy_replies(receive, leftover.append, self.protocol, first)
                 elif has_read_deadlines(inner) and inner.set_read_deadline(
                         (inner.current_time() if has_stream_clock(inner) else current_time())
                         + self.timeout) is not False:
                     try:
-                        await read_lazy_replies(receive, self.unread, self.protocol)
+                        await read_lazy_replies(receive, leftover.append, self.protocol)
                     finally:
                         inner.set_read_deadline(None)
                 else:
                     with anyio.fail_after(self.timeout):
-                        await read_lazy_replies(receive, self.unread, self.protocol)
+                        await read_lazy_replies(receive, leftover.append, self.protocol)
             except TimeoutError as exc:
                 if theirs:  # the application's read deadline passed: its own timeout, kept for
                     self._error = exc  # every later read as go's lazy conn keeps its error
@@ -329,7 +333,14 @@ class LazyStream(BufferedStream):
             waiting, self._checked = self._checked, None
             if waiting is not None:
                 waiting.set()
-        return await self.receive(max_bytes)
+        if leftover:
+            answer = leftover[0]
+        if not answer:
+            return await self.receive(max_bytes)
+        if len(answer) > max_bytes:  # only `receive` asks for less, and it reads the buffer
+            self.unread(answer[max_bytes:])  # first: the buffer is empty here
+            return answer[:max_bytes]
+        return answer
 
     async def _wait_for_check(self, max_bytes: int) -> bytes:
         """A read while another task checks the replies: wait for its outcome, then read."""

@@ -295,3 +295,28 @@ async def test_lazy_replies_under_the_applications_deadline_in_any_cut(parts, ou
                     await lazy.receive()
             else:
                 assert await read_all(lazy) == outcome
+
+
+@pytest.mark.parametrize("first_read", ["small", "after_unread"])
+async def test_lazy_answer_with_the_replies_keeps_its_order(first_read: str) -> None:
+    """The answer that came with the replies is the first read's own when it fits; a smaller
+    read takes its start and leaves the rest, and bytes pushed back before the first read
+    still come first."""
+    with anyio.fail_after(10):
+        async with yamux_pair() as (client, server):
+            lazy = negotiate.LazyStream(BufferedStream(await client.open_stream()),
+                                        "/ipfs/ping/1.0.0", timeout=5)
+            assert lazy.set_read_deadline(anyio.current_time() + 5)
+            await lazy.send(b"req")
+            peer = await server.accept_stream()
+            got = b""
+            while len(got) < len(HEADER + PING + b"req"):
+                got += await peer.receive()
+            await peer.send(HEADER + PING + b"0123456789")
+            await peer.send_eof()
+            if first_read == "small":
+                assert await lazy.receive(4) == b"0123"
+                assert await read_all(lazy) == b"456789"
+            else:
+                lazy.unread(b"pre:")
+                assert await lazy.receive_until_eof(100) == b"pre:0123456789"
