@@ -154,10 +154,10 @@ class YamuxStream:
             # for all (`YamuxSession._woken`). Window updates alone stay with the writer (kicked
             # when they were queued), which sends them with the data other tasks queue
             # meanwhile instead of a write of their own.
-            woken = sess._woken
-            if woken:
-                sess._woken = woken - 1
-            if core.pending_output and woken <= 1 and not core.only_window_updates:
+            # (no local variable here: a waiting reader's frame is kept for every open stream)
+            if sess._woken:
+                sess._woken -= 1
+            if core.pending_output and not sess._woken and not core.only_window_updates:
                 sess.try_flush()
             rwait = self._rwait
             loop = sess._loop
