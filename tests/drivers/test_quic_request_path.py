@@ -189,7 +189,8 @@ async def test_listener_answers_a_proposal_that_came_with_the_data_without_a_sco
             return original(*args, **kwargs)
 
         buffered = BufferedStream(st)
-        await anyio.sleep(0.05)  # the whole request has arrived
+        while not st._eof:  # the whole request (and its FIN) has arrived, however slow we are
+            await anyio.sleep(0.01)
         monkeypatch.setattr(anyio, "fail_after", counting)
         try:
             result["protocol"] = await handle_protocol(buffered, ["/echo/1"])
