@@ -27,6 +27,7 @@ __all__ = [
     "encode_frame",
     "frame_prefix",
     "read_message",
+    "take_frame",
     "write_message",
 ]
 
@@ -151,6 +152,26 @@ async def _read_rest(reader: _ExactReader, length: int | None, max_size: int) ->
     return await _read_exactly(reader, length, "body") if length else b""
 
 
+def take_frame(reader: BufferedStream, max_size: int) -> bytes | None:
+    """The body of a frame already whole in `reader`'s buffer, taken without a wait (what
+    follows it stays buffered); None, with nothing taken, when it is not all there yet.
+
+    The usual request arrives with its stream's first bytes, so a worker has it buffered once the
+    protocol is negotiated: no coroutine, no timeout scope. FrameTooLarge as soon as the length
+    is buffered, as `read_message` raises it."""
+    if reader.buffered < HEADER_SIZE:
+        return None
+    data = reader.take_buffered()
+    end = HEADER_SIZE + _checked_length(data, max_size)
+    if len(data) >= end:
+        if len(data) > end:
+            reader.unread(memoryview(data)[end:])
+            return data[HEADER_SIZE:end]
+        return data[HEADER_SIZE:]
+    reader.unread(data)
+    return None
+
+
 async def read_message(
     stream: _ExactReader | ByteStream, *, max_size: int = DEFAULT_MAX_REQUEST_SIZE,
     timeout: float | None = 10.0,
@@ -165,20 +186,17 @@ async def read_message(
     reader: _ExactReader = stream if hasattr(stream, "receive_exactly") else BufferedStream(stream)  # type: ignore[assignment]
     length: int | None = None
     if isinstance(reader, BufferedStream):
-        if reader.buffered >= HEADER_SIZE:
-            # The usual request arrived with the stream's first bytes: what is buffered is taken
-            # without a wait, so without a timeout scope; only a missing rest is waited for.
-            data = reader.take_buffered()
-            length = _checked_length(data, max_size)
-            if len(data) == HEADER_SIZE + length:
-                return data[HEADER_SIZE:]
-            reader.unread(memoryview(data)[HEADER_SIZE:])
-        elif timeout is None:
+        # A frame that came whole with the stream's first bytes is taken without a wait, so
+        # without a timeout scope; only a missing rest is waited for.
+        body = take_frame(reader, max_size)
+        if body is not None:
+            return body
+        if timeout is None:
             # The requester's wait for its answer (bounded by the stream's read deadline): the
             # read that brings the length brings a small answer's body with it.
             length = _checked_length(await _read_exactly(reader, HEADER_SIZE, "length"), max_size)
-        if length is not None and reader.buffered >= length:
-            return _take(reader, length)
+            if reader.buffered >= length:
+                return _take(reader, length)
     if timeout is None:
         return await _read_rest(reader, length, max_size)
     try:

@@ -221,16 +221,19 @@ class WorkerPolicy:
         waits for `on_grant` up to `limits.queue_timeout`, then calls `expire`); raises
         WorkRefused when the peer is not allowed or the queue is full for it."""
         key = str(peer)
-        if not self.is_allowed(key):
+        if self.allowed_peers is not None and key not in self.allowed_peers:
             self.refused += 1
             raise WorkRefused(f"work refused: peer {key} is not allowed to submit work")
         admission = Admission(self, key)
         # No waiter can use a free slot (each release hands its slot to the oldest waiter that
         # can), so one that this peer can use is not taken from anyone ahead in the queue.
-        if self._has_slot(key):
-            self._take(admission)
-            return admission
+        # (`_has_slot` and `_take` inline: this runs before every request's first byte is read)
         lim = self.limits
+        held = self._per_peer.get(key, 0)
+        if held < lim.max_concurrent_per_peer and self._total < lim.max_concurrent_total:
+            self._per_peer[key] = held + 1
+            self._total += 1
+            return admission  # (granted, as made)
         if (self._waiting_per_peer[key] >= lim.max_queued_per_peer
                 or len(self._waiting) >= lim.max_queued_total):
             refused = self._refuse_busy(key)
@@ -278,7 +281,11 @@ class WorkerPolicy:
             self._waiting.remove(admission)
             _decrement(self._waiting_per_peer, key)
             return
-        _decrement(self._per_peer, key)
+        left = self._per_peer.get(key, 0) - 1  # (`_decrement`, inline: once per request)
+        if left > 0:
+            self._per_peer[key] = left
+        else:
+            self._per_peer.pop(key, None)
         self._total -= 1
         if self._waiting:
             self._grant_waiting()

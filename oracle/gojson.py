@@ -42,6 +42,7 @@ __all__ = [
     "go_json_dumps",
     "go_string",
     "go_string_bytes",
+    "flat_string_members",
     "loads_pairs",
     "pairs_to_python",
 ]
@@ -83,6 +84,10 @@ _ASCII_ESCAPED = bytes(range(0x20)) + b'"\\<>&'
 #: A translation table marking them: each becomes NUL, anything else 0x01 (a plain table copies
 #: byte for byte; one with deletions builds a table per call and tests each byte: ~30% more).
 _ESCAPED_AS_NUL = bytes(0 if c in _ASCII_ESCAPED else 1 for c in range(256))
+#: (*) A byte is looked for in bytes by its value (`0 in data`), not as a one-byte bytes
+#: (`b"\0" in data`): `in` tries the operand as an integer first, and for a bytes operand that
+#: raises and clears a formatted TypeError (~2k instructions, ~0.27 us) before the memchr.
+_BACKSLASH = ord("\\")
 _NEEDS_ESCAPE = re.compile("[\x00-\x1f\"\\\\<>&\u2028\u2029\ud800-\udfff]")
 
 
@@ -255,7 +260,7 @@ def go_json_dumps(value: Any) -> bytes:
     if type(value) is str:  # the usual member of a work message: no list, no dispatch
         if value.isascii():
             raw = value.encode("ascii")
-            if b"\0" not in raw.translate(_ESCAPED_AS_NUL):  # two C passes, no regex
+            if 0 not in raw.translate(_ESCAPED_AS_NUL):  # two C passes, no regex (*)
                 return b'"' + raw + b'"'
         return _quote(value).encode("utf-8")
     out: list[str] = []
@@ -317,6 +322,29 @@ def _decode(text: str) -> Any:
         if extra:
             raise json.JSONDecodeError("Extra data", text, end + len(rest) - len(extra))
     return value
+
+
+def flat_string_members(body: bytes) -> list[bytes] | None:
+    """The keys and values of a JSON object whose members are all plain strings, as Go's
+    json.Marshal writes a small struct (`{"k":"v","k2":"v2"}`: no spaces, ASCII, no
+    escapes), as raw bytes: [key, value, key, value, ...]. None for any other text, even valid
+    JSON (spaces, escapes, non-ASCII, other value types, an empty object): `loads_pairs` decides
+    those. Splitting at the quotes is one C call and leaves the values as bytes.
+
+    Without a backslash no string holds a quote, so the quotes split the text into its tokens:
+    `{`, then per member key, `:`, value and `,` (`}` after the last). Control characters are
+    not allowed raw in a JSON string: the caller checks the values it keeps and compares the
+    keys with names it knows."""
+    if not body.isascii() or _BACKSLASH in body:  # (*)
+        return None
+    tokens = body.split(b'"')
+    n = len(tokens)
+    members = n // 4
+    if (n % 4 != 1 or not members or tokens[0] != b"{" or tokens[-1] != b"}"
+            or tokens[2::4].count(b":") != members or tokens[4:n - 1:4].count(b",") != members - 1):
+        return None
+    del tokens[::2]  # the punctuation, checked: keys and values are left, in order
+    return tokens
 
 
 def loads_pairs(body: bytes) -> Any:
