@@ -50,6 +50,7 @@ from p2p.transport.defaults import DEFAULT_TRANSPORTS, TransportFactory
 
 if TYPE_CHECKING:  # prometheus_client is imported only by a host that reports metrics
     from p2p.metrics import Metrics
+    from p2p.trace.tracer import Tracer
 
 log = logging.getLogger("p2p.host")
 
@@ -168,7 +169,7 @@ class Host:
 
     def __init__(self, identity: PrivateKey | None = None, config: HostConfig | None = None, *,
                  transports: Sequence[TransportFactory] = DEFAULT_TRANSPORTS,
-                 admission: Admission | None = None, trace: Any = None,
+                 admission: Admission | None = None, trace: Tracer | None = None,
                  metrics: Metrics | None = None) -> None:
         """A host with `identity` (default: a new Ed25519 key) and `config` (go's defaults); it
         does nothing until entered with `async with`. `trace` (a `p2p.trace.Tracer`) records

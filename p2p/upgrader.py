@@ -23,7 +23,7 @@ stream is wrapped so its bytes are reported, and the Noise core is the one that 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 from multiaddr import Multiaddr
@@ -38,6 +38,9 @@ from p2p.negotiate import handle_protocol, lazy_hello, read_lazy_replies, select
 from p2p.security.noise import NoiseHandshake
 from p2p.security.noise_stream import NoiseStream, finish_handshake, new_handshake, send_now
 from p2p.streams import BufferedStream, ByteStream
+
+if TYPE_CHECKING:  # the trace package is imported only by a host that traces
+    from p2p.trace.hooks import ConnTrace
 
 YAMUX = "/yamux/1.0.0"
 NOISE = "/noise"
@@ -116,7 +119,7 @@ async def _stage(stage: str, coro: Awaitable[_T]) -> _T:
 
 async def upgrade_outbound(
     raw: ByteStream, identity: PrivateKey, expected_peer: PeerId | None, config: HostConfig,
-    local_addr: Multiaddr, remote_addr: Multiaddr, trace: Any = None,
+    local_addr: Multiaddr, remote_addr: Multiaddr, trace: ConnTrace | None = None,
 ) -> UpgradedConnection:
     raw_buffered = BufferedStream(raw if trace is None else trace.wrap(raw))
     muxers = (YAMUX,) if config.early_muxer_negotiation else ()
@@ -141,8 +144,9 @@ async def upgrade_outbound(
 
 
 async def upgrade_inbound(raw: ByteStream, identity: PrivateKey, config: HostConfig,
-                          local_addr: Multiaddr, remote_addr: Multiaddr, trace: Any = None,
-                          *, progress: Callable[[], None] | None = None) -> UpgradedConnection:
+                          local_addr: Multiaddr, remote_addr: Multiaddr,
+                          trace: ConnTrace | None = None, *,
+                          progress: Callable[[], None] | None = None) -> UpgradedConnection:
     """`progress` is called once the dialer has negotiated the security protocol (admission
     evicts handshakes that got that far last)."""
     raw_buffered = BufferedStream(raw if trace is None else trace.wrap(raw))
