@@ -119,6 +119,12 @@ class _Entry:
     at_once: bool = False  # an `async def` that cannot wait (`_never_waits`)
 
 
+def _failed(exc: Exception) -> WorkResponse:
+    """A handler's failure as the response's error, as in Go."""
+    log.debug("work handler failed", exc_info=True)
+    return WorkResponse(error=str(exc) or type(exc).__name__)
+
+
 def _is_async_callable(fn: Any) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
 
@@ -221,8 +227,13 @@ class WorkHandlerManager:
         cancelled = False
         try:
             if scope is None and entry.at_once:  # ends in this step: no scope, no timer
-                response = await self._call(entry, bytes(request.data), at_once=True,
-                                            timeout=timeout)
+                try:  # (the handler called here, not through `_call`: a frame less a request)
+                    result = await entry.handler(bytes(request.data))
+                except Exception as exc:
+                    response = _failed(exc)
+                else:
+                    response = (result if type(result) is WorkResponse
+                                else await self._settle_at_once(result, timeout))
             else:
                 if scope is None:
                     scope = anyio.move_on_after(self.work_timeout(timeout))
@@ -246,13 +257,9 @@ class WorkHandlerManager:
             self.observer("executed", request.work_type, self._clock() - start, response.error)
         return response
 
-    async def _call(self, entry: _Entry, data: bytes, *, at_once: bool = False,
-                    timeout: float | None = None) -> WorkResponse | None:
-        """The handler's answer; None when an at-once handler's awaitable timed out (below).
-
-        `at_once`: the handler cannot wait and runs in no scope; if it returns an awaitable,
-        that may wait, so it is awaited under `work_timeout(timeout)` (a requester leaving
-        meanwhile is not noticed: the worker protocol watches no at-once work)."""
+    async def _call(self, entry: _Entry, data: bytes) -> WorkResponse:
+        """The handler's answer, in the caller's scope (see `_settle_at_once` for a handler that
+        cannot wait)."""
         try:
             if entry.is_async:
                 result = await entry.handler(data)
@@ -264,16 +271,23 @@ class WorkHandlerManager:
                 )
             # (a sync callable may return a coroutine; a WorkResponse needs no ABC check)
             if type(result) is not WorkResponse and inspect.isawaitable(result):
-                if not at_once:
-                    result = await result
-                else:
-                    with anyio.move_on_after(self.work_timeout(timeout)):
-                        awaited = await result
-                        return awaited if isinstance(awaited, WorkResponse) else WorkResponse(data=awaited)
-                    return None
+                result = await result
         except Exception as exc:  # a handler's failure is the response's error, as in Go
-            log.debug("work handler failed", exc_info=True)
-            return WorkResponse(error=str(exc) or type(exc).__name__)
+            return _failed(exc)
+        return result if isinstance(result, WorkResponse) else WorkResponse(data=result)
+
+    async def _settle_at_once(self, result: Any, timeout: float | None) -> WorkResponse | None:
+        """An at-once handler's result that is not a WorkResponse as one; None when it is an
+        awaitable (which may wait: awaited under `work_timeout(timeout)`, a requester leaving
+        meanwhile not noticed, as the worker protocol watches no at-once work) that timed out."""
+        try:
+            if inspect.isawaitable(result):
+                with anyio.move_on_after(self.work_timeout(timeout)):
+                    awaited = await result
+                    return awaited if isinstance(awaited, WorkResponse) else WorkResponse(data=awaited)
+                return None
+        except Exception as exc:
+            return _failed(exc)
         return result if isinstance(result, WorkResponse) else WorkResponse(data=result)
 
     # --- distribution -----------------------------------------------------------------------------

@@ -178,7 +178,7 @@ def _decode_struct(
                 continue
             json_name, field = folded, fields[folded]
         attr, conv = field
-        if conv is _as_str and type(item) is str:
+        if type(item) is str and (conv is _as_str or conv is _as_any):
             out[attr] = item  # the usual member: a string where one belongs (no converter call)
         else:
             out[attr] = conv(struct, json_name, item, out[attr])
@@ -334,7 +334,7 @@ class WorkRequest:
     def from_json(cls, body: bytes) -> WorkRequest:
         """Decode like json.Unmarshal into a WorkRequest (any masa version's shape)."""
         fields = _REQUEST_FIELDS
-        defaults = _defaults(cls, fields)
+        defaults = _DEFAULTS.get(cls) or _defaults(cls, fields)
         attrs = _flat_attrs(body, _REQUEST_FLAT, defaults)
         if attrs is None:
             attrs = _decode_struct("WorkRequest", _parse(body), fields, defaults)
@@ -505,5 +505,10 @@ class WorkResponse:
     def from_json(cls, body: bytes) -> WorkResponse:
         """Decode like json.Unmarshal into a WorkResponse; JSON objects in `data` become dicts."""
         fields = _RESPONSE_FIELDS
-        attrs = _decode_struct("WorkResponse", _parse(body), fields, _defaults(cls, fields))
+        try:  # (`_parse`, inline: the requester's every answer)
+            value = loads_pairs(body)
+        except JSONSyntaxError as exc:
+            raise MessageError(str(exc)) from None
+        attrs = _decode_struct("WorkResponse", value, fields,
+                               _DEFAULTS.get(cls) or _defaults(cls, fields))
         return cls() if attrs is None else _from_attrs(cls, attrs)

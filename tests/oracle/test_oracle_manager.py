@@ -438,3 +438,40 @@ async def test_an_awaitable_from_at_once_work_is_awaited_under_the_timeout() -> 
     assert resp == WorkResponse(error="work execution timed out")
     assert mgr.metrics("stuck").timeouts == 1
     assert await mgr.execute_work(WorkRequest("done")) == WorkResponse(data="later")
+
+
+@pytest.mark.anyio
+async def test_at_once_work_whose_awaitable_fails_or_gives_a_value() -> None:
+    """An at-once handler's awaitable that raises is the response's error; one that gives a
+    plain value is the response's data; a WorkResponse subclass is kept as it is."""
+    mgr = WorkHandlerManager()
+
+    async def fails_later() -> str:
+        await anyio.sleep(0)
+        raise RuntimeError("late failure")
+
+    async def value_later() -> list[int]:
+        await anyio.sleep(0)
+        return [1, 2]
+
+    class Special(WorkResponse):
+        pass
+
+    async def hands_over_failure(data: bytes) -> Any:
+        return fails_later()
+
+    async def hands_over_value(data: bytes) -> Any:
+        return value_later()
+
+    async def special(data: bytes) -> WorkResponse:
+        return Special(data="s")
+
+    for name, handler in [("fails", hands_over_failure), ("value", hands_over_value),
+                          ("special", special)]:
+        mgr.add_handler(name, handler)
+        assert mgr.answers_at_once(name)
+    assert await mgr.execute_work(WorkRequest("fails")) == WorkResponse(error="late failure")
+    assert mgr.metrics("fails").errors == 1
+    assert await mgr.execute_work(WorkRequest("value")) == WorkResponse(data=[1, 2])
+    got = await mgr.execute_work(WorkRequest("special"))
+    assert type(got) is Special and got.data == "s"
