@@ -61,6 +61,13 @@ def test_quick_round_of_ours_writes_results(tmp_path: Path) -> None:
 def _echo_rows_of(tmp_path: Path, stack: str) -> None:
     latest, stdout = run_bench(tmp_path, "--stacks", f"ours,{stack}", "--scenarios", "echo",
                                "--no-bound", timeout=300)
+    if stack == "py" and latest["errors"] and all(map(_py_echo_16_stall, latest["errors"])):
+        # py-libp2p 0.8.1 itself now and then stalls an echo of 16 streams: its own dialer and
+        # listener, none of our code on the data path (bench/README.md). Seen once in many loaded
+        # full-suite runs, in none of 45 quick runs at load 7-9. Such a run, and only such a run,
+        # is tried once more: a harness that cannot drive py's echo fails both.
+        latest, stdout = run_bench(tmp_path / "again", "--stacks", f"ours,{stack}", "--scenarios",
+                                   "echo", "--no-bound", timeout=300)
     assert latest["errors"] == []
     for metric in ("echo 1", "echo 16"):
         assert latest["summary"]["values"][metric][stack]["median"] > 0, metric
@@ -68,6 +75,11 @@ def _echo_rows_of(tmp_path: Path, stack: str) -> None:
     assert {r["chunk"] for r in latest["echo_runs"] if r["stack"] == stack} == set(
         latest["options"]["sizes"]["echo chunks"])
     assert f"ours/{stack}" in stdout
+
+
+def _py_echo_16_stall(error: str) -> bool:
+    """The bench's report of py's own dialer going silent in its 16-stream echo."""
+    return " echo py echo 16 chunk " in error and ": py-echo: no answer within " in error
 
 
 def test_go_peer_echo_rows(tmp_path: Path) -> None:
