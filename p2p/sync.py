@@ -114,26 +114,29 @@ class Flag:
 class LazyLock:
     """A non-reentrant lock that never yields when free (anyio's `fast_acquire`) and allocates
     nothing until a second task has to wait. Not FIFO: every waiter is woken on release and the
-    first one scheduled takes it."""
+    first one scheduled takes it.
 
-    __slots__ = ("_held", "_released")
+    `held` is `locked()` as an attribute, for the checks on every write of a session (the yamux
+    output's and Noise's, on both sides of every request): read it, never set it."""
+
+    __slots__ = ("held", "_released")
 
     def __init__(self) -> None:
-        self._held = False
+        self.held = False
         self._released: Flag | None = None
 
     def locked(self) -> bool:
-        return self._held
+        return self.held
 
     async def __aenter__(self) -> None:
-        while self._held:
+        while self.held:
             if self._released is None:
                 self._released = Flag()
             await self._released.wait()
-        self._held = True
+        self.held = True
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._held = False
+        self.held = False
         released, self._released = self._released, None
         if released is not None:
             released.set()

@@ -169,7 +169,7 @@ class SessionOutput:
         """
         if not self._core.pending_output:
             return True
-        if self._lock.locked() or self.lower_closed or self._session.is_closed:
+        if self._lock.held or self.lower_closed or self._session.is_closed:
             self.wake_writer()
             return False
         try:

@@ -165,7 +165,7 @@ class NoiseStream:
         """True when `try_send` would take bytes now: the connection below can (its `send_ready`)
         and no `send` is under way."""
         raw = self._raw_writes
-        return raw is not None and not self._send_lock.locked() and raw.send_ready()
+        return raw is not None and not self._send_lock.held and raw.send_ready()
 
     def try_send(self, item: bytes) -> bool:
         """`send` without waiting when the connection below can take the frames now (see
@@ -181,7 +181,7 @@ class NoiseStream:
         into this thread's reused buffers (`_SealBuffers`) rather than joined and sealed into
         fresh ones; False, with nothing sent, when `send` must be used."""
         raw = self._raw_writes
-        if raw is None or self._send_lock.locked() or not raw.send_ready():
+        if raw is None or self._send_lock.held or not raw.send_ready():
             return False
         if total:
             bufs = _SEAL

@@ -137,3 +137,25 @@ async def test_lazy_lock_released_when_the_holder_is_cancelled():
         assert not lock.locked()
         async with lock:
             assert lock.locked()
+
+
+async def test_lazy_lock_held_is_locked_as_an_attribute():
+    """`held` (read on every write of a session, without a call) says what `locked()` says,
+    free, held, and free again, also while a second task waits for it."""
+    lock = LazyLock()
+    seen: list[tuple[bool, bool]] = []
+
+    async def second() -> None:
+        async with lock:
+            seen.append((lock.held, lock.locked()))
+
+    with anyio.fail_after(5):
+        assert (lock.held, lock.locked()) == (False, False)
+        async with anyio.create_task_group() as tg:
+            async with lock:
+                assert (lock.held, lock.locked()) == (True, True)
+                tg.start_soon(second)
+                await anyio.wait_all_tasks_blocked()
+                assert seen == []
+        assert seen == [(True, True)]
+        assert (lock.held, lock.locked()) == (False, False)
