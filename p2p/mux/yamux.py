@@ -158,6 +158,11 @@ class GoAwayReceived(NamedTuple):
 Event = Union[StreamOpened, StreamAcked, DataReceived, StreamEnded, StreamReset, WindowUpdated,
               PongReceived, GoAwayReceived]
 
+#: `_event(DataReceived, (sid, n))` is `DataReceived(sid, n)` without the Python frame of the
+#: NamedTuple's generated `__new__`: the parser makes three events per request on each side
+#: (StreamOpened or StreamAcked, DataReceived, StreamEnded), before the tasks they wake run.
+_event = tuple.__new__
+
 
 class SessionGoingAway(LocalProtocolError):
     """No new streams: a GoAway was sent or received, or the session is closed."""
@@ -355,7 +360,7 @@ class YamuxConnection:
                     buf = st.recv_buf  # its append, inline: once per data frame
                     buf.chunks.append(piece if 2 * n >= whole > 0 else bytes(piece))
                     buf.size += n
-                    events.append(DataReceived(st.id, n))
+                    events.append(_event(DataReceived, (st.id, n)))
                 pos += n
                 self._payload_left = left = left - n
                 if left:
@@ -426,7 +431,7 @@ class YamuxConnection:
         if flags & ACK and not st.acked:
             st.acked = True
             self._unacked -= 1
-            events.append(StreamAcked(sid))
+            events.append(_event(StreamAcked, (sid,)))
         if flags & RST:
             self._forget(st)
             st.recv_buf.clear()
@@ -440,7 +445,7 @@ class YamuxConnection:
                     raise YamuxProtocolError(f"send window overflow on stream {sid}")
                 st.send_window = window
                 if not st.send_closed:
-                    events.append(WindowUpdated(sid, length))
+                    events.append(_event(WindowUpdated, (sid, length)))
             if flags & FIN:
                 self._on_fin(st, events)
             return
@@ -471,14 +476,14 @@ class YamuxConnection:
         self._streams[sid] = st
         self._inbound += 1
         self._pending_accept.add(sid)
-        events.append(StreamOpened(sid))
+        events.append(_event(StreamOpened, (sid,)))
         return st
 
     def _on_fin(self, st: _Stream, events: list[Event]) -> None:
         if st.recv_fin:
             return
         st.recv_fin = True
-        events.append(StreamEnded(st.id))
+        events.append(_event(StreamEnded, (st.id,)))
         self._maybe_forget(st)
 
     def _on_ping(self, flags: int, opaque: int, events: list[Event], now: float | None) -> None:
