@@ -77,6 +77,10 @@ _OUTPUT_HIGH_WATER = 1 << 20
 _YIELD_ABOVE = 64 * 1024
 #: ... or after this many sends on the session without a turn of its reader or writer.
 _MAX_UNYIELDED_SENDS = 16
+#: Tasks one input woke write together (`YamuxSession._woken`) until this much is queued: then
+#: the batch leaves so far, so that the peer works on it while the rest is made (all 64 of a
+#: worker 64 run in one write made the two sides take turns).
+_WOKEN_BATCH = 8 * 1024
 #: How long a best-effort GoAway may take on the way out.
 _GOAWAY_GRACE = 1.0
 #: `YamuxStream._reset` once the stream is reset: by us, or by the peer.
@@ -157,7 +161,8 @@ class YamuxStream:
             # (no local variable here: a waiting reader's frame is kept for every open stream)
             if sess._woken:
                 sess._woken -= 1
-            if core.pending_output and not sess._woken and not core.only_window_updates:
+            if (core.pending_output and (not sess._woken or core.pending_output >= _WOKEN_BATCH)
+                    and not core.only_window_updates):
                 sess.try_flush()
             rwait = self._rwait
             loop = sess._loop
@@ -336,7 +341,7 @@ class YamuxStream:
         woken = sess._woken
         if woken and bool(self.stream_id & 1) != sess.is_client:  # the peer opened it: an answer
             sess._woken = woken - 1
-            if woken == 1:
+            if woken == 1 or sess._core.pending_output >= _WOKEN_BATCH:
                 sess.try_flush()
                 return
         sess._output.flush_soon()

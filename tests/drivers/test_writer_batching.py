@@ -11,6 +11,8 @@ from memstream import memory_stream_pair
 from readers import read_all
 from yamuxpair import yamux_pair
 
+from p2p.mux import yamux_session
+
 pytestmark = pytest.mark.anyio
 
 
@@ -416,11 +418,14 @@ class Held(Counting):
         await self.inner.send(data)
 
 
-async def test_tasks_one_input_woke_write_their_requests_together(anyio_backend) -> None:
+@pytest.mark.parametrize("extra", [0, 3000])
+async def test_tasks_one_input_woke_write_their_requests_together(anyio_backend, extra) -> None:
     """Eight requesters woken by one input (their eight answers in one read) each read the
     answer, close, open the next stream and send its request: the last to start waiting writes
     all eight requests in one write, instead of one write each (asyncio; on trio the writer
-    task, woken by the first request, may take them in more writes)."""
+    task, woken by the first request, may take them in more writes). Larger requests leave
+    once a batch reaches _WOKEN_BATCH bytes, so that the peer has work while the rest is made
+    (all 64 of a worker 64 run in one write: the two sides took turns)."""
     a, b = memory_stream_pair()
     client_conn = TrySending(a)
     server_conn = Held(b)
@@ -453,7 +458,7 @@ async def test_tasks_one_input_woke_write_their_requests_together(anyio_backend)
                 if not writes_before_round_2:
                     writes_before_round_2.append(len(client_conn.writes))
                 st = await client.open_stream()
-                await st.send(b"2-%d" % i)
+                await st.send(b"2-%d" % i + b"x" * extra)
                 await st.send_eof()
                 got.append(await read_all(st))
                 await second_round.wait()
@@ -469,17 +474,20 @@ async def test_tasks_one_input_woke_write_their_requests_together(anyio_backend)
                     await anyio.sleep(0.001)
                 if anyio_backend == "asyncio":
                     round_2 = client_conn.writes[writes_before_round_2[0]:]
-                    assert len(round_2) == 1
-                    # 8 x (Data(SYN) 12 + 3 bytes, FIN 12): the first streams' FINs left with
-                    # their requests
-                    assert len(round_2[0]) == 8 * (12 + 3 + 12)
+                    # 8 x (Data(SYN) 12 + 3 + extra bytes, FIN 12): the first streams' FINs
+                    # left with their requests, in batches of the fewest that reach the bound
+                    each = 12 + 3 + extra + 12
+                    per_batch = -(-yamux_session._WOKEN_BATCH // each)
+                    assert [len(w) for w in round_2] == [
+                        each * min(per_batch, 8 - k) for k in range(0, 8, per_batch)]
+                    assert len(round_2) == (1 if extra == 0 else 3)  # 3 x 3027 >= 8 KiB
                 await anyio.wait_all_tasks_blocked()
                 await server_conn.release()
                 while len(got) < 16:
                     await anyio.sleep(0.001)
                 second_round.set()
             assert sorted(got) == sorted([b"re: 1-%d" % i for i in range(8)]
-                                         + [b"re: 2-%d" % i for i in range(8)])
+                                         + [b"re: 2-%d" % i + b"x" * extra for i in range(8)])
 
 
 async def test_a_woken_task_waiting_elsewhere_does_not_hold_the_others_output(

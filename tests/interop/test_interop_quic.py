@@ -286,8 +286,10 @@ async def test_go_restarted_on_the_same_port_resets_our_connection(start_goquic,
                 conn.muxed._keepalive = 0.5  # go's and ours: 15 s, scaled down
                 conn.muxed._kick()
             else:
-                stream = await host.new_stream(pid, [ECHO])
-                with pytest.raises(P2PError):  # ConnectionClosed
+                # ConnectionClosed: at the first write of a lazy stream, or at new_stream's own
+                # proposal when identify had not yet told us go serves ECHO (seen once under load)
+                with pytest.raises(P2PError):
+                    stream = await host.new_stream(pid, [ECHO])
                     await stream.send(b"x" * 200)
                     await stream.receive(200)
             while host.connection(pid) is conn:
