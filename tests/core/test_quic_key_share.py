@@ -9,13 +9,9 @@ four. A listener still accepts any group a dialler offers first.
 from __future__ import annotations
 
 from aioquic import tls
-from aioquic.buffer import Buffer  # type: ignore[attr-defined]
-from aioquic.quic.packet import pull_quic_header
 from quic_memory import pair
 
-from p2p.identity import PrivateKey
-from p2p.security.tls_cert import make_certificate
-from p2p.transport.quic_core import CLIENT_GROUPS, Libp2pQuicConnection, make_configuration
+from p2p.transport.quic_core import CLIENT_GROUPS, Libp2pQuicConnection
 
 
 def test_a_dialler_makes_shares_for_x25519_and_p256_only() -> None:
@@ -29,27 +25,6 @@ def test_a_dialler_makes_shares_for_x25519_and_p256_only() -> None:
     # the listener took the first share it supports: X25519
     assert server.tls._x25519_private_key is not None and not server.tls._ec_private_keys
     assert client.verified_peer is not None and server.verified_peer is not None
-
-
-def _handshake(client: Libp2pQuicConnection, server_conf: object) -> Libp2pQuicConnection:
-    now = 0.0
-    client.connect(("127.0.0.1", 2), now)
-    server: Libp2pQuicConnection | None = None
-    for _ in range(20):
-        now += 0.001
-        for data, _ in client.datagrams_to_send(now):
-            if server is None:
-                header = pull_quic_header(Buffer(data=data), host_cid_length=8)
-                server = Libp2pQuicConnection(
-                    configuration=server_conf,  # type: ignore[arg-type]
-                    original_destination_connection_id=header.destination_cid)
-            server.receive_datagram(data, ("127.0.0.1", 1), now)
-        assert server is not None
-        for data, _ in server.datagrams_to_send(now):
-            client.receive_datagram(data, ("127.0.0.1", 2), now)
-        if client.handshake_complete and server.handshake_complete:
-            return server
-    raise AssertionError("no handshake")
 
 
 class _AllGroupsClient(Libp2pQuicConnection):
@@ -70,19 +45,14 @@ class _OnlyGroupClient(Libp2pQuicConnection):
 
 
 def test_a_listener_still_takes_any_group_a_dialler_offers_first() -> None:
-    server_conf = make_configuration(make_certificate(PrivateKey.generate()), is_client=False)
-    client_conf = make_configuration(make_certificate(PrivateKey.generate()), is_client=True)
-
-    client = _AllGroupsClient(configuration=client_conf)
-    server = _handshake(client, server_conf)
+    client, server = pair(client_class=_AllGroupsClient)
     assert client.tls._x448_private_key is not None  # all four shares were made
     assert [key.curve.name for key in server.tls._ec_private_keys] == ["secp256r1"]
     assert server.verified_peer is not None and client.verified_peer is not None
 
     for group, curve in ((tls.Group.SECP384R1, "secp384r1"), (tls.Group.X448, None)):
         only = type("Only", (_OnlyGroupClient,), {"group": group})
-        client = only(configuration=client_conf)
-        server = _handshake(client, server_conf)
+        client, server = pair(client_class=only)
         if curve is None:
             assert server.tls._x448_private_key is not None
         else:
