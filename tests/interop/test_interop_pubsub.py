@@ -43,6 +43,20 @@ async def _go_messages(net: GoDht, i: int) -> list[dict]:
     return (await net.acall("messages", node=i, topic=TOPIC))["messages"]
 
 
+async def _go_lost(net: GoDht) -> list[set[str]]:
+    """Per Go node, the message IDs (hex) go's tracer saw lost at it or dropped on the way to it
+    by a Go sender (godht's trace "lost")."""
+    index = {net.peer_id(i): i for i in range(GO_NODES)}
+    lost: list[set[str]] = [set() for _ in range(GO_NODES)]
+    for i in range(GO_NODES):
+        for key, ids in (await net.acall("pubsubtrace", node=i))["lost"].items():
+            if key == "here":
+                lost[i].update(ids)
+            elif key in index:
+                lost[index[key]].update(ids)
+    return lost
+
+
 async def test_every_subscriber_gets_every_message_once(gossip_net: GoDht):
     net = gossip_net
     latencies: dict[str, list[float]] = {"go->go": [], "go->py": [], "py->go": [], "py->py": []}
@@ -166,8 +180,10 @@ async def test_gossip_throughput_ours_and_go(start_godht):
     """Benchmark (printed): 200 messages of 100 bytes published back to back by a Python node,
     then by a Go node, into the same network; how fast all ten subscribers get them. Asserted:
     no subscriber gets a message twice under load; most of a Python burst arrives (we drop RPCs to
-    a peer whose 32-RPC queue is full, as go does: a burst may lose a few); of a Go burst, each of
-    our subscribers gets at least 0.8x what the median Go subscriber gets."""
+    a peer whose 32-RPC queue is full, as go does: a burst may lose a few), where a message a Go
+    subscriber misses counts as arrived when go's own tracer saw it lost at that node (its
+    validation or subscriber queue full) or dropped on the way to it (a Go sender's full queue);
+    of a Go burst, each of our subscribers gets at least 0.8x what the median Go subscriber gets."""
     n_msgs = 200
     net = start_godht("-n", GO_NODES, "-topics", TOPIC)
     with anyio.fail_after(120):
@@ -193,6 +209,8 @@ async def test_gossip_throughput_ours_and_go(start_godht):
 
             results = {}
             per_node: dict[str, list[int]] = {}
+            py_ids: dict[bytes, str] = {}  # data -> message ID (hex), as go's tracer names it
+            excused: dict[int, int] = {}  # go node -> our messages it missed that go lost itself
             async with anyio.create_task_group() as tg:
                 for h in (h1, h2):
                     tg.start_soon(collect, h)
@@ -204,7 +222,7 @@ async def test_gossip_throughput_ours_and_go(start_godht):
                         for i in range(n_msgs):
                             data = i.to_bytes(8, "big") + tag + bytes(90)
                             sent_at[data] = time.time() * 1000
-                            await ps[h1].publish(TOPIC, data)
+                            py_ids[data] = (await ps[h1].publish(TOPIC, data)).hex()
                         t_end = time.time() * 1000
                     else:
                         res = await net.acall("publishmany", node=1, topic=TOPIC, count=n_msgs,
@@ -232,6 +250,11 @@ async def test_gossip_throughput_ours_and_go(start_godht):
                     total = sum(len(d) for d in deliveries)
                     for d in deliveries:
                         assert len(d) == len({data for data, _ in d})  # exactly once
+                    if who == "py":
+                        lost_by_go = await _go_lost(net)
+                        for i, d in enumerate(deliveries[:GO_NODES]):
+                            missed = set(py_ids.values()) - {py_ids[data] for data, _ in d}
+                            excused[i] = len(missed & lost_by_go[i])
                     lat = sorted(at - sent_at[data] for d in deliveries for data, at in d)
                     per_node[who] = [len(d) for d in deliveries]  # GO_NODES go, then ours
                     results[who] = (total / (n_msgs * len(deliveries)),
@@ -242,7 +265,8 @@ async def test_gossip_throughput_ours_and_go(start_godht):
         print(f"gossip burst from {who}: published at {rate:.0f} msg/s; {ratio:.1%} of "
               f"{n_msgs} x 10 deliveries; latency p50 {p50:.0f} ms, p99 {p99:.0f} ms")
         print(f"  delivered per subscriber (8 go, then 2 ours): {per_node[who]}")
-    assert results["py"][0] > 0.8
+    print(f"  of the Python burst, missed by go subscribers but traced as lost by go: {excused}")
+    assert results["py"][0] + sum(excused.values()) / (n_msgs * (GO_NODES + 2)) > 0.8
     # From a Go publisher, how much arrives is go's own doing: publishing 200 messages at
     # 1300-3000 msg/s it drops RPCs at every subscriber's full 32-RPC queue, Go subscribers
     # included (about half on a quiet machine, where it publishes fastest). What is ours is

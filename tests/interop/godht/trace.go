@@ -17,6 +17,10 @@ const maxTraced = 20000
 // the IDONTWANT IDs it queued for it, and the pubsub protocol the peer was added
 // with: what the IDONTWANT interop tests observe on the Go side. pubsub's RawTracer
 // does not say who sent an RPC, so IDONTWANT IDs received are kept under "any".
+// "lost" keeps the messages go itself failed to take in or pass on, under "here"
+// (its validation queue was full or throttled, or its subscriber's queue was)
+// or under the peer an RPC of them was for (that peer's outbound queue was
+// full): what a burst test counts as go's own loss, not the publisher's.
 type wireTrace struct {
 	mu    sync.Mutex
 	proto map[string]string
@@ -25,13 +29,13 @@ type wireTrace struct {
 
 func newWireTrace() *wireTrace {
 	return &wireTrace{proto: map[string]string{}, kinds: map[string]map[string][]string{
-		"sent": {}, "recv": {}, "idontwant_sent": {}, "idontwant_recv": {}, "dup": {}}}
+		"sent": {}, "recv": {}, "idontwant_sent": {}, "idontwant_recv": {}, "dup": {}, "lost": {}}}
 }
 
 func (t *wireTrace) add(kind string, p peer.ID, id string) {
 	key := p.String()
-	if p == "any" {
-		key = "any"
+	if p == "any" || p == "here" {
+		key = string(p)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -90,15 +94,28 @@ func (t *wireTrace) ValidateMessage(msg *pubsub.Message) {
 func (t *wireTrace) DuplicateMessage(msg *pubsub.Message) {
 	t.add("dup", msg.ReceivedFrom, pubsub.DefaultMsgIdFn(msg.Message))
 }
-func (t *wireTrace) RemovePeer(peer.ID)                    {}
-func (t *wireTrace) Join(string)                           {}
-func (t *wireTrace) Leave(string)                          {}
-func (t *wireTrace) Graft(peer.ID, string)                 {}
-func (t *wireTrace) Prune(peer.ID, string)                 {}
-func (t *wireTrace) DeliverMessage(*pubsub.Message)        {}
-func (t *wireTrace) RejectMessage(*pubsub.Message, string) {}
-func (t *wireTrace) ThrottlePeer(peer.ID)                  {}
-func (t *wireTrace) DropRPC(*pubsub.RPC, peer.ID)          {}
-func (t *wireTrace) UndeliverableMessage(*pubsub.Message)  {}
+func (t *wireTrace) RemovePeer(peer.ID)             {}
+func (t *wireTrace) Join(string)                    {}
+func (t *wireTrace) Leave(string)                   {}
+func (t *wireTrace) Graft(peer.ID, string)          {}
+func (t *wireTrace) Prune(peer.ID, string)          {}
+func (t *wireTrace) DeliverMessage(*pubsub.Message) {}
+func (t *wireTrace) ThrottlePeer(peer.ID)           {}
+
+func (t *wireTrace) RejectMessage(msg *pubsub.Message, reason string) {
+	if reason == pubsub.RejectValidationQueueFull || reason == pubsub.RejectValidationThrottled {
+		t.add("lost", "here", pubsub.DefaultMsgIdFn(msg.Message))
+	}
+}
+
+func (t *wireTrace) UndeliverableMessage(msg *pubsub.Message) {
+	t.add("lost", "here", pubsub.DefaultMsgIdFn(msg.Message))
+}
+
+func (t *wireTrace) DropRPC(rpc *pubsub.RPC, p peer.ID) {
+	for _, m := range rpc.GetPublish() {
+		t.add("lost", p, pubsub.DefaultMsgIdFn(m))
+	}
+}
 
 var _ pubsub.RawTracer = (*wireTrace)(nil)
