@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -26,6 +26,9 @@ from p2p.security.noise import (MAX_FRAME, MAX_PLAINTEXT, NoiseDecryptError, Noi
 from p2p.streams import (BufferedStream, NonBlockingWrites, PushReads, has_nonblocking_writes,
                          has_push_reads)
 from p2p.sync import LazyLock
+
+if TYPE_CHECKING:
+    from p2p.trace.hooks import ConnTrace
 
 RECEIVE_CHUNK = 256 * 1024  # big reads amortise per-call overhead; ~4 frames per read
 _HANDSHAKE_READ = MAX_FRAME + 2
@@ -322,7 +325,7 @@ async def _run(conn: BufferedStream, hs: NoiseHandshake, timeout: float | None) 
 
 
 def new_handshake(identity: PrivateKey, *, initiator: bool, expected_peer: PeerId | None = None,
-                  muxers: Sequence[str] = ("/yamux/1.0.0",), trace: Any = None,
+                  muxers: Sequence[str] = ("/yamux/1.0.0",), trace: ConnTrace | None = None,
                   proposed: bool = False) -> NoiseHandshake:
     """The core for one handshake (the initiator's first message already queued); `trace` (a
     `p2p.trace.hooks.ConnTrace`) swaps in the core that reports what it does (`proposed`: made
@@ -350,7 +353,7 @@ async def secure_outbound(
     expected_peer: PeerId | None,
     muxers: Sequence[str] = ("/yamux/1.0.0",),
     timeout: float | None = 15.0,
-    trace: Any = None,
+    trace: ConnTrace | None = None,
 ) -> NoiseStream:
     """Dialer side (Noise initiator); raises PeerIdMismatch if the peer is not `expected_peer`."""
     hs = new_handshake(identity, initiator=True, expected_peer=expected_peer, muxers=muxers,
@@ -364,7 +367,7 @@ async def secure_inbound(
     *,
     muxers: Sequence[str] = ("/yamux/1.0.0",),
     timeout: float | None = 15.0,
-    trace: Any = None,
+    trace: ConnTrace | None = None,
 ) -> NoiseStream:
     """Listener side (Noise responder); the remote identity is whatever the peer proves."""
     hs = new_handshake(identity, initiator=False, muxers=muxers, trace=trace)
