@@ -130,11 +130,23 @@ def _compile(target: Path, timeout: float, src: Path = GOPEER_SRC) -> None:
     os.replace(tmp, target)
 
 
-def _prune_old_builds(keep: Path, cache: Path = CACHE_DIR) -> None:
-    """Drop binaries of earlier source digests (about 25 MB each); best effort."""
-    for entry in cache.iterdir():
-        if entry.is_dir() and entry != keep:
-            shutil.rmtree(entry, ignore_errors=True)
+#: Builds of other source digests kept beside the newest: another checkout sharing this cache
+#: (an A/B worktree of an older commit, or a suite still running with the previous source) keeps
+#: its binary instead of losing it to each rebuild.
+KEEP_OTHER_BUILDS = 2
+
+
+def _prune_old_builds(keep: Path, cache: Path = CACHE_DIR, others: int = KEEP_OTHER_BUILDS) -> None:
+    """Drop the binaries of all but the `others` most recently built other source digests
+    (about 25 MB each); best effort."""
+    def built_at(entry: Path) -> float:
+        try:
+            return entry.stat().st_mtime
+        except OSError:
+            return 0.0
+    old = sorted((e for e in cache.iterdir() if e.is_dir() and e != keep), key=built_at, reverse=True)
+    for entry in old[others:]:
+        shutil.rmtree(entry, ignore_errors=True)
 
 
 def _parse_result(stdout: str) -> dict[str, Any] | None:

@@ -83,6 +83,18 @@ def test_shared_go_code_is_part_of_every_programs_digest(program: str, tmp_path:
     assert source_digest(src) != before
 
 
+def test_a_rebuild_keeps_the_two_newest_other_builds(tmp_path: Path) -> None:
+    """An A/B checkout of an older commit sharing the cache must not delete the binary another
+    checkout (or a suite still running) uses: only builds older than the two newest others go."""
+    cache = tmp_path / "cache"
+    for age, digest in enumerate(["new", "b", "c", "d", "e"]):
+        (cache / digest).mkdir(parents=True)
+        (cache / digest / "gopeer").write_bytes(b"x")
+        os.utime(cache / digest, (time.time() - 60 * age, time.time() - 60 * age))
+    gopeer._prune_old_builds(keep=cache / "new", cache=cache)
+    assert sorted(p.name for p in cache.iterdir()) == ["b", "c", "new"]
+
+
 def test_build_failure_raises_with_go_output(tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     src = tmp_path / "src"
