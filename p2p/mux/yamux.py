@@ -25,7 +25,15 @@ Each stream keeps its read half (`recv_*`) and write half (`send_*`) apart.
 Flow control (h2's "update at half the window" rule, as go does it): after the application reads,
 delta = window - (buffered + credit); a WindowUpdate is sent only once delta >= window/2. If the
 previous update of that stream was less than 4 RTT ago, the window doubles first (up to
-`max_stream_window`), which is how go auto-tunes for bandwidth-delay.
+`max_stream_window`), which is how go auto-tunes for bandwidth-delay; but only while the receiver
+keeps up: when the read leaves no unread byte on any stream of the session. A receiver with data
+still waiting to be read gains nothing from more in flight, and the RTT we measure is no guide to
+that: our first ping is answered while the peer (Python) is still setting the connection up, and
+later ones wait behind queued data, so on loopback it said 1-16 ms instead of ~0.1 ms and every
+update looked fast. Sixteen echo streams on one connection then grew their windows to 2-4 MiB and
+the listener held 16-64 MiB of decrypted data it had not read yet, all of it out of the CPU's
+caches (and its heap grown and trimmed around it). A stream the application does not read keeps
+its unread bytes and so holds the other windows where they are (at least the 256 KiB default).
 """
 
 from __future__ import annotations
@@ -202,8 +210,8 @@ class YamuxConnection:
 
     __slots__ = ("is_client", "config", "_streams", "_next_id", "_pending_accept", "_inbound",
                  "_unacked", "_extra_window", "_inbuf", "_payload_left", "_payload_stream",
-                 "_payload_fin", "_out", "pending_output", "_updates_size", "_tail_sid", "_tail_at",
-                 "_tail_flags", "_tail_len", "_ping_replies", "_pings", "_next_ping",
+                 "_payload_fin", "_unread", "_out", "pending_output", "_updates_size", "_tail_sid",
+                 "_tail_at", "_tail_flags", "_tail_len", "_ping_replies", "_pings", "_next_ping",
                  "rtt", "local_goaway", "remote_goaway", "closed", "error")
 
     def __init__(self, is_client: bool, config: YamuxConfig | None = None) -> None:
@@ -220,6 +228,8 @@ class YamuxConnection:
         self._payload_left = 0
         self._payload_stream: _Stream | None = None
         self._payload_fin = False
+        #: bytes received and not yet read, on all streams (the sum of their buffers' sizes)
+        self._unread = 0
         # output
         self._out: list[bytes | memoryview] = []
         #: bytes queued for `data_to_send` / `take_output` (a plain attribute, not a property:
@@ -360,6 +370,7 @@ class YamuxConnection:
                     buf = st.recv_buf  # its append, inline: once per data frame
                     buf.chunks.append(piece if 2 * n >= whole > 0 else bytes(piece))
                     buf.size += n
+                    self._unread += n
                     events.append(_event(DataReceived, (st.id, n)))
                 pos += n
                 self._payload_left = left = left - n
@@ -434,7 +445,7 @@ class YamuxConnection:
             events.append(_event(StreamAcked, (sid,)))
         if flags & RST:
             self._forget(st)
-            st.recv_buf.clear()
+            self._drop_unread(st)
             events.append(StreamReset(sid))
             self._skip(frame_type, length)
             return
@@ -512,6 +523,10 @@ class YamuxConnection:
         else:
             self._inbound -= 1
             self._pending_accept.discard(st.id)
+
+    def _drop_unread(self, st: _Stream) -> None:
+        self._unread -= st.recv_buf.size
+        st.recv_buf.clear()
 
     def _maybe_forget(self, st: _Stream) -> None:
         if st.recv_fin and st.send_closed and not st.recv_buf.size:
@@ -611,6 +626,7 @@ class YamuxConnection:
         if st is None or not st.recv_buf.size or max_bytes <= 0:
             return b""
         out = st.recv_buf.take(max_bytes)
+        self._unread -= len(out)
         if st.recv_fin:
             self._maybe_forget(st)
         elif not self.closed:
@@ -624,7 +640,8 @@ class YamuxConnection:
             return
         limit = self.config.max_stream_window
         if (self.rtt and now is not None and st.last_update is not None
-                and now - st.last_update < 4 * self.rtt and window < limit):
+                and now - st.last_update < 4 * self.rtt and window < limit
+                and not self._unread):  # the receiver keeps up (module docstring)
             grow = min(window, limit - window)
             st.recv_window = window + grow
             delta += grow
@@ -658,7 +675,7 @@ class YamuxConnection:
         if st is None:
             return
         self._forget(st)
-        st.recv_buf.clear()
+        self._drop_unread(st)
         self._frame(WINDOW_UPDATE, RST, stream_id, 0)
 
     def close_stream(self, stream_id: int) -> None:
@@ -667,7 +684,7 @@ class YamuxConnection:
         if st is None:
             return
         self.send_eof(stream_id)
-        st.recv_buf.clear()
+        self._drop_unread(st)
         self._forget(st)
 
     def ping(self, now: float | None = None) -> int:

@@ -362,6 +362,40 @@ def test_auto_tuning_doubles_within_four_rtt_up_to_max():
     assert client.send_window(sid) == 1024 * KIB
 
 
+def test_no_growth_while_any_stream_has_unread_data():
+    """A receiver with bytes still to read gains nothing from more in flight: a stream's window
+    grows only when the read leaves nothing unread on any stream of the session (16 echo streams
+    on loopback grew to 2-4 MiB each without this, the listener holding 16-64 MiB unread)."""
+    client, server = pair(max_stream_window=1024 * KIB)
+    opaque = server.ping(0.0)
+    server.receive_data(frame(2, 2, 0, opaque), now=0.010)  # rtt = 10 ms
+    fast, slow = client.open_stream(0.0), client.open_stream(0.0)
+    server.receive_data(client.data_to_send(), now=0.0)
+    for sid in (fast, slow):
+        server.accept(sid)
+    server.data_to_send()
+    client.send(slow, b"s" * 1000)  # read by nobody for now
+    server.receive_data(client.data_to_send(), 0.0)
+    windows, now = [], 0.0
+    for _ in range(3):
+        client.send(fast, b"f" * client.send_window(fast))
+        server.receive_data(client.data_to_send(), now)
+        now += 0.001  # well inside 4 * rtt: the window would double each time
+        while server.read(fast, 1 << 30, now):
+            pass
+        windows.append(server.recv_window(fast))
+        client.receive_data(server.data_to_send(), now)
+    assert windows == [WINDOW, WINDOW, WINDOW]  # updates at the same size: no growth
+    assert server.read(slow, 1 << 30, now) == b"s" * 1000  # now nothing is left unread
+    client.send(fast, b"f" * client.send_window(fast))
+    server.receive_data(client.data_to_send(), now)
+    now += 0.001
+    while server.read(fast, 1 << 30, now):
+        pass
+    assert server.recv_window(fast) == 2 * WINDOW
+    assert server._unread == 0
+
+
 def test_no_growth_when_updates_are_slow():
     client, server = pair()
     opaque = server.ping(0.0)

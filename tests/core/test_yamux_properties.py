@@ -181,6 +181,7 @@ class TwoCores(RuleBasedStateMachine):
                 assert inflight == 0
         for sid in self.ended:
             assert sid in self.eof_sent
+        assert self.s._unread == sum(len(st.recv_buf) for st in self.s._streams.values())
 
 
 TestTwoCores = TwoCores.TestCase
@@ -259,6 +260,8 @@ def check_bookkeeping(c: YamuxConnection) -> None:
         assert stream.id == sid
         assert len(stream.recv_buf) <= stream.recv_window
         assert 0 <= stream.send_window <= 0xFFFFFFFF and stream.recv_credit >= 0
+    # the unread total that holds window growth back is every stream's buffer, and only that
+    assert c._unread == sum(len(s.recv_buf) for s in c._streams.values())
     assert len(c._inbuf) < 12 and c._payload_left >= 0
 
 
