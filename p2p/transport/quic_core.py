@@ -1,6 +1,6 @@
 """aioquic's sans-IO QuicConnection with the hooks libp2p needs and aioquic does not offer.
 
-aioquic (1.x) does QUIC v1 and TLS 1.3; libp2p needs eight things it has no public option for, so
+aioquic (1.x) does QUIC v1 and TLS 1.3; libp2p needs nine things it has no public option for, so
 `Libp2pQuicConnection` subclasses it and overrides the smallest private methods that do each:
 
 1. Certificate verification *inside* the handshake. aioquic verifies nothing itself when
@@ -36,6 +36,10 @@ aioquic (1.x) does QUIC v1 and TLS 1.3; libp2p needs eight things it has no publ
    1 ms ack delay has passed, so an immediate answer left without it and an ACK-only datagram
    followed a millisecond later, from a timer (two datagrams and a wake-up per request and side
    instead of one). quic-go bundles any pending ACK into every packet it sends; so do we.
+9. A send buffer that keeps what the application wrote (`p2p.transport.quic_send.PieceSender`)
+   for every bidirectional stream, swapped in as aioquic creates the stream
+   (`_get_or_create_stream`, `send_stream_data`): aioquic's copies each write into one
+   bytearray and reallocates it as ACKs cut its front.
 
 The TLS context is aioquic's own object with its class swapped for a subclass that only overrides
 methods (no new slots), right after aioquic creates it in `_initialize`. So is the header
@@ -70,6 +74,7 @@ from p2p.identity import PeerId
 from p2p.security.tls_cert import TlsIdentity, VerifiedPeer, verify_certificate_chain
 from p2p.transport.quic_flow import ReceiveWindow
 from p2p.transport.quic_pacing import GranularPacer
+from p2p.transport.quic_send import adopt
 
 # RFC 9000 §10.3: a stateless reset is at least 21 bytes: 5 unpredictable, then the 16-byte token.
 _MIN_STATELESS_RESET = 21
@@ -410,7 +415,14 @@ class Libp2pQuicConnection(QuicConnection):
         stream = self._streams.get(stream_id)
         if stream is not None:
             return stream
-        return super()._get_or_create_stream(frame_type, stream_id)
+        # the peer's streams aioquic opens now: this one and the lower ones it had not opened
+        first = self._local_max_streams_bidi.used * 4 + (stream_id & 3)
+        stream = super()._get_or_create_stream(frame_type, stream_id)
+        if not stream_id & 2:  # bidirectional: they send through PieceSender (quic_send)
+            streams = self._streams
+            for sid in range(first, stream_id + 4, 4):
+                adopt(streams[sid].sender)
+        return stream
 
     def _assert_stream_can_receive(self, frame_type: int, stream_id: int) -> None:
         if stream_id & 2:  # unidirectional: aioquic's check (ours may be send-only)
@@ -427,6 +439,8 @@ class Libp2pQuicConnection(QuicConnection):
             stream.sender.write(data, end_stream=end_stream)
         else:
             super().send_stream_data(stream_id, data, end_stream)
+            if not stream_id & 2:  # a new stream of ours (aioquic made it: its checks passed)
+                adopt(self._streams[stream_id].sender)
         self._ack_with_data = True
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, NetworkAddress]]:
