@@ -5,10 +5,11 @@ Every layer (TCP, Noise, a yamux stream, a negotiated host stream) speaks anyio'
 `send_eof()` half-closes; `aclose()` closes. Muxed streams add `reset()`.
 
 Optional capabilities a stream class may declare (typing.Protocols, checked once per class by
-`has_read_deadlines`, `is_resettable` and `has_nowait_io`, never probed with getattr): `PushReads` and `NonBlockingWrites` (the fast paths a yamux
-session uses below it), `ReadDeadlines` (a read bounded by one loop timer instead of a cancel
-scope), `ResettableStream` (abort both directions), `NoWaitIO` (hand over what is already
-buffered, take a write without a loop turn) and `StreamClock` (its deadlines' clock, read cheaply).
+`has_read_deadlines`, `is_resettable` and `has_nowait_io`, never probed with getattr): `PushReads`,
+`PushPieces` and `NonBlockingWrites` (the fast paths a yamux session uses below it),
+`ReadDeadlines` (a read bounded by one loop timer instead of a cancel scope), `ResettableStream`
+(abort both directions), `NoWaitIO` (hand over what is already buffered, take a write without a
+loop turn) and `StreamClock` (its deadlines' clock, read cheaply).
 
 `BufferedStream` lets a protocol parser hand back bytes it read past its own message (multistream
 proposals pipelined with application data, go's lazy streams) so the next layer sees them first.
@@ -98,6 +99,21 @@ class NonBlockingWrites(Protocol):
 
 
 @runtime_checkable
+class PushPieces(Protocol):
+    """A `PushReads` stream that can also hand over the pieces one read brought together (Noise:
+    the plaintext of every frame a read completed), so the consumer parses and wakes its tasks
+    once per read instead of once per piece.
+
+    Implementers provide `set_pieces_receiver(on_pieces, on_end)`: `set_receiver`, with
+    `on_pieces(pieces)` called once per read with its pieces in order (a non-empty list; a piece
+    may be empty) instead of `on_data` once per piece.
+    """
+
+    def set_pieces_receiver(self, on_pieces: Callable[[list[bytes]], None],
+                            on_end: Callable[[BaseException | None], None]) -> bool: ...
+
+
+@runtime_checkable
 class GatherWrites(Protocol):
     """A `NonBlockingWrites` stream that can also take a write as a list of pieces, so the
     layer above need not join them first (Noise seals them frame by frame into reused buffers).
@@ -177,6 +193,7 @@ has_nowait_io = cast(Callable[[object], TypeGuard[NoWaitIO]], _declared_by_class
 has_stream_clock = cast(Callable[[object], TypeGuard[StreamClock]],
                         _declared_by_class(StreamClock))
 has_push_reads = cast(Callable[[object], TypeGuard[PushReads]], _declared_by_class(PushReads))
+has_push_pieces = cast(Callable[[object], TypeGuard[PushPieces]], _declared_by_class(PushPieces))
 has_nonblocking_writes = cast(Callable[[object], TypeGuard[NonBlockingWrites]],
                               _declared_by_class(NonBlockingWrites))
 has_gather_writes = cast(Callable[[object], TypeGuard[GatherWrites]],

@@ -43,7 +43,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import anyio
@@ -61,7 +61,7 @@ from p2p.mux.yamux_output import (
     _asyncio_checkpoint,
     _wake,
 )
-from p2p.streams import ByteStream, has_push_reads
+from p2p.streams import ByteStream, has_push_pieces, has_push_reads
 from p2p.sync import Flag
 
 __all__ = ["SessionOutput", "YamuxConfig", "YamuxSession", "YamuxStream", "YamuxProtocolError"]
@@ -522,16 +522,17 @@ class YamuxSession:
 
     # ---- input: one path into the core ----------------------------------------------------------
 
-    def _feed(self, data: bytes) -> bool:
-        """Received bytes into the core: parse, wake whoever the events concern, schedule the
-        output they caused. False when the session must end (GoAway with an error code); raises
-        YamuxProtocolError on a protocol violation (GoAway(1) is then queued). Pauses input when
-        the output it caused, still waiting for the peer, passes `_OUTPUT_HIGH_WATER`."""
+    def _feed(self, pieces: Sequence[bytes]) -> bool:
+        """Received bytes into the core (one read's: its pieces in order): parse, wake whoever
+        the events concern, schedule the output they caused. False when the session must end
+        (GoAway with an error code); raises YamuxProtocolError on a protocol violation (GoAway(1)
+        is then queued). Pauses input when the output it caused, still waiting for the peer,
+        passes `_OUTPUT_HIGH_WATER`."""
         now = self._last_recv = self._clock()
         self._unyielded_sends = 0
         core_ = self._core
         before = core_.pending_output
-        events = core_.receive_data(data, now)
+        events = core_.receive_pieces(pieces, now)
         if events and not self._dispatch(events):
             return False
         if core_.pending_output:
@@ -610,7 +611,7 @@ class YamuxSession:
                     # One timer scope for many reads: it is re-armed only when it fires.
                     with anyio.CancelScope(deadline=self._next_due(next_rtt)) as timer:
                         while not self.is_closed:
-                            if not feed(await lower.receive(_RECV_SIZE)):
+                            if not feed((await lower.receive(_RECV_SIZE),)):
                                 raise _EndOfInput
                             while self._recv_paused and not self.is_closed:
                                 self._resume_wait = Flag()
@@ -637,16 +638,22 @@ class YamuxSession:
         if not has_push_reads(lower):
             return False
         self._push = True
-        if lower.set_receiver(self._on_data, self._on_end):
+        if has_push_pieces(lower):  # Noise: a read's frames together
+            if lower.set_pieces_receiver(self._on_pieces, self._on_end):
+                return True
+        elif lower.set_receiver(self._on_data, self._on_end):
             return True
         self._push = False
         return False
 
     def _on_data(self, data: bytes) -> None:
+        self._on_pieces((data,))
+
+    def _on_pieces(self, pieces: Sequence[bytes]) -> None:
         if self._input_over or self.is_closed:
             return  # a read arriving after shutdown, before the run task noticed
         try:
-            if not self._feed(data):
+            if not self._feed(pieces):
                 self._on_end(None)
         except Exception as exc:  # a protocol violation (GoAway(1) is queued) or a bug
             self._on_end(exc)

@@ -112,13 +112,29 @@ class NoiseStream:
         frame that fails authentication, EOF inside a frame, a broken connection). False, and
         nothing changes, when the connection below cannot push; `receive` is then the way.
         """
-        conn = self.conn
+        if on_data is None:
+            if self._raw_push is not None:
+                self._raw_push.set_receiver(None, None)
+            return self._raw_push is not None
+
+        def each(frames: list[bytes]) -> None:
+            for frame in frames:
+                if frame:
+                    on_data(frame)
+
+        return self._push(each, on_end)
+
+    def set_pieces_receiver(self, on_pieces: Callable[[list[bytes]], None],
+                            on_end: Callable[[BaseException | None], None]) -> bool:
+        """`set_receiver`, with the plaintext frames of each read handed over together:
+        `on_pieces(frames)` once per read that completed a frame (`p2p.streams.PushPieces`)."""
+        return self._push(on_pieces, on_end)
+
+    def _push(self, on_frames: Callable[[list[bytes]], None],
+              on_end: Callable[[BaseException | None], None] | None) -> bool:
         if self._raw_push is None:
             return False
         setter = self._raw_push.set_receiver
-        if on_data is None:
-            setter(None, None)
-            return True
         transport = self._transport
         ended = False
 
@@ -135,11 +151,8 @@ class NoiseStream:
             except NoiseDecryptError as exc:
                 end(exc)
                 return
-            for frame in frames:
-                if ended:
-                    return
-                if frame:
-                    on_data(frame)
+            if frames and not ended:
+                on_frames(frames)
 
         def eof(exc: BaseException | None) -> None:
             if exc is None and transport.buffered:
@@ -147,8 +160,10 @@ class NoiseStream:
             end(exc)
 
         # What arrived before: plaintext already decrypted, then raw bytes read past it.
-        while self._chunks and not ended:
-            on_data(self._chunks.pop(0))
+        if self._chunks:
+            chunks, self._chunks = self._chunks, []
+            on_frames(chunks)
+        conn = self.conn
         leftover = conn.take_buffered() if isinstance(conn, BufferedStream) else b""
         if leftover and not ended:
             data(leftover)

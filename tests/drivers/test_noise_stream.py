@@ -4,7 +4,8 @@ timeouts, identity checks. No sleeps: every wait is on the peer or on a bounded 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+import struct
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import anyio
@@ -14,7 +15,8 @@ from readers import read_all
 
 from p2p.errors import HandshakeError, PeerIdMismatch, RemoteProtocolError
 from p2p.identity import PeerId, PrivateKey
-from p2p.security.noise import CipherState, NoiseTransport
+from p2p.mux.yamux_session import YamuxSession, YamuxStream
+from p2p.security.noise import CipherState, NoiseDecryptError, NoiseTransport
 from p2p.security.noise_stream import (
     HandshakeTimeout,
     NoiseStream,
@@ -302,3 +304,82 @@ def test_a_write_asks_its_connection_once_before_and_once_after() -> None:
     assert stream.try_send_pieces([b"y"], 1)
     expected = b"".join(b"h" * 12 + bytes([i]) * 70_000 for i in range(3)) + b"y"
     assert peer.decrypt(b"".join(raw.copies)) == expected
+
+
+class _PushStandIn(_KernelStandIn):
+    """A raw stream that pushes its reads (`p2p.streams.PushReads`): the test hands over each
+    "read" with `read(chunk)`; writes are kept as `_KernelStandIn` keeps them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_data: Callable[[bytes], None] | None = None
+        self.on_end: Callable[[BaseException | None], None] | None = None
+
+    def set_receiver(self, on_data: Callable[[bytes], None] | None,
+                     on_end: Callable[[BaseException | None], None] | None = None) -> bool:
+        self.on_data, self.on_end = on_data, on_end
+        return True
+
+    def pause_receiving(self) -> None:
+        pass
+
+    def resume_receiving(self) -> None:
+        pass
+
+    def read(self, chunk: bytes) -> None:
+        assert self.on_data is not None
+        self.on_data(chunk)
+
+    async def send(self, item: bytes) -> None:
+        self.try_send(memoryview(bytes(item)))
+
+    async def aclose(self) -> None:
+        self.full = True
+
+
+def test_pieces_receiver_gets_the_frames_of_each_read_together() -> None:
+    """`set_pieces_receiver`: one call per read with every frame it completed, in order (the
+    yamux session then parses and wakes once per read); a read that completes none calls
+    nothing; the end inside a frame is still an error."""
+    raw = _PushStandIn()
+    stream, peer = _stream_over(raw)
+    calls: list[list[bytes]] = []
+    ends: list[BaseException | None] = []
+    assert stream.set_pieces_receiver(calls.append, ends.append)
+    wire = b"".join(bytes(peer.encrypt(p)) for p in (b"one", b"two", b"three"))
+    tail = bytes(peer.encrypt(b"four"))
+    raw.read(wire + tail[:5])
+    raw.read(tail[5:9])
+    raw.read(tail[9:])
+    assert calls == [[b"one", b"two", b"three"], [b"four"]]
+    raw.read(bytes(peer.encrypt(b"five"))[:7])
+    assert raw.on_end is not None
+    raw.on_end(None)  # EOF with 7 bytes of a frame
+    assert len(calls) == 2 and isinstance(ends[0], NoiseDecryptError)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_session_parses_the_frames_of_one_read_in_one_feed(anyio_backend, monkeypatch) -> None:
+    """A yamux session over Noise in push mode takes the frames one read brought in one `_feed`
+    (one clock read, one dispatch, one kick) instead of one each."""
+    feeds: list[int] = []
+    original = YamuxSession._feed
+
+    def counting(self: YamuxSession, pieces: Sequence[bytes]) -> bool:
+        feeds.append(len(pieces))
+        return original(self, pieces)
+
+    monkeypatch.setattr(YamuxSession, "_feed", counting)
+    raw = _PushStandIn()
+    stream, peer = _stream_over(raw)
+    opened: list[YamuxStream] = []
+    with anyio.fail_after(10):
+        async with YamuxSession(stream, is_client=False) as session:
+            assert session._push
+            session.set_stream_handler(opened.append)
+            syns = [struct.pack(">BBHII", 0, 0, 1, sid, 5) + b"hello" for sid in (1, 3, 5)]
+            raw.read(b"".join(bytes(peer.encrypt(f)) for f in syns))  # three Noise frames
+            assert feeds == [3]
+            assert [st.stream_id for st in opened] == [1, 3, 5]
+            assert [st.receive_nowait(10) for st in opened] == [b"hello"] * 3
