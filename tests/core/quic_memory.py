@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from aioquic.buffer import Buffer  # type: ignore[attr-defined]
 from aioquic.quic import events as qe
@@ -47,12 +48,15 @@ class Transfer:
     ms: int  # simulated milliseconds it took
     datagrams: int  # sent by the client
     received: bytearray  # what the server's stream delivered
+    ended: bool = False  # the server's stream saw the FIN
+    dropped: list[int] = field(default_factory=list)  # sizes of the client datagrams `drop` lost
 
 
 def transfer(client: Libp2pQuicConnection, server: Libp2pQuicConnection, payload: bytes,
-             ) -> Transfer:
+             drop: Callable[[int], bool] | None = None) -> Transfer:
     """Move `payload` on a new stream, client to server, when every side wakes once per
-    simulated millisecond (timers and datagrams alike), the reader consuming what arrived."""
+    simulated millisecond (timers and datagrams alike), the reader consuming what arrived;
+    `drop(n)` says whether the client's n-th datagram (from 1) is lost on the way."""
     size = len(payload)
     sid = client.get_next_available_stream_id()
     client.send_stream_data(sid, payload, end_stream=True)
@@ -70,11 +74,15 @@ def transfer(client: Libp2pQuicConnection, server: Libp2pQuicConnection, payload
                 conn.handle_timer(now)
         for data, _ in client.datagrams_to_send(now):
             out.datagrams += 1
-            server.receive_datagram(data, ("127.0.0.1", 1), now)
+            if drop is not None and drop(out.datagrams):
+                out.dropped.append(len(data))
+            else:
+                server.receive_datagram(data, ("127.0.0.1", 1), now)
         while (ev := server.next_event()) is not None:
             if isinstance(ev, qe.StreamDataReceived):
                 got += len(ev.data)
                 out.received += ev.data
+                out.ended = out.ended or ev.end_stream
                 server.consumed(sid, len(ev.data), now)
         for data, _ in server.datagrams_to_send(now):
             client.receive_datagram(data, ("127.0.0.1", 2), now)
