@@ -466,7 +466,8 @@ class YamuxConnection:
             events.append(_event(StreamAcked, (sid,)))
         if flags & RST:
             self._forget(st)
-            self._drop_unread(st)
+            self._unread -= st.recv_buf.size
+            st.recv_buf.clear()
             events.append(StreamReset(sid))
             self._skip(frame_type, length)
             return
@@ -544,10 +545,6 @@ class YamuxConnection:
         else:
             self._inbound -= 1
             self._pending_accept.discard(st.id)
-
-    def _drop_unread(self, st: _Stream) -> None:
-        self._unread -= st.recv_buf.size
-        st.recv_buf.clear()
 
     def _maybe_forget(self, st: _Stream) -> None:
         if st.recv_fin and st.send_closed and not st.recv_buf.size:
@@ -646,8 +643,10 @@ class YamuxConnection:
         st = self._streams.get(stream_id)
         if st is None or not st.recv_buf.size or max_bytes <= 0:
             return b""
-        out = st.recv_buf.take(max_bytes)
-        self._unread -= len(out)
+        buf = st.recv_buf
+        before = buf.size
+        out = buf.take(max_bytes)
+        self._unread -= before - buf.size  # (no len() call: a read per request on each side)
         if st.recv_fin:
             self._maybe_forget(st)
         elif not self.closed:
@@ -696,7 +695,8 @@ class YamuxConnection:
         if st is None:
             return
         self._forget(st)
-        self._drop_unread(st)
+        self._unread -= st.recv_buf.size
+        st.recv_buf.clear()
         self._frame(WINDOW_UPDATE, RST, stream_id, 0)
 
     def close_stream(self, stream_id: int) -> None:
@@ -705,7 +705,8 @@ class YamuxConnection:
         if st is None:
             return
         self.send_eof(stream_id)
-        self._drop_unread(st)
+        self._unread -= st.recv_buf.size  # (inline: a handler's close per request)
+        st.recv_buf.clear()
         self._forget(st)
 
     def ping(self, now: float | None = None) -> int:
