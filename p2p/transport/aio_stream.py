@@ -3,8 +3,8 @@
 Why: anyio's asyncio SocketStream pauses reading after every `receive` and resumes it before the
 next (two epoll_ctl syscalls per wait), yields an extra loop turn after every `send`, and holds
 three deques per connection (~2.3 KiB idle). Reads are 64 KiB until one fills 64 KiB (bulk),
-then asyncio's 256 KiB: asyncio allocates the read size for every read, and a 256 KiB block cost
-a small message mmap + mremap + munmap per read. Here reading stays on while a reader waits (an
+then 512 KiB (`_LARGE_READ`): asyncio allocates the read size for every read, and a large block
+cost a small message mmap + mremap + munmap per read. Here reading stays on while a reader waits (an
 idle connection's next request costs no epoll_ctl) and pauses when bytes arrive for a busy reader
 or more than `_READ_HIGH_WATER` wait unread; a waiter is one future; `send` yields one turn, or
 until the kernel has taken the bytes. Semantics are anyio's: bytes
@@ -29,19 +29,25 @@ import anyio
 import anyio.abc
 import sniffio
 
+from p2p.transport.quic_heap import pin_heap_thresholds
+
 __all__ = ["AsyncioTcpStream", "adopt", "connect"]
 
 #: Unread bytes beyond this pause reading until the application catches up.
 _READ_HIGH_WATER = 256 * 1024
-#: The transport's read size until a read fills it, and from then on (asyncio's own).
+#: The transport's read size until a read fills it, and from then on.
 #: asyncio allocates a block of the read size for every read and shrinks it to what came: a
-#: 256 KiB block is above glibc's mmap threshold (128 KiB), so every read of a small message
-#: cost mmap + mremap + munmap; a 64 KiB one comes from the heap. A stream does not go back to
-#: small reads: a bulk transfer has small reads too (the end of a burst), and switching at each
-#: allocated both sizes by turns, around which glibc grew and trimmed its heap (the bulk sink's
-#: page faults per MiB 10-310, against 3-20 without switching back).
+#: large block is above glibc's mmap threshold (128 KiB at first), so every read of a small
+#: message cost mmap + mremap + munmap; a 64 KiB one comes from the heap. A stream does not go
+#: back to small reads: a bulk transfer has small reads too (the end of a burst), and switching
+#: at each allocated both sizes by turns, around which glibc grew and trimmed its heap (the bulk
+#: sink's page faults per MiB 10-310, against 3-20 without switching back). The large size is
+#: 512 KiB (asyncio's is 256 KiB): 16 echo streams on one connection keep more than that in the
+#: socket, and half the reads cost ~10% of each side's CPU; the switch also pins glibc's heap
+#: thresholds (`pin_heap_thresholds`, as QUIC does), without which a 512 KiB block per read made
+#: glibc trim and regrow its heap around one echo stream (87 page faults per MiB instead of 18).
 _SMALL_READ = 64 * 1024
-_LARGE_READ = 256 * 1024
+_LARGE_READ = 512 * 1024
 
 
 class _Protocol(asyncio.Protocol):
@@ -123,9 +129,13 @@ class AsyncioTcpStream:
             transport.resume_reading()
 
     def _set_read_size(self, size: int) -> None:
-        """Small reads until one fills the small size, asyncio's 256 KiB from then on (bulk). `max_size` is an undocumented attribute of asyncio's selector transports: one
-        that lacks it (uvloop's reads into a buffer of its own) keeps its own read size."""
+        """Small reads until one fills the small size, large ones from then on (bulk); the first
+        switch of the process to large reads pins glibc's heap thresholds (see `_LARGE_READ`).
+        `max_size` is an undocumented attribute of asyncio's selector transports: one that
+        lacks it (uvloop's reads into a buffer of its own) keeps its own read size."""
         self._read_size = size
+        if size == _LARGE_READ:
+            pin_heap_thresholds()  # once per process (cached after the first call)
         self._transport.max_size = size  # type: ignore[attr-defined]
 
     def _wake_reader(self) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from p2p.identity import PeerId, PrivateKey
 from p2p.mux import yamux_session
+from p2p.transport import aio_stream
 from p2p.mux.yamux_frame import YamuxProtocolError
 from p2p.mux.yamux_session import YamuxConfig, YamuxSession
 from p2p.security.noise import NoiseDecryptError
@@ -181,3 +182,28 @@ async def test_session_protocol_violation_sends_goaway_and_ends(anyio_backend) -
                 await session.close()
             assert isinstance(session.error, YamuxProtocolError)
             assert out.endswith(_frame(3, 0, 0, 1))  # GoAway(protocol error)
+
+
+async def test_bulk_reads_are_512_kib_and_pin_the_heap_once(anyio_backend, monkeypatch) -> None:
+    """Reads stay 64 KiB until one fills that, then 512 KiB (16 echo streams keep more than
+    256 KiB in the socket); that switch, and only it, pins glibc's heap thresholds."""
+    pins: list[int] = []
+    monkeypatch.setattr(aio_stream, "pin_heap_thresholds", lambda: pins.append(1) or True)
+    with anyio.fail_after(10):
+        async with asyncio_tcp_pair() as (client, server):
+            await client.send(b"x" * 100)
+            small = b""
+            while len(small) < 100:
+                small += await server.receive(1 << 20)
+            assert server._read_size == aio_stream._SMALL_READ and pins == []
+            await client.send(b"y" * (1 << 20))
+            got = 0
+            while got < 1 << 20:
+                got += len(await server.receive(1 << 20))
+            assert server._read_size == 512 * 1024
+            assert server._transport.max_size == 512 * 1024
+            await client.send(b"z" * (1 << 20))
+            while got < 2 << 20:
+                got += len(await server.receive(1 << 20))
+            assert pins == [1]  # once per stream that goes bulk (the call itself is once per process)
+            assert client._read_size == aio_stream._SMALL_READ  # it only wrote
