@@ -189,21 +189,26 @@ async def test_bulk_reads_are_512_kib_and_pin_the_heap_once(anyio_backend, monke
     256 KiB in the socket); that switch, and only it, pins glibc's heap thresholds."""
     pins: list[int] = []
     monkeypatch.setattr(aio_stream, "pin_heap_thresholds", lambda: pins.append(1) or True)
-    with anyio.fail_after(10):
+    with anyio.fail_after(20):
         async with asyncio_tcp_pair() as (client, server):
-            await client.send(b"x" * 100)
-            small = b""
-            while len(small) < 100:
-                small += await server.receive(1 << 20)
+
+            async def transfer(data: bytes) -> None:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(client.send, data)
+                    got = 0
+                    while got < len(data):
+                        got += len(await server.receive(1 << 20))
+
+            await transfer(b"x" * 100)
             assert server._read_size == aio_stream._SMALL_READ and pins == []
-            await client.send(b"y" * (1 << 20))
-            got = 0
-            while got < 1 << 20:
-                got += len(await server.receive(1 << 20))
+            # a read fills 64 KiB once the socket holds that much: a MiB in one write does it
+            # (a few more are allowed, for a reader that kept pace with the kernel each time)
+            for _ in range(8):
+                await transfer(b"y" * (1 << 20))
+                if server._read_size != aio_stream._SMALL_READ:
+                    break
             assert server._read_size == 512 * 1024
             assert server._transport.max_size == 512 * 1024
-            await client.send(b"z" * (1 << 20))
-            while got < 2 << 20:
-                got += len(await server.receive(1 << 20))
-            assert pins == [1]  # once per stream that goes bulk (the call itself is once per process)
+            await transfer(b"z" * (1 << 20))
+            assert pins == [1]  # once per stream going bulk (the call: once per process)
             assert client._read_size == aio_stream._SMALL_READ  # it only wrote
