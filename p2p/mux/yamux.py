@@ -26,14 +26,16 @@ Flow control (h2's "update at half the window" rule, as go does it): after the a
 delta = window - (buffered + credit); a WindowUpdate is sent only once delta >= window/2. If the
 previous update of that stream was less than 4 RTT ago, the window doubles first (up to
 `max_stream_window`), which is how go auto-tunes for bandwidth-delay; but only while the receiver
-keeps up: when the read leaves no unread byte on any stream of the session. A receiver with data
-still waiting to be read gains nothing from more in flight, and the RTT we measure is no guide to
-that: our first ping is answered while the peer (Python) is still setting the connection up, and
-later ones wait behind queued data, so on loopback it said 1-16 ms instead of ~0.1 ms and every
-update looked fast. Sixteen echo streams on one connection then grew their windows to 2-4 MiB and
-the listener held 16-64 MiB of decrypted data it had not read yet, all of it out of the CPU's
-caches (and its heap grown and trimmed around it). A stream the application does not read keeps
-its unread bytes and so holds the other windows where they are (at least the 256 KiB default).
+keeps up: when the session holds no more unread bytes, on all its streams, than this stream's
+window. A receiver with more than that waiting to be read gains nothing from more in flight, and
+the RTT we measure is no guide to that: our first ping is answered while the peer (Python) is
+still setting the connection up, and later ones wait behind queued data, so on loopback it said
+1-16 ms instead of ~0.1 ms and every update looked fast. Sixteen echo streams on one connection
+then grew their windows to 2-4 MiB and the listener held 16-64 MiB of decrypted data it had not
+read yet, all of it out of the CPU's caches (and its heap grown and trimmed around it). The bound
+is a window, not zero, so that one stream the application never reads (it holds at most its
+window) does not hold every other stream's window at 256 KiB: on a long path that would cap the
+whole connection's throughput per stream at 256 KiB per RTT, where go's windows grow to 16 MiB.
 """
 
 from __future__ import annotations
@@ -661,7 +663,7 @@ class YamuxConnection:
         limit = self.config.max_stream_window
         if (self.rtt and now is not None and st.last_update is not None
                 and now - st.last_update < 4 * self.rtt and window < limit
-                and not self._unread):  # the receiver keeps up (module docstring)
+                and self._unread <= window):  # the receiver keeps up (module docstring)
             grow = min(window, limit - window)
             st.recv_window = window + grow
             delta += grow

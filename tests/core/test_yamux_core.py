@@ -362,38 +362,62 @@ def test_auto_tuning_doubles_within_four_rtt_up_to_max():
     assert client.send_window(sid) == 1024 * KIB
 
 
-def test_no_growth_while_any_stream_has_unread_data():
-    """A receiver with bytes still to read gains nothing from more in flight: a stream's window
-    grows only when the read leaves nothing unread on any stream of the session (16 echo streams
-    on loopback grew to 2-4 MiB each without this, the listener holding 16-64 MiB unread)."""
+def _rtt_10ms_pair(streams: int) -> tuple[YamuxConnection, YamuxConnection, list[int]]:
+    """A client and server whose server measured a 10 ms RTT, with `streams` open and accepted."""
     client, server = pair(max_stream_window=1024 * KIB)
     opaque = server.ping(0.0)
     server.receive_data(frame(2, 2, 0, opaque), now=0.010)  # rtt = 10 ms
-    fast, slow = client.open_stream(0.0), client.open_stream(0.0)
+    sids = [client.open_stream(0.0) for _ in range(streams)]
     server.receive_data(client.data_to_send(), now=0.0)
-    for sid in (fast, slow):
+    for sid in sids:
         server.accept(sid)
     server.data_to_send()
-    client.send(slow, b"s" * 1000)  # read by nobody for now
-    server.receive_data(client.data_to_send(), 0.0)
-    windows, now = [], 0.0
-    for _ in range(3):
-        client.send(fast, b"f" * client.send_window(fast))
+    return client, server, sids
+
+
+def _fast_rounds(client: YamuxConnection, server: YamuxConnection, sid: int, rounds: int,
+                 read_size: int, now: float) -> tuple[list[int], float]:
+    """`rounds` full windows sent on `sid`, each read `read_size` at a time 1 ms later (well
+    inside 4 RTT: go's rule doubles the window each time); the window after each round."""
+    windows = []
+    for _ in range(rounds):
+        client.send(sid, b"f" * client.send_window(sid))
         server.receive_data(client.data_to_send(), now)
-        now += 0.001  # well inside 4 * rtt: the window would double each time
-        while server.read(fast, 1 << 30, now):
+        now += 0.001
+        while server.read(sid, read_size, now):
             pass
-        windows.append(server.recv_window(fast))
+        windows.append(server.recv_window(sid))
         client.receive_data(server.data_to_send(), now)
+    return windows, now
+
+
+def test_no_growth_while_the_session_holds_more_than_a_window_unread():
+    """A receiver with more than a window of bytes still to read gains nothing from more in
+    flight (16 echo streams on loopback grew to 2-4 MiB each without this, the listener holding
+    16-64 MiB unread): a stream's window grows only while the session's unread bytes are at most
+    that window."""
+    client, server, (fast, slow1, slow2) = _rtt_10ms_pair(3)
+    for slow in (slow1, slow2):
+        client.send(slow, b"s" * (200 * KIB))  # read by nobody for now: 400 KiB > one window
+    server.receive_data(client.data_to_send(), 0.0)
+    windows, now = _fast_rounds(client, server, fast, 3, 1 << 30, 0.0)
     assert windows == [WINDOW, WINDOW, WINDOW]  # updates at the same size: no growth
-    assert server.read(slow, 1 << 30, now) == b"s" * 1000  # now nothing is left unread
-    client.send(fast, b"f" * client.send_window(fast))
-    server.receive_data(client.data_to_send(), now)
-    now += 0.001
-    while server.read(fast, 1 << 30, now):
-        pass
-    assert server.recv_window(fast) == 2 * WINDOW
-    assert server._unread == 0
+    assert server.read(slow1, 1 << 30, now) == b"s" * (200 * KIB)  # 200 KiB left: under a window
+    windows, now = _fast_rounds(client, server, fast, 1, 1 << 30, now)
+    assert windows == [2 * WINDOW]
+    assert server._unread == 200 * KIB
+
+
+def test_a_stream_nobody_reads_does_not_hold_the_others_windows():
+    """One stream whose bytes the application never reads holds at most its own window: the
+    others still grow as go's would (a session that must hold nothing unread keeps them at 256 KiB,
+    256 KiB per RTT on a long path)."""
+    client, server, (fast, stuck) = _rtt_10ms_pair(2)
+    client.send(stuck, b"s" * 1000)
+    server.receive_data(client.data_to_send(), 0.0)
+    windows, _ = _fast_rounds(client, server, fast, 3, 1 << 30, 0.0)
+    assert windows == [2 * WINDOW, 4 * WINDOW, 4 * WINDOW]
+    assert server._unread == 1000
 
 
 def test_no_growth_when_updates_are_slow():
