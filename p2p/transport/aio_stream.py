@@ -29,7 +29,7 @@ import anyio
 import anyio.abc
 import sniffio
 
-from p2p.transport.quic_heap import pin_heap_thresholds
+from p2p.transport.heap_thresholds import pin_heap_thresholds
 
 __all__ = ["AsyncioTcpStream", "adopt", "connect"]
 

@@ -57,7 +57,7 @@ from p2p.security.tls_cert import TlsIdentity, make_certificate
 from p2p.sync import Flag
 from p2p.transport.base import Admission, AdmissionTicket
 from p2p.transport.quic_addr import is_quic_multiaddr, parse_quic_multiaddr, quic_multiaddr
-from p2p.transport.quic_heap import pin_heap_thresholds
+from p2p.transport.heap_thresholds import pin_heap_thresholds
 from p2p.transport.quic_core import (
     ALPN,
     Libp2pQuicConnection,
@@ -1262,7 +1262,7 @@ class QuicTransport:
 
     # -- sockets ----------------------------------------------------------------------------------
     async def _open_endpoint(self, host: str, port: int) -> QuicEndpoint:
-        pin_heap_thresholds()  # once per process: no heap trimming per datagram (quic_heap)
+        pin_heap_thresholds()  # once per process: no heap trimming per datagram (heap_thresholds)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:

@@ -6,7 +6,7 @@ frame as a bytearray slice copied again into bytes, and deletes the acknowledged
 ACK; CPython reallocates a bytearray that shrank below half its allocation (a new block, a copy
 of what is left, the old one freed) and the appends grow it again. At bulk rates that moved a
 block of up to ~1.3 MiB (the 1 MiB a stream may have unacknowledged, plus a write) several times
-a millisecond, one of the buffers that made glibc trim and refault the heap (`quic_heap`).
+a millisecond, one of the buffers that made glibc trim and refault the heap (`heap_thresholds`).
 
 `PieceSender` keeps the written `bytes` objects themselves (no copy on write: the bench writes one
 256 KiB block again and again), cuts a frame out of them (the piece itself when the frame is a

@@ -1,8 +1,9 @@
-"""glibc's heap thresholds set once where its own rule leaves them by chance, for QUIC's buffers.
+"""glibc's heap thresholds set once where its own rule leaves them by chance, for bulk buffers.
 
 Every QUIC datagram we build or read passes through several buffers of its size (64 KiB to a
 loopback peer: the packet, its payload, the AEAD's output, the datagram), each allocated and
-freed within the datagram's handling. glibc's malloc gives the top of its heap back to the kernel
+freed within the datagram's handling; a TCP stream reading in bulk takes a 512 KiB block per
+read (`aio_stream`). glibc's malloc gives the top of its heap back to the kernel
 (brk) whenever a free leaves more than its trim threshold there, and takes it back, faulting every
 page in again, at the next allocation. Both thresholds are dynamic: the trim threshold is 128 KiB
 until the process frees a block that was large enough to be mmapped, which raises the mmap
@@ -10,10 +11,13 @@ threshold to that block's size and the trim threshold to twice it. Whether and w
 depends on what ran before, so the same code either kept its heap (~7-10k page faults for a
 process sending 256 MiB, start-up included) or trimmed and regrew it thousands of times (~60k to
 145k, 0.2-0.3 s of system CPU: the sender +40 %), from one run to the next: the QUIC bulk row went
-from 1.52x go-quic to 0.80x and back with unrelated changes to the heap's layout.
+from 1.52x go-quic to 0.80x and back with unrelated changes to the heap's layout (and TCP's
+512 KiB reads alone cost echo over one stream a quarter of its throughput: 87 page faults per MiB
+instead of 18).
 
 `pin_heap_thresholds` sets the two thresholds to where glibc's rule puts them after a 2 MiB block
-(mmap 2 MiB, trim 4 MiB) before the first QUIC socket opens, so a process keeps up to 4 MiB of
+(mmap 2 MiB, trim 4 MiB) before the first QUIC socket opens or a TCP stream first reads in
+bulk, so a process keeps up to 4 MiB of
 freed heap instead of returning and refaulting it per datagram (go's runtime returns memory in
 the background, minutes later). It does nothing off glibc, or when the process chose its own
 (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`, or either in `GLIBC_TUNABLES`).

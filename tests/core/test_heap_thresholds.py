@@ -1,4 +1,5 @@
-"""glibc's heap thresholds, set once a QUIC socket opens (p2p/transport/quic_heap.py).
+"""glibc's heap thresholds, set once a QUIC socket opens or a TCP stream first reads in bulk
+(p2p/transport/heap_thresholds.py).
 
 The property: once a process has opened a QUIC endpoint, buffers the size of a loopback datagram
 freed at the top of the heap are not given back to the kernel and faulted in again each time
@@ -17,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from p2p.transport import quic_heap
-from p2p.transport.quic_heap import MMAP_THRESHOLD, TRIM_THRESHOLD, pin_heap_thresholds
+from p2p.transport import heap_thresholds
+from p2p.transport.heap_thresholds import MMAP_THRESHOLD, TRIM_THRESHOLD, pin_heap_thresholds
 
 TESTS = Path(__file__).resolve().parents[1]
 
@@ -33,7 +34,7 @@ import anyio
 sys.path.insert(0, sys.argv[1])
 from quic_context import QuicTestContext
 from p2p.identity import PrivateKey
-from p2p.transport import quic_heap
+from p2p.transport import heap_thresholds
 from p2p.transport.quic import QuicTransport
 
 CYCLES = 50
@@ -51,7 +52,7 @@ async def main():
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start
         await transport.aclose()
         tg.cancel_scope.cancel()
-    print(json.dumps({"pinned": quic_heap._pinned, "glibc": quic_heap._glibc() is not None,
+    print(json.dumps({"pinned": heap_thresholds._pinned, "glibc": heap_thresholds._glibc() is not None,
                       "faults_per_cycle": faults / CYCLES}))
 
 anyio.run(main)
@@ -109,12 +110,12 @@ def test_a_library_that_refuses_or_no_glibc_leaves_the_heap_as_it_is(
     refusing = FakeLibc(answer=0)
     assert not pin_heap_thresholds(refusing, environ={})
     assert refusing.calls == [(-3, MMAP_THRESHOLD)]  # the second is not tried
-    find_glibc = quic_heap._glibc
+    find_glibc = heap_thresholds._glibc
     for confstr in (lambda name: "musl 1.2.4", lambda name: None):
         monkeypatch.setattr(os, "confstr", confstr)
         assert find_glibc() is None
     monkeypatch.undo()
-    monkeypatch.setattr(quic_heap, "_glibc", lambda: None)
-    monkeypatch.setattr(quic_heap, "_pinned", None)
+    monkeypatch.setattr(heap_thresholds, "_glibc", lambda: None)
+    monkeypatch.setattr(heap_thresholds, "_pinned", None)
     assert not pin_heap_thresholds()
-    assert quic_heap._pinned is False  # decided once for the process
+    assert heap_thresholds._pinned is False  # decided once for the process
