@@ -78,10 +78,19 @@ async def test_python_and_go_find_each_other(masa_net: GoDht):
                 # Every Go node finds P2 through a lookup while not connected to it; then P1 (go's
                 # lookup for P2 may already have dialled P1: a go lookup queries every peer it
                 # hears of, so there `was_connected` may be true).
+                # kad-dht's peerFound runs go's lookupCheck of a peer it has just met in a
+                # goroutine (a FIND_NODE that dials if need be): on a busy machine it may dial P2
+                # again after we dropped the connection (seen once under two busy loops: i = 1).
+                # Our own checks never dial, so the drop is repeated until go's lookup starts
+                # unconnected.
                 for i in range(1, GO_NODES):
                     for h in (h2, h1):
-                        await _drop_go_connections(h, net, range(i, i + 1))
-                        res = await net.acall("findpeer", node=i, peer=str(h.peer_id), timeout_ms=10000)
+                        for _ in range(3):
+                            await _drop_go_connections(h, net, range(i, i + 1))
+                            res = await net.acall("findpeer", node=i, peer=str(h.peer_id),
+                                                  timeout_ms=10000)
+                            if h is h1 or not res["was_connected"]:
+                                break
                         if h is h2:
                             assert not res["was_connected"], i
                         assert set(res["addrs"]) & {str(a) for a in h.listen_addrs()}, res
