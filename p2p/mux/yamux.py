@@ -337,18 +337,9 @@ class YamuxConnection:
 
     def receive_data(self, data: bytes | bytearray | memoryview, now: float | None = None
                      ) -> list[Event]:
-        """Feed bytes from the connection; raises YamuxProtocolError (GoAway(1) queued) on abuse."""
-        if self.error is not None:
-            raise YamuxProtocolError(f"session already failed: {self.error}")
-        events: list[Event] = []
-        if self.closed or not data:
-            return events
-        try:
-            self._parse(memoryview(data), events, now)
-        except YamuxProtocolError as exc:
-            self._fail(exc)
-            raise
-        return events
+        """Feed bytes from the connection; raises YamuxProtocolError (GoAway(1) queued) on abuse.
+        (The session feeds a read's pieces through `receive_pieces`; this is its one-piece form.)"""
+        return self.receive_pieces((data,), now)
 
     def receive_pieces(self, pieces: Sequence[bytes | bytearray | memoryview],
                        now: float | None = None) -> list[Event]:
